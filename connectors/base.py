@@ -1,0 +1,178 @@
+"""The contract between the sync engine and the systems it talks to.
+
+A connector turns one system's API into plain :class:`Record` values and applies
+:class:`WriteOp` batches. Everything system-specific (paging, auth, wire quirks such as
+JSON numbers for money, error bodies) stays inside the connector; the engine only sees
+records whose ``fields`` are JSON-like values in the system's own vocabulary.
+
+Connectors are created inside DoFns (``setup``) from a :class:`SystemConfig`, so they must
+be cheap to construct and must resolve secrets themselves (never at pipeline build time).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One entity as read from (or written to) a system.
+
+    ``fields`` holds the entity in the system's own vocabulary and JSON-like values (money may
+    be ``decimal.Decimal`` when the wire format is a JSON number, to avoid float rounding).
+    ``modified`` is timezone-aware UTC. ``etag`` is the system's version token, if it has one.
+    """
+
+    system: str
+    entity: str
+    id: str
+    fields: Mapping[str, Any]
+    modified: Optional[datetime.datetime] = None
+    deleted: bool = False
+    etag: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOp:
+    """One create or update to apply to a system.
+
+    ``kind`` is ``"create"`` or ``"update"``. For updates ``id`` names the entity and
+    ``fields`` holds only the changed properties (nested objects are merge-patched; lists
+    are replaced whole). ``if_match`` is the ETag the change was planned against.
+    ``idempotency_key`` is stable across retries of the same create, so a repeated create
+    returns the first result instead of a duplicate. ``ref`` is the caller's correlation id,
+    echoed in the :class:`WriteResult`.
+    """
+
+    kind: str
+    entity: str
+    fields: Mapping[str, Any]
+    ref: str
+    id: Optional[str] = None
+    if_match: Optional[str] = None
+    idempotency_key: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one :class:`WriteOp`: the entity as the system now has it, or an error."""
+
+    ref: str
+    record: Optional[Record] = None
+    error: Optional["ApiError"] = None
+    #: True when a create found the entity already there (an idempotent replay, or a
+    #: duplicate-key answer followed by a read of that key): ``record`` is the existing entity,
+    #: whose values may differ from the ones sent.
+    adopted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ApiError(Exception):
+    """A failed call to a system. ``status`` is the HTTP status (None for network errors).
+
+    ``transient`` says whether the same call may succeed later (5xx, 408, 429, timeouts),
+    as opposed to a permanent rejection of the request (other 4xx).
+    """
+
+    def __init__(self, message: str, *, status: Optional[int] = None,
+                 transient: bool = False, system: str = "", body: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.transient = transient
+        self.system = system
+        self.body = body
+
+    @property
+    def error_class(self) -> str:
+        if self.status == 412 or self.status == 409:
+            return "conflict"
+        return "transient" if self.transient else "permanent"
+
+    def __reduce__(self):
+        return (_rebuild_api_error, (type(self), self.message, self.status, self.transient,
+                                     self.system, self.body))
+
+
+def _rebuild_api_error(cls, message, status, transient, system, body):
+    return cls(message, status=status, transient=transient, system=system, body=body)
+
+
+class TransientApiError(ApiError):
+    """5xx, 408, timeouts and connection errors: retrying later may succeed."""
+
+    def __init__(self, message: str, **kwargs):
+        kwargs.setdefault("transient", True)
+        super().__init__(message, **kwargs)
+
+
+class RateLimitedError(TransientApiError):
+    """429: the system asked us to slow down."""
+
+
+class PermanentApiError(ApiError):
+    """4xx other than 408/409/412/429: the request itself is wrong; never retried as is."""
+
+
+class PreconditionFailedError(ApiError):
+    """409/412: the entity changed since it was read; re-read and re-plan, never overwrite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemConfig:
+    """How to reach one system: its base URL and settings (secrets as ``${ENV}`` references)."""
+
+    name: str
+    type: str
+    base_url: str
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Connector(abc.ABC):
+    """A client of one system. One instance per DoFn (created in ``setup``)."""
+
+    #: the system type this connector implements, e.g. ``"customwebshop"``
+    system_type: str = ""
+    #: entity names this system has, e.g. ``("customers", "products", "orders")``
+    entities: Sequence[str] = ()
+    #: the largest number of WriteOps :meth:`write` sends in one request
+    max_batch_size: int = 1
+
+    def __init__(self, config: SystemConfig):
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abc.abstractmethod
+    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+        """Every entity changed at or after ``since`` (all when None), deleted ones included."""
+
+    @abc.abstractmethod
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+        """The current state of the given entities; missing ones are left out."""
+
+    @abc.abstractmethod
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Apply creates/updates, at most ``max_batch_size`` per request, one result per op."""
+
+    @property
+    def request_count(self) -> int:
+        """How many HTTP requests this instance has made (for the run report)."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

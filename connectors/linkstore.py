@@ -1,0 +1,222 @@
+"""The link store: what talksync remembers between runs.
+
+A :class:`Link` ties one source entity to one target entity of a pair and keeps, per side, the
+*snapshot*: the canonical values of that side after the last successful sync. The planner's
+three-way merge compares each side with its own snapshot, so a system that normalises a value
+(lower-cases an e-mail, rounds a price) never looks like an edit and never causes an echo.
+
+Besides links the store keeps watermarks (where the next incremental read starts) and the
+open dead letters (retried on the next run). Implementations: :mod:`connectors.sqlite_store`
+(embedded default). Open one with :func:`open_link_store`.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import dataclasses
+import datetime
+import decimal
+import json
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+PENDING = "pending"
+LINKED = "linked"
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """One source entity tied to one target entity of a pair.
+
+    ``link_id`` is stable from the moment the link is reserved: ``"s:<source id>"`` when the
+    source entity came first (a create in the target), ``"t:<target id>"`` when the target came
+    first. ``state`` is ``pending`` between the reservation and the commit of a create, then
+    ``linked``. ``version`` is the store's optimistic-concurrency counter (0 = not stored yet).
+    Snapshots map canonical property names to canonical values (see :func:`encode_values`).
+    """
+
+    pair: str
+    link_id: str
+    source_id: Optional[str] = None
+    target_id: Optional[str] = None
+    state: str = LINKED
+    snapshot_source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    snapshot_target: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source_etag: Optional[str] = None
+    target_etag: Optional[str] = None
+    attempt_id: Optional[str] = None
+    version: int = 0
+    updated_at: Optional[str] = None
+
+    def replace(self, **changes) -> "Link":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """An entity that could not be synced this run, with why; retried on the next run."""
+
+    run_id: str
+    dataflow: str
+    pair: str
+    direction: str          # "to_target" | "to_source" | "read"
+    system: str
+    entity: str
+    entity_id: Optional[str]
+    stage: str              # "read" | "map" | "plan" | "reference" | "write" | "commit"
+    error_class: str        # "validation" | "permanent" | "transient" | "conflict" | "reference"
+    message: str
+    status: Optional[int] = None
+    payload: Optional[str] = None      # JSON text of the offending record (secrets masked)
+    created_at: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class StaleLinkError(Exception):
+    """A commit's expected version no longer matches the stored link: another writer won.
+
+    ``link_ids`` names the links that were not committed; ``committed`` holds the links of the
+    same call that were (with their new versions).
+    """
+
+    def __init__(self, message: str, link_ids: Sequence[str] = (),
+                 committed: Sequence["Link"] = ()):
+        super().__init__(message)
+        self.link_ids = tuple(link_ids)
+        self.committed = list(committed)
+
+    def __reduce__(self):
+        return (StaleLinkError, (str(self), self.link_ids, self.committed))
+
+
+class LinkStore(abc.ABC):
+    """Links, reservations, watermarks and dead letters. Pair names are ``dataflow/pair``."""
+
+    #: False for stores that only one process can use (SQLite): refused on distributed runners.
+    distributed = False
+
+    @abc.abstractmethod
+    def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
+        """Links of ``pair`` whose source id is in ``ids``, keyed by source id."""
+
+    @abc.abstractmethod
+    def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
+        """Links of ``pair`` whose target id is in ``ids``, keyed by target id."""
+
+    @abc.abstractmethod
+    def pending(self, pair: str) -> list[Link]:
+        """Reservations of ``pair`` whose create was never committed."""
+
+    @abc.abstractmethod
+    def reserve(self, link: Link) -> Link:
+        """Store ``link`` (state pending) unless a link with its id exists; return the stored one.
+
+        The caller owns the reservation when the returned link's ``attempt_id`` is its own.
+        """
+
+    @abc.abstractmethod
+    def commit(self, links: Sequence[Link]) -> list[Link]:
+        """Store links (state linked), each only if its ``version`` still matches.
+
+        Returns the stored links with their new versions; raises :class:`StaleLinkError` for a
+        link whose stored version moved on (the others are still committed).
+        """
+
+    @abc.abstractmethod
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+        """The read position (ISO 8601 UTC) of ``system`` for ``pair``, or None (full read)."""
+
+    @abc.abstractmethod
+    def advance_watermark(self, dataflow: str, pair: str, system: str, value: str) -> str:
+        """Move the watermark forward to ``value`` (never back); return the stored value."""
+
+    @abc.abstractmethod
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Record dead letters of a run."""
+
+    @abc.abstractmethod
+    def open_dead_letters(self, dataflow: str, pair: str) -> list[DeadLetter]:
+        """Dead letters of ``pair`` still to retry (those of the latest finished run)."""
+
+    @abc.abstractmethod
+    def retire_dead_letters(self, dataflow: str, pair: str, keep_run_id: str) -> None:
+        """Forget the dead letters of ``pair`` that earlier runs left (the run retried them)."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_link_store(url: str) -> LinkStore:
+    """The link store at ``url``: ``sqlite:///path/to/links.db`` (or ``sqlite:///:memory:``)."""
+    if url.startswith("sqlite://"):
+        from connectors.sqlite_store import SqliteLinkStore
+        return SqliteLinkStore.from_url(url)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ValueError(
+        f"link_store: unsupported URL scheme {scheme!r} in {url!r}; "
+        "use sqlite:///PATH (e.g. sqlite:///.talksync/links.db)")
+
+
+# --- canonical values <-> JSON -------------------------------------------------------------
+# Snapshots hold canonical Python values (str, int, bool, Decimal, date, datetime, lists and
+# dicts of those). Stores keep them as JSON; these tags make the round trip exact.
+
+def encode_value(value: Any) -> Any:
+    """A JSON-safe form of a canonical value that :func:`decode_value` turns back exactly."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, float):
+        return {"$decimal": repr(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {"$map": {str(k): encode_value(v) for k, v in value.items()}}
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
+
+
+def decode_value(value: Any) -> Any:
+    """The inverse of :func:`encode_value`."""
+    if isinstance(value, list):
+        return tuple(decode_value(v) for v in value)
+    if isinstance(value, dict):
+        if "$decimal" in value:
+            return decimal.Decimal(value["$decimal"])
+        if "$datetime" in value:
+            return datetime.datetime.fromisoformat(value["$datetime"])
+        if "$date" in value:
+            return datetime.date.fromisoformat(value["$date"])
+        if "$bytes" in value:
+            return base64.b64decode(value["$bytes"])
+        if "$map" in value:
+            return {k: decode_value(v) for k, v in value["$map"].items()}
+        raise ValueError(f"unknown tagged value {sorted(value)}")
+    return value
+
+
+def encode_values(values: Mapping[str, Any]) -> str:
+    """A snapshot as JSON text."""
+    return json.dumps({k: encode_value(v) for k, v in values.items()}, sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_values(text: Optional[str]) -> dict[str, Any]:
+    """A snapshot from JSON text (empty for None)."""
+    if not text:
+        return {}
+    return {k: decode_value(v) for k, v in json.loads(text).items()}

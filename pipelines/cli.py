@@ -1,0 +1,266 @@
+"""The ``talksync`` command.
+
+Exit status: 0 synced; 3 finished with dead letters; 2 bad usage or config; 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import os
+import pathlib
+import signal
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from pipelines import docs as docs_module
+from pipelines.config import ConfigError, load_config
+from pipelines.spec import SpecError, available_dataflows, get_dataflow
+from pipelines.sync_pipeline import REPORT_COUNTERS, RunSettings, new_run_id, run_dataflow
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
+_LOG = logging.getLogger("talksync")
+
+
+class UsageError(Exception):
+    """Bad arguments: exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="talksync",
+        description="Two-way sync of customers, products and orders between webshops and ERPs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log Beam's progress too")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="sync one or more dataflows",
+                         description="Sync dataflows. Unknown options go to Beam "
+                                     "(e.g. --runner, --direct_running_mode).")
+    run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
+    run.add_argument("--all", action="store_true", help="run every dataflow the config can")
+    run.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
+    run.add_argument("--plan", action="store_true", help="read and plan only; write nothing")
+    run.add_argument("--full", action="store_true", help="read everything, not only changes")
+    run.add_argument("--pairs", help="comma-separated pairs to run (default: all)")
+    run.add_argument("--report", help="write the JSON report to this file")
+    run.add_argument("--every", type=float, metavar="SECONDS",
+                     help="repeat incremental runs every SECONDS until stopped (Ctrl-C)")
+
+    sub.add_parser("demo", help="start the sandbox, sync every dataflow, then rerun (a no-op)")
+    sub.add_parser("dataflows", help="list the dataflows and their pairs")
+
+    docs = sub.add_parser("docs", help="generate the dataflow documents (RST)")
+    docs.add_argument("--out", default="docs/dataflows", help="output folder")
+
+    sandbox = sub.add_parser("sandbox", help="local emulators of the systems")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_sub.add_parser("serve", help="serve the emulators until stopped")
+    serve.add_argument("--base-port", type=int, default=8700)
+    serve.add_argument("--state", default=".talksync/sandbox",
+                       help="folder for the emulators' state and the generated talksync.yaml")
+    serve.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra)
+        if args.command == "demo":
+            return cmd_demo()
+        if args.command == "dataflows":
+            return cmd_dataflows()
+        if args.command == "docs":
+            return cmd_docs(args.out)
+        if args.command == "sandbox":
+            return cmd_sandbox_serve(args)
+    except (UsageError, ConfigError, SpecError, ValueError) as exc:
+        print(f"talksync: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+def cmd_run(args, beam_args: Sequence[str]) -> int:
+    config = load_config(args.config)
+    specs = _dataflows_to_run(args, config)
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()] if args.pairs else None
+    if args.every:
+        return _run_repeatedly(args, config, specs, pairs, beam_args)
+    return _run_once(args, config, specs, pairs, beam_args, full=args.full)
+
+
+def _dataflows_to_run(args, config):
+    shipped = available_dataflows()
+    if args.all:
+        if args.dataflows:
+            raise UsageError("give dataflow names or --all, not both")
+        specs = [s for s in shipped.values()
+                 if s.source.system in config.systems and s.target.system in config.systems]
+        if not specs:
+            raise UsageError(f"--all: no dataflow has both its systems configured in "
+                             f"{config.path}")
+        return specs
+    if not args.dataflows:
+        raise UsageError("name the dataflow(s) to run, or --all (see `talksync dataflows`)")
+    return [get_dataflow(name) for name in args.dataflows]
+
+
+def _run_once(args, config, specs, pairs, beam_args, full: bool) -> int:
+    sections = []
+    status = EXIT_OK
+    for spec in specs:
+        settings = RunSettings(run_id=new_run_id(), mode="plan" if args.plan else "sync",
+                               full_rescan=full, pairs=pairs, runs_dir=config.runs_dir)
+        _progress(f"{spec.name}: {'planning' if args.plan else 'syncing'} "
+                  f"{', '.join(p.name for p in spec.pairs)} (run {settings.run_id})")
+        try:
+            section = run_dataflow(spec, config, settings, beam_args)
+        except (ConfigError, SpecError):
+            raise
+        except Exception as exc:  # the run failed: report it, keep going with the others
+            _LOG.debug("run failed", exc_info=True)
+            print(f"talksync: {spec.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        sections.append(section)
+        _write_json(pathlib.Path(settings.run_dir) / "report.json", {"dataflows": [section]})
+        print(format_summary(section))
+        dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
+        if dead and status == EXIT_OK:
+            status = EXIT_DEAD_LETTERS
+    if args.report:
+        _write_json(pathlib.Path(args.report), {"dataflows": sections})
+    return status
+
+
+def _run_repeatedly(args, config, specs, pairs, beam_args) -> int:
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    status = EXIT_OK
+    first = True
+    while not stop["now"]:
+        started = time.monotonic()
+        status = _run_once(args, config, specs, pairs, beam_args, full=args.full and first)
+        first = False
+        remaining = args.every - (time.monotonic() - started)
+        while remaining > 0 and not stop["now"]:
+            time.sleep(min(remaining, 0.5))
+            remaining -= 0.5
+    return status
+
+
+def _progress(message: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def _write_json(path: pathlib.Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n",
+                    encoding="utf-8")
+
+
+_COLUMNS = [("read_source", "read src"), ("read_target", "read tgt"),
+            ("created_in_target", "+tgt"), ("created_in_source", "+src"),
+            ("linked_by_match", "linked"), ("updated_target", "upd tgt"),
+            ("updated_source", "upd src"), ("unchanged", "same"), ("conflicts", "conflicts"),
+            ("dead_letters", "dead")]
+assert {c for c, _ in _COLUMNS} == set(REPORT_COUNTERS)
+
+
+def format_summary(section: dict) -> str:
+    """The readable table printed after each run."""
+    title = (f"{section['dataflow']} — {section['mode']} run {section['run_id']} "
+             f"in {section['duration_s']:.1f} s")
+    headers = ["pair"] + [label for _, label in _COLUMNS]
+    rows = [[name] + [str(counts[key]) for key, _ in _COLUMNS]
+            for name, counts in section["pairs"].items()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = [title, "  ".join(h.rjust(w) if i else h.ljust(w)
+                              for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+    requests = ", ".join(f"{system} {n}" for system, n in section["requests"].items())
+    lines.append(f"requests: {requests or 'none'}; files: {section['run_dir']}")
+    return "\n".join(lines)
+
+
+def cmd_dataflows() -> int:
+    for spec in available_dataflows().values():
+        print(f"{spec.name}: {spec.title}")
+        for pair in spec.pairs:
+            print(f"  {pair.name}: {spec.source.label} {pair.source.label} "
+                  f"({pair.source.entity}) ⇄ {spec.target.label} {pair.target.label} "
+                  f"({pair.target.entity}); match {', '.join(pair.match)}; "
+                  f"{len(pair.properties)} properties")
+    return EXIT_OK
+
+
+def cmd_docs(out: str) -> int:
+    paths = docs_module.write_documents(available_dataflows().values(), pathlib.Path(out))
+    for path in paths:
+        print(path)
+    return EXIT_OK
+
+
+def cmd_sandbox_serve(args) -> int:
+    from sandbox.server import Sandbox
+    sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed)
+    sandbox.start()
+    print(f"sandbox running; config: {sandbox.config_path}")
+    for system in sandbox.systems:
+        print(f"  {system}: {sandbox.url(system)}")
+    print("export these before `talksync run --config "
+          f"{sandbox.config_path} --all`:")
+    for name, value in sandbox.environ().items():
+        print(f"  export {name}={value}")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return EXIT_OK
+
+
+def cmd_demo() -> int:
+    """Sandbox + every dataflow it can serve + report, then the same again (a no-op)."""
+    from sandbox.server import Sandbox
+    state = pathlib.Path(tempfile.mkdtemp(prefix="talksync-demo-"))
+    with Sandbox(state_dir=state, base_port=0) as sandbox:
+        os.environ.update(sandbox.environ())
+        print(f"sandbox started ({', '.join(sandbox.systems)}); state in {state}")
+        args = argparse.Namespace(all=True, dataflows=[], plan=False, full=False, pairs=None,
+                                  report=str(state / "report-first.json"),
+                                  config=str(sandbox.config_path), every=None)
+        print("\nFirst run: link what matches, create what is missing, on both sides.")
+        first = cmd_run(args, [])
+        args.report = str(state / "report-second.json")
+        print("\nSecond run, nothing edited in between: nothing to write.")
+        second = cmd_run(args, [])
+        counts = {s: sandbox.requests(s)["by_method"] for s in sandbox.systems}
+        print(f"\nRequests the sandbox received, by method: {json.dumps(counts)}")
+        print(f"Reports: {state / 'report-first.json'}, {state / 'report-second.json'}")
+    return max(first, second)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

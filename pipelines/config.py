@@ -1,0 +1,105 @@
+"""The systems config (``talksync.yaml``): where the link store is and how to reach each system.
+
+::
+
+    link_store: sqlite:///.talksync/links.db
+    runs_dir: .talksync/runs
+    systems:
+      customwebshop:
+        type: customwebshop
+        base_url: https://shop.example.com/api/v1
+        api_key: ${SHOP_API_KEY}
+
+Secrets are never written in the file: a value is ``${ENV_VAR}`` (read from the environment by
+the connector, on the machine that makes the calls) or a ``secretmanager://`` reference. A
+plain-text value for a secret setting is accepted with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import re
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from connectors.base import SystemConfig
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_LINK_STORE = "sqlite:///.talksync/links.db"
+DEFAULT_RUNS_DIR = ".talksync/runs"
+_TOP_KEYS = {"link_store", "runs_dir", "systems"}
+_SYSTEM_KEYS = {"type", "base_url"}
+_SECRET_SETTING = re.compile(r"(key|secret|password|token)", re.IGNORECASE)
+_REFERENCE = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|secretmanager://.+)$")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    link_store: str
+    runs_dir: str
+    systems: Mapping[str, SystemConfig]
+    path: Optional[str] = None
+
+    def system(self, name: str) -> SystemConfig:
+        if name not in self.systems:
+            where = self.path or "the config"
+            raise ConfigError(
+                f"{where}: systems.{name} is missing; add it with its type, base_url and "
+                f"credentials (systems configured: {', '.join(sorted(self.systems)) or 'none'})")
+        return self.systems[name]
+
+
+def parse_config(data: Any, path: str = "<config>") -> Config:
+    """Validate a parsed config document."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with link_store and systems")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+    systems_raw = data.get("systems") or {}
+    if not isinstance(systems_raw, Mapping):
+        raise ConfigError(f"{path}: systems: expected a mapping of system name to settings")
+    systems = {}
+    for name, raw in systems_raw.items():
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: systems.{name}: expected a mapping of settings")
+        for key in sorted(_SYSTEM_KEYS):
+            if not raw.get(key):
+                raise ConfigError(f"{path}: systems.{name}.{key} is missing")
+        base_url = str(raw["base_url"])
+        if not re.match(r"^https?://", base_url):
+            raise ConfigError(f"{path}: systems.{name}.base_url: {base_url!r} is not an "
+                              "http(s) URL")
+        settings = {k: v for k, v in raw.items() if k not in _SYSTEM_KEYS}
+        for key, value in settings.items():
+            if (_SECRET_SETTING.search(key) and isinstance(value, str)
+                    and not _REFERENCE.match(value)):
+                _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
+                             "or secretmanager:// instead", path, name, key)
+        systems[str(name)] = SystemConfig(name=str(name), type=str(raw["type"]),
+                                          base_url=base_url.rstrip("/"), settings=settings)
+    return Config(link_store=str(data.get("link_store") or DEFAULT_LINK_STORE),
+                  runs_dir=str(data.get("runs_dir") or DEFAULT_RUNS_DIR),
+                  systems=systems, path=path)
+
+
+def load_config(path: "str | pathlib.Path") -> Config:
+    """Read and validate a config file."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file; pass --config FILE "
+                          "(`talksync sandbox serve` writes one for the sandbox)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,98 @@
+"""Dataflow documents generated from the specs (``talksync docs``).
+
+Each document has the structure of the seed documents in ``shared/seeds/``: a title, an
+introduction, and per pair the sync promise and the property table (source property, target
+property, target data type), here filled from the executable spec, so the documents can never
+disagree with what runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+from typing import Optional
+
+from pipelines.spec import TYPES, DataflowSpec, PairSpec, PropertySpec
+
+_DIRECTION_NOTE = {"to_target": "(one way: {s} → {t})", "to_source": "(one way: {t} → {s})"}
+
+
+def _heading(text: str, char: str, overline: bool = False) -> str:
+    rule = char * len(text)
+    return f"{rule}\n{text}\n{rule}\n" if overline else f"{text}\n{rule}\n"
+
+
+def _type_label(prop: PropertySpec, spec: DataflowSpec, pair: PairSpec) -> str:
+    if prop.type == "reference":
+        ref = spec.pair(prop.pair)
+        return f"reference to {spec.target.label} {ref.target.label}"
+    label = TYPES[prop.type]
+    if prop.max_length:
+        label += f" (max {prop.max_length})"
+    return label
+
+
+def _rows(spec: DataflowSpec, pair: PairSpec, properties, prefix: str = ""):
+    for prop in properties:
+        source = prefix + prop.source
+        target = prefix + prop.target
+        notes = []
+        if prop.direction != "both":
+            notes.append(_DIRECTION_NOTE[prop.direction].format(s=spec.source.label,
+                                                                 t=spec.target.label))
+        if prop.target in pair.match and not prefix:
+            notes.append("match key")
+        if prop.immutable:
+            notes.append("set on create")
+        type_label = _type_label(prop, spec, pair)
+        if notes:
+            type_label += " — " + ", ".join(notes)
+        yield source, target, type_label
+        if prop.type == "lines":
+            yield from _rows(spec, pair, prop.lines, prefix=f"{prop.source}[].")
+
+
+def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None) -> str:
+    """The RST document of one dataflow."""
+    generated = generated or datetime.datetime.now(datetime.timezone.utc)
+    title = f"{spec.source.label} to {spec.target.label} Dataflow"
+    out = [_heading(title, "=", overline=True), f"Generated: {generated:%Y-%m-%d %H:%M:%S}\n",
+           _heading("Introduction", "-"),
+           f"This document describes the talksync dataflow ``{spec.name}`` between "
+           f"{spec.source.label} and {spec.target.label}. It is generated from "
+           f"``pipelines/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
+           "tables below are exactly what is synchronized. "
+           + (spec.description.strip() + " " if spec.description else "")
+           + "Links are made by the match keys marked below; after that, edits made in either "
+           "system reach the other, and when both sides change the same property the pair's "
+           "conflict policy decides. Deletions are not propagated.\n"]
+    for pair in spec.pairs:
+        s = f"{spec.source.label} {pair.source.label}"
+        t = f"{spec.target.label} {pair.target.label}"
+        out.append("\n" + _heading(f"{s} to {t}", "-"))
+        out.append(f"Every {s} will be synchronized with a {t}.\n")
+        out.append(f"Once a link between a {s} and a {t} is established, it will keep in sync "
+                   "between the two systems, regardless of where it is edited.\n")
+        policy = {"latest": "the most recent change wins",
+                  "source": f"{spec.source.label} wins", "target": f"{spec.target.label} wins"}
+        out.append(f"Match keys: {', '.join(pair.match)} (tried in that order). "
+                   f"Conflicts: {policy[pair.conflict]}.\n")
+        out.append(f"The following properties are synchronized between a {s} and a {t}:\n")
+        out.append(".. list-table::\n   :header-rows: 1\n")
+        out.append(f"   * - {s} Property\n     - {t} Property\n"
+                   f"     - {spec.target.label} Data Type\n")
+        for source, target, type_label in _rows(spec, pair, pair.properties):
+            out.append(f"   * - {source}\n     - {target}\n     - {type_label}\n")
+    return "\n".join(out)
+
+
+def write_documents(specs, directory: pathlib.Path,
+                    generated: Optional[datetime.datetime] = None) -> list[pathlib.Path]:
+    """Writes ``<dataflow>.rst`` for each spec into ``directory``; returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for spec in specs:
+        path = directory / f"{spec.name}.rst"
+        path.write_text(render_dataflow(spec, generated), encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -1,0 +1,230 @@
+"""The sync pipeline of one dataflow (DESIGN.md §3) and the driver that runs it.
+
+:func:`build_pipeline` adds, per pair in dependency order::
+
+    read source ─ map ─┐                         ┌─ write (batched) ─┐
+                       ├─ look up links ─ plan ──┤                   ├─ commit links ─┐
+    read target ─ map ─┘                         └───────────────────┘                │
+    dead letters, conflicts ─ run files + store ──────────── barrier ─ watermarks ◄────┘
+
+and returns the PCollections, so tests can assert on plans, links and dead letters.
+:func:`run_dataflow` runs it and turns the run's metrics into the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import secrets
+import time
+from typing import Mapping, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from connectors.linkstore import LinkStore, open_link_store
+from pipelines.config import Config
+from pipelines.spec import DataflowSpec, PairSpec
+from transforms import finish, plan, read, write
+from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
+from transforms.planner import SOURCE, TARGET
+
+REPORT_COUNTERS = ("read_source", "read_target", "created_in_target", "created_in_source",
+                   "linked_by_match", "updated_target", "updated_source", "unchanged",
+                   "conflicts", "dead_letters")
+_DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How this run goes: its id, mode, the pairs it covers, where its files go."""
+
+    run_id: str
+    mode: str = "sync"                      # "sync" | "plan"
+    full_rescan: bool = False
+    pairs: Optional[Sequence[str]] = None   # None: every pair
+    runs_dir: str = ".talksync/runs"
+    read_overlap_seconds: int = 60
+
+    @property
+    def run_dir(self) -> str:
+        return FileSystems.join(self.runs_dir, self.run_id)
+
+
+@dataclasses.dataclass
+class SyncResult:
+    """The PCollections of a built pipeline, per pair where that applies."""
+
+    plans: dict[str, beam.PCollection]
+    links: dict[str, beam.PCollection]
+    dead_letters: beam.PCollection
+    conflicts: beam.PCollection
+
+
+def new_run_id(now: Optional[datetime.datetime] = None) -> str:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def selected_pairs(spec: DataflowSpec, names: Optional[Sequence[str]]) -> list[PairSpec]:
+    if not names:
+        return list(spec.pairs)
+    unknown = sorted(set(names) - {p.name for p in spec.pairs})
+    if unknown:
+        raise ValueError(f"--pairs: unknown pair(s) {', '.join(unknown)} in dataflow "
+                         f"{spec.name}; it has {', '.join(p.name for p in spec.pairs)}")
+    return [p for p in spec.pairs if p.name in names]
+
+
+def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
+                   settings: RunSettings, store: LinkStore) -> SyncResult:
+    """Adds the sync of ``spec`` to ``p``; ``store`` is read here for watermarks and retries."""
+    source_system = config.system(spec.source.system)
+    target_system = config.system(spec.target.system)
+    syncing = settings.mode == "sync"
+    plans, links, dead, conflicts, candidates, done = {}, {}, [], [], [], []
+    for pair in selected_pairs(spec, settings.pairs):
+        ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
+                          target_system=target_system, link_store=config.link_store,
+                          run_id=settings.run_id)
+        refs = reference_side_inputs(links, pair)
+        name = pair.name
+        views = []
+        for side in (SOURCE, TARGET):
+            system = ctx.system(side).name
+            since, retry_ids = _read_position(store, ctx, side, settings)
+            records = p | f"{name}: read {side}" >> read.ReadChanges(ctx, side, since, retry_ids)
+            candidates.append(records[read.WATERMARKS] | f"{name}: {side} watermark" >> beam.Map(
+                lambda value, pair=name, system=system: (pair, system, value)))
+            mapped = records.records | f"{name}: map {side}" >> read.MapToViews(ctx, side, refs)
+            views.append(mapped.entities)
+            dead.append(mapped[read.DEAD_LETTERS])
+        planned = (views
+                   | f"{name}: both sides" >> beam.Flatten()
+                   | f"{name}: look up links" >> plan.LookUpLinks(ctx)
+                   | f"{name}: plan" >> plan.PlanSync(ctx))
+        plans[name] = planned.plans
+        dead.append(planned[plan.DEAD_LETTERS])
+        if not syncing:
+            planned.plans | f"{name}: count plan" >> beam.Map(
+                lambda plan_, ctx=ctx: write.count_plan(ctx, plan_))
+            continue
+        to_apply = planned.plans | f"{name}: changes only" >> beam.Filter(
+            _needs_commit, ctx)
+        written = to_apply | f"{name}: write" >> write.WriteChanges(ctx, refs)
+        dead.append(written[write.DEAD_LETTERS])
+        committed = ((to_apply, written.outcomes)
+                     | f"{name}: commit links" >> write.CommitLinks(ctx))
+        links[name] = committed.links
+        dead.append(committed[write.DEAD_LETTERS])
+        conflicts.append(committed[write.CONFLICTS])
+        done.append(committed.links | f"{name}: committed" >> beam.combiners.Count.Globally())
+
+    dead_letters = _flatten(p, dead, "dead letters")
+    all_conflicts = _flatten(p, conflicts, "conflicts")
+    run_dir = settings.run_dir
+    recorded = dead_letters | "record dead letters" >> finish.RecordDeadLetters(
+        run_dir, config.link_store if syncing else None)
+    all_conflicts | "write conflicts" >> finish.WriteRunFile(
+        FileSystems.join(run_dir, "conflicts.jsonl"))
+    all_plans = _flatten(p, list(plans.values()), "plans")
+    all_plans | "write plan" >> beam.Filter(
+        lambda plan_: plan_.writes or plan_.outcome == "linked_by_match") | beam.Map(
+        _plan_row) | "plan file" >> finish.WriteRunFile(FileSystems.join(run_dir, "plan.jsonl"))
+    if syncing:
+        (_flatten(p, candidates, "watermark candidates")
+         | "advance watermarks" >> finish.AdvanceWatermarks(
+             config.link_store, spec.name, settings.run_id,
+             [pair.name for pair in selected_pairs(spec, settings.pairs)], done + [recorded]))
+    return SyncResult(plans=plans, links=links, dead_letters=dead_letters,
+                      conflicts=all_conflicts)
+
+
+def _needs_commit(plan_, ctx) -> bool:
+    if plan_.writes or plan_.commit:
+        return True
+    write.count_plan(ctx, plan_)   # unchanged and nothing to store: counted here
+    return False
+
+
+def _flatten(p, pcollections, label):
+    if not pcollections:
+        return p | f"no {label}" >> beam.Create([])
+    return pcollections | f"all {label}" >> beam.Flatten()
+
+
+def _plan_row(plan_) -> dict:
+    return {"pair": plan_.pair, "outcome": plan_.outcome, "link_id": plan_.link.link_id,
+            "source_id": plan_.link.source_id, "target_id": plan_.link.target_id,
+            "writes": [{"side": w.side, "kind": w.kind, "entity_id": w.entity_id,
+                        "changes": {k: str(v) if v is not None else None
+                                    for k, v in w.changes.items()}}
+                       for w in plan_.writes],
+            "conflicts": [dataclasses.asdict(c) for c in plan_.conflicts]}
+
+
+def _read_position(store: LinkStore, ctx: PairContext, side: str, settings: RunSettings):
+    """(since, ids to read again) of one side: the watermark less the overlap, or a full read;
+    plus open dead letters and uncommitted creates of that side."""
+    system = ctx.system(side).name
+    since = None
+    watermark = store.get_watermark(ctx.dataflow, ctx.pair.name, system)
+    if watermark and not settings.full_rescan:
+        moment = datetime.datetime.fromisoformat(watermark)
+        since = (moment - datetime.timedelta(seconds=settings.read_overlap_seconds)).isoformat()
+    retry = {letter.entity_id for letter in store.open_dead_letters(ctx.dataflow, ctx.pair.name)
+             if letter.system == system and letter.entity_id}
+    for link in store.pending(ctx.pair_key):
+        origin = link.source_id if side == SOURCE else link.target_id
+        if origin and link.link_id.startswith("s:" if side == SOURCE else "t:"):
+            retry.add(origin)
+    return since, sorted(retry)
+
+
+def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,
+                                                store: LinkStore) -> None:
+    runner = options.view_as(StandardOptions).runner or ""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if not store.distributed and any(name.endswith(r) for r in _DISTRIBUTED_RUNNERS):
+        raise ValueError(
+            f"link_store: the SQLite store keeps links in one local file, which {name} workers "
+            "cannot share; use a firestore://PROJECT link store on distributed runners")
+
+
+def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
+                 pipeline_args: Sequence[str] = ()) -> dict:
+    """Runs one dataflow to completion and returns its section of the report."""
+    options = PipelineOptions(list(pipeline_args))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    clock = time.monotonic()
+    with open_link_store(config.link_store) as store:
+        refuse_embedded_store_on_distributed_runner(options, store)
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, spec, config, settings, store)
+    result = p.run()
+    result.wait_until_finish()
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    return report_section(spec, settings, result, started, finished,
+                          time.monotonic() - clock)
+
+
+def report_section(spec: DataflowSpec, settings: RunSettings, result, started, finished,
+                   seconds: float) -> dict:
+    """The report of one dataflow run from the pipeline's counters."""
+    counters = {}
+    for counter in result.metrics().query(
+            MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
+    pairs = {}
+    for pair in selected_pairs(spec, settings.pairs):
+        prefix = f"{spec.name}/{pair.name}/"
+        pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
+    requests = {name.split("/", 1)[1]: value for name, value in sorted(counters.items())
+                if name.startswith("requests/")}
+    return {"dataflow": spec.name, "mode": settings.mode, "run_id": settings.run_id,
+            "started_at": started.isoformat(), "finished_at": finished.isoformat(),
+            "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
+            "pairs": pairs, "requests": requests}

@@ -1,0 +1,154 @@
+"""What the sync transforms share: the pair context, reference resolution, dead letters, counters.
+
+Everything here is picklable and holds no secrets: connectors and link stores are opened in
+``DoFn.setup`` from the context's configs and URLs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any, Mapping, Optional
+
+import apache_beam as beam
+
+from connectors.base import ApiError, SystemConfig
+from connectors.linkstore import DeadLetter, LinkStore
+from pipelines.spec import PairSpec
+
+METRICS_NAMESPACE = "talksync"
+_PAYLOAD_LIMIT = 8_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PairContext:
+    """One pair of one dataflow in one run: the spec, both systems, the store, the run id."""
+
+    dataflow: str
+    pair: PairSpec
+    source_system: SystemConfig
+    target_system: SystemConfig
+    link_store: str
+    run_id: str
+
+    @property
+    def pair_key(self) -> str:
+        return f"{self.dataflow}/{self.pair.name}"
+
+    def system(self, side: str) -> SystemConfig:
+        return self.source_system if side == "source" else self.target_system
+
+    def entity(self, side: str) -> str:
+        return self.pair.source.entity if side == "source" else self.pair.target.entity
+
+    def counter(self, name: str) -> "beam.metrics.metric.Metrics.DelegatingCounter":
+        return beam.metrics.Metrics.counter(METRICS_NAMESPACE,
+                                            f"{self.dataflow}/{self.pair.name}/{name}")
+
+    def dead_letter(self, *, side: Optional[str], entity_id: Optional[str], stage: str,
+                    error_class: str, message: str, status: Optional[int] = None,
+                    payload: Any = None, direction: Optional[str] = None) -> DeadLetter:
+        """A dead letter about an entity of ``side`` (the side whose entity failed)."""
+        system = self.system(side).name if side else ""
+        return DeadLetter(
+            run_id=self.run_id, dataflow=self.dataflow, pair=self.pair.name,
+            direction=direction or (f"to_{side}" if side else "read"),
+            system=system, entity=self.entity(side) if side else "",
+            entity_id=entity_id, stage=stage, error_class=error_class, message=message,
+            status=status, payload=payload_text(payload),
+            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    def api_dead_letter(self, error: ApiError, *, side: str, entity_id: Optional[str],
+                        stage: str, payload: Any = None,
+                        direction: Optional[str] = None) -> DeadLetter:
+        return self.dead_letter(side=side, entity_id=entity_id, stage=stage,
+                                error_class=error.error_class, message=str(error),
+                                status=error.status, payload=payload, direction=direction)
+
+
+def requests_counter(system: str):
+    return beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"requests/{system}")
+
+
+class RequestCounting:
+    """Adds a connector's new requests to the run's per-system request counter."""
+
+    def __init__(self, connector):
+        self._connector = connector
+        self._seen = 0
+        self._counter = requests_counter(connector.name)
+
+    def flush(self) -> None:
+        now = self._connector.request_count
+        if now > self._seen:
+            self._counter.inc(now - self._seen)
+            self._seen = now
+
+
+def payload_text(payload: Any) -> Optional[str]:
+    """A record as JSON text for a dead letter (truncated; canonical values made readable)."""
+    if payload is None:
+        return None
+    text = json.dumps(payload, default=str, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= _PAYLOAD_LIMIT else text[:_PAYLOAD_LIMIT] + "…"
+
+
+class Resolver:
+    """Translates ids through the links of other pairs: this run's links first, then the store.
+
+    ``this_run`` maps a pair name to ``(source→target, target→source)`` dicts built from the
+    links committed earlier in this run (side inputs); anything else is looked up in the store
+    and cached for the life of the DoFn instance.
+    """
+
+    def __init__(self, dataflow: str, store: Optional[LinkStore],
+                 this_run: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]]):
+        self._dataflow = dataflow
+        self._store = store
+        self._this_run = this_run
+        self._cache: dict[tuple[str, str, str], Optional[str]] = {}
+
+    def __call__(self, pair: str, direction: str, entity_id: str) -> Optional[str]:
+        forward, backward = self._this_run.get(pair, ({}, {}))
+        found = (forward if direction == "to_target" else backward).get(entity_id)
+        if found is not None:
+            return found
+        key = (pair, direction, entity_id)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(pair, direction, entity_id)
+        return self._cache[key]
+
+    def _lookup(self, pair: str, direction: str, entity_id: str) -> Optional[str]:
+        if self._store is None:
+            return None
+        pair_key = f"{self._dataflow}/{pair}"
+        if direction == "to_target":
+            link = self._store.lookup_by_source(pair_key, [entity_id]).get(entity_id)
+            return link.target_id if link and link.state == "linked" else None
+        link = self._store.lookup_by_target(pair_key, [entity_id]).get(entity_id)
+        return link.source_id if link and link.state == "linked" else None
+
+
+def reference_side_inputs(links_by_pair: Mapping[str, beam.PCollection],
+                          pair: PairSpec) -> dict[str, Any]:
+    """Side inputs (as keyword arguments) with this run's links of the pairs ``pair`` refers to."""
+    side_inputs = {}
+    for dep in pair.depends_on:
+        links = links_by_pair.get(dep)
+        if links is None:
+            continue  # that pair is not part of this run: its links come from the store
+        side_inputs[f"{dep}__to_target"] = beam.pvalue.AsDict(
+            links | f"{pair.name}: {dep} ids to target" >> beam.Map(
+                lambda l: (l.source_id, l.target_id)))
+        side_inputs[f"{dep}__to_source"] = beam.pvalue.AsDict(
+            links | f"{pair.name}: {dep} ids to source" >> beam.Map(
+                lambda l: (l.target_id, l.source_id)))
+    return side_inputs
+
+
+def this_run_links(pair: PairSpec, side_inputs: Mapping[str, Any]):
+    """The ``this_run`` mapping of :class:`Resolver` from the side inputs' values."""
+    return {dep: (side_inputs.get(f"{dep}__to_target", {}),
+                  side_inputs.get(f"{dep}__to_source", {}))
+            for dep in pair.depends_on}

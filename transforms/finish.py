@@ -1,0 +1,156 @@
+"""The end of a run: its files (dead letters, conflicts, plan), the store's records, watermarks.
+
+Files go through Beam's ``FileSystems``, so the same code writes a local folder or a ``gs://``
+path on Dataflow. Watermarks advance last, behind a barrier on everything the run committed or
+dead-lettered: a run that dies earlier leaves them where they were, and the next run reads the
+same changes again (which plan as no-ops where they were already synced).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from typing import Iterable, Mapping, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from connectors.linkstore import DeadLetter, open_link_store
+from transforms.common import METRICS_NAMESPACE
+
+_DEAD_LETTER_COLUMNS = [
+    ("run_id", "string"), ("dataflow", "string"), ("pair", "string"), ("direction", "string"),
+    ("system", "string"), ("entity", "string"), ("entity_id", "string"), ("stage", "string"),
+    ("error_class", "string"), ("message", "string"), ("status", "int64"),
+    ("payload", "string"), ("created_at", "string"),
+]
+
+
+def _json_line(record) -> str:
+    data = record.to_dict() if hasattr(record, "to_dict") else record
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(data)
+
+
+def write_parquet(path: str, rows: Sequence[Mapping], columns) -> None:
+    """Writes rows as a Parquet file with the given (name, arrow type) columns."""
+    import pyarrow
+    import pyarrow.parquet
+    schema = pyarrow.schema([(name, getattr(pyarrow, type_)()) for name, type_ in columns])
+    table = pyarrow.Table.from_pylist([{name: row.get(name) for name, _ in columns}
+                                       for row in rows], schema=schema)
+    buffer = io.BytesIO()
+    pyarrow.parquet.write_table(table, buffer)
+    _write_bytes(path, buffer.getvalue())
+
+
+class WriteRunFile(beam.PTransform):
+    """Writes every element of a PCollection as one JSON Lines file of the run.
+
+    Always writes the file (empty when there is nothing), and outputs one element (the row
+    count) when done, which later steps use as a barrier.
+    """
+
+    def __init__(self, path: str, parquet_columns=None):
+        super().__init__()
+        self._path = path
+        self._parquet_columns = parquet_columns
+
+    def expand(self, records):
+        return (records
+                | "Collect" >> beam.combiners.ToList()
+                | "Write" >> beam.Map(self._write))
+
+    def _write(self, rows: list) -> int:
+        rows = sorted(rows, key=_json_line)
+        _write_bytes(self._path, "".join(_json_line(r) + "\n" for r in rows).encode("utf-8"))
+        if self._parquet_columns is not None:
+            dicts = [r.to_dict() if hasattr(r, "to_dict") else r for r in rows]
+            write_parquet(self._path.rsplit(".", 1)[0] + ".parquet", dicts,
+                          self._parquet_columns)
+        return len(rows)
+
+
+class RecordDeadLetters(beam.PTransform):
+    """Writes the run's dead letters (JSON Lines and Parquet) and keeps them in the link store,
+    so the next run reads those entities again. Outputs the count when done."""
+
+    def __init__(self, run_dir: str, link_store: Optional[str]):
+        super().__init__()
+        self._run_dir = run_dir
+        self._link_store = link_store
+
+    def expand(self, dead_letters):
+        written = dead_letters | "Files" >> WriteRunFile(
+            FileSystems.join(self._run_dir, "dead_letters.jsonl"), _DEAD_LETTER_COLUMNS)
+        if self._link_store is None:
+            return written
+        return (dead_letters
+                | "Collect" >> beam.combiners.ToList()
+                | "Store" >> beam.ParDo(_StoreDeadLettersFn(self._link_store),
+                                        barrier=beam.pvalue.AsList(written)))
+
+
+class _StoreDeadLettersFn(beam.DoFn):
+    def __init__(self, link_store: str):
+        self._link_store = link_store
+
+    def process(self, letters: list[DeadLetter], barrier):
+        for letter in letters:
+            beam.metrics.Metrics.counter(
+                METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
+        with open_link_store(self._link_store) as store:
+            store.add_dead_letters(letters)
+        yield len(letters)
+
+
+class AdvanceWatermarks(beam.PTransform):
+    """After ``barrier`` is complete: moves each (pair, system) watermark forward and retires
+    the dead letters that earlier runs left for the pairs this run processed."""
+
+    def __init__(self, link_store: str, dataflow: str, run_id: str, pairs: Sequence[str],
+                 barrier: Iterable[beam.PCollection]):
+        super().__init__()
+        self._link_store = link_store
+        self._dataflow = dataflow
+        self._run_id = run_id
+        self._pairs = list(pairs)
+        self._barrier = list(barrier)
+
+    def expand(self, candidates):
+        # candidates: (pair, system, iso timestamp) of the newest record each changed read saw
+        barrier = (self._barrier | "Barrier" >> beam.Flatten()) if len(self._barrier) > 1 \
+            else self._barrier[0]
+        return (candidates.pipeline
+                | "Start" >> beam.Create([None])
+                | "Advance" >> beam.ParDo(
+                    _AdvanceWatermarksFn(self._link_store, self._dataflow, self._run_id,
+                                         self._pairs),
+                    candidates=beam.pvalue.AsList(candidates),
+                    barrier=beam.pvalue.AsList(barrier)))
+
+
+class _AdvanceWatermarksFn(beam.DoFn):
+    def __init__(self, link_store, dataflow, run_id, pairs):
+        self._link_store = link_store
+        self._dataflow = dataflow
+        self._run_id = run_id
+        self._pairs = pairs
+
+    def process(self, _, candidates, barrier):
+        newest: dict[tuple[str, str], datetime.datetime] = {}
+        for pair, system, value in candidates:
+            moment = datetime.datetime.fromisoformat(value)
+            if (pair, system) not in newest or moment > newest[(pair, system)]:
+                newest[(pair, system)] = moment
+        with open_link_store(self._link_store) as store:
+            for (pair, system), moment in sorted(newest.items()):
+                store.advance_watermark(self._dataflow, pair, system, moment.isoformat())
+            for pair in self._pairs:
+                store.retire_dead_letters(self._dataflow, pair, self._run_id)
+        yield len(newest)

@@ -1,0 +1,133 @@
+"""Grouping entities with their links and planning each group (DESIGN.md §3, steps 3–4)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from connectors.linkstore import LINKED, open_link_store
+from transforms.common import PairContext
+from transforms.mapping import PairMapper
+from transforms.planner import SOURCE, TARGET, Entity, plan_group
+
+DEAD_LETTERS = "dead_letters"
+_LOOKUP_BATCH = 500
+
+
+class LookUpLinks(beam.PTransform):
+    """Keys each entity by the group it is planned in, and adds the links of those groups.
+
+    A linked entity's group is its link; an entity without a link (or whose create is still
+    pending) is grouped by its first match-key value, so records of both systems with the same
+    key meet; an entity without a key is a group of its own. Links are looked up in batches, so
+    a run touches only the links of the entities it read.
+    """
+
+    def __init__(self, ctx: PairContext):
+        super().__init__()
+        self._ctx = ctx
+
+    def expand(self, entities):
+        return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx))
+
+
+class _LookUpLinksFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def setup(self):
+        self._store = open_link_store(self._ctx.link_store)
+        self._mapper = PairMapper(self._ctx.pair)
+
+    def start_bundle(self):
+        self._buffer: list[Entity] = []
+
+    def process(self, entity: Entity):
+        self._buffer.append(entity)
+        if len(self._buffer) >= _LOOKUP_BATCH:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for element in self._flush():
+            yield GlobalWindows.windowed_value(element)
+
+    def _flush(self):
+        entities, self._buffer = self._buffer, []
+        by_side = {
+            SOURCE: self._store.lookup_by_source(
+                self._ctx.pair_key, [e.id for e in entities if e.side == SOURCE]),
+            TARGET: self._store.lookup_by_target(
+                self._ctx.pair_key, [e.id for e in entities if e.side == TARGET]),
+        }
+        for entity in entities:
+            link = by_side[entity.side].get(entity.id)
+            key = self._group_key(entity, link)
+            yield key, entity
+            if link is not None:
+                yield key, link
+
+    def _group_key(self, entity: Entity, link) -> tuple:
+        if link is not None and link.state == LINKED:
+            return ("link", link.link_id)
+        match = None if entity.deleted else self._mapper.match_key(entity.view)
+        if match is not None:
+            return ("match",) + match
+        if link is not None:
+            return ("link", link.link_id)
+        return (entity.side, entity.id)
+
+    def teardown(self):
+        self._store.close()
+
+
+class PlanSync(beam.PTransform):
+    """Plans every group with the three-way merge: creates, links, updates, conflicts.
+
+    Input: the keyed entities and links of :class:`LookUpLinks`. Output: one
+    :class:`~transforms.planner.SyncPlan` per link that exists or will, and under
+    ``dead_letters`` the entities the planner refuses (duplicate match keys).
+    """
+
+    def __init__(self, ctx: PairContext):
+        super().__init__()
+        self._ctx = ctx
+
+    def expand(self, keyed):
+        return (keyed
+                | "Group" >> beam.GroupByKey()
+                | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx)).with_outputs(
+                    DEAD_LETTERS, main="plans"))
+
+
+class _PlanGroupFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def process(self, element):
+        _, items = element
+        sources: dict[str, Entity] = {}
+        targets: dict[str, Entity] = {}
+        links = []
+        for item in items:
+            if isinstance(item, Entity):
+                side = sources if item.side == SOURCE else targets
+                known = side.get(item.id)
+                # The same entity may arrive twice (changed and retried): keep the newest.
+                if known is None or _newer(item, known):
+                    side[item.id] = item
+            else:
+                links.append(item)
+        plans, rejections = plan_group(
+            self._ctx.pair, self._ctx.pair_key, list(sources.values()), list(targets.values()),
+            links, attempt_id=self._ctx.run_id)
+        for rejection in rejections:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                side=rejection.side, entity_id=rejection.entity_id, stage="plan",
+                error_class=rejection.error_class, message=rejection.message))
+        yield from plans
+
+
+def _newer(entity: Entity, than: Entity) -> bool:
+    if entity.modified is None:
+        return False
+    return than.modified is None or entity.modified > than.modified

@@ -1,0 +1,343 @@
+"""Planning: what one group of entities needs, decided by a three-way merge.
+
+The engine groups, per pair, the source entities, target entities and links that belong
+together (one link, or one match-key value). :func:`plan_group` decides for that group, with no
+I/O, what to write:
+
+* linked entities: per property, compare each side with its own snapshot (the value that side
+  had after the last sync). Only one side changed → copy it to the other; both changed to the
+  same value → nothing; both changed differently → a conflict, settled by the pair's policy.
+  An entity not read this run is taken as unchanged (its snapshot).
+* no link yet, both sides present (same match key) → link them; per property a non-empty value
+  beats an empty one, otherwise the newer record wins (first-link rule).
+* no link, one side → create it on the other side, under a stable link id reserved before the
+  create, so a retried create is recognised and adopted rather than duplicated.
+
+Because each side is compared with its own snapshot, our own writes read back unchanged on the
+next run: the engine is echo-free by construction, and a rerun with no edits plans nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from connectors.linkstore import LINKED, PENDING, Link
+from pipelines.spec import PairSpec, PropertySpec
+from transforms import types
+
+SOURCE = "source"
+TARGET = "target"
+
+# plan outcomes (also the report's counters)
+CREATE_TARGET = "created_in_target"
+CREATE_SOURCE = "created_in_source"
+LINK = "linked_by_match"
+UPDATE = "updated"
+UNCHANGED = "unchanged"
+SKIPPED = "skipped"
+
+_MISSING = object()
+
+
+def other(side: str) -> str:
+    return TARGET if side == SOURCE else SOURCE
+
+
+@dataclasses.dataclass(frozen=True)
+class Entity:
+    """A record of one side of a pair, mapped to the pair's canonical view."""
+
+    side: str
+    id: str
+    view: Mapping[str, Any]
+    modified: Optional[datetime.datetime] = None
+    deleted: bool = False
+    etag: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Conflict:
+    """Both sides changed one property differently; ``winner`` is the side whose value won."""
+
+    property: str
+    source_value: Any
+    target_value: Any
+    winner: str
+    rule: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """One create or update of one side, in canonical values."""
+
+    side: str
+    kind: str                       # "create" | "update"
+    changes: Mapping[str, Any]
+    entity_id: Optional[str] = None
+    etag: Optional[str] = None
+    idempotency_key: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncPlan:
+    """What one link needs this run.
+
+    ``link`` is the link to commit once every write succeeded: ids known so far, snapshots as
+    planned (the write stage replaces a written side's snapshot with the view of the system's
+    response). ``commit`` is False when nothing about the link changed.
+    """
+
+    pair: str
+    outcome: str
+    link: Link
+    writes: tuple[Write, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    commit: bool = True
+
+    def write_for(self, side: str) -> Optional[Write]:
+        for write in self.writes:
+            if write.side == side:
+                return write
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """An entity the planner refuses (for example a duplicate match key): a dead letter."""
+
+    side: str
+    entity_id: str
+    message: str
+    error_class: str = "validation"
+
+
+def idempotency_key(pair_key: str, link_id: str) -> str:
+    """The create's idempotency key: the same for every attempt at the same link."""
+    digest = hashlib.sha256(f"{pair_key}\x00{link_id}".encode()).hexdigest()[:32]
+    return f"talksync-{digest}"
+
+
+def plan_group(pair: PairSpec, pair_key: str, sources: Sequence[Entity],
+               targets: Sequence[Entity], links: Iterable[Link],
+               attempt_id: str) -> tuple[list[SyncPlan], list[Rejection]]:
+    """Plan one group: the entities and links that share a link id or a match-key value."""
+    unique_links = {link.link_id: link for link in links}
+    linked = [link for link in unique_links.values() if link.state == LINKED]
+    if linked:
+        plans = []
+        for link in sorted(linked, key=lambda l: l.link_id):
+            source = _entity_with_id(sources, link.source_id)
+            target = _entity_with_id(targets, link.target_id)
+            plans.append(_plan_linked(pair, pair_key, link, source, target))
+        return plans, []
+    pending = [link for link in unique_links.values() if link.state == PENDING]
+    return _plan_unlinked(pair, pair_key, list(sources), list(targets), pending, attempt_id)
+
+
+def _entity_with_id(entities: Sequence[Entity], entity_id: Optional[str]) -> Optional[Entity]:
+    for entity in entities:
+        if entity.id == entity_id:
+            return entity
+    return None
+
+
+# --- linked ------------------------------------------------------------------------------------
+
+def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Entity],
+                 target: Optional[Entity]) -> SyncPlan:
+    if (source and source.deleted) or (target and target.deleted):
+        # Deletes are not propagated (delete policy "ignore"); the link stays as it was.
+        return SyncPlan(pair=pair.name, outcome=UNCHANGED, link=link, commit=False)
+    base_s, base_t = dict(link.snapshot_source), dict(link.snapshot_target)
+    s_view = dict(source.view) if source else dict(base_s)
+    t_view = dict(target.view) if target else dict(base_t)
+    to_target: dict[str, Any] = {}
+    to_source: dict[str, Any] = {}
+    conflicts: list[Conflict] = []
+    for prop in pair.properties:
+        name = prop.target
+        s, t = s_view.get(name), t_view.get(name)
+        bs, bt = base_s.get(name, _MISSING), base_t.get(name, _MISSING)
+        if bs is _MISSING or bt is _MISSING:
+            # A property new to the spec since the link was made: the first-link rule.
+            winner = _first_link_winner(prop, s, t, source, target)
+        else:
+            winner = _three_way_winner(pair, prop, s, t, s != bs, t != bt, source, target,
+                                       conflicts)
+        _route(prop, winner, s, t, to_target, to_source)
+    new_s = {**s_view, **to_source}
+    new_t = {**t_view, **to_target}
+    writes = []
+    if to_target:
+        writes.append(Write(TARGET, "update", to_target, entity_id=link.target_id,
+                            etag=target.etag if target else link.target_etag))
+    if to_source:
+        writes.append(Write(SOURCE, "update", to_source, entity_id=link.source_id,
+                            etag=source.etag if source else link.source_etag))
+    new_link = link.replace(
+        snapshot_source=new_s, snapshot_target=new_t,
+        source_etag=source.etag if source and source.etag else link.source_etag,
+        target_etag=target.etag if target and target.etag else link.target_etag)
+    changed = (writes or new_s != base_s or new_t != base_t
+               or new_link.source_etag != link.source_etag
+               or new_link.target_etag != link.target_etag)
+    return SyncPlan(pair=pair.name, outcome=UPDATE if writes else UNCHANGED, link=new_link,
+                    writes=tuple(writes), conflicts=tuple(conflicts), commit=bool(changed))
+
+
+def _three_way_winner(pair, prop, s, t, s_changed, t_changed, source, target,
+                      conflicts) -> Optional[str]:
+    """Which side's value should both sides have (None: leave both as they are)."""
+    if s == t:
+        return None
+    if prop.direction == "to_target":
+        return SOURCE if (s_changed or t_changed) else None
+    if prop.direction == "to_source":
+        return TARGET if (s_changed or t_changed) else None
+    if s_changed and not t_changed:
+        return SOURCE
+    if t_changed and not s_changed:
+        return TARGET
+    if not s_changed and not t_changed:
+        return None  # the sides agreed to differ (a system normalises the value): no echo
+    winner, rule = _resolve_conflict(pair.conflict, source, target)
+    conflicts.append(Conflict(property=prop.target, source_value=s, target_value=t,
+                              winner=winner, rule=rule))
+    return winner
+
+
+def _resolve_conflict(policy: str, source: Optional[Entity],
+                      target: Optional[Entity]) -> tuple[str, str]:
+    if policy == "source":
+        return SOURCE, "source priority"
+    if policy == "target":
+        return TARGET, "target priority"
+    s_time = source.modified if source else None
+    t_time = target.modified if target else None
+    if s_time and t_time and t_time > s_time:
+        return TARGET, "latest change wins"
+    if s_time and t_time and s_time > t_time:
+        return SOURCE, "latest change wins"
+    return SOURCE, "latest change wins (same time: source)"
+
+
+def _first_link_winner(prop: PropertySpec, s, t, source: Optional[Entity],
+                       target: Optional[Entity]) -> Optional[str]:
+    """The first-link rule: a non-empty value beats an empty one, else the newer record wins."""
+    if s == t:
+        return None
+    if types.is_empty(t):
+        return SOURCE if not types.is_empty(s) else None
+    if types.is_empty(s):
+        return TARGET
+    if prop.direction == "to_target":
+        return SOURCE
+    if prop.direction == "to_source":
+        return TARGET
+    s_time = source.modified if source else None
+    t_time = target.modified if target else None
+    if s_time and t_time and t_time > s_time:
+        return TARGET
+    return SOURCE
+
+
+def _route(prop: PropertySpec, winner: Optional[str], s, t, to_target: dict,
+           to_source: dict) -> None:
+    """Queue the winning value for the side that does not have it, where that side is writable."""
+    if winner is None or prop.immutable:
+        return
+    if winner == SOURCE and prop.writes_to(TARGET) and s != t:
+        to_target[prop.target] = s
+    elif winner == TARGET and prop.writes_to(SOURCE) and s != t:
+        to_source[prop.target] = t
+
+
+# --- not linked ----------------------------------------------------------------------------
+
+def _plan_unlinked(pair: PairSpec, pair_key: str, sources: list[Entity], targets: list[Entity],
+                   pending: list[Link], attempt_id: str):
+    sources = [e for e in sources if not e.deleted]
+    targets = [e for e in targets if not e.deleted]
+    rejections = _duplicate_rejections(pair, sources) + _duplicate_rejections(pair, targets)
+    if rejections:
+        return [], rejections
+    source = sources[0] if sources else None
+    target = targets[0] if targets else None
+    reservation = _reservation_for(pending, source, target)
+    if source and target:
+        return [_plan_link_by_match(pair, pair_key, source, target, reservation)], []
+    if source and pair.create in ("both", "to_target"):
+        return [_plan_create(pair, pair_key, source, TARGET, reservation, attempt_id)], []
+    if target and pair.create in ("both", "to_source"):
+        return [_plan_create(pair, pair_key, target, SOURCE, reservation, attempt_id)], []
+    return [], []
+
+
+def _duplicate_rejections(pair: PairSpec, entities: Sequence[Entity]) -> list[Rejection]:
+    if len(entities) < 2:
+        return []
+    ids = ", ".join(sorted(e.id for e in entities))
+    keys = ", ".join(f"{k}={entities[0].view.get(k)!r}" for k in pair.match
+                     if not types.is_empty(entities[0].view.get(k)))
+    side = entities[0].side
+    label = pair.source.label if side == SOURCE else pair.target.label
+    message = (f"duplicate match key: {len(entities)} {side} {label} records ({ids}) share "
+               f"{keys}; none is linked until the key is unique in that system")
+    return [Rejection(side=e.side, entity_id=e.id, message=message) for e in entities]
+
+
+def _reservation_for(pending: Sequence[Link], source: Optional[Entity],
+                     target: Optional[Entity]) -> Optional[Link]:
+    for link in pending:
+        if (source and link.source_id == source.id) or (target and link.target_id == target.id):
+            return link
+    return None
+
+
+def _plan_link_by_match(pair: PairSpec, pair_key: str, source: Entity, target: Entity,
+                        reservation: Optional[Link]) -> SyncPlan:
+    to_target: dict[str, Any] = {}
+    to_source: dict[str, Any] = {}
+    for prop in pair.properties:
+        s, t = source.view.get(prop.target), target.view.get(prop.target)
+        _route(prop, _first_link_winner(prop, s, t, source, target), s, t, to_target, to_source)
+    link = (reservation or Link(pair=pair_key, link_id=f"s:{source.id}")).replace(
+        source_id=source.id, target_id=target.id, state=LINKED,
+        snapshot_source={**source.view, **to_source}, snapshot_target={**target.view, **to_target},
+        source_etag=source.etag, target_etag=target.etag)
+    writes = []
+    if to_target:
+        writes.append(Write(TARGET, "update", to_target, entity_id=target.id, etag=target.etag))
+    if to_source:
+        writes.append(Write(SOURCE, "update", to_source, entity_id=source.id, etag=source.etag))
+    return SyncPlan(pair=pair.name, outcome=LINK, link=link, writes=tuple(writes))
+
+
+def creatable_view(pair: PairSpec, view: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """The properties of ``view`` a create on ``side`` carries: writable there and not empty."""
+    return {prop.target: view[prop.target] for prop in pair.properties
+            if prop.writes_to(side) and not types.is_empty(view.get(prop.target))}
+
+
+def _plan_create(pair: PairSpec, pair_key: str, entity: Entity, side: str,
+                 reservation: Optional[Link], attempt_id: str) -> SyncPlan:
+    if reservation is not None:
+        link = reservation
+    elif side == TARGET:
+        link = Link(pair=pair_key, link_id=f"s:{entity.id}", source_id=entity.id)
+    else:
+        link = Link(pair=pair_key, link_id=f"t:{entity.id}", target_id=entity.id)
+    changes = creatable_view(pair, entity.view, side)
+    snapshot = dict(entity.view)
+    link = link.replace(
+        state=PENDING, attempt_id=link.attempt_id or attempt_id,
+        snapshot_source=snapshot if side == TARGET else {},
+        snapshot_target=snapshot if side == SOURCE else {},
+        source_etag=entity.etag if side == TARGET else None,
+        target_etag=entity.etag if side == SOURCE else None)
+    write = Write(side, "create", changes, idempotency_key=idempotency_key(pair_key, link.link_id))
+    return SyncPlan(pair=pair.name, outcome=CREATE_TARGET if side == TARGET else CREATE_SOURCE,
+                    link=link, writes=(write,))

@@ -1,0 +1,143 @@
+"""Reading one side of a pair: the changed entities, the ones to retry, their canonical views."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Optional, Sequence
+
+import apache_beam as beam
+
+from connectors import connector_for
+from connectors.linkstore import open_link_store
+from transforms.common import PairContext, RequestCounting, Resolver, this_run_links
+from transforms.mapping import MappingError, PairMapper
+from transforms.planner import Entity
+
+DEAD_LETTERS = "dead_letters"
+WATERMARKS = "watermarks"
+_IDS_PER_TASK = 100
+
+
+class ReadChanges(beam.PTransform):
+    """Reads the entities of one side of a pair changed since ``since``, plus ``retry_ids``.
+
+    ``since`` (ISO 8601, None for a full read) is where the previous run left off, less an
+    overlap. ``retry_ids`` are entities to read again whatever their modified time: open dead
+    letters and uncommitted creates. Outputs the records, and under the ``watermarks`` tag the
+    largest modified time of the changed read (the next watermark). A failed read fails the
+    run: syncing on half a picture could wrongly create or overwrite.
+    """
+
+    def __init__(self, ctx: PairContext, side: str, since: Optional[str],
+                 retry_ids: Sequence[str] = ()):
+        super().__init__()
+        self._ctx = ctx
+        self._side = side
+        self._since = since
+        self._retry_ids = sorted(set(retry_ids))
+
+    def expand(self, pbegin):
+        tasks = [("changed", self._since)]
+        tasks += [("ids", tuple(self._retry_ids[i:i + _IDS_PER_TASK]))
+                  for i in range(0, len(self._retry_ids), _IDS_PER_TASK)]
+        return (pbegin
+                | "Tasks" >> beam.Create(tasks)
+                | "Read" >> beam.ParDo(_ReadRecordsFn(self._ctx, self._side)).with_outputs(
+                    WATERMARKS, main="records"))
+
+
+class _ReadRecordsFn(beam.DoFn):
+    def __init__(self, ctx: PairContext, side: str):
+        self._ctx = ctx
+        self._side = side
+
+    def setup(self):
+        self._connector = connector_for(self._ctx.system(self._side))
+        self._requests = RequestCounting(self._connector)
+        self._read = self._ctx.counter(f"read_{self._side}")
+
+    def process(self, task):
+        kind, arg = task
+        entity = self._ctx.entity(self._side)
+        try:
+            if kind == "changed":
+                since = (datetime.datetime.fromisoformat(arg) if arg else None)
+                newest = None
+                for record in self._connector.read(entity, since):
+                    self._read.inc()
+                    if record.modified and (newest is None or record.modified > newest):
+                        newest = record.modified
+                    yield record
+                if newest is not None:
+                    yield beam.pvalue.TaggedOutput(WATERMARKS, newest.isoformat())
+            else:
+                for record in self._connector.get(entity, arg):
+                    self._read.inc()
+                    yield record
+        finally:
+            self._requests.flush()
+
+    def teardown(self):
+        self._connector.close()
+
+
+class MapToViews(beam.PTransform):
+    """Maps records of one side to :class:`~transforms.planner.Entity` views.
+
+    Records that cannot be mapped (invalid values, references not linked yet) go to the
+    ``dead_letters`` output with every problem named; the rest of the run goes on.
+    ``reference_inputs`` are the side inputs of :func:`transforms.common.reference_side_inputs`.
+    """
+
+    def __init__(self, ctx: PairContext, side: str, reference_inputs=None):
+        super().__init__()
+        self._ctx = ctx
+        self._side = side
+        self._reference_inputs = reference_inputs or {}
+
+    def expand(self, records):
+        inputs = self._reference_inputs if self._side == "source" else {}
+        return records | "Map" >> beam.ParDo(
+            _MapRecordFn(self._ctx, self._side), **inputs).with_outputs(
+                DEAD_LETTERS, main="entities")
+
+
+class _MapRecordFn(beam.DoFn):
+    def __init__(self, ctx: PairContext, side: str):
+        self._ctx = ctx
+        self._side = side
+
+    def setup(self):
+        self._mapper = PairMapper(self._ctx.pair)
+        needs_store = self._side == "source" and self._ctx.pair.depends_on
+        self._store = open_link_store(self._ctx.link_store) if needs_store else None
+        self._resolver = None
+        self._resolver_inputs = None
+        self._invalid = self._ctx.counter("invalid")
+
+    def process(self, record, **side_inputs):
+        if record.deleted:
+            yield Entity(self._side, record.id, {}, record.modified, True, record.etag)
+            return
+        try:
+            view = self._mapper.view(self._side, record.fields, self._resolve(side_inputs))
+        except MappingError as exc:
+            self._invalid.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                side=self._side, entity_id=record.id, stage="map",
+                error_class=exc.error_class, message=str(exc), payload=dict(record.fields),
+                direction=f"to_{'target' if self._side == 'source' else 'source'}"))
+            return
+        yield Entity(self._side, record.id, view, record.modified, False, record.etag)
+
+    def _resolve(self, side_inputs) -> Resolver:
+        key = tuple(id(v) for v in side_inputs.values())
+        if self._resolver is None or key != self._resolver_inputs:
+            self._resolver = Resolver(self._ctx.dataflow, self._store,
+                                      this_run_links(self._ctx.pair, side_inputs))
+            self._resolver_inputs = key
+        return self._resolver
+
+    def teardown(self):
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,284 @@
+"""Writing planned changes and committing links (DESIGN.md §3, steps 5–6).
+
+Writes are keyed by side and batched, so each system sees one writer per pair and full batches
+(the webshop's ``:batch`` endpoint takes 100 operations per request). A create is made safe
+against retries and crashes in three steps: reserve the link in the store (pending), send the
+create with an idempotency key derived from the link id, then commit the link. A later attempt
+finds the pending link, and the system either replays the first result (idempotency key), answers
+with the existing entity (duplicate key), or the entity is matched by key when it is read again;
+in every case it is adopted, never created twice.
+
+A link is committed only when every write planned for it succeeded; otherwise it keeps its old
+snapshots, so the next run sees the same difference and tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from connectors import connector_for
+from connectors.base import Record, WriteOp
+from connectors.linkstore import LINKED, Link, StaleLinkError, open_link_store
+from transforms.common import PairContext, RequestCounting, Resolver, this_run_links
+from transforms.mapping import MappingError, PairMapper
+from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, TARGET, UNCHANGED, SyncPlan,
+                                Write)
+
+DEAD_LETTERS = "dead_letters"
+CONFLICTS = "conflicts"
+_BATCH_SIZE = 100
+_COMMIT_BATCH = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOutcome:
+    """The result of one planned write: the entity as the system now has it, or a failure."""
+
+    link_id: str
+    side: str
+    ok: bool
+    entity_id: Optional[str] = None
+    etag: Optional[str] = None
+    view: Optional[Mapping[str, Any]] = None
+    version: Optional[int] = None
+
+
+class WriteChanges(beam.PTransform):
+    """Applies the writes of the plans, batched per side; outputs (link id, WriteOutcome).
+
+    Failed writes produce a failed outcome and a dead letter (``dead_letters`` output) with the
+    system's status and message; the rest of the batch goes on.
+    """
+
+    def __init__(self, ctx: PairContext, reference_inputs=None):
+        super().__init__()
+        self._ctx = ctx
+        self._reference_inputs = reference_inputs or {}
+
+    def expand(self, plans):
+        return (plans
+                | "KeyBySide" >> beam.FlatMap(
+                    lambda plan: [(w.side, (plan.link, w)) for w in plan.writes])
+                | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
+                | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
+                                        **self._reference_inputs).with_outputs(
+                    DEAD_LETTERS, main="outcomes"))
+
+
+class _WriteBatchFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def setup(self):
+        self._mapper = PairMapper(self._ctx.pair)
+        self._store = open_link_store(self._ctx.link_store)
+        self._connectors = {}
+        self._requests = {}
+
+    def _connector(self, side: str):
+        if side not in self._connectors:
+            connector = connector_for(self._ctx.system(side))
+            self._connectors[side] = connector
+            self._requests[side] = RequestCounting(connector)
+        return self._connectors[side]
+
+    def process(self, element, **side_inputs):
+        side, batch = element
+        resolve = Resolver(self._ctx.dataflow, self._store,
+                           this_run_links(self._ctx.pair, side_inputs))
+        connector = self._connector(side)
+        entity = self._ctx.entity(side)
+        ops, pending = [], {}
+        for link, write in batch:
+            try:
+                fields = self._mapper.fields_for(side, write.changes, resolve)
+            except MappingError as exc:
+                yield from self._failed(link, write, self._ctx.dead_letter(
+                    side=side, entity_id=write.entity_id or _origin_id(link), stage="write",
+                    error_class=exc.error_class, message=str(exc), payload=write.changes))
+                continue
+            version = link.version
+            if write.kind == "create":
+                stored = self._store.reserve(link)
+                if stored.state == LINKED:
+                    continue  # another attempt created and committed it: nothing to do
+                version = stored.version
+            ops.append(WriteOp(kind=write.kind, entity=entity, fields=fields, ref=link.link_id,
+                               id=write.entity_id, if_match=write.etag,
+                               idempotency_key=write.idempotency_key))
+            pending[link.link_id] = (link, write, version, fields)
+        if not ops:
+            return
+        try:
+            results = connector.write(ops)
+            for result in results:
+                link, write, version, fields = pending[result.ref]
+                if not result.ok:
+                    yield from self._failed(link, write, self._ctx.api_dead_letter(
+                        result.error, side=side, entity_id=write.entity_id or _origin_id(link),
+                        stage="write", payload=fields))
+                    continue
+                record = result.record
+                if result.adopted:
+                    record = yield from self._reconcile_adopted(connector, link, write, record,
+                                                                resolve)
+                    if record is None:
+                        continue
+                self._ctx.counter(f"written_{side}").inc()
+                yield (link.link_id, WriteOutcome(
+                    link_id=link.link_id, side=side, ok=True, entity_id=record.id,
+                    etag=record.etag, view=self._view(side, record, write, resolve),
+                    version=version))
+        finally:
+            self._requests[side].flush()
+
+    def _reconcile_adopted(self, connector, link: Link, write: Write, record: Record, resolve):
+        """An adopted entity may hold other values than ours: send the difference as an update."""
+        side = write.side
+        current = self._view(side, record, write, resolve)
+        diff = {k: v for k, v in write.changes.items() if current.get(k) != v
+                and not self._ctx.pair.property(k).immutable}
+        if not diff:
+            return record
+        fields = self._mapper.fields_for(side, diff, resolve)
+        [result] = connector.write([WriteOp(kind="update", entity=record.entity, fields=fields,
+                                            ref=link.link_id, id=record.id, if_match=record.etag)])
+        if not result.ok:
+            yield from self._failed(link, write, self._ctx.api_dead_letter(
+                result.error, side=side, entity_id=record.id, stage="write", payload=fields))
+            return None
+        return result.record
+
+    def _view(self, side: str, record: Record, write: Write, resolve) -> Mapping[str, Any]:
+        try:
+            return self._mapper.view(side, record.fields, resolve)
+        except MappingError:
+            # The system answered with something we cannot read back; fall back to what we
+            # sent, so the next run compares against the values we meant to write.
+            return dict(write.changes)
+
+    def _failed(self, link: Link, write: Write, letter):
+        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        yield (link.link_id, WriteOutcome(link_id=link.link_id, side=write.side, ok=False))
+
+    def teardown(self):
+        for connector in self._connectors.values():
+            connector.close()
+        self._store.close()
+
+
+def _origin_id(link: Link) -> Optional[str]:
+    return link.source_id or link.target_id
+
+
+class CommitLinks(beam.PTransform):
+    """Commits the links whose writes all succeeded; outputs the committed links.
+
+    Also counts each plan's outcome for the report and emits its conflicts (``conflicts``
+    output). Links that another writer changed meanwhile are not overwritten: they become
+    ``conflict`` dead letters and are planned again next run.
+    """
+
+    def __init__(self, ctx: PairContext):
+        super().__init__()
+        self._ctx = ctx
+
+    def expand(self, inputs):
+        plans, outcomes = inputs
+        keyed_plans = plans | "KeyPlans" >> beam.Map(lambda plan: (plan.link.link_id, plan))
+        return ({"plan": keyed_plans, "outcome": outcomes}
+                | "Join" >> beam.CoGroupByKey()
+                | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
+                    DEAD_LETTERS, CONFLICTS, main="links"))
+
+
+class _CommitLinksFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def setup(self):
+        self._store = open_link_store(self._ctx.link_store)
+
+    def start_bundle(self):
+        self._buffer: list[tuple[SyncPlan, Link]] = []
+
+    def process(self, element):
+        _, joined = element
+        for plan in joined["plan"]:
+            outcomes = {o.side: o for o in joined["outcome"]}
+            if any(not outcomes.get(w.side) or not outcomes[w.side].ok for w in plan.writes):
+                continue  # a write failed (dead-lettered): keep the old link, retry next run
+            self._buffer.append((plan, _committed_link(plan, outcomes)))
+        if len(self._buffer) >= _COMMIT_BATCH:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for element in self._flush():
+            yield GlobalWindows.windowed_value(element)
+
+    def _flush(self):
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        stale: set[str] = set()
+        try:
+            committed = self._store.commit([link for _, link in batch])
+        except StaleLinkError as exc:
+            stale, committed = set(exc.link_ids), exc.committed
+        by_id = {link.link_id: link for link in committed}
+        for plan, link in batch:
+            if link.link_id in stale or link.link_id not in by_id:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                    side=None, entity_id=link.source_id or link.target_id, stage="commit",
+                    error_class="conflict", direction="link",
+                    message=f"link {link.link_id} was changed by another run; planned again "
+                            "on the next run"))
+                continue
+            self._count(plan)
+            for conflict in plan.conflicts:
+                yield beam.pvalue.TaggedOutput(CONFLICTS, {
+                    "run_id": self._ctx.run_id, "dataflow": self._ctx.dataflow,
+                    "pair": self._ctx.pair.name, "source_id": link.source_id,
+                    "target_id": link.target_id, "property": conflict.property,
+                    "source_value": conflict.source_value,
+                    "target_value": conflict.target_value, "winner": conflict.winner,
+                    "rule": conflict.rule})
+            yield by_id[link.link_id]
+
+    def _count(self, plan: SyncPlan) -> None:
+        count_plan(self._ctx, plan)
+
+    def teardown(self):
+        self._store.close()
+
+
+def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Link:
+    link = plan.link.replace(state=LINKED)
+    for side, outcome in outcomes.items():
+        write = plan.write_for(side)
+        if write is None:
+            continue
+        if side == TARGET:
+            link = link.replace(target_id=outcome.entity_id, target_etag=outcome.etag,
+                                snapshot_target=dict(outcome.view or {}))
+        else:
+            link = link.replace(source_id=outcome.entity_id, source_etag=outcome.etag,
+                                snapshot_source=dict(outcome.view or {}))
+        if write.kind == "create" and outcome.version is not None:
+            link = link.replace(version=outcome.version)
+    return link
+
+
+def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
+    """Adds one plan to the report's counters (done or, with --plan, to be done)."""
+    if plan.outcome in (CREATE_TARGET, CREATE_SOURCE, LINK, UNCHANGED):
+        ctx.counter(plan.outcome).inc()
+    for write in plan.writes:
+        if write.kind == "update":
+            ctx.counter(f"updated_{write.side}").inc()
+    if plan.conflicts:
+        ctx.counter("conflicts").inc(len(plan.conflicts))
