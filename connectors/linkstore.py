@@ -54,7 +54,12 @@ class Link:
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:
-    """An entity that could not be synced this run, with why; retried on the next run."""
+    """An entity that could not be synced this run, with why; retried on the next run.
+
+    ``system``/``entity``/``entity_id`` name the entity the next run reads again: the record
+    that failed to map, or — for a failed write — the record whose change the write carried
+    (``direction`` says which way; the message names the system that refused it).
+    """
 
     run_id: str
     dataflow: str

@@ -258,8 +258,21 @@ def cmd_demo() -> int:
         second = cmd_run(args, [])
         counts = {s: sandbox.requests(s)["by_method"] for s in sandbox.systems}
         print(f"\nRequests the sandbox received, by method: {json.dumps(counts)}")
+        changes = _changes_written(json.loads(pathlib.Path(args.report).read_text()))
+        if changes:
+            print(f"The second run wrote {changes} changes: that is a bug, please report it.")
+            second = max(second, EXIT_FAILED)
+        else:
+            print("The second run wrote nothing: every record is linked and in agreement.")
         print(f"Reports: {state / 'report-first.json'}, {state / 'report-second.json'}")
     return max(first, second)
+
+
+def _changes_written(report: dict) -> int:
+    kinds = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
+             "updated_source")
+    return sum(pair[k] for section in report["dataflows"]
+               for pair in section["pairs"].values() for k in kinds)
 
 
 if __name__ == "__main__":

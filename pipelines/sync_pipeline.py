@@ -110,6 +110,9 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
         if not syncing:
             planned.plans | f"{name}: count plan" >> beam.Map(
                 lambda plan_, ctx=ctx: write.count_plan(ctx, plan_))
+            # Orders planned in the same run refer to customers that would be created: give
+            # those a placeholder id, so the plan shows the order instead of a dead letter.
+            links[name] = planned.plans | f"{name}: planned links" >> beam.Map(_planned_link)
             continue
         to_apply = planned.plans | f"{name}: changes only" >> beam.Filter(
             _needs_commit, ctx)
@@ -140,6 +143,12 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
              [pair.name for pair in selected_pairs(spec, settings.pairs)], done + [recorded]))
     return SyncResult(plans=plans, links=links, dead_letters=dead_letters,
                       conflicts=all_conflicts)
+
+
+def _planned_link(plan_):
+    link = plan_.link
+    return link.replace(source_id=link.source_id or f"(new) {link.target_id}",
+                        target_id=link.target_id or f"(new) {link.source_id}", state="linked")
 
 
 def _needs_commit(plan_, ctx) -> bool:
@@ -197,6 +206,9 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
                  pipeline_args: Sequence[str] = ()) -> dict:
     """Runs one dataflow to completion and returns its section of the report."""
     options = PipelineOptions(list(pipeline_args))
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "FnApiRunner"   # docs/decisions/0004-local-runner.md
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     with open_link_store(config.link_store) as store:

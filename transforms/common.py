@@ -12,8 +12,9 @@ import json
 from typing import Any, Mapping, Optional
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
-from connectors.base import ApiError, SystemConfig
+from connectors.base import SystemConfig
 from connectors.linkstore import DeadLetter, LinkStore
 from pipelines.spec import PairSpec
 
@@ -59,12 +60,16 @@ class PairContext:
             status=status, payload=payload_text(payload),
             created_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
 
-    def api_dead_letter(self, error: ApiError, *, side: str, entity_id: Optional[str],
-                        stage: str, payload: Any = None,
-                        direction: Optional[str] = None) -> DeadLetter:
-        return self.dead_letter(side=side, entity_id=entity_id, stage=stage,
-                                error_class=error.error_class, message=str(error),
-                                status=error.status, payload=payload, direction=direction)
+
+
+def in_global_window(elements):
+    """Elements yielded from ``finish_bundle`` (which must carry their window), tags kept."""
+    for element in elements:
+        if isinstance(element, beam.pvalue.TaggedOutput):
+            yield beam.pvalue.TaggedOutput(
+                element.tag, GlobalWindows.windowed_value(element.value))
+        else:
+            yield GlobalWindows.windowed_value(element)
 
 
 def requests_counter(system: str):

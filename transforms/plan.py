@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
 from connectors.linkstore import LINKED, open_link_store
-from transforms.common import PairContext
+from transforms.common import PairContext, in_global_window
 from transforms.mapping import PairMapper
 from transforms.planner import SOURCE, TARGET, Entity, plan_group
 
@@ -48,8 +47,7 @@ class _LookUpLinksFn(beam.DoFn):
             yield from self._flush()
 
     def finish_bundle(self):
-        for element in self._flush():
-            yield GlobalWindows.windowed_value(element)
+        yield from in_global_window(self._flush())
 
     def _flush(self):
         entities, self._buffer = self._buffer, []

@@ -15,18 +15,18 @@ snapshots, so the next run sees the same difference and tries again.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
 from connectors import connector_for
 from connectors.base import Record, WriteOp
 from connectors.linkstore import LINKED, Link, StaleLinkError, open_link_store
-from transforms.common import PairContext, RequestCounting, Resolver, this_run_links
+from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
+                               this_run_links)
 from transforms.mapping import MappingError, PairMapper
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, TARGET, UNCHANGED, SyncPlan,
-                                Write)
+from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED,
+                                SyncPlan, Write, other)
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
@@ -62,7 +62,8 @@ class WriteChanges(beam.PTransform):
     def expand(self, plans):
         return (plans
                 | "KeyBySide" >> beam.FlatMap(
-                    lambda plan: [(w.side, (plan.link, w)) for w in plan.writes])
+                    lambda plan: [(w.side, (plan.link, w)) for w in plan.writes]
+                ).with_output_types(Tuple[str, Any])
                 | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
                 | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
                                         **self._reference_inputs).with_outputs(
@@ -97,9 +98,8 @@ class _WriteBatchFn(beam.DoFn):
             try:
                 fields = self._mapper.fields_for(side, write.changes, resolve)
             except MappingError as exc:
-                yield from self._failed(link, write, self._ctx.dead_letter(
-                    side=side, entity_id=write.entity_id or _origin_id(link), stage="write",
-                    error_class=exc.error_class, message=str(exc), payload=write.changes))
+                yield from self._failed(link, write, error_class=exc.error_class,
+                                        message=str(exc), payload=write.changes)
                 continue
             version = link.version
             if write.kind == "create":
@@ -118,9 +118,7 @@ class _WriteBatchFn(beam.DoFn):
             for result in results:
                 link, write, version, fields = pending[result.ref]
                 if not result.ok:
-                    yield from self._failed(link, write, self._ctx.api_dead_letter(
-                        result.error, side=side, entity_id=write.entity_id or _origin_id(link),
-                        stage="write", payload=fields))
+                    yield from self._failed_call(link, write, result.error, fields)
                     continue
                 record = result.record
                 if result.adopted:
@@ -148,8 +146,7 @@ class _WriteBatchFn(beam.DoFn):
         [result] = connector.write([WriteOp(kind="update", entity=record.entity, fields=fields,
                                             ref=link.link_id, id=record.id, if_match=record.etag)])
         if not result.ok:
-            yield from self._failed(link, write, self._ctx.api_dead_letter(
-                result.error, side=side, entity_id=record.id, stage="write", payload=fields))
+            yield from self._failed_call(link, write, result.error, fields)
             return None
         return result.record
 
@@ -161,18 +158,28 @@ class _WriteBatchFn(beam.DoFn):
             # sent, so the next run compares against the values we meant to write.
             return dict(write.changes)
 
-    def _failed(self, link: Link, write: Write, letter):
-        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+    def _failed_call(self, link: Link, write: Write, error, fields):
+        yield from self._failed(link, write, error_class=error.error_class, message=str(error),
+                                status=error.status, payload=fields)
+
+    def _failed(self, link: Link, write: Write, *, error_class: str, message: str,
+                status=None, payload=None):
+        """A failed write: a dead letter about the entity whose change it carried (so the next
+        run reads that entity again and retries), and a failed outcome (so the link is not
+        committed and the change is not forgotten)."""
+        origin = other(write.side)
+        written = self._ctx.system(write.side).name
+        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            side=origin, entity_id=link.source_id if origin == SOURCE else link.target_id,
+            stage="write", error_class=error_class, direction=f"to_{write.side}",
+            message=f"{write.kind} in {written} failed: {message}", status=status,
+            payload=payload))
         yield (link.link_id, WriteOutcome(link_id=link.link_id, side=write.side, ok=False))
 
     def teardown(self):
         for connector in self._connectors.values():
             connector.close()
         self._store.close()
-
-
-def _origin_id(link: Link) -> Optional[str]:
-    return link.source_id or link.target_id
 
 
 class CommitLinks(beam.PTransform):
@@ -217,8 +224,7 @@ class _CommitLinksFn(beam.DoFn):
             yield from self._flush()
 
     def finish_bundle(self):
-        for element in self._flush():
-            yield GlobalWindows.windowed_value(element)
+        yield from in_global_window(self._flush())
 
     def _flush(self):
         batch, self._buffer = self._buffer, []
@@ -232,8 +238,9 @@ class _CommitLinksFn(beam.DoFn):
         by_id = {link.link_id: link for link in committed}
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
+                side = SOURCE if link.source_id else TARGET
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
-                    side=None, entity_id=link.source_id or link.target_id, stage="commit",
+                    side=side, entity_id=link.source_id or link.target_id, stage="commit",
                     error_class="conflict", direction="link",
                     message=f"link {link.link_id} was changed by another run; planned again "
                             "on the next run"))

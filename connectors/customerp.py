@@ -1,0 +1,129 @@
+"""The Custom ERP API (``docs/api/README.md``): Customers, Products and Orders.
+
+An ERP-style API: PascalCase, each entity named by its key (``CustomerNo``, ``ItemNo``,
+``OrderNo``, which is :attr:`Record.id`; it stays in ``fields`` too, being business data),
+money as JSON numbers (decoded as ``Decimal``), offset paging and no batch endpoint.
+
+Offset paging skips or repeats rows when rows change during the read, so reads page by keyset:
+from the last ``ModifiedAt`` seen, skipping the rows already seen with exactly that timestamp
+(see :meth:`CustomErpConnector._keyset_pages`). A create whose key exists (``409``, e.g. our own earlier
+create whose answer was lost) adopts the existing entity.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from connectors.base import (ApiError, PreconditionFailedError, Record, SystemConfig, WriteOp,
+                             WriteResult)
+from connectors.http import (HttpConnector, describe_error_body, format_timestamp,
+                             parse_timestamp, unique_by_id)
+
+#: entity -> its key property
+_KEYS = {"Customers": "CustomerNo", "Products": "ItemNo", "Orders": "OrderNo"}
+_MODIFIED = "ModifiedAt"
+
+
+class CustomErpConnector(HttpConnector):
+    """A client of the Custom ERP API.
+
+    Settings: ``api_key`` (a secret reference), ``page_size``, ``requests_per_second``,
+    ``timeout_s``.
+    """
+
+    system_type = "customerp"
+    entities = tuple(_KEYS)
+    max_batch_size = 1
+    decimal_numbers = True
+    default_page_size = 500
+
+    def __init__(self, config: SystemConfig):
+        api_key = self._secret_setting(config, "api_key")
+        super().__init__(config, headers={"Authorization": f"ApiKey {api_key}"},
+                         secret_values=(api_key,))
+
+    @staticmethod
+    def _describe_error(body: Any) -> str:
+        """``Code: Message (field Field)`` from ``{"Error": {Code, Message, Field}}``."""
+        error = body.get("Error") if isinstance(body, Mapping) else None
+        if not isinstance(error, Mapping):
+            return describe_error_body(body)
+        text = f"{error.get('Code')}: {error.get('Message')}"
+        return f"{text} (field {error['Field']})" if error.get("Field") else text
+
+    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+        self._check_entity(entity)
+        return unique_by_id(self._keyset_pages(entity, since))
+
+    def _keyset_pages(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+        """Every row modified at or after ``since``; a row changed meanwhile may come twice.
+
+        Each page starts at the last ``ModifiedAt`` seen (the cursor) and skips the rows seen
+        with exactly that timestamp, less one: that overlapping row must come back first. If
+        it does not, a row at the cursor was changed meanwhile (it moved to the end), the
+        offset no longer lines up, and the page is read again from the cursor without a skip.
+        A short page is the last.
+        """
+        cursor, at_cursor, last_id = since, 0, None
+        while True:
+            overlap = 1 if at_cursor else 0
+            items = self._list(entity, cursor, at_cursor - overlap)
+            if overlap:
+                first = self._to_record(entity, items[0], None) if items else None
+                if first is None or (first.id, first.modified) != (last_id, cursor):
+                    items = self._list(entity, cursor, 0)
+                    overlap = at_cursor = 0
+            for item in items[overlap:]:
+                record = self._to_record(entity, item, None)
+                if record.modified == cursor:
+                    at_cursor += 1
+                else:
+                    cursor, at_cursor = record.modified, 1
+                last_id = record.id
+                yield record
+            if len(items) < self._page_size:
+                return
+
+    def _list(self, entity: str, since: Optional[datetime.datetime], offset: int) -> list:
+        params: dict[str, Any] = {"offset": offset, "limit": self._page_size}
+        if since is not None:
+            params["modifiedSince"] = format_timestamp(since)
+        return self._http.request("GET", f"/{entity}", params=params).data["items"]
+
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """One request per op (the API has no batch); failures become the op's result."""
+        self._check_ops(ops)
+        return [self._write(op) for op in ops]
+
+    def _write(self, op: WriteOp) -> WriteResult:
+        try:
+            return self._create(op) if op.kind == "create" else self._update(op)
+        except ApiError as exc:
+            return WriteResult(ref=op.ref, error=exc)
+
+    def _create(self, op: WriteOp) -> WriteResult:
+        """``POST``; on ``409`` (the key exists) the existing entity, adopted."""
+        try:
+            response = self._http.request("POST", f"/{op.entity}", json=op.fields)
+        except PreconditionFailedError as exc:
+            key = op.fields.get(_KEYS[op.entity])
+            existing = self.get(op.entity, [key]) if exc.status == 409 and key else []
+            if not existing:
+                raise
+            return WriteResult(ref=op.ref, record=existing[0], adopted=True)
+        return WriteResult(ref=op.ref,
+                           record=self._to_record(op.entity, response.data, response.etag))
+
+    def _update(self, op: WriteOp) -> WriteResult:
+        """``PUT`` of the changed fields, guarded by ``If-Match`` when the op has an ETag."""
+        headers = {"If-Match": op.if_match} if op.if_match is not None else None
+        response = self._http.request("PUT", self._entity_path(op.entity, op.id),
+                                      json=op.fields, headers=headers)
+        return WriteResult(ref=op.ref,
+                           record=self._to_record(op.entity, response.data, response.etag))
+
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+        return Record(system=self.name, entity=entity, id=str(data[_KEYS[entity]]),
+                      fields={k: v for k, v in data.items() if k != _MODIFIED},
+                      modified=parse_timestamp(data[_MODIFIED]), etag=etag)

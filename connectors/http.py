@@ -1,0 +1,426 @@
+"""The HTTP layer every connector talks through.
+
+:class:`HttpClient` wraps one ``requests.Session`` and adds what every system needs and what
+must behave the same for all of them: timeouts, TLS verification, a rate limiter, retries with
+capped exponential backoff and full jitter that honour ``Retry-After``, one table from HTTP
+status to :class:`~connectors.base.ApiError` subclass, request counting, and secret masking in
+every message and error body it surfaces.
+
+Retries never risk a duplicate: a request that is not idempotent (a ``POST`` without an
+``Idempotency-Key`` header, or any request the caller marks ``idempotent=False``) is repeated
+only when the system certainly did not process it (``429``, or a connection that failed before
+the request was sent). A timeout or dropped connection after sending raises
+:class:`~connectors.base.TransientApiError` at once; the engine's pending link makes the next
+run look the entity up and adopt it instead of creating it again.
+
+:class:`HttpConnector` is the base of connectors built on :class:`HttpClient`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+import decimal
+import json
+import random
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+import requests
+import urllib3
+
+from connectors import secrets
+from connectors.base import (ApiError, Connector, PermanentApiError, PreconditionFailedError,
+                             RateLimitedError, Record, SystemConfig, TransientApiError,
+                             WriteOp)
+
+#: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
+_CONNECT_TIMEOUT_S = 5.0
+#: seconds to wait for (each part of) an answer; a 100-operation batch fits comfortably
+_READ_TIMEOUT_S = 30.0
+#: retries after the first attempt, so at most 6 attempts per request
+_MAX_RETRIES = 5
+#: the backoff before retry n (0-based) is uniform in [0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2**n)]
+_BASE_BACKOFF_S = 0.5
+#: the cap of one backoff wait
+_MAX_BACKOFF_S = 30.0
+#: a longer Retry-After is not waited out in a worker: the error is raised (transient) instead
+_MAX_RETRY_AFTER_S = 300.0
+#: characters of a non-JSON error body kept in an exception
+_ERROR_TEXT_LIMIT = 1000
+#: statuses that may succeed when the same request is sent again
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: the kinds of :class:`WriteOp`
+_WRITE_KINDS = ("create", "update")
+#: status -> exception type, for the statuses that are not simply "4xx permanent, 5xx transient"
+_ERROR_TYPES: Mapping[int, type[ApiError]] = {
+    408: TransientApiError,
+    409: PreconditionFailedError,
+    412: PreconditionFailedError,
+    429: RateLimitedError,
+}
+
+
+def error_type(status: int) -> type[ApiError]:
+    """The :class:`ApiError` subclass for an HTTP error status."""
+    return _ERROR_TYPES.get(status) or (TransientApiError if status >= 500 else PermanentApiError)
+
+
+def dumps_json(value: Any) -> str:
+    """JSON text of ``value``: ``Decimal`` as an exact JSON number, dates and datetimes as
+    ISO 8601 strings, tuples as arrays.
+
+    ``json.dumps`` refuses ``Decimal`` and would round a float, and money must cross unchanged.
+    """
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be sent as a JSON number")
+        return format(value, "f")
+    if isinstance(value, datetime.date):
+        return json.dumps(value.isoformat())
+    if isinstance(value, Mapping):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, not {key!r}")
+            items.append(json.dumps(key) + ":" + dumps_json(item))
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumps_json(item) for item in value) + "]"
+    return json.dumps(value, allow_nan=False)
+
+
+def parse_timestamp(text: str) -> datetime.datetime:
+    """An ISO 8601 timestamp (``...Z`` or with an offset) as an aware UTC datetime."""
+    value = datetime.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return value.astimezone(datetime.timezone.utc)
+
+
+def format_timestamp(value: datetime.datetime) -> str:
+    """An aware datetime as the APIs write it: UTC, microseconds, ``Z``."""
+    if value.tzinfo is None:
+        raise ValueError(f"a naive datetime is ambiguous, give a time zone: {value!r}")
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpResponse:
+    """A successful answer: status, headers (case-insensitive) and the decoded JSON body."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: Any = None
+
+    @property
+    def etag(self) -> Optional[str]:
+        return self.headers.get("ETag")
+
+
+class TokenBucket:
+    """A blocking rate limiter: ``rate`` requests per second, bursts of up to ``capacity``.
+
+    Each :meth:`acquire` takes a token; when none is left it reserves the next one (the bucket
+    goes into debt) and sleeps until it is due, outside the lock, so waiting threads queue up
+    at the right spacing.
+    """
+
+    def __init__(self, rate: float, *, capacity: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rate <= 0:
+            raise ValueError(f"requests_per_second must be positive, not {rate}")
+        self._rate = rate
+        self._capacity = capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = capacity
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity,
+                               self._tokens + (now - self._updated) * self._rate)
+            self._updated = now
+            self._tokens -= 1
+            wait = -self._tokens / self._rate
+        if wait > 0:
+            self._sleep(wait)
+
+
+def describe_error_body(body: Any) -> str:
+    """The server's error message from a body of unknown shape (the fallback describer)."""
+    if isinstance(body, str):
+        return body
+    return dumps_json(body) if body is not None else ""
+
+
+class HttpClient:
+    """Requests to one system: base URL, default headers, timeouts, rate limit, retries.
+
+    ``describe_error`` turns the system's error body into the message of the exception (each
+    API words errors differently); ``decimal_numbers`` decodes JSON numbers with a fraction as
+    ``Decimal``. ``sleep`` and ``clock`` are injectable so tests do not wait.
+    """
+
+    def __init__(self, base_url: str, *, system: str = "",
+                 headers: Optional[Mapping[str, str]] = None,
+                 masker: Optional[secrets.Masker] = None,
+                 describe_error: Callable[[Any], str] = describe_error_body,
+                 decimal_numbers: bool = False,
+                 connect_timeout_s: float = _CONNECT_TIMEOUT_S,
+                 read_timeout_s: float = _READ_TIMEOUT_S,
+                 requests_per_second: Optional[float] = None,
+                 max_retries: int = _MAX_RETRIES,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self._base_url = base_url.rstrip("/")
+        self._system = system
+        self._masker = masker or secrets.Masker()
+        self._describe_error = describe_error
+        self._parse_float = decimal.Decimal if decimal_numbers else float
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._limiter = (TokenBucket(requests_per_second, clock=clock, sleep=sleep)
+                         if requests_per_second else None)
+        self._max_retries = max_retries
+        self._sleep = sleep
+        self._session = requests.Session()
+        self._session.headers.update(headers or {})
+        self._count_lock = threading.Lock()
+        #: every HTTP attempt made, retries included
+        self.request_count = 0
+
+    @classmethod
+    def from_config(cls, config: SystemConfig, **kwargs) -> "HttpClient":
+        """A client for ``config``: its base URL, name and the common settings.
+
+        Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit).
+        """
+        settings = config.settings
+        if settings.get("timeout_s") is not None:
+            kwargs.setdefault("read_timeout_s", float(settings["timeout_s"]))
+        if settings.get("requests_per_second") is not None:
+            kwargs.setdefault("requests_per_second", float(settings["requests_per_second"]))
+        return cls(config.base_url, system=config.name, **kwargs)
+
+    def request(self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
+                json: Any = None, headers: Optional[Mapping[str, str]] = None,
+                idempotent: Optional[bool] = None) -> HttpResponse:
+        """Send ``method path`` (relative to the base URL), retrying what is safe to retry.
+
+        ``json`` is the request body. ``idempotent`` defaults to True except for a ``POST``
+        without an ``Idempotency-Key`` header. Returns the 2xx answer; raises the
+        :class:`ApiError` subclass of the final status, or :class:`TransientApiError` for a
+        network failure.
+        """
+        method = method.upper()
+        headers = dict(headers or {})
+        data = None
+        if json is not None:
+            data = dumps_json(json).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if idempotent is None:
+            idempotent = method != "POST" or any(
+                name.lower() == "idempotency-key" for name in headers)
+        url = self._base_url + path
+        attempt = 0
+        while True:
+            if self._limiter:
+                self._limiter.acquire()
+            with self._count_lock:
+                self.request_count += 1
+            try:
+                response = self._session.request(
+                    method, url, params=params, data=data, headers=headers,
+                    timeout=self._timeout, allow_redirects=False, verify=True)
+            except requests.RequestException as exc:
+                error = self._network_error(method, path, exc)
+                retry = error.transient and (idempotent or _not_sent(exc))
+                wait = self._backoff(attempt)
+            else:
+                if 200 <= response.status_code < 300:
+                    return HttpResponse(response.status_code, response.headers,
+                                        self._decode(response, method, path))
+                error = self.error_for(response.status_code, self._error_body(response),
+                                       method, path)
+                retry = (response.status_code in _RETRY_STATUSES
+                         and (idempotent or response.status_code == 429))
+                wait = _retry_after(response)
+                if wait is None:
+                    wait = self._backoff(attempt)
+                elif wait > _MAX_RETRY_AFTER_S:
+                    retry = False
+            if not retry or attempt >= self._max_retries:
+                raise error
+            self._sleep(wait)
+            attempt += 1
+
+    def error_for(self, status: int, body: Any, method: str, path: str) -> ApiError:
+        """The exception for an error answer (also for one operation of a batch)."""
+        body = self._mask_body(body)
+        detail = self._describe_error(body)
+        message = f"{self._system}: {method} {path} -> HTTP {status}"
+        if detail:
+            message += f": {detail}"
+        return error_type(status)(self._masker.mask(message), status=status,
+                                  system=self._system, body=body)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _network_error(self, method: str, path: str, exc: requests.RequestException) -> ApiError:
+        """The exception for a request that got no answer; TLS and usage errors are permanent."""
+        message = self._masker.mask(
+            f"{self._system}: {method} {path} failed: {type(exc).__name__}: {exc}")
+        if isinstance(exc, requests.exceptions.SSLError) or not isinstance(
+                exc, (requests.ConnectionError, requests.Timeout,
+                      requests.exceptions.ChunkedEncodingError)):
+            return PermanentApiError(message, system=self._system)
+        return TransientApiError(message, system=self._system)
+
+    def _decode(self, response: requests.Response, method: str, path: str) -> Any:
+        if not response.content:
+            return None
+        try:
+            return json.loads(response.content, parse_float=self._parse_float)
+        except ValueError:
+            # The request was carried out (2xx) but something (a proxy?) garbled the answer.
+            raise TransientApiError(
+                self._masker.mask(f"{self._system}: {method} {path} -> HTTP "
+                                  f"{response.status_code} with a body that is not JSON: "
+                                  f"{response.text[:_ERROR_TEXT_LIMIT]}"),
+                status=response.status_code, system=self._system) from None
+
+    def _error_body(self, response: requests.Response) -> Any:
+        """The parsed JSON error body, else its text (truncated)."""
+        try:
+            return json.loads(response.content, parse_float=self._parse_float)
+        except ValueError:
+            return response.text[:_ERROR_TEXT_LIMIT]
+
+    def _mask_body(self, body: Any) -> Any:
+        if isinstance(body, str):
+            return self._masker.mask(body)
+        if isinstance(body, list):
+            return [self._mask_body(item) for item in body]
+        if isinstance(body, dict):
+            return {self._masker.mask(k): self._mask_body(v) for k, v in body.items()}
+        return body
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        """Full jitter: uniform in [0, capped exponential] (spreads retries of many workers)."""
+        return random.uniform(0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2 ** attempt))
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """True when the request certainly never reached the server (connect failed or timed out)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    """Seconds the server asked us to wait (``Retry-After`` as seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return urllib3.util.Retry().parse_retry_after(value)
+    except urllib3.exceptions.InvalidHeader:
+        return None
+
+
+def unique_by_id(records: Iterable[Record]) -> Iterator[Record]:
+    """``records`` without repeats of an id: a row changed during a paged read shows up again
+    later in it, and each entity must reach the engine once per read (its newer state is read
+    by the next run, as it changed after this one started)."""
+    seen: set[str] = set()
+    for record in records:
+        if record.id not in seen:
+            seen.add(record.id)
+            yield record
+
+
+class HttpConnector(Connector):
+    """The base of connectors on :class:`HttpClient`: request counting, closing and ``get``.
+
+    Subclasses turn one JSON entity into a :class:`Record` (:meth:`_to_record`) and may word
+    the system's error bodies (:meth:`_describe_error`).
+    """
+
+    #: decode JSON numbers with a fraction as Decimal (systems that send money as numbers)
+    decimal_numbers = False
+    #: rows per list request unless the ``page_size`` setting says otherwise
+    default_page_size = 100
+
+    def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
+                 secret_values: Iterable[str]):
+        """``headers`` carry the authentication; ``secret_values`` are masked in messages."""
+        super().__init__(config)
+        self._http = HttpClient.from_config(
+            config, headers=headers, masker=secrets.Masker(secret_values),
+            describe_error=self._describe_error, decimal_numbers=self.decimal_numbers)
+        self._page_size = int(config.settings.get("page_size", self.default_page_size))
+
+    @staticmethod
+    def _secret_setting(config: SystemConfig, name: str) -> str:
+        """The resolved secret that setting ``name`` refers to (a configuration error if unset)."""
+        if name not in config.settings:
+            raise ValueError(f"system {config.name!r} ({config.type}): setting {name!r} is "
+                             "required")
+        return secrets.resolve(config.settings[name])
+
+    @property
+    def request_count(self) -> int:
+        return self._http.request_count
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+        """One ``GET /{entity}/{id}`` per id; unknown ids (404) are left out."""
+        self._check_entity(entity)
+        records = []
+        for entity_id in ids:
+            try:
+                response = self._http.request("GET", self._entity_path(entity, entity_id))
+            except PermanentApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            records.append(self._to_record(entity, response.data, response.etag))
+        return records
+
+    @abc.abstractmethod
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+        """The record of one entity as the system returned it."""
+
+    @staticmethod
+    def _describe_error(body: Any) -> str:
+        return describe_error_body(body)
+
+    @staticmethod
+    def _entity_path(entity: str, entity_id: str) -> str:
+        return f"/{entity}/{urllib.parse.quote(entity_id, safe='')}"
+
+    def _check_entity(self, entity: str) -> None:
+        if entity not in self.entities:
+            raise ValueError(f"{self.system_type} has no entity {entity!r}; "
+                             f"it has {', '.join(self.entities)}")
+
+    def _check_ops(self, ops: Iterable[WriteOp]) -> None:
+        """Refuse (before anything is sent) ops no system could apply: a caller's bug."""
+        for op in ops:
+            self._check_entity(op.entity)
+            if op.kind not in _WRITE_KINDS:
+                raise ValueError(f"unknown write kind {op.kind!r} (create or update)")

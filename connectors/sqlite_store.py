@@ -1,0 +1,320 @@
+"""The embedded link store: one SQLite file (the default for local runs).
+
+Several DoFn threads and several DirectRunner worker processes may open the same file, so:
+WAL mode (readers never block the writer), a 30 s busy timeout (writers queue instead of
+failing), every write in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two writers never deadlock upgrading a read lock), and one connection per store shared by
+threads behind a lock. Uniqueness of ids within a pair is enforced by the database itself, so
+two writers racing for the same entity cannot both win.
+
+The schema is versioned with ``PRAGMA user_version``: :data:`_MIGRATIONS` lists the steps,
+and a file is brought up to date when it is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import pathlib
+import sqlite3
+import threading
+from typing import Iterable, Iterator, Optional, Sequence
+
+from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
+                                  decode_values, encode_values)
+
+_URL_PREFIX = "sqlite:///"
+_MEMORY = ":memory:"
+#: how long a writer waits for another process's transaction before giving up
+_BUSY_TIMEOUT_MS = 30_000
+#: ids per ``IN (...)`` query; well below SQLite's bound-parameter limit
+_LOOKUP_CHUNK = 500
+
+#: schema steps; step i takes a file from user_version i to i + 1
+_MIGRATIONS = (
+    """
+    CREATE TABLE links (
+        pair            TEXT NOT NULL,
+        link_id         TEXT NOT NULL,
+        source_id       TEXT,
+        target_id       TEXT,
+        state           TEXT NOT NULL,
+        snapshot_source TEXT NOT NULL,
+        snapshot_target TEXT NOT NULL,
+        source_etag     TEXT,
+        target_etag     TEXT,
+        attempt_id      TEXT,
+        version         INTEGER NOT NULL,
+        updated_at      TEXT NOT NULL,
+        PRIMARY KEY (pair, link_id)
+    );
+    CREATE UNIQUE INDEX links_by_source ON links (pair, source_id) WHERE source_id IS NOT NULL;
+    CREATE UNIQUE INDEX links_by_target ON links (pair, target_id) WHERE target_id IS NOT NULL;
+    CREATE INDEX links_pending ON links (pair) WHERE state = 'pending';
+    CREATE TABLE watermarks (
+        dataflow TEXT NOT NULL,
+        pair     TEXT NOT NULL,
+        system   TEXT NOT NULL,
+        value    TEXT NOT NULL,
+        PRIMARY KEY (dataflow, pair, system)
+    );
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      TEXT NOT NULL,
+        dataflow    TEXT NOT NULL,
+        pair        TEXT NOT NULL,
+        direction   TEXT NOT NULL,
+        system      TEXT NOT NULL,
+        entity      TEXT NOT NULL,
+        entity_id   TEXT,
+        stage       TEXT NOT NULL,
+        error_class TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        status      INTEGER,
+        payload     TEXT,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX dead_letters_by_pair ON dead_letters (dataflow, pair, run_id);
+    """,
+)
+
+_LINK_COLUMNS = ("pair", "link_id", "source_id", "target_id", "state", "snapshot_source",
+                 "snapshot_target", "source_etag", "target_etag", "attempt_id", "version",
+                 "updated_at")
+_DEAD_LETTER_COLUMNS = ("run_id", "dataflow", "pair", "direction", "system", "entity",
+                        "entity_id", "stage", "error_class", "message", "status", "payload",
+                        "created_at")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _instant(value: str) -> datetime.datetime:
+    """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), for comparing."""
+    parsed = datetime.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def _link_row(link: Link, *, state: str, version: int, updated_at: str) -> tuple:
+    return (link.pair, link.link_id, link.source_id, link.target_id, state,
+            encode_values(link.snapshot_source), encode_values(link.snapshot_target),
+            link.source_etag, link.target_etag, link.attempt_id, version, updated_at)
+
+
+def _link(row: sqlite3.Row) -> Link:
+    return Link(pair=row["pair"], link_id=row["link_id"], source_id=row["source_id"],
+                target_id=row["target_id"], state=row["state"],
+                snapshot_source=decode_values(row["snapshot_source"]),
+                snapshot_target=decode_values(row["snapshot_target"]),
+                source_etag=row["source_etag"], target_etag=row["target_etag"],
+                attempt_id=row["attempt_id"], version=row["version"],
+                updated_at=row["updated_at"])
+
+
+class SqliteLinkStore(LinkStore):
+    """A :class:`LinkStore` in one SQLite database file (or in memory)."""
+
+    def __init__(self, path: str):
+        """Open (creating it and its folder if needed) the database at ``path``."""
+        if path != _MEMORY:
+            pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._lock = threading.Lock()
+        # timeout: SQLite's busy timeout. isolation_level=None: no implicit transactions,
+        # every write says BEGIN IMMEDIATE.
+        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    @classmethod
+    def from_url(cls, url: str) -> "SqliteLinkStore":
+        """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or ``sqlite:///:memory:``."""
+        if not url.startswith(_URL_PREFIX) or url == _URL_PREFIX:
+            raise ValueError(f"link_store: expected sqlite:///PATH or sqlite:///:memory:, "
+                             f"not {url!r}")
+        return cls(url[len(_URL_PREFIX):])
+
+    def __repr__(self) -> str:
+        return f"SqliteLinkStore({self._path!r})"
+
+    # --- links -------------------------------------------------------------------------------
+
+    def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
+        return {link.source_id: link for link in self._lookup(pair, "source_id", ids)}
+
+    def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
+        return {link.target_id: link for link in self._lookup(pair, "target_id", ids)}
+
+    def _lookup(self, pair: str, column: str, ids: Iterable[str]) -> list[Link]:
+        wanted = sorted(set(ids))
+        rows = []
+        with self._lock:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start:start + _LOOKUP_CHUNK]
+                rows += self._db.execute(
+                    f"SELECT * FROM links WHERE pair = ? AND {column} IN "
+                    f"({', '.join('?' * len(chunk))})", (pair, *chunk)).fetchall()
+        return [_link(row) for row in rows]
+
+    def pending(self, pair: str) -> list[Link]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM links WHERE pair = ? AND state = ? ORDER BY link_id",
+                (pair, PENDING)).fetchall()
+        return [_link(row) for row in rows]
+
+    def reserve(self, link: Link) -> Link:
+        """Insert ``link`` as pending (version 1) unless its id exists; return the stored link.
+
+        When another link of the pair already holds the same source or target id, that link is
+        returned: the caller does not own it (its ``attempt_id`` is not the caller's).
+        """
+        with self._transaction():
+            try:
+                self._db.execute(
+                    f"INSERT INTO links ({', '.join(_LINK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))}) "
+                    "ON CONFLICT (pair, link_id) DO NOTHING",
+                    _link_row(link, state=PENDING, version=1, updated_at=_now()))
+            except sqlite3.IntegrityError:
+                row = self._db.execute(
+                    "SELECT * FROM links WHERE pair = ? AND (source_id = ? OR target_id = ?) "
+                    "ORDER BY source_id = ? DESC LIMIT 1",
+                    (link.pair, link.source_id, link.target_id, link.source_id)).fetchone()
+            else:
+                row = self._db.execute("SELECT * FROM links WHERE pair = ? AND link_id = ?",
+                                       (link.pair, link.link_id)).fetchone()
+        return _link(row)
+
+    def commit(self, links: Sequence[Link]) -> list[Link]:
+        """Store each link as linked if its version still matches (0: if it does not exist).
+
+        A link whose stored version moved on, or whose source or target id another link
+        already holds, is not stored; the others are, and then :class:`StaleLinkError` is
+        raised with ``link_ids`` (the stale ones) and ``committed`` (the stored ones).
+        """
+        committed, stale = [], []
+        with self._transaction():
+            for link in links:
+                stored = link.replace(state=LINKED, version=link.version + 1,
+                                      updated_at=_now())
+                if self._store_if_current(link, stored):
+                    committed.append(stored)
+                else:
+                    stale.append(link.link_id)
+        if stale:
+            error = StaleLinkError(
+                f"{len(stale)} link(s) changed since they were read (another writer won): "
+                f"{', '.join(stale)}")
+            error.link_ids = stale
+            error.committed = committed
+            raise error
+        return committed
+
+    def _store_if_current(self, expected: Link, stored: Link) -> bool:
+        """Write ``stored`` over the row at ``expected.version``; False when that is not there."""
+        row = _link_row(stored, state=stored.state, version=stored.version,
+                        updated_at=stored.updated_at)
+        try:
+            if expected.version == 0:
+                self._db.execute(
+                    f"INSERT INTO links ({', '.join(_LINK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))})", row)
+                return True
+            updated = self._db.execute(
+                f"UPDATE links SET {', '.join(c + ' = ?' for c in _LINK_COLUMNS[2:])} "
+                "WHERE pair = ? AND link_id = ? AND version = ?",
+                (*row[2:], expected.pair, expected.link_id, expected.version))
+            return updated.rowcount == 1
+        except sqlite3.IntegrityError:
+            # The link id exists already (version 0), or its source/target id is another's.
+            return False
+
+    # --- watermarks --------------------------------------------------------------------------
+
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM watermarks WHERE dataflow = ? AND pair = ? AND system = ?",
+                (dataflow, pair, system)).fetchone()
+        return row["value"] if row else None
+
+    def advance_watermark(self, dataflow: str, pair: str, system: str, value: str) -> str:
+        new = _instant(value)
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT value FROM watermarks WHERE dataflow = ? AND pair = ? AND system = ?",
+                (dataflow, pair, system)).fetchone()
+            if row and _instant(row["value"]) >= new:
+                return row["value"]
+            self._db.execute(
+                "INSERT INTO watermarks (dataflow, pair, system, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (dataflow, pair, system) DO UPDATE SET value = excluded.value",
+                (dataflow, pair, system, value))
+        return value
+
+    # --- dead letters ------------------------------------------------------------------------
+
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters``; a letter without ``created_at`` gets the current time."""
+        now = _now()
+        rows = [tuple(getattr(letter, c) for c in _DEAD_LETTER_COLUMNS[:-1])
+                + (letter.created_at or now,) for letter in letters]
+        with self._transaction():
+            self._db.executemany(
+                f"INSERT INTO dead_letters ({', '.join(_DEAD_LETTER_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_DEAD_LETTER_COLUMNS))})", rows)
+
+    def open_dead_letters(self, dataflow: str, pair: str) -> list[DeadLetter]:
+        """The letters of the run that stored letters for ``pair`` last, in insertion order.
+
+        Runs store their letters when they finish, so that is the latest finished run.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_DEAD_LETTER_COLUMNS)} FROM dead_letters "
+                "WHERE dataflow = ? AND pair = ? AND run_id = ("
+                "  SELECT run_id FROM dead_letters WHERE dataflow = ? AND pair = ? "
+                "  ORDER BY id DESC LIMIT 1) ORDER BY id",
+                (dataflow, pair, dataflow, pair)).fetchall()
+        return [DeadLetter(**dict(row)) for row in rows]
+
+    def retire_dead_letters(self, dataflow: str, pair: str, keep_run_id: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM dead_letters WHERE dataflow = ? AND pair = ? AND run_id != ?",
+                (dataflow, pair, keep_run_id))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A write transaction that holds the database's write lock from its start."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(_MIGRATIONS):
+                raise RuntimeError(
+                    f"{self._path}: link store schema version {version} is newer than this "
+                    f"talksync understands ({len(_MIGRATIONS)}); upgrade talksync")
+            for step in range(version, len(_MIGRATIONS)):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")

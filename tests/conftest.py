@@ -1,0 +1,125 @@
+"""Shared fixtures: a running sandbox, and running talksync against it the way a user does."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import pathlib
+
+import pytest
+import requests
+
+from pipelines import cli
+
+
+class SyncHarness:
+    """A sandbox plus helpers to run `talksync run` in-process and to poke the systems' APIs."""
+
+    def __init__(self, sandbox, state: pathlib.Path):
+        self.sandbox = sandbox
+        self.state = state
+        self.config = str(sandbox.config_path)
+        self.runs = 0
+
+    # --- running --------------------------------------------------------------------------
+    def run(self, *args: str, dataflow: str = "customerp-customwebshop") -> tuple[int, dict]:
+        """Runs `talksync run DATAFLOW --config … ARGS`; returns (exit status, report section)."""
+        self.runs += 1
+        report = self.state / f"report-{self.runs}.json"
+        status = cli.main(["run", dataflow, "--config", self.config, "--report", str(report),
+                           *args])
+        sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
+        return status, (sections[0] if sections else {})
+
+    # --- the systems ------------------------------------------------------------------------
+    def _session(self, system: str) -> requests.Session:
+        session = requests.Session()
+        key = self.sandbox.api_key(system)
+        if system == "customwebshop":
+            session.headers["X-Api-Key"] = key
+        else:
+            session.headers["Authorization"] = f"ApiKey {key}"
+        return session
+
+    def list_all(self, system: str, resource: str) -> list[dict]:
+        """Every record of a resource, through the system's own list endpoint."""
+        session, url = self._session(system), f"{self.sandbox.url(system)}/{resource}"
+        rows: list[dict] = []
+        if system == "customwebshop":
+            token = None
+            while True:
+                params = {"page_size": 500, **({"page_token": token} if token else {})}
+                body = session.get(url, params=params, timeout=30).json()
+                rows += body["data"]
+                token = body["next_page_token"]
+                if not token:
+                    return rows
+        offset = 0
+        while True:
+            body = session.get(url, params={"offset": offset, "limit": 1000}, timeout=30).json()
+            rows += body["items"]
+            offset += len(body["items"])
+            if offset >= body["total"] or not body["items"]:
+                return rows
+
+    def get(self, system: str, resource: str, key: str) -> requests.Response:
+        return self._session(system).get(f"{self.sandbox.url(system)}/{resource}/{key}",
+                                         timeout=30)
+
+    def patch_shop(self, resource: str, key: str, body: dict) -> dict:
+        response = self._session("customwebshop").patch(
+            f"{self.sandbox.url('customwebshop')}/{resource}/{key}", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def put_erp(self, resource: str, key: str, body: dict) -> dict:
+        """PUT to the ERP; Decimal values go on the wire as JSON numbers, as the ERP wants."""
+        response = self._session("customerp").put(
+            f"{self.sandbox.url('customerp')}/{resource}/{key}", data=_erp_json(body),
+            headers={"Content-Type": "application/json"}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def post(self, system: str, resource: str, body: dict) -> dict:
+        response = self._session(system).post(f"{self.sandbox.url(system)}/{resource}",
+                                              json=body, timeout=30)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def writes(self, system: str) -> dict:
+        """Requests by method that change state, since the log was last cleared."""
+        by_method = self.sandbox.requests(system)["by_method"]
+        return {m: n for m, n in by_method.items() if m in ("POST", "PATCH", "PUT", "DELETE")}
+
+    def clear_logs(self) -> None:
+        for system in ("customwebshop", "customerp"):
+            self.sandbox.clear_requests(system)
+
+
+def _erp_json(body: dict) -> str:
+    class _Numbers(json.JSONEncoder):
+        def default(self, o):
+            if isinstance(o, decimal.Decimal):
+                return float(o)
+            return super().default(o)
+    return json.dumps(body, cls=_Numbers)
+
+
+def _start(tmp_path: pathlib.Path, monkeypatch):
+    from sandbox.server import Sandbox
+    sandbox = Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
+                      systems=("customwebshop", "customerp"), seed=42)
+    sandbox.start()
+    for name, value in sandbox.environ().items():
+        monkeypatch.setenv(name, value)
+    return sandbox
+
+
+@pytest.fixture
+def harness(tmp_path, monkeypatch):
+    """A fresh sandbox (seed 42) and a fresh link store for one test."""
+    sandbox = _start(tmp_path, monkeypatch)
+    try:
+        yield SyncHarness(sandbox, tmp_path)
+    finally:
+        sandbox.stop()
