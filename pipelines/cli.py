@@ -6,8 +6,6 @@ Exit status: 0 synced; 3 finished with dead letters; 2 bad usage or config; 1 fa
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
 import logging
 import os
@@ -18,10 +16,23 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from pipelines import docs as docs_module
+
+class _WithoutBeamImportNoise(logging.Filter):
+    """Beam warns at import that BigQuery's client libraries are missing; talksync never
+    uses them, so the warning would only confuse."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_WithoutBeamImportNoise())
+
+from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
 from pipelines.config import ConfigError, load_config
 from pipelines.spec import SpecError, available_dataflows, get_dataflow
-from pipelines.sync_pipeline import REPORT_COUNTERS, RunSettings, new_run_id, run_dataflow
+from transforms.common import PROGRESS_LOGGER
+from pipelines import sync_pipeline
+from pipelines.sync_pipeline import REPORT_COUNTERS, new_run_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
 _LOG = logging.getLogger("talksync")
@@ -36,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="talksync",
         description="Two-way sync of customers, products and orders between webshops and ERPs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log Beam's progress too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="sync one or more dataflows",
@@ -72,6 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _show_progress(not args.quiet)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -96,10 +109,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def cmd_run(args, beam_args: Sequence[str]) -> int:
     config = load_config(args.config)
     specs = _dataflows_to_run(args, config)
-    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()] if args.pairs else None
+    if args.pairs:
+        for spec in specs:
+            sync_pipeline.selected_pairs(spec, [p.strip() for p in args.pairs.split(",")])
     if args.every:
-        return _run_repeatedly(args, config, specs, pairs, beam_args)
-    return _run_once(args, config, specs, pairs, beam_args, full=args.full)
+        return _run_repeatedly(args, config, specs, beam_args)
+    return _run_once(args, config, specs, beam_args, full=args.full)
 
 
 def _dataflows_to_run(args, config):
@@ -118,16 +133,18 @@ def _dataflows_to_run(args, config):
     return [get_dataflow(name) for name in args.dataflows]
 
 
-def _run_once(args, config, specs, pairs, beam_args, full: bool) -> int:
+def _run_once(args, config, specs, beam_args, full: bool) -> int:
     sections = []
     status = EXIT_OK
     for spec in specs:
-        settings = RunSettings(run_id=new_run_id(), mode="plan" if args.plan else "sync",
-                               full_rescan=full, pairs=pairs, runs_dir=config.runs_dir)
+        argv = [*beam_args, f"--dataflow={spec.name}", f"--config={args.config}",
+                f"--mode={'plan' if args.plan else 'sync'}", f"--run_id={new_run_id()}"]
+        argv += ["--full_rescan"] if full else []
+        argv += [f"--pairs={args.pairs}"] if args.pairs else []
         _progress(f"{spec.name}: {'planning' if args.plan else 'syncing'} "
-                  f"{', '.join(p.name for p in spec.pairs)} (run {settings.run_id})")
+                  f"{', '.join(p.name for p in spec.pairs)}")
         try:
-            section = run_dataflow(spec, config, settings, beam_args)
+            section = sync_pipeline.run(argv)
         except (ConfigError, SpecError):
             raise
         except Exception as exc:  # the run failed: report it, keep going with the others
@@ -136,7 +153,7 @@ def _run_once(args, config, specs, pairs, beam_args, full: bool) -> int:
             status = EXIT_FAILED
             continue
         sections.append(section)
-        _write_json(pathlib.Path(settings.run_dir) / "report.json", {"dataflows": [section]})
+        _write_json(pathlib.Path(section["run_dir"]) / "report.json", {"dataflows": [section]})
         print(format_summary(section))
         dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
         if dead and status == EXIT_OK:
@@ -146,14 +163,14 @@ def _run_once(args, config, specs, pairs, beam_args, full: bool) -> int:
     return status
 
 
-def _run_repeatedly(args, config, specs, pairs, beam_args) -> int:
+def _run_repeatedly(args, config, specs, beam_args) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     status = EXIT_OK
     first = True
     while not stop["now"]:
         started = time.monotonic()
-        status = _run_once(args, config, specs, pairs, beam_args, full=args.full and first)
+        status = _run_once(args, config, specs, beam_args, full=args.full and first)
         first = False
         remaining = args.every - (time.monotonic() - started)
         while remaining > 0 and not stop["now"]:
@@ -163,7 +180,30 @@ def _run_repeatedly(args, config, specs, pairs, beam_args) -> int:
 
 
 def _progress(message: str) -> None:
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+    logging.getLogger(PROGRESS_LOGGER).info(message)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each line."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _show_progress(enabled: bool) -> None:
+    """Progress lines (one per stage and batch, never per record) on stderr."""
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled and not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _write_json(path: pathlib.Path, data) -> None:

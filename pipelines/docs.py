@@ -32,15 +32,16 @@ def _type_label(prop: PropertySpec, spec: DataflowSpec, pair: PairSpec) -> str:
     return label
 
 
-def _rows(spec: DataflowSpec, pair: PairSpec, properties, prefix: str = ""):
+def _rows(spec: DataflowSpec, pair: PairSpec, properties, source_prefix: str = "",
+          target_prefix: str = ""):
     for prop in properties:
-        source = prefix + prop.source
-        target = prefix + prop.target
+        source = source_prefix + prop.source
+        target = target_prefix + prop.target
         notes = []
         if prop.direction != "both":
             notes.append(_DIRECTION_NOTE[prop.direction].format(s=spec.source.label,
                                                                  t=spec.target.label))
-        if prop.target in pair.match and not prefix:
+        if prop.target in pair.match and not target_prefix:
             notes.append("match key")
         if prop.immutable:
             notes.append("set on create")
@@ -49,7 +50,7 @@ def _rows(spec: DataflowSpec, pair: PairSpec, properties, prefix: str = ""):
             type_label += " — " + ", ".join(notes)
         yield source, target, type_label
         if prop.type == "lines":
-            yield from _rows(spec, pair, prop.lines, prefix=f"{prop.source}[].")
+            yield from _rows(spec, pair, prop.lines, f"{prop.source}[].", f"{prop.target}[].")
 
 
 def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None) -> str:

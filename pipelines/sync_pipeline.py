@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 import secrets
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -25,8 +25,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from connectors.linkstore import LinkStore, open_link_store
-from pipelines.config import Config
-from pipelines.spec import DataflowSpec, PairSpec
+from pipelines.config import Config, load_config
+from pipelines.options import SyncOptions
+from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
 from transforms import finish, plan, read, write
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.planner import SOURCE, TARGET
@@ -202,10 +203,29 @@ def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,
             "cannot share; use a firestore://PROJECT link store on distributed runners")
 
 
+def run(argv: Sequence[str]) -> dict:
+    """Runs one dataflow as :class:`~pipelines.options.SyncOptions` in ``argv`` say; returns its
+    report section. The entry point of `talksync run` and of the Dataflow template."""
+    options = PipelineOptions(list(argv))
+    sync = options.view_as(SyncOptions)
+    if not sync.dataflow:
+        raise ValueError("--dataflow: name the dataflow to run (see `talksync dataflows`)")
+    config = load_config(sync.config)
+    if sync.link_store:
+        config = dataclasses.replace(config, link_store=sync.link_store)
+    spec = get_dataflow(sync.dataflow)
+    pairs = [p.strip() for p in sync.pairs.split(",") if p.strip()] if sync.pairs else None
+    settings = RunSettings(run_id=sync.run_id or new_run_id(), mode=sync.mode,
+                           full_rescan=sync.full_rescan, pairs=pairs,
+                           runs_dir=sync.runs_dir or config.runs_dir,
+                           read_overlap_seconds=sync.read_overlap_seconds)
+    selected_pairs(spec, pairs)   # refuse unknown pair names before anything runs
+    return run_dataflow(spec, config, settings, options)
+
+
 def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
-                 pipeline_args: Sequence[str] = ()) -> dict:
+                 options: PipelineOptions) -> dict:
     """Runs one dataflow to completion and returns its section of the report."""
-    options = PipelineOptions(list(pipeline_args))
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "FnApiRunner"   # docs/decisions/0004-local-runner.md

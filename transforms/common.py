@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 from typing import Any, Mapping, Optional
 
 import apache_beam as beam
@@ -19,6 +20,9 @@ from connectors.linkstore import DeadLetter, LinkStore
 from pipelines.spec import PairSpec
 
 METRICS_NAMESPACE = "talksync"
+#: one line per stage or batch (never per record): reads done, batches written, links committed
+PROGRESS_LOGGER = "talksync.progress"
+progress = logging.getLogger(PROGRESS_LOGGER)
 _PAYLOAD_LIMIT = 8_000
 
 

@@ -9,7 +9,7 @@ import apache_beam as beam
 
 from connectors import connector_for
 from connectors.linkstore import open_link_store
-from transforms.common import PairContext, RequestCounting, Resolver, this_run_links
+from transforms.common import PairContext, RequestCounting, Resolver, progress, this_run_links
 from transforms.mapping import MappingError, PairMapper
 from transforms.planner import Entity
 
@@ -62,18 +62,25 @@ class _ReadRecordsFn(beam.DoFn):
         try:
             if kind == "changed":
                 since = (datetime.datetime.fromisoformat(arg) if arg else None)
-                newest = None
+                newest, count = None, 0
                 for record in self._connector.read(entity, since):
                     self._read.inc()
+                    count += 1
                     if record.modified and (newest is None or record.modified > newest):
                         newest = record.modified
                     yield record
                 if newest is not None:
                     yield beam.pvalue.TaggedOutput(WATERMARKS, newest.isoformat())
+                progress.info("%s: read %d %s from %s (%s)", self._ctx.pair.name, count, entity,
+                              self._connector.name, f"changed since {arg}" if arg else "all")
             else:
-                for record in self._connector.get(entity, arg):
+                records = self._connector.get(entity, arg)
+                for record in records:
                     self._read.inc()
                     yield record
+                progress.info("%s: read again %d of %d %s to retry from %s",
+                              self._ctx.pair.name, len(records), len(arg), entity,
+                              self._connector.name)
         finally:
             self._requests.flush()
 

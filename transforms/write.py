@@ -23,7 +23,7 @@ from connectors import connector_for
 from connectors.base import Record, WriteOp
 from connectors.linkstore import LINKED, Link, StaleLinkError, open_link_store
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
-                               this_run_links)
+                               progress, this_run_links)
 from transforms.mapping import MappingError, PairMapper
 from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED,
                                 SyncPlan, Write, other)
@@ -115,6 +115,9 @@ class _WriteBatchFn(beam.DoFn):
             return
         try:
             results = connector.write(ops)
+            failed = sum(1 for result in results if not result.ok)
+            progress.info("%s: wrote %d changes to %s%s", self._ctx.pair.name, len(ops),
+                          connector.name, f" ({failed} failed)" if failed else "")
             for result in results:
                 link, write, version, fields = pending[result.ref]
                 if not result.ok:
@@ -236,6 +239,7 @@ class _CommitLinksFn(beam.DoFn):
         except StaleLinkError as exc:
             stale, committed = set(exc.link_ids), exc.committed
         by_id = {link.link_id: link for link in committed}
+        progress.info("%s: committed %d links", self._ctx.pair.name, len(by_id))
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
                 side = SOURCE if link.source_id else TARGET

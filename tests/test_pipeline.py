@@ -1,0 +1,46 @@
+"""build_pipeline on its own: Beam's assert_that on the plans, links and dead letters."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to, is_empty
+
+from connectors.linkstore import open_link_store
+from pipelines.config import load_config
+from pipelines.spec import get_dataflow
+from pipelines.sync_pipeline import RunSettings, build_pipeline
+
+
+def test_build_pipeline_returns_plans_links_and_dead_letters(harness, tmp_path):
+    config = load_config(harness.config)
+    spec = get_dataflow("customerp-customwebshop")
+    erp = {p["ItemNo"] for p in harness.list_all("customerp", "Products")}
+    shop = {p["sku"] for p in harness.list_all("customwebshop", "products")
+            if not p["deleted"]}
+    settings = RunSettings(run_id="test-run", pairs=["product"], runs_dir=str(tmp_path / "runs"))
+
+    with open_link_store(config.link_store) as store:
+        with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+            result = build_pipeline(p, spec, config, settings, store)
+            outcomes = (result.plans["product"]
+                        | beam.Map(lambda plan: plan.outcome)
+                        | beam.combiners.Count.PerElement())
+            assert_that(outcomes, equal_to([("created_in_target", len(erp - shop)),
+                                            ("created_in_source", len(shop - erp)),
+                                            ("linked_by_match", len(erp & shop))]))
+            linked = result.links["product"] | beam.Map(lambda l: (l.state, l.source_id))
+            assert_that(linked, equal_to([("linked", sku) for sku in erp | shop]),
+                        label="every product linked")
+            assert_that(result.dead_letters, is_empty(), label="no dead letters")
+
+        links = store.lookup_by_source("customerp-customwebshop/product", sorted(erp | shop))
+    assert len(links) == len(erp | shop)
+    assert {l.state for l in links.values()} == {"linked"}
+    assert store_watermark_moved(config.link_store)
+
+
+def store_watermark_moved(url: str) -> bool:
+    with open_link_store(url) as store:
+        return all(store.get_watermark("customerp-customwebshop", "product", system)
+                   for system in ("customerp", "customwebshop"))
