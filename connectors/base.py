@@ -41,7 +41,9 @@ class WriteOp:
 
     ``kind`` is ``"create"`` or ``"update"``. For updates ``id`` names the entity and
     ``fields`` holds only the changed properties (nested objects are merge-patched; lists
-    are replaced whole). ``if_match`` is the ETag the change was planned against.
+    are replaced whole). Values are JSON-like, except that money and quantities arrive as
+    ``decimal.Decimal``: each connector writes them in its system's own form (a decimal
+    string, a JSON number) without going through float. ``if_match`` is the ETag the change was planned against.
     ``idempotency_key`` is stable across retries of the same create, so a repeated create
     returns the first result instead of a duplicate. ``ref`` is the caller's correlation id,
     echoed in the :class:`WriteResult`.
@@ -153,7 +155,11 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
-        """Every entity changed at or after ``since`` (all when None), deleted ones included."""
+        """Every entity changed at or after ``since`` (all when None), deleted ones included.
+
+        Each id is yielded at most once per call (the first version seen); an entity that
+        changes while the read pages on is picked up by the next run's read.
+        """
 
     @abc.abstractmethod
     def get(self, entity: str, ids: Iterable[str]) -> list[Record]:

@@ -105,21 +105,18 @@ def _erp_json(body: dict) -> str:
     return json.dumps(body, cls=_Numbers)
 
 
-def _start(tmp_path: pathlib.Path, monkeypatch):
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A fresh sandbox of the custom systems (seed 42), their API keys exported."""
     from sandbox.server import Sandbox
-    sandbox = Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
-                      systems=("customwebshop", "customerp"), seed=42)
-    sandbox.start()
-    for name, value in sandbox.environ().items():
-        monkeypatch.setenv(name, value)
-    return sandbox
+    with Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
+                 systems=("customwebshop", "customerp"), seed=42) as running:
+        for name, value in running.environ().items():
+            monkeypatch.setenv(name, value)
+        yield running
 
 
 @pytest.fixture
-def harness(tmp_path, monkeypatch):
-    """A fresh sandbox (seed 42) and a fresh link store for one test."""
-    sandbox = _start(tmp_path, monkeypatch)
-    try:
-        yield SyncHarness(sandbox, tmp_path)
-    finally:
-        sandbox.stop()
+def harness(sandbox, tmp_path):
+    """The sandbox, a fresh link store, and `talksync run` against them."""
+    return SyncHarness(sandbox, tmp_path)

@@ -16,22 +16,12 @@ from connectors.base import (PermanentApiError, PreconditionFailedError, SystemC
                              TransientApiError, WriteOp)
 from connectors.customerp import CustomErpConnector
 from sandbox import seed
-from sandbox.server import Sandbox
 
 SYSTEM = "customerp"
 API_KEY_SETTING = "${TALKSYNC_SANDBOX_CUSTOMERP_API_KEY}"
 SEED = seed.erp_seed(42)
 SEED_COUNTS = {entity: len(rows) for entity, rows in SEED.items()}
 KEYS = {"Customers": "CustomerNo", "Products": "ItemNo", "Orders": "OrderNo"}
-
-
-@pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    with Sandbox(state_dir=tmp_path, base_port=0, systems=("customwebshop", "customerp"),
-                 seed=42) as sb:
-        for name, value in sb.environ().items():
-            monkeypatch.setenv(name, value)
-        yield sb
 
 
 def connect(sandbox, **settings):

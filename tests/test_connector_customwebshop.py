@@ -14,20 +14,10 @@ from connectors.base import (PermanentApiError, PreconditionFailedError, SystemC
 from connectors.customwebshop import CustomWebshopConnector
 from connectors.secrets import SecretError
 from sandbox import seed
-from sandbox.server import Sandbox
 
 SYSTEM = "customwebshop"
 API_KEY_SETTING = "${TALKSYNC_SANDBOX_CUSTOMWEBSHOP_API_KEY}"
 SEED_COUNTS = {entity: len(rows) for entity, rows in seed.webshop_seed(42).items()}
-
-
-@pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    with Sandbox(state_dir=tmp_path, base_port=0, systems=("customwebshop", "customerp"),
-                 seed=42) as sb:
-        for name, value in sb.environ().items():
-            monkeypatch.setenv(name, value)
-        yield sb
 
 
 def connect(sandbox, **settings):
