@@ -8,6 +8,7 @@ import pathlib
 
 import pytest
 import requests
+import yaml
 
 from pipelines import cli
 
@@ -30,6 +31,13 @@ class SyncHarness:
                            *args])
         sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
         return status, (sections[0] if sections else {})
+
+    def configure(self, system: str, **settings) -> None:
+        """Adds settings to one system of the config (e.g. ``max_retries=1`` for fault tests)."""
+        path = pathlib.Path(self.config)
+        config = yaml.safe_load(path.read_text())
+        config["systems"][system].update(settings)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     # --- the systems ------------------------------------------------------------------------
     def _session(self, system: str) -> requests.Session:

@@ -201,6 +201,7 @@ def test_lost_create_responses_do_not_duplicate_on_the_rerun(harness):
     # Every create is carried out by the systems, then its response is lost.
     for system in ("customwebshop", "customerp"):
         harness.sandbox.set_faults(system, lost_response_rate=1.0, only=["POST"], seed=7)
+        harness.configure(system, max_retries=1)
 
     status, report = harness.run()
 
