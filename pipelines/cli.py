@@ -18,11 +18,15 @@ from typing import Optional, Sequence
 
 
 class _WithoutBeamImportNoise(logging.Filter):
-    """Beam warns at import that BigQuery's client libraries are missing; talksync never
-    uses them, so the warning would only confuse."""
+    """Beam warns at import about Google Cloud clients it could not load (BigQuery, GCS) when
+    the ``[gcp]`` extra is not installed; local runs never use them, so the warnings would
+    only confuse."""
+
+    _NOISE = ("apitools not found", "Failed to import GCSFileSystem")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self._NOISE)
 
 
 logging.getLogger().addFilter(_WithoutBeamImportNoise())

@@ -12,7 +12,7 @@ import datetime
 import pathlib
 from typing import Optional
 
-from pipelines.spec import TYPES, DataflowSpec, PairSpec, PropertySpec
+from pipelines.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
 
 _DIRECTION_NOTE = {"to_target": "(one way: {s} → {t})", "to_source": "(one way: {t} → {s})"}
 
@@ -22,45 +22,51 @@ def _heading(text: str, char: str, overline: bool = False) -> str:
     return f"{rule}\n{text}\n{rule}\n" if overline else f"{text}\n{rule}\n"
 
 
-def _type_label(prop: PropertySpec, spec: DataflowSpec, pair: PairSpec) -> str:
+def _type_label(prop: PropertySpec, spec: DataflowSpec, target_label: str) -> str:
     if prop.type == "reference":
         ref = spec.pair(prop.pair)
-        return f"reference to {spec.target.label} {ref.target.label}"
+        return f"reference to {target_label} {ref.target.label}"
     label = TYPES[prop.type]
     if prop.max_length:
         label += f" (max {prop.max_length})"
     return label
 
 
-def _rows(spec: DataflowSpec, pair: PairSpec, properties, source_prefix: str = "",
-          target_prefix: str = ""):
+def _rows(spec: DataflowSpec, pair: PairSpec, properties, target_label: str,
+          source_prefix: str = "", target_prefix: str = ""):
     for prop in properties:
         source = source_prefix + prop.source
         target = target_prefix + prop.target
         notes = []
         if prop.direction != "both":
             notes.append(_DIRECTION_NOTE[prop.direction].format(s=spec.source.label,
-                                                                 t=spec.target.label))
+                                                                 t=target_label))
         if prop.target in pair.match and not target_prefix:
             notes.append("match key")
         if prop.immutable:
             notes.append("set on create")
-        type_label = _type_label(prop, spec, pair)
+        type_label = _type_label(prop, spec, target_label)
         if notes:
             type_label += " — " + ", ".join(notes)
         yield source, target, type_label
         if prop.type == "lines":
-            yield from _rows(spec, pair, prop.lines, f"{prop.source}[].", f"{prop.target}[].")
+            yield from _rows(spec, pair, prop.lines, target_label, f"{prop.source}[].",
+                             f"{prop.target}[].")
 
 
-def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None) -> str:
-    """The RST document of one dataflow."""
+def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None,
+                    document: Optional[DocumentSpec] = None) -> str:
+    """The RST document of one dataflow, under the labels of ``document`` when given."""
     generated = generated or datetime.datetime.now(datetime.timezone.utc)
-    title = f"{spec.source.label} to {spec.target.label} Dataflow"
+    if document is None:
+        document = DocumentSpec(name=spec.name, title=f"{spec.source.label} to "
+                                f"{spec.target.label}", source_label=spec.source.label,
+                                target_label=spec.target.label)
+    title = f"{document.title} Dataflow"
     out = [_heading(title, "=", overline=True), f"Generated: {generated:%Y-%m-%d %H:%M:%S}\n",
            _heading("Introduction", "-"),
            f"This document describes the talksync dataflow ``{spec.name}`` between "
-           f"{spec.source.label} and {spec.target.label}. It is generated from "
+           f"{document.source_label} and {document.target_label}. It is generated from "
            f"``pipelines/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
            "tables below are exactly what is synchronized. "
            + (spec.description.strip() + " " if spec.description else "")
@@ -68,32 +74,35 @@ def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] =
            "system reach the other, and when both sides change the same property the pair's "
            "conflict policy decides. Deletions are not propagated.\n"]
     for pair in spec.pairs:
-        s = f"{spec.source.label} {pair.source.label}"
-        t = f"{spec.target.label} {pair.target.label}"
+        source_label, target_label = document.labels(pair.name)
+        s = f"{source_label} {pair.source.label}"
+        t = f"{target_label} {pair.target.label}"
         out.append("\n" + _heading(f"{s} to {t}", "-"))
         out.append(f"Every {s} will be synchronized with a {t}.\n")
         out.append(f"Once a link between a {s} and a {t} is established, it will keep in sync "
                    "between the two systems, regardless of where it is edited.\n")
         policy = {"latest": "the most recent change wins",
-                  "source": f"{spec.source.label} wins", "target": f"{spec.target.label} wins"}
+                  "source": f"{source_label} wins", "target": f"{target_label} wins"}
         out.append(f"Match keys: {', '.join(pair.match)} (tried in that order). "
                    f"Conflicts: {policy[pair.conflict]}.\n")
         out.append(f"The following properties are synchronized between a {s} and a {t}:\n")
         out.append(".. list-table::\n   :header-rows: 1\n")
         out.append(f"   * - {s} Property\n     - {t} Property\n"
-                   f"     - {spec.target.label} Data Type\n")
-        for source, target, type_label in _rows(spec, pair, pair.properties):
+                   f"     - {target_label} Data Type\n")
+        for source, target, type_label in _rows(spec, pair, pair.properties, target_label):
             out.append(f"   * - {source}\n     - {target}\n     - {type_label}\n")
     return "\n".join(out)
 
 
 def write_documents(specs, directory: pathlib.Path,
                     generated: Optional[datetime.datetime] = None) -> list[pathlib.Path]:
-    """Writes ``<dataflow>.rst`` for each spec into ``directory``; returns the paths."""
+    """Writes ``<dataflow>.rst`` for each spec, and one file per extra document it declares,
+    into ``directory``; returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for spec in specs:
-        path = directory / f"{spec.name}.rst"
-        path.write_text(render_dataflow(spec, generated), encoding="utf-8")
-        paths.append(path)
+        for document in (None, *spec.documents):
+            path = directory / f"{document.name if document else spec.name}.rst"
+            path.write_text(render_dataflow(spec, generated, document), encoding="utf-8")
+            paths.append(path)
     return paths

@@ -39,7 +39,9 @@ CONFLICT_POLICIES = ("latest", "source", "target")
 DELETE_POLICIES = ("ignore",)
 CREATE_POLICIES = ("both", "to_target", "to_source", "none")
 
-_DATAFLOW_KEYS = {"name", "title", "description", "source", "target", "pairs"}
+_DATAFLOW_KEYS = {"name", "title", "description", "source", "target", "pairs", "documents"}
+_DOCUMENT_KEYS = {"name", "title", "source_label", "target_label", "pairs"}
+_DOCUMENT_PAIR_KEYS = {"source_label", "target_label"}
 _SYSTEM_KEYS = {"system", "label"}
 _PAIR_KEYS = {"name", "description", "source", "target", "match", "conflict", "delete", "create",
               "properties"}
@@ -128,6 +130,26 @@ class SystemRef:
 
 
 @dataclasses.dataclass(frozen=True)
+class DocumentSpec:
+    """Another document of the same dataflow, under other labels (a seed with another title).
+
+    ``pair_labels`` overrides the system labels per pair: ``{pair: (source, target)}``, where
+    either may be None (the document's label applies).
+    """
+
+    name: str
+    title: str
+    source_label: str
+    target_label: str
+    pair_labels: Mapping[str, tuple[Optional[str], Optional[str]]] = dataclasses.field(
+        default_factory=dict)
+
+    def labels(self, pair: str) -> tuple[str, str]:
+        source, target = self.pair_labels.get(pair, (None, None))
+        return source or self.source_label, target or self.target_label
+
+
+@dataclasses.dataclass(frozen=True)
 class DataflowSpec:
     """A dataflow: source and target systems and their entity pairs in dependency order."""
 
@@ -138,6 +160,7 @@ class DataflowSpec:
     pairs: tuple[PairSpec, ...]
     description: str = ""
     path: Optional[str] = None
+    documents: tuple[DocumentSpec, ...] = ()
 
     def pair(self, name: str) -> PairSpec:
         for pair in self.pairs:
@@ -207,10 +230,32 @@ def parse_dataflow(data: Any, path: str = "<dataflow>") -> DataflowSpec:
         if names.count(name) > 1:
             raise v.fail(f"pair {name}", "duplicate pair name")
     ordered = _dependency_order(v, pairs)
+    documents = _parse_documents(v, doc.get("documents") or [], set(names))
     return DataflowSpec(name=str(doc["name"]), title=str(doc.get("title") or doc["name"]),
                         source=systems["source"], target=systems["target"],
                         pairs=tuple(ordered), description=str(doc.get("description") or ""),
-                        path=path)
+                        path=path, documents=documents)
+
+
+def _parse_documents(v: _Validator, rows: Any, pair_names: set[str]) -> tuple[DocumentSpec, ...]:
+    if not isinstance(rows, list):
+        raise v.fail("documents", "expected a list of documents")
+    documents = []
+    for index, raw in enumerate(rows):
+        row = v.mapping(raw, f"documents[{index}]")
+        where = f"document {row.get('name') or index}"
+        v.keys(row, _DOCUMENT_KEYS, ("name", "title", "source_label", "target_label"), where)
+        labels = {}
+        for pair, override in v.mapping(row.get("pairs") or {}, f"{where}: pairs").items():
+            if pair not in pair_names:
+                raise v.fail(f"{where}: pairs", f"{pair!r} is not a pair of this dataflow")
+            override = v.mapping(override, f"{where}: pairs: {pair}")
+            v.keys(override, _DOCUMENT_PAIR_KEYS, (), f"{where}: pairs: {pair}")
+            labels[pair] = (override.get("source_label"), override.get("target_label"))
+        documents.append(DocumentSpec(name=str(row["name"]), title=str(row["title"]),
+                                      source_label=str(row["source_label"]),
+                                      target_label=str(row["target_label"]), pair_labels=labels))
+    return tuple(documents)
 
 
 def _parse_pair(v: _Validator, raw: Any, where: str) -> PairSpec:

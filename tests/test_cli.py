@@ -64,6 +64,26 @@ def test_document_has_the_seed_structure_with_filled_tables():
     assert "confidential" not in text.lower()
 
 
+def test_a_dataflow_can_have_more_documents_under_other_labels():
+    import yaml as yaml_
+    from pipelines.spec import DATAFLOWS_DIR, parse_dataflow
+    doc = yaml_.safe_load((DATAFLOWS_DIR / "customerp-customwebshop.yaml").read_text())
+    doc["documents"] = [{"name": "custom-erp-webshop", "title": "Custom ERP to Web Shop",
+                         "source_label": "Custom", "target_label": "Shop",
+                         "pairs": {"customer": {"target_label": "Webshop"}}}]
+    spec = parse_dataflow(doc, "flow.yaml")
+    text = docs.render_dataflow(spec, document=spec.documents[0])
+    heading = "Custom ERP to Web Shop Dataflow"
+    assert text.startswith(f"{'=' * len(heading)}\n{heading}\n{'=' * len(heading)}\n")
+    assert "Every Custom Customer will be synchronized with a Webshop Customer." in text
+    assert "Every Custom Order will be synchronized with a Shop Order." in text
+    assert "     - Shop Data Type\n" in text and "     - Webshop Data Type\n" in text
+    doc["documents"][0]["pairs"] = {"invoice": {"target_label": "X"}}
+    with pytest.raises(Exception, match="document custom-erp-webshop: pairs: 'invoice' is "
+                                        "not a pair of this dataflow"):
+        parse_dataflow(doc, "flow.yaml")
+
+
 @pytest.mark.parametrize("config,message", [
     (None, "no such config file"),
     ({"systems": {"customerp": {"type": "customerp"}}}, "systems.customerp.base_url is missing"),
