@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install docs clean
+.PHONY: demo test install docs reliability clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The full seeded fault campaign (100 seeds, ~30 min); `make test` runs a fast subset.
+reliability: $(STAMP)
+	$(BIN)/python -m tests.reliability.campaign --seeds 0-99
 
 docs: $(STAMP)
 	$(BIN)/talksync docs --out docs/dataflows

@@ -28,8 +28,9 @@ from connectors.linkstore import LinkStore, open_link_store
 from pipelines.config import Config, load_config
 from pipelines.options import SyncOptions
 from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
-from transforms import finish, plan, read, write
+from transforms import finish
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
+from transforms.sync import ReadPosition, SyncPair
 from transforms.planner import SOURCE, TARGET
 
 REPORT_COUNTERS = ("read_source", "read_target", "created_in_target", "created_in_source",
@@ -85,78 +86,42 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
     source_system = config.system(spec.source.system)
     target_system = config.system(spec.target.system)
     syncing = settings.mode == "sync"
-    plans, links, dead, conflicts, candidates, done = {}, {}, [], [], [], []
-    for pair in selected_pairs(spec, settings.pairs):
+    pairs = selected_pairs(spec, settings.pairs)
+    plans, links, dead, conflicts, watermarks, done = {}, {}, [], [], [], []
+    for pair in pairs:
         ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
                           target_system=target_system, link_store=config.link_store,
                           run_id=settings.run_id)
-        refs = reference_side_inputs(links, pair)
-        name = pair.name
-        views = []
-        for side in (SOURCE, TARGET):
-            system = ctx.system(side).name
-            since, retry_ids = _read_position(store, ctx, side, settings)
-            records = p | f"{name}: read {side}" >> read.ReadChanges(ctx, side, since, retry_ids)
-            candidates.append(records[read.WATERMARKS] | f"{name}: {side} watermark" >> beam.Map(
-                lambda value, pair=name, system=system: (pair, system, value)))
-            mapped = records.records | f"{name}: map {side}" >> read.MapToViews(ctx, side, refs)
-            views.append(mapped.entities)
-            dead.append(mapped[read.DEAD_LETTERS])
-        planned = (views
-                   | f"{name}: both sides" >> beam.Flatten()
-                   | f"{name}: look up links" >> plan.LookUpLinks(ctx)
-                   | f"{name}: plan" >> plan.PlanSync(ctx))
-        plans[name] = planned.plans
-        dead.append(planned[plan.DEAD_LETTERS])
-        if not syncing:
-            planned.plans | f"{name}: count plan" >> beam.Map(
-                lambda plan_, ctx=ctx: write.count_plan(ctx, plan_))
-            # Orders planned in the same run refer to customers that would be created: give
-            # those a placeholder id, so the plan shows the order instead of a dead letter.
-            links[name] = planned.plans | f"{name}: planned links" >> beam.Map(_planned_link)
-            continue
-        to_apply = planned.plans | f"{name}: changes only" >> beam.Filter(
-            _needs_commit, ctx)
-        written = to_apply | f"{name}: write" >> write.WriteChanges(ctx, refs)
-        dead.append(written[write.DEAD_LETTERS])
-        committed = ((to_apply, written.outcomes)
-                     | f"{name}: commit links" >> write.CommitLinks(ctx))
-        links[name] = committed.links
-        dead.append(committed[write.DEAD_LETTERS])
-        conflicts.append(committed[write.CONFLICTS])
-        done.append(committed.links | f"{name}: committed" >> beam.combiners.Count.Globally())
+        positions = {side: _read_position(store, ctx, side, settings)
+                     for side in (SOURCE, TARGET)}
+        out = p | f"Sync {pair.name}" >> SyncPair(
+            ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing)
+        plans[pair.name], links[pair.name] = out["plans"], out["links"]
+        dead.append(out["dead_letters"])
+        watermarks.append(out["watermarks"])
+        if syncing:
+            conflicts.append(out["conflicts"])
+            done.append(out["committed"])
 
     dead_letters = _flatten(p, dead, "dead letters")
     all_conflicts = _flatten(p, conflicts, "conflicts")
     run_dir = settings.run_dir
-    recorded = dead_letters | "record dead letters" >> finish.RecordDeadLetters(
+    recorded = dead_letters | "Record dead letters" >> finish.RecordDeadLetters(
         run_dir, config.link_store if syncing else None)
-    all_conflicts | "write conflicts" >> finish.WriteRunFile(
+    all_conflicts | "Write conflicts" >> finish.WriteRunFile(
         FileSystems.join(run_dir, "conflicts.jsonl"))
-    all_plans = _flatten(p, list(plans.values()), "plans")
-    all_plans | "write plan" >> beam.Filter(
-        lambda plan_: plan_.writes or plan_.outcome == "linked_by_match") | beam.Map(
-        _plan_row) | "plan file" >> finish.WriteRunFile(FileSystems.join(run_dir, "plan.jsonl"))
+    (_flatten(p, list(plans.values()), "plans")
+     | "Changes planned" >> beam.Filter(
+         lambda plan_: plan_.writes or plan_.outcome == "linked_by_match")
+     | "Plan rows" >> beam.Map(_plan_row)
+     | "Write plan" >> finish.WriteRunFile(FileSystems.join(run_dir, "plan.jsonl")))
     if syncing:
-        (_flatten(p, candidates, "watermark candidates")
-         | "advance watermarks" >> finish.AdvanceWatermarks(
-             config.link_store, spec.name, settings.run_id,
-             [pair.name for pair in selected_pairs(spec, settings.pairs)], done + [recorded]))
+        (_flatten(p, watermarks, "watermark candidates")
+         | "Advance watermarks" >> finish.AdvanceWatermarks(
+             config.link_store, spec.name, settings.run_id, [pair.name for pair in pairs],
+             done + [recorded]))
     return SyncResult(plans=plans, links=links, dead_letters=dead_letters,
                       conflicts=all_conflicts)
-
-
-def _planned_link(plan_):
-    link = plan_.link
-    return link.replace(source_id=link.source_id or f"(new) {link.target_id}",
-                        target_id=link.target_id or f"(new) {link.source_id}", state="linked")
-
-
-def _needs_commit(plan_, ctx) -> bool:
-    if plan_.writes or plan_.commit:
-        return True
-    write.count_plan(ctx, plan_)   # unchanged and nothing to store: counted here
-    return False
 
 
 def _flatten(p, pcollections, label):
@@ -175,9 +140,10 @@ def _plan_row(plan_) -> dict:
             "conflicts": [dataclasses.asdict(c) for c in plan_.conflicts]}
 
 
-def _read_position(store: LinkStore, ctx: PairContext, side: str, settings: RunSettings):
-    """(since, ids to read again) of one side: the watermark less the overlap, or a full read;
-    plus open dead letters and uncommitted creates of that side."""
+def _read_position(store: LinkStore, ctx: PairContext, side: str,
+                   settings: RunSettings) -> ReadPosition:
+    """Where one side's read starts: the watermark less the overlap (None: a full read); and
+    what it reads again: open dead letters and uncommitted creates of that side."""
     system = ctx.system(side).name
     since = None
     watermark = store.get_watermark(ctx.dataflow, ctx.pair.name, system)
@@ -190,7 +156,7 @@ def _read_position(store: LinkStore, ctx: PairContext, side: str, settings: RunS
         origin = link.source_id if side == SOURCE else link.target_id
         if origin and link.link_id.startswith("s:" if side == SOURCE else "t:"):
             retry.add(origin)
-    return since, sorted(retry)
+    return ReadPosition(since=since, retry_ids=tuple(sorted(retry)))
 
 
 def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,

@@ -57,14 +57,18 @@ class SyncHarness:
             token = None
             while True:
                 params = {"page_size": 500, **({"page_token": token} if token else {})}
-                body = session.get(url, params=params, timeout=30).json()
+                response = session.get(url, params=params, timeout=30)
+                assert response.status_code == 200, response.text
+                body = response.json()
                 rows += body["data"]
                 token = body["next_page_token"]
                 if not token:
                     return rows
         offset = 0
         while True:
-            body = session.get(url, params={"offset": offset, "limit": 1000}, timeout=30).json()
+            response = session.get(url, params={"offset": offset, "limit": 1000}, timeout=30)
+            assert response.status_code == 200, response.text
+            body = response.json()
             rows += body["items"]
             offset += len(body["items"])
             if offset >= body["total"] or not body["items"]:
@@ -128,3 +132,23 @@ def sandbox(tmp_path, monkeypatch):
 def harness(sandbox, tmp_path):
     """The sandbox, a fresh link store, and `talksync run` against them."""
     return SyncHarness(sandbox, tmp_path)
+
+
+@pytest.fixture
+def sandbox_of(tmp_path, monkeypatch):
+    """A factory of fresh sandboxes (seed 42): ``sandbox_of("customwebshop", "businessnxt")``
+    starts those systems, exports their secrets and stops them after the test."""
+    from sandbox.server import Sandbox
+    started = []
+
+    def start(*systems: str):
+        running = Sandbox(state_dir=tmp_path / f"sandbox-{len(started)}", base_port=0,
+                          systems=systems, seed=42).start()
+        started.append(running)
+        for name, value in running.environ().items():
+            monkeypatch.setenv(name, value)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()

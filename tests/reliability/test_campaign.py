@@ -1,0 +1,18 @@
+"""The fast subset of the fault campaign that `make test` runs (the full one: `make reliability`).
+
+``TALKSYNC_CAMPAIGN_SEEDS`` overrides the seeds, e.g. ``TALKSYNC_CAMPAIGN_SEEDS=17`` to rerun
+one failing seed of the full campaign.
+"""
+
+import os
+
+import pytest
+
+from tests.reliability.campaign import _parse_seeds, run_seed
+
+SEEDS = _parse_seeds(os.environ.get("TALKSYNC_CAMPAIGN_SEEDS", "1,2"))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_faults_crashes_and_edits_then_one_clean_run_converges(seed):
+    run_seed(seed, log=print)

@@ -1,0 +1,97 @@
+"""One pair's whole sync as one composite transform: read, map, plan, write, commit."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import apache_beam as beam
+
+from transforms import plan, read, write
+from transforms.common import PairContext
+from transforms.planner import SOURCE, TARGET, SyncPlan
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadPosition:
+    """Where one side's read starts (None: everything) and which entities it reads again."""
+
+    since: Optional[str] = None
+    retry_ids: Sequence[str] = ()
+
+
+class SyncPair(beam.PTransform):
+    """Syncs one pair (DESIGN.md §3, steps 1–6 for that pair).
+
+    ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
+    with this run's links of the pairs this one refers to. With ``apply_changes=False`` (plan
+    mode) nothing is reserved, written or committed.
+
+    Applied to the pipeline; returns a dict of PCollections: ``plans``; ``links``, the links
+    committed this run (in plan mode, the links the plan would make, with placeholder ids for
+    entities to be created); ``dead_letters``; ``watermarks`` ((pair, system, newest modified
+    time) of each side's changed read); and when applying changes ``conflicts`` and
+    ``committed`` (the count of committed links, a barrier for the watermarks).
+    """
+
+    def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
+                 apply_changes: bool = True):
+        super().__init__()
+        self._ctx = ctx
+        self._positions = positions
+        self._refs = reference_inputs
+        self._apply = apply_changes
+
+    def expand(self, pbegin) -> dict:
+        ctx = self._ctx
+        views, dead, watermarks = [], [], []
+        for side in (SOURCE, TARGET):
+            position = self._positions[side]
+            system = ctx.system(side).name
+            records = pbegin | f"Read {side}" >> read.ReadChanges(
+                ctx, side, position.since, position.retry_ids)
+            watermarks.append(records[read.WATERMARKS] | f"Watermark {side}" >> beam.Map(
+                lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
+            mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
+            views.append(mapped.entities)
+            dead.append(mapped[read.DEAD_LETTERS])
+        planned = (views
+                   | "Both sides" >> beam.Flatten()
+                   | "LookUpLinks" >> plan.LookUpLinks(ctx)
+                   | "Plan" >> plan.PlanSync(ctx))
+        dead.append(planned[plan.DEAD_LETTERS])
+        outputs = {"plans": planned.plans,
+                   "watermarks": watermarks | "All watermarks" >> beam.Flatten()}
+        if not self._apply:
+            planned.plans | "Count plans" >> beam.Map(lambda p, ctx=ctx: write.count_plan(ctx, p))
+            outputs["links"] = planned.plans | "Planned links" >> beam.Map(_planned_link)
+        else:
+            changes = planned.plans | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
+            written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
+            committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
+            dead += [written[write.DEAD_LETTERS], committed[write.DEAD_LETTERS]]
+            outputs["links"] = committed.links
+            outputs["conflicts"] = committed[write.CONFLICTS]
+            outputs["committed"] = committed.links | "Count committed" >> \
+                beam.combiners.Count.Globally()
+        outputs["dead_letters"] = dead | "All dead letters" >> beam.Flatten()
+        return outputs
+
+
+class _DropUnchangedFn(beam.DoFn):
+    """Passes on the plans that write or store something; counts the others as unchanged."""
+
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def process(self, plan_: SyncPlan):
+        if plan_.writes or plan_.commit:
+            yield plan_
+        else:
+            write.count_plan(self._ctx, plan_)
+
+
+def _planned_link(plan_: SyncPlan):
+    link = plan_.link
+    return link.replace(source_id=link.source_id or f"(new) {link.target_id}",
+                        target_id=link.target_id or f"(new) {link.source_id}", state="linked")
