@@ -81,8 +81,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                               "http(s) URL")
         settings = {k: v for k, v in raw.items() if k not in _SYSTEM_KEYS}
         for key, value in settings.items():
-            if (_SECRET_SETTING.search(key) and isinstance(value, str)
-                    and not _REFERENCE.match(value)):
+            if (_SECRET_SETTING.search(key) and not key.endswith("_url")
+                    and isinstance(value, str) and not _REFERENCE.match(value)):
                 _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
                              "or secretmanager:// instead", path, name, key)
         systems[str(name)] = SystemConfig(name=str(name), type=str(raw["type"]),

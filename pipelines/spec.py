@@ -47,7 +47,8 @@ _PAIR_KEYS = {"name", "description", "source", "target", "match", "conflict", "d
               "properties"}
 _ENTITY_KEYS = {"entity", "label"}
 _PROPERTY_KEYS = {"source", "target", "type", "direction", "required", "max_length", "values",
-                  "immutable", "target_fallback", "pair", "lines", "description"}
+                  "immutable", "source_fallback", "target_fallback", "pair", "lines",
+                  "description"}
 
 
 class SpecError(ValueError):
@@ -61,8 +62,9 @@ class PropertySpec:
     ``source``/``target`` are dotted paths into the systems' records (``address.city``).
     ``values`` maps source values to target values for enumerations (must be one-to-one).
     ``immutable`` properties are written when an entity is created and never updated (keys
-    such as an ERP item number). ``target_fallback`` is a template over other target fields
-    (``"{first_name} {last_name}"``) that stands in for the target value when it is empty.
+    such as an ERP item number). ``source_fallback`` / ``target_fallback`` is a template over
+    other fields of that side (``"{first_name} {last_name}"``) that stands in for the side's
+    value when it is empty.
     ``pair`` names the pair whose links translate a ``reference``. ``lines`` holds the
     properties of each line of a ``lines`` property.
     """
@@ -75,6 +77,7 @@ class PropertySpec:
     max_length: Optional[int] = None
     values: Optional[Mapping[Any, Any]] = None
     immutable: bool = False
+    source_fallback: Optional[str] = None
     target_fallback: Optional[str] = None
     pair: Optional[str] = None
     lines: tuple["PropertySpec", ...] = ()
@@ -337,6 +340,7 @@ def _parse_properties(v: _Validator, rows: list, where: str,
             required=bool(row.get("required", False)), max_length=max_length,
             values=dict(values) if values else None,
             immutable=bool(row.get("immutable", False)),
+            source_fallback=row.get("source_fallback"),
             target_fallback=row.get("target_fallback"), pair=row.get("pair"), lines=lines,
             description=str(row.get("description") or "")))
     _check_duplicates(v, properties, where)

@@ -92,8 +92,7 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
         ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
                           target_system=target_system, link_store=config.link_store,
                           run_id=settings.run_id)
-        positions = {side: _read_position(store, ctx, side, settings)
-                     for side in (SOURCE, TARGET)}
+        positions = _read_positions(store, ctx, settings)
         out = p | f"Sync {pair.name}" >> SyncPair(
             ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing)
         plans[pair.name], links[pair.name] = out["plans"], out["links"]
@@ -140,23 +139,36 @@ def _plan_row(plan_) -> dict:
             "conflicts": [dataclasses.asdict(c) for c in plan_.conflicts]}
 
 
-def _read_position(store: LinkStore, ctx: PairContext, side: str,
-                   settings: RunSettings) -> ReadPosition:
-    """Where one side's read starts: the watermark less the overlap (None: a full read); and
-    what it reads again: open dead letters and uncommitted creates of that side."""
-    system = ctx.system(side).name
-    since = None
-    watermark = store.get_watermark(ctx.dataflow, ctx.pair.name, system)
-    if watermark and not settings.full_rescan:
-        moment = datetime.datetime.fromisoformat(watermark)
-        since = (moment - datetime.timedelta(seconds=settings.read_overlap_seconds)).isoformat()
-    retry = {letter.entity_id for letter in store.open_dead_letters(ctx.dataflow, ctx.pair.name)
-             if letter.system == system and letter.entity_id}
+def _read_positions(store: LinkStore, ctx: PairContext,
+                    settings: RunSettings) -> dict[str, ReadPosition]:
+    """Where each side's read starts: the watermark less the overlap (None: a full read); and
+    which entities it reads again whatever their modified times: those of open dead letters
+    together with their linked counterparts (a write that failed on a stale version needs the
+    fresh version of the side it wrote), and every entity an uncommitted reservation holds."""
+    retry: dict[str, set[str]] = {SOURCE: set(), TARGET: set()}
+    systems = {ctx.system(side).name: side for side in (SOURCE, TARGET)}
+    for letter in store.open_dead_letters(ctx.dataflow, ctx.pair.name):
+        if letter.entity_id and letter.system in systems:
+            retry[systems[letter.system]].add(letter.entity_id)
+    counterparts = {
+        TARGET: [link.target_id for link in store.lookup_by_source(
+            ctx.pair_key, sorted(retry[SOURCE])).values()],
+        SOURCE: [link.source_id for link in store.lookup_by_target(
+            ctx.pair_key, sorted(retry[TARGET])).values()]}
     for link in store.pending(ctx.pair_key):
-        origin = link.source_id if side == SOURCE else link.target_id
-        if origin and link.link_id.startswith("s:" if side == SOURCE else "t:"):
-            retry.add(origin)
-    return ReadPosition(since=since, retry_ids=tuple(sorted(retry)))
+        retry[SOURCE].add(link.source_id)
+        retry[TARGET].add(link.target_id)
+    positions = {}
+    for side in (SOURCE, TARGET):
+        ids = (retry[side] | set(counterparts[side])) - {None}
+        since = None
+        watermark = store.get_watermark(ctx.dataflow, ctx.pair.name, ctx.system(side).name)
+        if watermark and not settings.full_rescan:
+            moment = datetime.datetime.fromisoformat(watermark)
+            since = (moment - datetime.timedelta(
+                seconds=settings.read_overlap_seconds)).isoformat()
+        positions[side] = ReadPosition(since=since, retry_ids=tuple(sorted(ids)))
+    return positions
 
 
 def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,

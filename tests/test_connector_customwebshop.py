@@ -51,7 +51,7 @@ def test_registry_builds_this_connector(shop):
 
 def test_registry_refuses_an_unknown_type():
     config = SystemConfig(name="x", type="sap", base_url="http://127.0.0.1:1")
-    with pytest.raises(ValueError, match=r"unknown type 'sap'; known types: customerp, "
+    with pytest.raises(ValueError, match=r"unknown type 'sap'; known types: .*customerp, "
                                          r"customwebshop"):
         connector_for(config)
 

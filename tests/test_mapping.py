@@ -156,3 +156,18 @@ def test_match_key_uses_the_first_key_with_a_value():
     assert mapper.match_key({"email": "a@b.no", "vat_number": "1"}) == ("email", "a@b.no")
     assert mapper.match_key({"email": None, "vat_number": "NO 1 "}) == ("vat_number", "no 1")
     assert mapper.match_key({"email": None, "vat_number": None}) is None
+
+
+def test_source_fallback_stands_in_for_an_empty_source_value():
+    import yaml
+    from pipelines.spec import parse_dataflow
+    doc = yaml.safe_load((DATAFLOWS_DIR / "customerp-customwebshop.yaml").read_text())
+    row = doc["pairs"][0]["properties"][1]
+    row.pop("target_fallback")
+    row["source_fallback"] = "{OrgNo} {City}"
+    mapper = PairMapper(parse_dataflow(doc, "flow.yaml").pair("customer"))
+    view = mapper.source_view({"Email": "a@b.no", "Name": "", "OrgNo": "912", "City": "Bodø"},
+                              _links({}))
+    assert view["company_name"] == "912 Bodø"
+    assert mapper.source_view({"Email": "a@b.no", "Name": "AS"}, _links({}))["company_name"] \
+        == "AS"

@@ -52,9 +52,10 @@ def test_plain_text_secret_in_config_is_warned_about(tmp_path, caplog, capsys):
     path = tmp_path / "talksync.yaml"
     path.write_text(yaml.safe_dump({"systems": {"customerp": {
         "type": "customerp", "base_url": "https://erp.example/erp/v1",
-        "api_key": "plain-text-key-123"}}}))
+        "api_key": "plain-text-key-123", "token_url": "https://login.example/token"}}}))
     with caplog.at_level(logging.WARNING):
         assert cli.main(["run", "customerp-customwebshop", "--config", str(path)]) == 2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("systems.customerp.api_key holds a secret in plain text" in w for w in warnings)
     assert not any("plain-text-key-123" in w for w in warnings)
+    assert not any("token_url" in w for w in warnings)   # a URL, not a secret

@@ -280,3 +280,24 @@ def test_demo_runs_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The second run wrote nothing" in result.stdout
     assert result.stdout.count("customerp-customwebshop — sync run") == 2
+
+
+def test_first_link_whose_write_failed_is_linked_not_duplicated_on_the_rerun(harness):
+    # The first run links the seed's matching records, but every update the merge sends to
+    # the ERP fails: those links stay uncommitted. The rerun must read both records of each
+    # such match again and link them, not take the webshop one for new and create it twice.
+    harness.sandbox.set_faults("customerp", error_rate=1.0, status=500, only=["PUT"], seed=5)
+    harness.configure("customerp", max_retries=0)
+
+    status, report = harness.run()
+
+    assert status == 3
+    assert report["pairs"]["customer"]["updated_source"] == 0
+    harness.sandbox.set_faults("customerp")
+    status, report = harness.run()
+    assert status == 0, report
+    assert report["pairs"]["customer"]["created_in_source"] == 0
+    assert report["pairs"]["customer"]["linked_by_match"] > 0
+    _assert_one_to_one(harness)
+    harness.clear_logs()
+    assert _writes(harness.run()[1]) == {}

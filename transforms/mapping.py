@@ -144,8 +144,9 @@ class PairMapper:
                 lines.append(self._read(prop.lines, line, side, resolve, problems,
                                         f"{label}[{index}]."))
             return tuple(lines)
-        if side == "target" and prop.target_fallback and types.is_empty(raw):
-            raw = _format_template(prop.target_fallback, fields)
+        fallback = prop.source_fallback if side == "source" else prop.target_fallback
+        if fallback and types.is_empty(raw):
+            raw = _format_template(fallback, fields)
         if side == "source" and prop.values is not None and raw is not None and raw != "":
             if raw in prop.values:
                 raw = prop.values[raw]

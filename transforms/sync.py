@@ -66,10 +66,14 @@ class SyncPair(beam.PTransform):
             planned.plans | "Count plans" >> beam.Map(lambda p, ctx=ctx: write.count_plan(ctx, p))
             outputs["links"] = planned.plans | "Planned links" >> beam.Map(_planned_link)
         else:
-            changes = planned.plans | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
+            reserved = (planned.plans
+                        | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
+                        | "ReserveLinks" >> write.ReserveLinks(ctx))
+            changes = reserved.plans
             written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
             committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
-            dead += [written[write.DEAD_LETTERS], committed[write.DEAD_LETTERS]]
+            dead += [reserved[write.DEAD_LETTERS], written[write.DEAD_LETTERS],
+                     committed[write.DEAD_LETTERS]]
             outputs["links"] = committed.links
             outputs["conflicts"] = committed[write.CONFLICTS]
             outputs["committed"] = committed.links | "Count committed" >> \

@@ -21,7 +21,7 @@ import apache_beam as beam
 
 from connectors import connector_for
 from connectors.base import Record, WriteOp
-from connectors.linkstore import LINKED, Link, StaleLinkError, open_link_store
+from connectors.linkstore import LINKED, PENDING, Link, StaleLinkError, open_link_store
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
                                progress, this_run_links)
 from transforms.mapping import MappingError, PairMapper
@@ -44,7 +44,58 @@ class WriteOutcome:
     entity_id: Optional[str] = None
     etag: Optional[str] = None
     view: Optional[Mapping[str, Any]] = None
-    version: Optional[int] = None
+
+
+class ReserveLinks(beam.PTransform):
+    """Reserves, before anything is written, the links that creates and first links will make.
+
+    The reservation (a ``pending`` link holding every id known so far) is what makes a retry
+    safe: the next run reads each of its entities again, whatever their modified times, so a
+    create whose answer was lost is adopted and a first link whose writes failed is matched
+    again, instead of either side being created a second time. Plans whose link another run
+    committed meanwhile are dropped; a reservation held under another link id is a
+    ``conflict`` dead letter, planned again next run.
+    """
+
+    def __init__(self, ctx: PairContext):
+        super().__init__()
+        self._ctx = ctx
+
+    def expand(self, plans):
+        return plans | "Reserve" >> beam.ParDo(_ReserveLinksFn(self._ctx)).with_outputs(
+            DEAD_LETTERS, main="plans")
+
+
+class _ReserveLinksFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def setup(self):
+        self._store = open_link_store(self._ctx.link_store)
+
+    def process(self, plan: SyncPlan):
+        if plan.outcome not in (CREATE_TARGET, CREATE_SOURCE, LINK):
+            yield plan
+            return
+        wanted = plan.link.replace(state=PENDING, attempt_id=plan.link.attempt_id
+                                   or self._ctx.run_id)
+        stored = self._store.reserve(wanted)
+        if stored.state == LINKED and (stored.source_id, stored.target_id) == (
+                plan.link.source_id, plan.link.target_id):
+            return      # another run linked exactly these: nothing left to do
+        if stored.link_id != wanted.link_id or stored.state == LINKED:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                side=SOURCE if plan.link.source_id else TARGET,
+                entity_id=plan.link.source_id or plan.link.target_id, stage="reserve",
+                error_class="conflict", direction="link",
+                message=f"link {wanted.link_id} clashes with link {stored.link_id} "
+                        f"({stored.state}) holding the same id; planned again on the next run"))
+            return
+        yield dataclasses.replace(plan, link=plan.link.replace(
+            version=stored.version, attempt_id=stored.attempt_id))
+
+    def teardown(self):
+        self._store.close()
 
 
 class WriteChanges(beam.PTransform):
@@ -101,16 +152,10 @@ class _WriteBatchFn(beam.DoFn):
                 yield from self._failed(link, write, error_class=exc.error_class,
                                         message=str(exc), payload=write.changes)
                 continue
-            version = link.version
-            if write.kind == "create":
-                stored = self._store.reserve(link)
-                if stored.state == LINKED:
-                    continue  # another attempt created and committed it: nothing to do
-                version = stored.version
             ops.append(WriteOp(kind=write.kind, entity=entity, fields=fields, ref=link.link_id,
                                id=write.entity_id, if_match=write.etag,
                                idempotency_key=write.idempotency_key))
-            pending[link.link_id] = (link, write, version, fields)
+            pending[link.link_id] = (link, write, fields)
         if not ops:
             return
         try:
@@ -119,7 +164,7 @@ class _WriteBatchFn(beam.DoFn):
             progress.info("%s: wrote %d changes to %s%s", self._ctx.pair.name, len(ops),
                           connector.name, f" ({failed} failed)" if failed else "")
             for result in results:
-                link, write, version, fields = pending[result.ref]
+                link, write, fields = pending[result.ref]
                 if not result.ok:
                     yield from self._failed_call(link, write, result.error, fields)
                     continue
@@ -132,8 +177,7 @@ class _WriteBatchFn(beam.DoFn):
                 self._ctx.counter(f"written_{side}").inc()
                 yield (link.link_id, WriteOutcome(
                     link_id=link.link_id, side=side, ok=True, entity_id=record.id,
-                    etag=record.etag, view=self._view(side, record, write, resolve),
-                    version=version))
+                    etag=record.etag, view=self._view(side, record, write, resolve)))
         finally:
             self._requests[side].flush()
 
@@ -279,8 +323,6 @@ def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Lin
         else:
             link = link.replace(source_id=outcome.entity_id, source_etag=outcome.etag,
                                 snapshot_source=dict(outcome.view or {}))
-        if write.kind == "create" and outcome.version is not None:
-            link = link.replace(version=outcome.version)
     return link
 
 
