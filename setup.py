@@ -16,9 +16,10 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms",
                                                "transforms.*", "connectors", "connectors.*",
                                                "sandbox", "sandbox.*"]),
-    package_data={"pipelines": ["dataflows/*.yaml"]},
+    package_data={"pipelines": ["dataflows/*.yaml"], "sandbox": ["*.xml", "*.graphql"]},
     install_requires=[
         "apache-beam>=2.60,<3",
+        "graphql-core>=3.2,<3.3",
         "pyarrow>=14,<26",
         "PyYAML>=6",
         "requests>=2.31",
@@ -27,7 +28,7 @@ setuptools.setup(
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60,<3", "google-cloud-firestore>=2.16",
                 "google-cloud-secret-manager>=2.20"],
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "google-cloud-firestore>=2.16"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )

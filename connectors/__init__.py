@@ -15,6 +15,7 @@ from connectors.base import Connector, SystemConfig
 _CONNECTORS = {
     "customwebshop": "connectors.customwebshop:CustomWebshopConnector",
     "customerp": "connectors.customerp:CustomErpConnector",
+    "businesscentral": "connectors.businesscentral:BusinessCentralConnector",
 }
 
 #: the system types that have a connector

@@ -27,7 +27,7 @@ import random
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol
 
 import requests
 import urllib3
@@ -161,12 +161,105 @@ def describe_error_body(body: Any) -> str:
     return dumps_json(body) if body is not None else ""
 
 
+class TokenProvider(Protocol):
+    """Bearer tokens for :class:`HttpClient` (the ``auth`` hook): OAuth2 and the like."""
+
+    def token(self, refresh: bool = False) -> str:
+        """A valid access token; ``refresh`` asks for a new one (the last was refused)."""
+
+    def secrets(self) -> Iterable[str]:
+        """The tokens handed out, to be masked wherever they could show."""
+
+
+#: seconds before its stated expiry that a cached token is replaced (clock skew, slow requests)
+_TOKEN_EXPIRY_MARGIN_S = 120.0
+
+
+class ClientCredentialsToken:
+    """OAuth2 client-credentials tokens (RFC 6749 §4.4), as Entra ID and Visma Connect issue
+    them: one ``POST`` of a form to ``token_url``, the token cached until shortly before its
+    ``expires_in``. Thread-safe: concurrent callers share one fetch.
+
+    Failures raise :class:`ApiError` with the token endpoint's ``error_description`` (the
+    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient.
+    """
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
+                 system: str = "", timeout_s: float = _READ_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self._url = token_url
+        self._form = {"grant_type": "client_credentials", "client_id": client_id,
+                      "client_secret": client_secret, "scope": scope}
+        self._system = system
+        self._timeout = (_CONNECT_TIMEOUT_S, timeout_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: Optional[str] = None
+        self._expires = 0.0
+        self._issued: list[str] = []
+        self._session = requests.Session()
+        #: token requests made (they count as requests to the system)
+        self.request_count = 0
+
+    def secrets(self) -> Iterable[str]:
+        return [self._form["client_secret"], *self._issued]
+
+    def token(self, refresh: bool = False) -> str:
+        with self._lock:
+            if refresh or self._token is None or self._clock() >= self._expires:
+                self._fetch()
+            return self._token
+
+    def _fetch(self) -> None:
+        masker = secrets.Masker(self.secrets())
+        self.request_count += 1
+        try:
+            response = self._session.post(self._url, data=self._form, timeout=self._timeout,
+                                          allow_redirects=False)
+        except requests.RequestException as exc:
+            raise TransientApiError(masker.mask(f"{self._system}: token request to {self._url} "
+                                                f"failed: {type(exc).__name__}: {exc}"),
+                                    system=self._system) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error_description": response.text[:_ERROR_TEXT_LIMIT]}
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            detail = body.get("error_description") or body.get("error") if isinstance(
+                body, dict) else body
+            status = response.status_code
+            kind = PermanentApiError if status in (400, 401, 403) else TransientApiError
+            raise kind(masker.mask(f"{self._system}: token request -> HTTP {status}: {detail}"),
+                       status=status, system=self._system)
+        self._token = str(body["access_token"])
+        self._issued.append(self._token)
+        self._expires = self._clock() + float(body.get("expires_in", 3600)) - _TOKEN_EXPIRY_MARGIN_S
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class _AuthMasker:
+    """A :class:`~connectors.secrets.Masker` that also masks every token ``auth`` handed out."""
+
+    def __init__(self, masker: secrets.Masker, auth: TokenProvider):
+        self._masker = masker
+        self._auth = auth
+
+    def mask(self, text: str) -> str:
+        return secrets.Masker(self._auth.secrets()).mask(self._masker.mask(text))
+
+
 class HttpClient:
     """Requests to one system: base URL, default headers, timeouts, rate limit, retries.
 
     ``describe_error`` turns the system's error body into the message of the exception (each
     API words errors differently); ``decimal_numbers`` decodes JSON numbers with a fraction as
     ``Decimal``. ``sleep`` and ``clock`` are injectable so tests do not wait.
+
+    ``auth`` (optional) supplies a bearer token for every request; a ``401`` is answered once
+    per request by fetching a new token and sending the request again (a token may expire or
+    be revoked early). Its tokens are masked like every other secret.
     """
 
     def __init__(self, base_url: str, *, system: str = "",
@@ -179,10 +272,14 @@ class HttpClient:
                  requests_per_second: Optional[float] = None,
                  max_retries: int = _MAX_RETRIES,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 auth: Optional[TokenProvider] = None):
         self._base_url = base_url.rstrip("/")
         self._system = system
+        self._auth = auth
         self._masker = masker or secrets.Masker()
+        if auth is not None:
+            self._masker = _AuthMasker(self._masker, auth)
         self._describe_error = describe_error
         self._parse_float = decimal.Decimal if decimal_numbers else float
         self._timeout = (connect_timeout_s, read_timeout_s)
@@ -200,9 +297,12 @@ class HttpClient:
     def from_config(cls, config: SystemConfig, **kwargs) -> "HttpClient":
         """A client for ``config``: its base URL, name and the common settings.
 
-        Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit).
+        Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit),
+        ``max_retries`` (retries of a failed call that is safe to retry).
         """
         settings = config.settings
+        if settings.get("max_retries") is not None:
+            kwargs.setdefault("max_retries", int(settings["max_retries"]))
         if settings.get("timeout_s") is not None:
             kwargs.setdefault("read_timeout_s", float(settings["timeout_s"]))
         if settings.get("requests_per_second") is not None:
@@ -230,7 +330,11 @@ class HttpClient:
                 name.lower() == "idempotency-key" for name in headers)
         url = self._base_url + path
         attempt = 0
+        refreshed = refresh = False
         while True:
+            if self._auth is not None:
+                headers["Authorization"] = "Bearer " + self._auth.token(refresh=refresh)
+                refresh = False
             if self._limiter:
                 self._limiter.acquire()
             with self._count_lock:
@@ -247,6 +351,9 @@ class HttpClient:
                 if 200 <= response.status_code < 300:
                     return HttpResponse(response.status_code, response.headers,
                                         self._decode(response, method, path))
+                if response.status_code == 401 and self._auth is not None and not refreshed:
+                    refreshed = refresh = True  # refused: once, a new token and again
+                    continue
                 error = self.error_for(response.status_code, self._error_body(response),
                                        method, path)
                 retry = (response.status_code in _RETRY_STATUSES
@@ -364,12 +471,14 @@ class HttpConnector(Connector):
     default_page_size = 100
 
     def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
-                 secret_values: Iterable[str]):
-        """``headers`` carry the authentication; ``secret_values`` are masked in messages."""
+                 secret_values: Iterable[str], auth: Optional[TokenProvider] = None):
+        """``headers`` carry the authentication (or ``auth`` supplies bearer tokens);
+        ``secret_values`` are masked in messages."""
         super().__init__(config)
         self._http = HttpClient.from_config(
             config, headers=headers, masker=secrets.Masker(secret_values),
-            describe_error=self._describe_error, decimal_numbers=self.decimal_numbers)
+            describe_error=self._describe_error, decimal_numbers=self.decimal_numbers,
+            auth=auth)
         self._page_size = int(config.settings.get("page_size", self.default_page_size))
 
     @staticmethod

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from sandbox.businesscentral import BusinessCentral
 from sandbox.common import Emulator
 from sandbox.customerp import CustomErp
 from sandbox.customwebshop import CustomWebshop
@@ -38,8 +39,11 @@ class SystemEntry:
 REGISTRY: dict[str, SystemEntry] = {
     "customwebshop": SystemEntry(1, CustomWebshop),
     "customerp": SystemEntry(2, CustomErp),
+    "businesscentral": SystemEntry(3, BusinessCentral),
 }
-SYSTEMS: tuple[str, ...] = tuple(REGISTRY)
+#: The systems served when none are named. businesscentral is served on request
+#: (``systems=(..., "businesscentral")``) until the default set grows to all of REGISTRY.
+SYSTEMS: tuple[str, ...] = ("customwebshop", "customerp")
 
 CONFIG_HEADER = "# Written by `talksync sandbox serve`: a ready config for the sandbox systems.\n"
 
@@ -159,9 +163,19 @@ class Sandbox:
                 f"  {system}:",
                 f"    type: {system}",
                 f"    base_url: {_yaml_scalar(self.url(system))}",
-                f"    api_key: ${{{_env_name(system)}}}",
             ]
+            lines += [f"    {name}: {_yaml_scalar(value)}"
+                      for name, value in self._extra_settings(system).items()]
+            lines.append(f"    {_secret_setting(system)}: ${{{_env_name(system)}}}")
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _extra_settings(self, system: str) -> dict[str, str]:
+        """Settings beyond base URL and secret an emulator's connector needs (OAuth: tenant,
+        client id, token URL, company)."""
+        emulator = REGISTRY[system].emulator
+        if not hasattr(emulator, "connector_settings"):
+            return {}
+        return emulator.connector_settings(self.root_url(system))
 
     # -- where and how to reach the systems -------------------------------------------------
 
@@ -222,8 +236,14 @@ class Sandbox:
         return json.loads(payload) if payload else None
 
 
+def _secret_setting(system: str) -> str:
+    """The config setting that holds the system's secret: ``api_key``, or the emulator's own
+    (``client_secret`` for OAuth client credentials)."""
+    return getattr(REGISTRY[system].emulator, "secret_setting", "api_key")
+
+
 def _env_name(system: str) -> str:
-    return f"TALKSYNC_SANDBOX_{system.upper()}_API_KEY"
+    return f"TALKSYNC_SANDBOX_{system.upper()}_{_secret_setting(system).upper()}"
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -1,0 +1,426 @@
+"""Microsoft Dynamics 365 Business Central, API v2.0 (OData v4): customers, items, sales orders.
+
+* Auth: Entra ID client credentials (:class:`~connectors.http.ClientCredentialsToken`), one
+  token per client and process, cached until shortly before it expires and renewed once on a
+  ``401``; tokens and the client secret are masked in every message.
+* Reads: ``$filter=lastModifiedDateTime ge …`` (all when no watermark), ordered by
+  ``lastModifiedDateTime,id`` so a row changed during the read moves to the end instead of being
+  missed; pages of ``Prefer: odata.maxpagesize`` followed through ``@odata.nextLink``; sales
+  orders with ``$expand=salesOrderLines``. ``get`` reads up to 100 ids in one ``$batch``.
+* Writes: JSON ``$batch`` of at most 100 requests, the requests of one op chained with
+  ``dependsOn``. Creates are ``POST`` (orders with their lines: deep insert); a create whose
+  ``number`` exists (``Internal_EntityWithSameKeyExists``, e.g. our own earlier create whose
+  answer was lost) adopts that entity. Updates are ``PATCH`` with ``If-Match`` = the ETag the
+  change was planned against (never ``*``). A stale ETag (409 ``Request_EntityChanged``) becomes
+  that op's :class:`~connectors.base.PreconditionFailedError`: the engine dead-letters it, then
+  re-reads and re-plans the entity next run; nothing is overwritten blindly.
+* Order lines: BC does not replace a collection with one PATCH, so an update carrying
+  ``salesOrderLines`` reads the order's current lines and sends line operations (PATCH of the
+  changed fields with each line's own ETag, POST of new lines, DELETE of surplus ones) in the
+  same ``$batch``, after the order's own PATCH, then reads the order back. If the order's ETag
+  moved since the plan, nothing is sent and the op fails as a conflict.
+* Wire quirks stay here: enum members are XML-escaped on the wire (``_x0020_`` for a blank,
+  ``Non_x002D_Inventory``) and plain text in records; money is JSON numbers (``Decimal``).
+* BC's own errors (``{"error": {"code", "message"}}``) are the messages of the errors, so they
+  reach the dead letters as ``Code: message``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import re
+import threading
+import urllib.parse
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+from connectors.base import (ApiError, PermanentApiError, PreconditionFailedError, Record,
+                             SystemConfig, TransientApiError, WriteOp, WriteResult)
+from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
+                             format_timestamp, parse_timestamp, unique_by_id)
+
+ORDERS, LINES = "salesOrders", "salesOrderLines"
+#: requests per ``$batch`` (BC's limit)
+MAX_BATCH = 100
+SCOPE = "https://api.businesscentral.dynamics.com/.default"
+DEFAULT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+#: enum properties per entity set (``$metadata`` EnumType members travel XML-escaped)
+ENUMS: Mapping[str, frozenset[str]] = {
+    "customers": frozenset({"type", "blocked"}),
+    "items": frozenset({"type"}),
+    ORDERS: frozenset({"status"}),
+    LINES: frozenset({"lineType"}),
+}
+#: the BC error code of a create whose key (``number``) exists already
+_DUPLICATE_KEY = "Internal_EntityWithSameKeyExists"
+#: properties of a line a line PATCH may carry (the rest are computed by BC)
+_LINE_WRITABLE = frozenset({"itemId", "lineType", "lineObjectNumber", "description",
+                            "description2", "quantity", "unitPrice", "discountPercent",
+                            "discountAmount", "unitOfMeasureCode", "taxCode", "shipmentDate"})
+_ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def escape_enum(value: str) -> str:
+    """An enum member as BC names it on the wire: every character that cannot be part of an
+    XML name becomes ``_xHHHH_`` (``" "`` → ``_x0020_``, ``"Non-Inventory"`` →
+    ``Non_x002D_Inventory``)."""
+    return "".join(c if c.isalnum() or c == "_" else f"_x{ord(c):04X}_" for c in value)
+
+
+def unescape_enum(value: str) -> str:
+    """The member's plain text: ``_x0020_`` → ``" "``, ``In_x0020_Review`` → ``In Review``."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _enums(entity: str, fields: Mapping[str, Any], convert) -> dict[str, Any]:
+    """``fields`` with the enum properties (and those of lines) passed through ``convert``."""
+    out = {}
+    for name, value in fields.items():
+        if name in ENUMS.get(entity, ()) and isinstance(value, str):
+            value = convert(value)
+        elif name == LINES and isinstance(value, list):
+            value = [_enums(LINES, line, convert) for line in value]
+        out[name] = value
+    return out
+
+
+_TOKENS: dict[tuple[str, str, str, str], ClientCredentialsToken] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+def _shared_token(token_url: str, client_id: str, secret: str, scope: str,
+                  system: str) -> ClientCredentialsToken:
+    """One token cache per client and process: the many connectors of a run's DoFns share a
+    token instead of each fetching its own (Entra ID throttles token requests too)."""
+    key = (token_url, client_id, hashlib.sha256(secret.encode()).hexdigest(), scope)
+    with _TOKENS_LOCK:
+        if key not in _TOKENS:
+            _TOKENS[key] = ClientCredentialsToken(token_url, client_id, secret, scope,
+                                                  system=system)
+        return _TOKENS[key]
+
+
+class _Call:
+    """One request of a ``$batch``, and the op it belongs to."""
+
+    def __init__(self, op_index: int, method: str, url: str, body: Any = None,
+                 if_match: Optional[str] = None, result: bool = False):
+        self.op_index, self.method, self.url, self.body = op_index, method, url, body
+        self.if_match = if_match
+        #: this call's answer is the op's record
+        self.result = result
+
+    def request(self, ident: int, depends_on: Sequence[int] = ()) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.if_match is not None:
+            headers["If-Match"] = self.if_match
+        request = {"id": str(ident), "method": self.method, "url": self.url, "headers": headers}
+        if depends_on:
+            request["dependsOn"] = [str(i) for i in depends_on]
+        if self.body is not None:
+            request["body"] = self.body
+        return request
+
+
+class BusinessCentralConnector(HttpConnector):
+    """A client of one BC company through API v2.0.
+
+    Settings: ``tenant_id``, ``client_id``, ``client_secret`` (a secret reference),
+    ``token_url`` (default Entra ID's for the tenant), ``company_id`` or ``company_name``,
+    ``page_size`` (``Prefer: odata.maxpagesize``), ``requests_per_second``, ``timeout_s``.
+    ``base_url`` is the service root,
+    ``https://api.businesscentral.dynamics.com/v2.0/{tenant}/{environment}/api/v2.0``.
+    """
+
+    system_type = "businesscentral"
+    entities = ("customers", "items", ORDERS)
+    max_batch_size = MAX_BATCH
+    decimal_numbers = True
+    default_page_size = 1000
+
+    def __init__(self, config: SystemConfig):
+        settings = config.settings
+        for name in ("tenant_id", "client_id"):
+            if not settings.get(name):
+                raise ValueError(f"system {config.name!r} (businesscentral): setting {name!r} "
+                                 "is required")
+        if not settings.get("company_id") and not settings.get("company_name"):
+            raise ValueError(f"system {config.name!r} (businesscentral): set company_id or "
+                             "company_name")
+        secret = self._secret_setting(config, "client_secret")
+        self._token = _shared_token(
+            settings.get("token_url") or DEFAULT_TOKEN_URL.format(tenant=settings["tenant_id"]),
+            settings["client_id"], secret, settings.get("scope", SCOPE), config.name)
+        super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
+                         auth=self._token)
+        self._company_id: Optional[str] = settings.get("company_id")
+
+    @staticmethod
+    def _describe_error(body: Any) -> str:
+        """``code: message`` from BC's ``{"error": {"code", "message"}}``."""
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if not isinstance(error, Mapping):
+            return describe_error_body(body)
+        return f"{error.get('code')}: {error.get('message')}"
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _company(self) -> str:
+        """``companies(<id>)``, looking the company up by name once if only that is set."""
+        if self._company_id is None:
+            name = self.config.settings["company_name"].replace("'", "''")
+            found = self._http.request("GET", "/companies",
+                                       params={"$filter": f"name eq '{name}'"}).data["value"]
+            if not found:
+                raise ValueError(f"system {self.name!r}: no company named "
+                                 f"{self.config.settings['company_name']!r}")
+            self._company_id = found[0]["id"]
+        return f"companies({self._company_id})"
+
+    def _set_url(self, entity: str) -> str:
+        return f"{self._company()}/{entity}"
+
+    def _entity_url(self, entity: str, entity_id: str) -> str:
+        return f"{self._company()}/{entity}({urllib.parse.quote(entity_id, safe='-')})"
+
+    @staticmethod
+    def _expand(entity: str) -> str:
+        return f"?$expand={LINES}" if entity == ORDERS else ""
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+        self._check_entity(entity)
+        return unique_by_id(self._pages(entity, since))
+
+    def _pages(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+        params: Optional[dict[str, str]] = {"$orderby": "lastModifiedDateTime,id"}
+        if since is not None:
+            params["$filter"] = f"lastModifiedDateTime ge {format_timestamp(since)}"
+        if entity == ORDERS:
+            params["$expand"] = LINES
+        path = "/" + self._set_url(entity)
+        headers = {"Prefer": f"odata.maxpagesize={self._page_size}"}
+        while True:
+            page = self._http.request("GET", path, params=params, headers=headers).data
+            for item in page["value"]:
+                yield self._to_record(entity, item, None)
+            link = page.get("@odata.nextLink")
+            if not link:
+                return
+            path, params = self._relative(link), None
+
+    def _relative(self, link: str) -> str:
+        """A next link as a path under the base URL; a link elsewhere is refused (the bearer
+        token must never go to another host)."""
+        base = self.config.base_url.rstrip("/")
+        if not link.startswith(base + "/"):
+            raise TransientApiError(f"{self.name}: @odata.nextLink {link!r} is not under "
+                                    f"{base}", system=self.name)
+        return link[len(base):]
+
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+        """The entities in ``$batch`` GETs of 100; unknown ids (404) are left out."""
+        self._check_entity(entity)
+        return [self._to_record(entity, body, None) for body in self._get_bodies(entity, ids)]
+
+    def _get_bodies(self, entity: str, ids: Iterable[str]) -> list[Mapping[str, Any]]:
+        """The entities as BC sends them (ETags of order lines included)."""
+        ids = list(ids)
+        bodies = []
+        for start in range(0, len(ids), MAX_BATCH):
+            calls = [_Call(i, "GET", self._entity_url(entity, entity_id) + self._expand(entity))
+                     for i, entity_id in enumerate(ids[start:start + MAX_BATCH])]
+            for call, response in zip(calls, self._batch(calls)):
+                if response["status"] == 404:
+                    continue
+                if response["status"] != 200:
+                    raise self._call_error(call, response)
+                bodies.append(response["body"])
+        return bodies
+
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+        fields = {k: v for k, v in data.items() if not k.startswith("@odata.")}
+        if LINES in fields:
+            fields[LINES] = [{k: v for k, v in line.items() if not k.startswith("@odata.")}
+                             for line in fields[LINES]]
+        modified = fields.get("lastModifiedDateTime")
+        return Record(system=self.name, entity=entity, id=data["id"],
+                      fields=_enums(entity, fields, unescape_enum),
+                      modified=parse_timestamp(modified) if modified else None,
+                      etag=data.get("@odata.etag") or etag)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """The ops in ``$batch`` requests of at most 100 calls; one result per op, in order."""
+        self._check_ops(ops)
+        results: dict[int, WriteResult] = {}
+        try:
+            current, current_error = self._current_orders(ops), None
+        except ApiError as exc:
+            current, current_error = {}, exc
+        calls: list[_Call] = []
+        for index, op in enumerate(ops):
+            try:
+                if current_error is not None and op.id in self._line_updates(ops):
+                    raise current_error
+                op_calls = self._calls(index, op, current.get(op.id) if op.entity == ORDERS else None)
+            except ApiError as exc:
+                results[index] = WriteResult(ref=op.ref, error=exc)
+                continue
+            if len(calls) + len(op_calls) > MAX_BATCH:
+                results.update(self._send(ops, calls))
+                calls = []
+            calls += op_calls
+        if calls:
+            results.update(self._send(ops, calls))
+        return [results[i] for i in range(len(ops))]
+
+    @staticmethod
+    def _line_updates(ops: Sequence[WriteOp]) -> list[str]:
+        """Ids of the orders whose lines the ops replace."""
+        return [op.id for op in ops if op.kind == "update" and op.entity == ORDERS
+                and LINES in op.fields]
+
+    def _current_orders(self, ops: Sequence[WriteOp]) -> dict[str, Mapping[str, Any]]:
+        """The orders whose lines an update replaces, as they are now (their lines' ids and
+        ETags are needed to change them)."""
+        ids = self._line_updates(ops)
+        return {body["id"]: body for body in self._get_bodies(ORDERS, ids)} if ids else {}
+
+    def _calls(self, index: int, op: WriteOp, order: Optional[Mapping[str, Any]]) -> list[_Call]:
+        body = _enums(op.entity, op.fields, escape_enum)
+        if op.kind == "create":
+            if op.entity == ORDERS and LINES in body:
+                body[LINES] = [self._new_line(line) for line in body[LINES]]
+            return [_Call(index, "POST", self._set_url(op.entity) + self._expand(op.entity),
+                          body, result=True)]
+        url = self._entity_url(op.entity, op.id)
+        if op.if_match is None:
+            # BC answers every read with an ETag, so a plan without one is a caller's slip;
+            # "If-Match: *" would overwrite blindly. Refused as a conflict: re-read, re-plan.
+            raise PreconditionFailedError(f"{self.name}: PATCH /{url}: no ETag to send in "
+                                          "If-Match; the entity is read again next run",
+                                          status=409, system=self.name)
+        if op.entity != ORDERS:
+            return [_Call(index, "PATCH", url, body, op.if_match, result=True)]
+        lines = body.pop(LINES, None)
+        calls = [_Call(index, "PATCH", url, body, op.if_match)] if body else []
+        if lines is not None:
+            if order is None:
+                raise PermanentApiError(f"{self.name}: sales order {op.id} was not found",
+                                        status=404, system=self.name)
+            if order.get("@odata.etag") != op.if_match:
+                raise PreconditionFailedError(
+                    f"{self.name}: PATCH /{url} -> HTTP 409: Request_EntityChanged: the order "
+                    "changed since it was read (ETag moved); re-read and planned again",
+                    status=409, system=self.name)
+            calls += self._line_calls(index, url, order, lines)
+        calls.append(_Call(index, "GET", url + self._expand(ORDERS), result=True))
+        return calls
+
+    @staticmethod
+    def _new_line(line: Mapping[str, Any]) -> dict[str, Any]:
+        """A line to insert: an item line unless it says otherwise."""
+        return {"lineType": "Item", **line} if "itemId" in line else dict(line)
+
+    def _line_calls(self, index: int, url: str, order: Mapping[str, Any], lines: list) -> list[_Call]:
+        """Line operations that turn the order's lines into ``lines``, position by position,
+        each PATCH and DELETE with the line's own ETag."""
+        current = order.get(LINES) or []
+        calls = []
+        for position, wanted in enumerate(lines):
+            if position < len(current):
+                line = current[position]
+                changed = {k: v for k, v in wanted.items()
+                           if k in _LINE_WRITABLE and not _same(line.get(k), v)}
+                if "itemId" in changed:
+                    # BC revalidates a line whose item changes (price, description and unit
+                    # come from the new item), so every wanted value is sent with it
+                    changed = {k: v for k, v in wanted.items() if k in _LINE_WRITABLE}
+                if changed:
+                    calls.append(_Call(index, "PATCH", f"{url}/{LINES}({line['id']})",
+                                       _enums(LINES, changed, escape_enum),
+                                       line.get("@odata.etag", "*")))
+            else:
+                calls.append(_Call(index, "POST", f"{url}/{LINES}",
+                                   _enums(LINES, self._new_line(wanted), escape_enum)))
+        for line in current[len(lines):]:
+            calls.append(_Call(index, "DELETE", f"{url}/{LINES}({line['id']})",
+                               if_match=line.get("@odata.etag", "*")))
+        return calls
+
+    def _send(self, ops: Sequence[WriteOp], calls: list[_Call]) -> dict[int, WriteResult]:
+        """One ``$batch``; each op's result is its first failed call, else its result call."""
+        indexes = list(dict.fromkeys(call.op_index for call in calls))
+        try:
+            responses = self._batch(calls)
+        except ApiError as exc:
+            return {i: WriteResult(ref=ops[i].ref, error=exc) for i in indexes}
+        results: dict[int, WriteResult] = {}
+        for call, response in zip(calls, responses):
+            op = ops[call.op_index]
+            if call.op_index in results and not results[call.op_index].ok:
+                continue
+            if not 200 <= response["status"] < 300:
+                results[call.op_index] = self._failed(op, call, response)
+            elif call.result:
+                body = response["body"]
+                results[call.op_index] = WriteResult(
+                    ref=op.ref, record=self._to_record(op.entity, body, None))
+        return results
+
+    def _failed(self, op: WriteOp, call: _Call, response: Mapping[str, Any]) -> WriteResult:
+        """A failed call's result; a create whose number exists adopts that entity."""
+        error = self._call_error(call, response)
+        code = ((response.get("body") or {}).get("error") or {}).get("code") if isinstance(
+            response.get("body"), Mapping) else None
+        if op.kind == "create" and code == _DUPLICATE_KEY and op.fields.get("number"):
+            existing = self._find_by_number(op.entity, op.fields["number"])
+            if existing is not None:
+                return WriteResult(ref=op.ref, record=existing, adopted=True)
+        return WriteResult(ref=op.ref, error=error)
+
+    def _find_by_number(self, entity: str, number: str) -> Optional[Record]:
+        literal = number.replace("'", "''")
+        params = {"$filter": f"number eq '{literal}'"}
+        if entity == ORDERS:
+            params["$expand"] = LINES
+        found = self._http.request("GET", "/" + self._set_url(entity), params=params).data["value"]
+        return self._to_record(entity, found[0], None) if found else None
+
+    def _call_error(self, call: _Call, response: Mapping[str, Any]) -> ApiError:
+        return self._http.error_for(response["status"], response.get("body"), call.method,
+                                    f"/{call.url} (in a batch)")
+
+    def _batch(self, calls: Sequence[_Call]) -> list[Mapping[str, Any]]:
+        """``POST /$batch`` of ``calls``; the responses in the order of the calls."""
+        # Resending is safe without creates: a PATCH that had applied answers 409 (its ETag
+        # moved), which the engine re-reads and re-plans.
+        idempotent = all(call.method != "POST" for call in calls)
+        # The calls of one op run in order, each only if the one before it succeeded
+        # (``dependsOn``): no line is changed when the order's PATCH met a stale ETag.
+        requests = []
+        for i, call in enumerate(calls):
+            before = [i - 1] if i and calls[i - 1].op_index == call.op_index else []
+            requests.append(call.request(i, before))
+        answer = self._http.request("POST", "/$batch", json={"requests": requests},
+                                    idempotent=idempotent).data
+        by_id = {str(r.get("id")): r for r in answer.get("responses") or []}
+        if len(by_id) != len(calls):
+            raise TransientApiError(f"{self.name}: POST /$batch answered {len(by_id)} responses "
+                                    f"for {len(calls)} requests", system=self.name)
+        return [by_id[str(i)] for i in range(len(calls))]
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a line's wire value already equals the wanted one (numbers by value)."""
+    if isinstance(current, (int, decimal.Decimal)) and not isinstance(current, bool) and \
+            isinstance(wanted, (int, decimal.Decimal, str)) and not isinstance(wanted, bool):
+        try:
+            return decimal.Decimal(str(wanted)) == decimal.Decimal(current)
+        except ArithmeticError:
+            return False
+    return current == wanted

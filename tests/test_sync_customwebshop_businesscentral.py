@@ -1,0 +1,329 @@
+"""End to end: `talksync run customwebshop-businesscentral` against the sandbox over HTTP.
+
+The webshop and the Business Central emulator start from their seeds (seed 42), which overlap:
+customers with the same e-mail, items numbered with webshop SKUs, and a few sales orders whose
+external document number is a webshop order number.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import pathlib
+from decimal import Decimal
+
+import pytest
+import requests
+
+from pipelines import cli
+from pipelines.spec import get_dataflow
+from sandbox import businesscentral as bc
+from sandbox.server import Sandbox
+
+DATAFLOW = "customwebshop-businesscentral"
+WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
+          "updated_source")
+
+
+class BcHarness:
+    """The sandbox (webshop + BC) and helpers to run talksync and to use both APIs."""
+
+    def __init__(self, sandbox: Sandbox, state: pathlib.Path):
+        self.sandbox = sandbox
+        self.state = state
+        self.runs = 0
+        self.shop = requests.Session()
+        self.shop.headers["X-Api-Key"] = sandbox.api_key("customwebshop")
+        self.bc = requests.Session()
+        token = requests.post(bc.BusinessCentral.connector_settings(
+            sandbox.root_url("businesscentral"))["token_url"], data={
+                "grant_type": "client_credentials", "client_id": bc.CLIENT_ID,
+                "client_secret": sandbox.api_key("businesscentral"), "scope": bc.SCOPE},
+            timeout=10).json()["access_token"]
+        self.bc.headers["Authorization"] = f"Bearer {token}"
+        self.company = f"{sandbox.url('businesscentral')}/companies({bc.COMPANY_ID})"
+
+    def run(self, *args: str) -> tuple[int, dict]:
+        self.runs += 1
+        report = self.state / f"report-{self.runs}.json"
+        status = cli.main(["run", DATAFLOW, "--config", str(self.sandbox.config_path),
+                           "--report", str(report), *args])
+        sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
+        return status, (sections[0] if sections else {})
+
+    def shop_all(self, resource: str) -> list[dict]:
+        rows, token = [], None
+        while True:
+            params = {"page_size": 500, **({"page_token": token} if token else {})}
+            body = self.shop.get(f"{self.sandbox.url('customwebshop')}/{resource}",
+                                 params=params, timeout=30).json()
+            rows += [row for row in body["data"] if not row["deleted"]]
+            if not (token := body["next_page_token"]):
+                return rows
+
+    def bc_all(self, entity: str) -> list[dict]:
+        query = "?$expand=salesOrderLines" if entity == "salesOrders" else ""
+        body = json.loads(self.bc.get(f"{self.company}/{entity}{query}", timeout=30).text,
+                          parse_float=Decimal)
+        assert "@odata.nextLink" not in body
+        return body["value"]
+
+    def bc_get(self, entity: str, entity_id: str) -> dict:
+        query = "?$expand=salesOrderLines" if entity == "salesOrders" else ""
+        response = self.bc.get(f"{self.company}/{entity}({entity_id}){query}", timeout=30)
+        assert response.status_code == 200, response.text
+        return json.loads(response.text, parse_float=Decimal)
+
+    def bc_patch(self, entity: str, entity_id: str, body: dict) -> dict:
+        etag = self.bc_get(entity, entity_id)["@odata.etag"]
+        response = self.bc.patch(f"{self.company}/{entity}({entity_id})", json=body,
+                                 headers={"If-Match": etag}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def shop_patch(self, resource: str, key: str, body: dict) -> dict:
+        response = self.shop.patch(f"{self.sandbox.url('customwebshop')}/{resource}/{key}",
+                                   json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def writes(self, system: str) -> dict:
+        """Requests that change state since the log was cleared, by method. BC's writes all
+        travel in ``$batch`` POSTs (token requests are POSTs too, and change nothing)."""
+        if system != "businesscentral":
+            by_method = self.sandbox.requests(system)["by_method"]
+            return {m: n for m, n in by_method.items() if m in ("POST", "PATCH", "PUT", "DELETE")}
+        log = self.sandbox.requests(system)["log"]
+        methods = collections.Counter(entry["method"] for entry in log
+                                      if entry["method"] != "GET"
+                                      and not entry["path"].endswith("/oauth2/v2.0/token"))
+        return dict(methods)
+
+    def clear_logs(self) -> None:
+        for system in ("customwebshop", "businesscentral"):
+            self.sandbox.clear_requests(system)
+
+
+@pytest.fixture
+def bch(tmp_path, monkeypatch):
+    sandbox = Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
+                      systems=("customwebshop", "businesscentral"), seed=42)
+    sandbox.start()
+    for name, value in sandbox.environ().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield BcHarness(sandbox, tmp_path)
+    finally:
+        sandbox.stop()
+
+
+def _by(rows, key, fold=False):
+    out = collections.defaultdict(list)
+    for row in rows:
+        value = row.get(key)
+        out[value.lower() if (fold and value) else value].append(row)
+    return out
+
+
+def _writes(report) -> dict:
+    return {pair: {k: counts[k] for k in WRITES if counts[k]}
+            for pair, counts in report["pairs"].items() if any(counts[k] for k in WRITES)}
+
+
+# -- the spec ---------------------------------------------------------------------------------
+
+
+def test_every_bc_property_of_the_dataflow_is_in_the_metadata():
+    spec = get_dataflow(DATAFLOW)
+    metadata = bc.metadata()
+    for pair in spec.pairs:
+        entity = metadata.entity_set(pair.target.entity)
+        for prop in pair.properties:
+            assert prop.target in entity.properties or prop.type == "lines", prop.target
+            if prop.type == "lines":
+                lines = metadata.entity_set(prop.target)
+                assert {line.target for line in prop.lines} <= set(lines.properties)
+                continue
+            edm = entity.properties[prop.target]
+            if edm.max_length is not None and prop.type != "country":  # ISO codes: 2 ≤ 10
+                assert prop.max_length is not None and prop.max_length <= edm.max_length, \
+                    prop.target
+            expected = {"string": "Edm.String", "email": "Edm.String", "country": "Edm.String",
+                        "currency": "Edm.String", "decimal": "Edm.Decimal",
+                        "integer": "Edm.Decimal", "date": "Edm.Date", "reference": "Edm.Guid"}
+            assert edm.type == expected[prop.type], prop.target
+    assert [p.name for p in spec.pairs] == ["customer", "product", "order"]
+
+
+# -- syncing ----------------------------------------------------------------------------------
+
+
+def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch):
+    shop_customers = _by(bch.shop_all("customers"), "email", True)
+    bc_customers = _by(bch.bc_all("customers"), "email", True)
+    shop_products = _by(bch.shop_all("products"), "sku")
+    bc_items = _by(bch.bc_all("items"), "number")
+    shop_orders = bch.shop_all("orders")
+    bc_orders = bch.bc_all("salesOrders")
+    emails = set(shop_customers) & set(bc_customers)
+    skus = set(shop_products) & set(bc_items)
+    numbers = {o["number"] for o in shop_orders} & {o["externalDocumentNumber"] for o in bc_orders}
+    assert (len(emails), len(skus), len(numbers)) == (30, 25, 4)
+
+    status, report = bch.run()
+
+    assert status == 0, report
+    customers, products, orders = (report["pairs"][p] for p in ("customer", "product", "order"))
+    assert customers["linked_by_match"] == 30
+    assert customers["created_in_target"] == len(shop_customers) - 30
+    assert customers["created_in_source"] == len(bc_customers) - 30
+    assert products["linked_by_match"] == 25
+    assert products["created_in_target"] == len(shop_products) - 25
+    assert products["created_in_source"] == len(bc_items) - 25
+    assert orders["linked_by_match"] == 4
+    assert orders["created_in_target"] == len(shop_orders) - 4
+    assert orders["created_in_source"] == 0           # create: to_target
+    assert all(counts["dead_letters"] == 0 for counts in report["pairs"].values())
+    after_bc = _by(bch.bc_all("customers"), "email", True)
+    after_shop = _by(bch.shop_all("customers"), "email", True)
+    assert set(after_bc) == set(after_shop) and all(len(v) == 1 for v in after_bc.values())
+    items = _by(bch.bc_all("items"), "number")
+    assert set(items) == set(_by(bch.shop_all("products"), "sku"))
+    assert all(len(v) == 1 for v in items.values())
+
+    # a BC-only item arrived in the webshop with its values translated
+    bc_only = sorted(set(items) - set(shop_products))[0]
+    [item], [product] = items[bc_only], _by(bch.shop_all("products"), "sku")[bc_only]
+    assert (product["name"], Decimal(product["price"]), product["gtin"]) == (
+        item["displayName"], Decimal(item["unitPrice"]), item["gtin"])
+    assert product["vat_rate"] == {"VAT25": "25.00", "VAT15": "15.00", "VAT12": "12.00",
+                                   "VAT0": "0.00"}[item["taxGroupCode"]]
+    assert product["stock_quantity"] == item["inventory"]
+
+    bch.clear_logs()
+    status, report = bch.run()
+    assert status == 0 and _writes(report) == {}
+    assert bch.writes("customwebshop") == {} and bch.writes("businesscentral") == {}
+
+
+def test_orders_arrive_with_lines_and_translated_references(bch):
+    assert bch.run()[0] == 0
+    shop_customers = {c["id"]: c for c in bch.shop_all("customers")}
+    shop_products = {p["id"]: p for p in bch.shop_all("products")}
+    bc_customers = {c["id"]: c for c in bch.bc_all("customers")}
+    bc_items = {i["id"]: i for i in bch.bc_all("items")}
+    bc_orders = _by(bch.bc_all("salesOrders"), "externalDocumentNumber")
+    shop_orders = bch.shop_all("orders")
+    assert len(shop_orders) > 200
+    for shop in shop_orders:
+        [order] = bc_orders[shop["number"]]
+        assert bc_customers[order["customerId"]]["email"].lower() == \
+            shop_customers[shop["customer_id"]]["email"].lower()
+        assert len(order["salesOrderLines"]) == len(shop["lines"]) > 0
+        for line, shop_line in zip(order["salesOrderLines"], shop["lines"]):
+            assert bc_items[line["itemId"]]["number"] == shop_products[shop_line["product_id"]]["sku"]
+            assert line["lineType"] == "Item"
+            assert Decimal(line["quantity"]) == Decimal(shop_line["quantity"])
+            assert Decimal(line["unitPrice"]) == Decimal(shop_line["unit_price"])
+
+
+def test_edits_both_ways_and_order_line_changes(bch):
+    assert bch.run()[0] == 0
+    shop_customers = _by(bch.shop_all("customers"), "email", True)
+    bc_customers = _by(bch.bc_all("customers"), "email", True)
+    emails = sorted(set(shop_customers) & set(bc_customers))
+    bc_items = _by(bch.bc_all("items"), "number")
+    shop_products = _by(bch.shop_all("products"), "sku")
+    sku = sorted(set(bc_items) & set(shop_products))[0]
+    bch.shop_patch("customers", shop_customers[emails[0]][0]["id"], {"phone": "+47 400 00 001"})
+    bch.bc_patch("customers", bc_customers[emails[1]][0]["id"], {"city": "Tromsø"})
+    bch.bc_patch("items", bc_items[sku][0]["id"], {"unitPrice": 1234.5})
+    order = bch.shop_all("orders")[0]
+    lines = [dict(line) for line in order["lines"]]
+    lines[0]["quantity"] = "7"
+    extra = shop_products[sku][0]
+    lines.append({"product_id": extra["id"], "quantity": "2", "unit_price": "10.00"})
+    bch.shop_patch("orders", order["id"], {"lines": lines})
+
+    status, report = bch.run()
+
+    assert status == 0, report
+    assert bch.bc_get("customers", bc_customers[emails[0]][0]["id"])["phoneNumber"] == \
+        "+47 400 00 001"
+    shop_customer = shop_customers[emails[1]][0]
+    assert bch.shop.get(f"{bch.sandbox.url('customwebshop')}/customers/{shop_customer['id']}",
+                        timeout=10).json()["address"]["city"] == "Tromsø"
+    product = bch.shop.get(f"{bch.sandbox.url('customwebshop')}/products/{extra['id']}",
+                           timeout=10).json()
+    assert Decimal(product["price"]) == Decimal("1234.5")
+    [bc_order] = _by(bch.bc_all("salesOrders"), "externalDocumentNumber")[order["number"]]
+    assert [Decimal(l["quantity"]) for l in bc_order["salesOrderLines"]] == \
+        [Decimal(l["quantity"]) for l in lines]
+    assert bc_order["salesOrderLines"][-1]["lineObjectNumber"] == sku
+    assert report["pairs"]["order"]["updated_target"] == 1
+    assert report["pairs"]["customer"]["conflicts"] == 0
+
+    bch.clear_logs()
+    status, report = bch.run()
+    assert status == 0 and _writes(report) == {}
+
+
+def test_conflicting_edits_follow_the_latest_change(bch):
+    assert bch.run()[0] == 0
+    shop = _by(bch.shop_all("products"), "sku")
+    items = _by(bch.bc_all("items"), "number")
+    sku = sorted(set(shop) & set(items))[3]
+    bch.shop_patch("products", shop[sku][0]["id"], {"name": "Webshop-navn"})
+    bch.bc_patch("items", items[sku][0]["id"], {"displayName": "BC-navn, endret sist"})
+
+    status, report = bch.run()
+
+    assert status == 0
+    assert report["pairs"]["product"]["conflicts"] == 1
+    assert bch.shop.get(f"{bch.sandbox.url('customwebshop')}/products/{shop[sku][0]['id']}",
+                        timeout=10).json()["name"] == "BC-navn, endret sist"
+    assert bch.bc_get("items", items[sku][0]["id"])["displayName"] == "BC-navn, endret sist"
+
+
+def test_a_stale_etag_is_dead_lettered_alone_and_the_next_run_converges(bch):
+    assert bch.run()[0] == 0
+    shop = _by(bch.shop_all("customers"), "email", True)
+    bc_rows = _by(bch.bc_all("customers"), "email", True)
+    stale_email, fine_email = sorted(set(shop) & set(bc_rows))[2:4]
+    bc_id = bc_rows[stale_email][0]["id"]
+    before = bch.bc_get("customers", bc_id)
+    bch.shop_patch("customers", shop[stale_email][0]["id"], {"phone": "+47 911 11 111"})
+    bch.shop_patch("customers", shop[fine_email][0]["id"], {"phone": "+47 922 22 222"})
+    # someone saves the first customer in BC between talksync's read and its write
+    touched = requests.post(f"{bch.sandbox.root_url('businesscentral')}/_sandbox/touch/"
+                            f"customers/{bc_id}", json={"when": "next_write"}, timeout=10)
+    assert touched.status_code == 200
+
+    status, report = bch.run()
+
+    assert status == 3
+    letters = [json.loads(line) for line in (pathlib.Path(report["run_dir"]) /
+                                              "dead_letters.jsonl").read_text().splitlines()]
+    assert [(l["error_class"], l["status"], l["entity_id"]) for l in letters] == [
+        ("conflict", 409, shop[stale_email][0]["id"])]
+    assert "Request_EntityChanged" in letters[0]["message"]
+    assert bch.bc_get("customers", bc_id)["phoneNumber"] == before["phoneNumber"]  # not overwritten
+    # the other update went through
+    assert bch.bc_get("customers", bc_rows[fine_email][0]["id"])["phoneNumber"] == "+47 922 22 222"
+    assert report["pairs"]["customer"]["dead_letters"] == 1
+
+    status, report = bch.run()
+    assert status == 0
+    assert bch.bc_get("customers", bc_id)["phoneNumber"] == "+47 911 11 111"
+    assert bch.run()[1]["pairs"]["customer"]["updated_target"] == 0
+
+
+def test_429_is_retried_and_the_sync_completes(bch):
+    bch.sandbox.set_faults("businesscentral", error_rate=0.3, status=429, seed=3)
+
+    status, report = bch.run()
+
+    assert status == 0, report
+    statuses = [e["status"] for e in bch.sandbox.requests("businesscentral")["log"]]
+    assert 429 in statuses
+    assert report["pairs"]["customer"]["created_in_target"] > 0
