@@ -16,6 +16,7 @@ _CONNECTORS = {
     "customwebshop": "connectors.customwebshop:CustomWebshopConnector",
     "customerp": "connectors.customerp:CustomErpConnector",
     "businesscentral": "connectors.businesscentral:BusinessCentralConnector",
+    "businessnxt": "connectors.businessnxt:BusinessNxtConnector",
 }
 
 #: the system types that have a connector

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Optional
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.businesscentral import BusinessCentral
+from sandbox.businessnxt import BusinessNxt
 from sandbox.common import Emulator
 from sandbox.customerp import CustomErp
 from sandbox.customwebshop import CustomWebshop
@@ -40,6 +41,7 @@ REGISTRY: dict[str, SystemEntry] = {
     "customwebshop": SystemEntry(1, CustomWebshop),
     "customerp": SystemEntry(2, CustomErp),
     "businesscentral": SystemEntry(3, BusinessCentral),
+    "businessnxt": SystemEntry(4, BusinessNxt),
 }
 #: The systems served when none are named. businesscentral is served on request
 #: (``systems=(..., "businesscentral")``) until the default set grows to all of REGISTRY.

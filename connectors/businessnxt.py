@@ -1,0 +1,496 @@
+"""Visma Business NXT, GraphQL service API: the ``address``, ``product`` and ``order`` tables.
+
+* Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
+  (:class:`VismaConnectToken`, on the shared :class:`~connectors.http.ClientCredentialsToken`),
+  renewed once on a ``401`` by the HTTP layer.
+* Every operation goes through ``useCompany(no: company_no)``.
+* Reads: ``first/after`` cursors until ``pageInfo.hasNextPage`` is false, ordered by the key.
+  Incremental reads filter on ``changedTimestamp``, or — for rows last changed before Visma
+  introduced it — on the integer ``changedDate``/``changedTime`` pair, taken from an overlap
+  window before the watermark because it has minute resolution (rows read twice are harmless:
+  the engine compares them with the snapshot). Orders come with their lines
+  (``joindown_OrderLine_via_Order``).
+* Writes: multi-row ``<table>_create(values: [...])`` (orders with nested ``orderLines``) and
+  ``<table>_update(filters: [...], values: [...])``, many GraphQL requests per HTTP request (a
+  JSON array, at most 32). A mutation field is one transaction on the server, so an error in one
+  of its rows fails the field; the connector then sends the field's rows again one row per field
+  (aliases), and only the rows that fail alone become errors (dead letters). An update that
+  carries ``orderLines`` replaces the order's lines (``orderLine_delete`` + ``orderLine_create``
+  after the head, in one request), then reads the order back.
+* Creates never duplicate: before creating, rows are looked up by their natural key (e-mail,
+  product number, the webshop's order number in ``customerOrderNo``); a row found is adopted.
+* Wire quirks stay here: dates are integers ``yyyymmdd`` on the wire and ISO dates in records,
+  ``Int`` columns take numbers even when the engine holds a reference as text, money is JSON
+  numbers (``Decimal``).
+* HTTP 200 with ``errors`` is a failure; 429 is retried by the HTTP layer (``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+from connectors.base import (ApiError, PermanentApiError, Record, SystemConfig,
+                             TransientApiError, WriteOp, WriteResult)
+from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
+                             format_timestamp, unique_by_id)
+
+SCOPE = "business-graphql-service-api:access-group-based"
+DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
+#: GraphQL requests per HTTP batch (the service's limit)
+MAX_BATCH = 32
+#: rows per multi-row mutation field
+ROWS_PER_MUTATION = 50
+#: how far before the watermark the minute-resolution changedDate/changedTime filter starts
+OVERLAP = datetime.timedelta(minutes=2)
+_UTC = datetime.timezone.utc
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A company table as this connector uses it.
+
+    ``columns`` maps each column to its wire kind: ``Int``, ``String``, ``Decimal`` or ``Date``
+    (an ``Int`` holding ``yyyymmdd``). ``natural_key`` is the column a create is looked up by
+    before it is sent. ``lines`` is the child table nested under ``orderLines``.
+    """
+
+    field: str
+    type: str
+    key: str
+    columns: Mapping[str, str]
+    natural_key: Optional[str] = None
+    lines: Optional["Table"] = None
+
+    @property
+    def key_kind(self) -> str:
+        return self.columns[self.key]
+
+    @property
+    def selection(self) -> str:
+        """The GraphQL selection of a row (and its lines) with the change columns."""
+        text = " ".join(self.columns) + " changedTimestamp changedDate changedTime"
+        if self.lines is not None:
+            text += (f" {LINES}: joindown_{self.lines.type}_via_{self.type}(first: {MAX_LINES})"
+                     f" {{ pageInfo {{ hasNextPage }} items {{ {' '.join(self.lines.columns)} }} }}")
+        return text
+
+
+LINES = "orderLines"
+#: lines read with an order (an order with more is refused rather than read incomplete)
+MAX_LINES = 1000
+
+ORDER_LINE = Table("orderLine", "OrderLine", "lineNo", {
+    "orderNo": "Int", "lineNo": "Int", "productNo": "String", "description": "String",
+    "quantity": "Decimal", "priceInCurrency": "Decimal", "discountPercent1": "Decimal"})
+TABLES: Mapping[str, Table] = {t.field: t for t in (
+    Table("address", "Address", "addressNo", {
+        "addressNo": "Int", "name": "String", "emailAddress": "String", "phone": "String",
+        "mobilePhone": "String", "addressLine1": "String", "addressLine2": "String",
+        "postCode": "String", "postalArea": "String", "countryNo": "Int",
+        "noOfEmployees": "Int"}, natural_key="emailAddress"),
+    Table("product", "Product", "productNo", {
+        "productNo": "String", "description": "String", "salesPrice1": "Decimal",
+        "costPrice": "Decimal"}, natural_key="productNo"),
+    Table("order", "Order", "orderNo", {
+        "orderNo": "Int", "orderDate": "Date", "customerNo": "Int", "customerOrderNo": "String",
+        "name": "String", "currencyNo": "Int"}, natural_key="customerOrderNo",
+        lines=ORDER_LINE),
+)}
+
+
+# --------------------------------------------------------------------------------------------
+# Wire values
+
+
+def date_to_int(value: Any) -> Optional[int]:
+    """An ISO date (or ``date``) as BNXT's integer ``yyyymmdd``; None for no date."""
+    if value in (None, ""):
+        return None
+    day = value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value)[:10])
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def int_to_date(value: Any) -> Optional[str]:
+    """BNXT's integer ``yyyymmdd`` as an ISO date; 0 and null mean no date."""
+    if not value:
+        return None
+    return datetime.date(value // 10000, value // 100 % 100, value % 100).isoformat()
+
+
+def changed_at(row: Mapping[str, Any]) -> Optional[datetime.datetime]:
+    """When the row last changed: ``changedTimestamp`` (no zone: the server's time, UTC), else
+    ``changedDate`` + ``changedTime`` (``hhmm``)."""
+    if row.get("changedTimestamp"):
+        moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
+    if row.get("changedDate"):
+        day = int_to_date(row["changedDate"])
+        time = row.get("changedTime") or 0
+        return datetime.datetime.fromisoformat(day).replace(hour=time // 100, minute=time % 100,
+                                                            tzinfo=_UTC)
+    return None
+
+
+def since_filter(since: datetime.datetime) -> dict[str, Any]:
+    """Rows changed at or after ``since``: by ``changedTimestamp``, or by the date/time pair
+    from :data:`OVERLAP` earlier (rows that have no timestamp yet)."""
+    start = since.astimezone(_UTC) - OVERLAP
+    day, time = date_to_int(start.date()), start.hour * 100 + start.minute
+    return {"_or": [
+        {"changedTimestamp": {"_gte": format_timestamp(since)}},
+        {"changedDate": {"_gt": day}},
+        {"_and": [{"changedDate": {"_eq": day}}, {"changedTime": {"_gte": time}}]},
+    ]}
+
+
+def _to_wire(table: Table, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Record fields as ``<Table>_Input`` values (lines nested for a create)."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == LINES and table.lines is not None:
+            out[name] = [_to_wire(table.lines, line) for line in value or []]
+            continue
+        kind = table.columns.get(name)
+        if kind is None:
+            raise PermanentApiError(f"{table.type} has no column {name!r}")
+        if value is None or value == "":
+            out[name] = None
+        elif kind == "Date":
+            out[name] = date_to_int(value)
+        elif kind == "Int":
+            out[name] = int(value)
+        elif kind == "Decimal":
+            out[name] = decimal.Decimal(str(value)) if isinstance(value, float) else decimal.Decimal(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _from_wire(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as record fields: its columns, dates as ISO dates, lines as a list."""
+    fields = {}
+    for name, kind in table.columns.items():
+        value = row.get(name)
+        fields[name] = int_to_date(value) if kind == "Date" else value
+    if table.lines is not None:
+        lines = row.get(LINES) or {"items": []}
+        if lines.get("pageInfo", {}).get("hasNextPage"):
+            raise PermanentApiError(f"{table.type} {row.get(table.key)} has more than "
+                                    f"{MAX_LINES} lines")
+        fields[LINES] = [_from_wire(table.lines, line) for line in lines["items"]]
+    return fields
+
+
+# --------------------------------------------------------------------------------------------
+# Auth
+
+
+class VismaConnectToken(ClientCredentialsToken):
+    """Visma Connect's client-credentials grant: the OAuth2 form plus the ``tenant_id`` that
+    tenant-based APIs such as the Business NXT service API require."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, tenant_id: str, *,
+                 system: str = ""):
+        super().__init__(token_url, client_id, client_secret, SCOPE, system=system)
+        self._form["tenant_id"] = tenant_id
+
+
+# --------------------------------------------------------------------------------------------
+# Writes: GraphQL requests that each carry some ops
+
+
+class _Unit:
+    """One GraphQL request of a write batch: mutation fields for ``ops``.
+
+    ``parse`` turns the request's answer into one result per op, or None when a multi-row field
+    failed (nothing of it was applied): the ops are then sent again one row per field.
+    """
+
+    def __init__(self, connector: "BusinessNxtConnector", table: Table, kind: str,
+                 ops: Sequence[WriteOp]):
+        self.connector, self.table, self.kind, self.ops = connector, table, kind, list(ops)
+
+    @property
+    def multi_row(self) -> bool:
+        return len(self.ops) > 1
+
+    def build(self, results: dict[str, WriteResult]) -> bool:
+        """Prepare :attr:`payload`; values the table cannot take fail the unit's ops instead."""
+        try:
+            self.payload = self.request()
+        except (ApiError, ValueError, TypeError, decimal.InvalidOperation) as exc:
+            error = exc if isinstance(exc, ApiError) else PermanentApiError(
+                f"{self.connector.name}: {self.table.type}: {exc}", system=self.connector.name)
+            for op in self.ops:
+                results[op.ref] = WriteResult(ref=op.ref, error=error)
+            return False
+        return True
+
+    def request(self) -> dict[str, Any]:
+        t = self.table
+        rows = [_to_wire(t, op.fields) for op in self.ops]
+        select = f"{{ affectedRows items {{ {t.selection} }} }}"
+        if self.kind == "create":
+            fields = f"rows: {t.field}_create(values: $values) {select}"
+            variables: dict[str, Any] = {"values": rows}
+            params = f"$values: [{t.type}_Input!]!"
+        elif self.kind == "update":
+            fields = f"rows: {t.field}_update(filters: $filters, values: $values) {select}"
+            variables = {"filters": [self._key_filter(op.id) for op in self.ops], "values": rows}
+            params = f"$filters: [FilterExpression_{t.type}!], $values: [{t.type}_Input!]"
+        else:  # "lines": one order's head (if it changed) and its lines replaced
+            [op] = self.ops
+            lt = t.lines
+            head = {k: v for k, v in rows[0].items() if k != LINES}
+            variables = {"lineKey": {"orderNo": {"_eq": int(op.id)}},
+                         "lines": [{**line, "orderNo": int(op.id)} for line in rows[0][LINES]]}
+            params = f"$lineKey: FilterExpression_{lt.type}!, $lines: [{lt.type}_Input!]!"
+            fields = (f"gone: {lt.field}_delete(filter: $lineKey) {{ affectedRows }} "
+                      f"lines: {lt.field}_create(values: $lines) {{ affectedRows }}")
+            if head:  # first the head, then the lines (mutation fields run in order)
+                variables.update(key=self._key_filter(op.id), head=head)
+                params += f", $key: FilterExpression_{t.type}!, $head: {t.type}_Input!"
+                fields = (f"head: {t.field}_update(filter: $key, value: $head) "
+                          f"{{ affectedRows }} {fields}")
+        return {"query": f"mutation write($cid: Int!, {params}) {{ useCompany(no: $cid) "
+                         f"{{ {fields} }} }}",
+                "variables": {"cid": self.connector.company_no, **variables}}
+
+    def _key_filter(self, key: str) -> dict[str, Any]:
+        value = int(key) if self.table.key_kind == "Int" else key
+        return {self.table.key: {"_eq": value}}
+
+    def parse(self, answer: Any) -> Optional[list[WriteResult]]:
+        errors = answer.get("errors") if isinstance(answer, Mapping) else None
+        if errors:
+            if self.multi_row and all(_in_field(e) for e in errors):
+                return None
+            error = self.connector.graphql_error(errors, f"{self.table.field}_{self.kind}")
+            return [WriteResult(ref=op.ref, error=error) for op in self.ops]
+        company = (answer.get("data") or {}).get("useCompany") or {}
+        if self.kind == "lines":
+            return [WriteResult(ref=self.ops[0].ref)]  # the order is read back afterwards
+        items = (company.get("rows") or {}).get("items") or []
+        if self.kind == "create":
+            if len(items) != len(self.ops):
+                error = TransientApiError(f"{self.connector.name}: {self.table.field}_create "
+                                          f"answered {len(items)} rows for {len(self.ops)}",
+                                          system=self.connector.name)
+                return [WriteResult(ref=op.ref, error=error) for op in self.ops]
+            return [WriteResult(ref=op.ref, record=self.connector.record(self.table, item))
+                    for op, item in zip(self.ops, items)]
+        by_key = {str(item[self.table.key]): item for item in items}
+        return [WriteResult(ref=op.ref, record=self.connector.record(self.table, by_key[op.id]))
+                if op.id in by_key else
+                WriteResult(ref=op.ref, error=PermanentApiError(
+                    f"{self.connector.name}: {self.table.type} {op.id} does not exist "
+                    "(the update affected no row)", status=404, system=self.connector.name))
+                for op in self.ops]
+
+    def split(self) -> list["_Unit"]:
+        return [_Unit(self.connector, self.table, self.kind, [op]) for op in self.ops]
+
+
+def _in_field(error: Mapping[str, Any]) -> bool:
+    """Whether a GraphQL error belongs to a mutation field (it has a path into ``data``)."""
+    return len(error.get("path") or ()) >= 2
+
+
+# --------------------------------------------------------------------------------------------
+# The connector
+
+
+class BusinessNxtConnector(HttpConnector):
+    """A client of one Business NXT company through the GraphQL service API.
+
+    Settings: ``client_id``, ``client_secret`` (a secret reference), ``tenant_id`` (the Visma
+    Connect tenant), ``token_url`` (default Visma Connect's), ``company_no`` (the Visma.net
+    company id ``useCompany`` takes), ``page_size``, ``requests_per_second`` (the service allows
+    600 per minute per token: 10), ``timeout_s``. ``base_url`` is the GraphQL endpoint,
+    ``https://business.visma.net/api/graphql-service``.
+    """
+
+    system_type = "businessnxt"
+    entities = tuple(TABLES)
+    max_batch_size = MAX_BATCH * ROWS_PER_MUTATION
+    decimal_numbers = True
+    default_page_size = 500
+
+    def __init__(self, config: SystemConfig):
+        settings = config.settings
+        for name in ("client_id", "tenant_id", "company_no"):
+            if not settings.get(name):
+                raise ValueError(f"system {config.name!r} (businessnxt): setting {name!r} is "
+                                 "required")
+        secret = self._secret_setting(config, "client_secret")
+        self._token = VismaConnectToken(settings.get("token_url") or DEFAULT_TOKEN_URL,
+                                        str(settings["client_id"]), secret,
+                                        str(settings["tenant_id"]), system=config.name)
+        super().__init__(config, headers={}, secret_values=(secret,), auth=self._token)
+        self.company_no = int(settings["company_no"])
+
+    @property
+    def request_count(self) -> int:
+        return self._http.request_count + self._token.request_count
+
+    def close(self) -> None:
+        super().close()
+        self._token.close()
+
+    @staticmethod
+    def _describe_error(body: Any) -> str:
+        """The ``errors[].message`` texts of a GraphQL answer (or the gateway's page)."""
+        if isinstance(body, Mapping) and isinstance(body.get("errors"), list):
+            return "; ".join(str(e.get("message")) for e in body["errors"] if isinstance(e, Mapping))
+        return describe_error_body(body)
+
+    def graphql_error(self, errors: Sequence[Mapping[str, Any]], what: str) -> ApiError:
+        """An HTTP-200 answer with ``errors``: a permanent failure (status 200), masked."""
+        return self._http.error_for(200, {"errors": list(errors)}, "GraphQL", what)
+
+    # -- the transport ------------------------------------------------------------------------
+
+    def _post(self, payload: Any, *, idempotent: bool) -> Any:
+        return self._http.request("POST", "", json=payload, idempotent=idempotent).data
+
+    def _query(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+        """One query; its ``data.useCompany``, or the errors raised."""
+        answer = self._post({"query": query, "variables": {"cid": self.company_no, **variables}},
+                            idempotent=True)
+        if answer.get("errors"):
+            raise self.graphql_error(answer["errors"], "query")
+        return answer["data"]["useCompany"]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def record(self, table: Table, row: Mapping[str, Any]) -> Record:
+        return Record(system=self.name, entity=table.field, id=str(row[table.key]),
+                      fields=_from_wire(table, row), modified=changed_at(row))
+
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+        return self.record(TABLES[entity], data)
+
+    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+        self._check_entity(entity)
+        table = TABLES[entity]
+        return unique_by_id(self._rows(table, since_filter(since) if since else None))
+
+    def _rows(self, table: Table, expression: Optional[Mapping[str, Any]]) -> Iterator[Record]:
+        query = (f"query read($cid: Int!, $first: Int!, $after: String, "
+                 f"$filter: FilterExpression_{table.type}) {{ useCompany(no: $cid) {{ "
+                 f"{table.field}(first: $first, after: $after, filter: $filter, "
+                 f"orderBy: [{{{table.key}: ASC}}]) {{ pageInfo {{ hasNextPage endCursor }} "
+                 f"items {{ {table.selection} }} }} }} }}")
+        after = None
+        while True:
+            page = self._query(query, {"first": self._page_size, "after": after,
+                                       "filter": expression})[table.field]
+            for row in page["items"]:
+                yield self.record(table, row)
+            if not page["pageInfo"]["hasNextPage"]:
+                return
+            after = page["pageInfo"]["endCursor"]
+
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+        """The rows with these keys (one query per page of keys); unknown keys left out."""
+        self._check_entity(entity)
+        table = TABLES[entity]
+        keys = [int(i) if table.key_kind == "Int" else i for i in ids]
+        return self._by_column(table, table.key, keys)
+
+    def _by_column(self, table: Table, column: str, values: list) -> list[Record]:
+        records = []
+        for start in range(0, len(values), self._page_size):
+            chunk = values[start:start + self._page_size]
+            records += self._rows(table, {column: {"_in": chunk}})
+        return records
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Creates (after a natural-key lookup) and updates as multi-row mutations, sent in
+        batches of :data:`MAX_BATCH` GraphQL requests; one result per op, in order."""
+        self._check_ops(ops)
+        results: dict[str, WriteResult] = {}
+        units: list[_Unit] = []
+        for entity in dict.fromkeys(op.entity for op in ops):
+            table = TABLES[entity]
+            mine = [op for op in ops if op.entity == entity]
+            creates = self._adopt([op for op in mine if op.kind == "create"], table, results)
+            updates = [op for op in mine if op.kind == "update"]
+            with_lines = [op for op in updates if LINES in op.fields]
+            plain = [op for op in updates if LINES not in op.fields]
+            for kind, group in (("create", creates), ("update", plain)):
+                units += [_Unit(self, table, kind, group[i:i + ROWS_PER_MUTATION])
+                          for i in range(0, len(group), ROWS_PER_MUTATION)]
+            units += [_Unit(self, table, "lines", [op]) for op in with_lines]
+        self._send(units, results)
+        self._read_back([op for op in ops if op.kind == "update" and LINES in op.fields
+                         and results[op.ref].ok], results)
+        return [results[op.ref] for op in ops]
+
+    def _adopt(self, creates: list[WriteOp], table: Table,
+               results: dict[str, WriteResult]) -> list[WriteOp]:
+        """Creates whose natural key a row has already (our earlier create whose answer was
+        lost, or a row entered meanwhile) adopt that row; the others are returned."""
+        keyed = {op.fields.get(table.natural_key): op for op in creates
+                 if table.natural_key and op.fields.get(table.natural_key)}
+        if not keyed:
+            return creates
+        try:
+            found = self._by_column(table, table.natural_key, list(keyed))
+        except ApiError as exc:
+            for op in creates:
+                results[op.ref] = WriteResult(ref=op.ref, error=exc)
+            return []
+        for record in found:
+            op = keyed.pop(record.fields.get(table.natural_key), None)
+            if op is not None:
+                results[op.ref] = WriteResult(ref=op.ref, record=record, adopted=True)
+        return [op for op in creates if op.ref not in results]
+
+    def _send(self, units: list[_Unit], results: dict[str, WriteResult]) -> None:
+        """Send ``units`` in batches; multi-row units whose field failed go again row by row."""
+        retry: list[_Unit] = []
+        for start in range(0, len(units), MAX_BATCH):
+            batch = [unit for unit in units[start:start + MAX_BATCH] if unit.build(results)]
+            if not batch:
+                continue
+            idempotent = all(unit.kind != "create" for unit in batch)
+            try:
+                answers = self._post([unit.payload for unit in batch], idempotent=idempotent)
+                if not isinstance(answers, list) or len(answers) != len(batch):
+                    raise TransientApiError(f"{self.name}: a batch of {len(batch)} requests was "
+                                            "not answered with as many results", system=self.name)
+            except ApiError as exc:
+                for unit in batch:
+                    for op in unit.ops:
+                        results[op.ref] = WriteResult(ref=op.ref, error=exc)
+                continue
+            for unit, answer in zip(batch, answers):
+                parsed = unit.parse(answer)
+                if parsed is None:
+                    retry += unit.split()
+                else:
+                    results.update((result.ref, result) for result in parsed)
+        if retry:
+            self._send(retry, results)
+
+    def _read_back(self, ops: list[WriteOp], results: dict[str, WriteResult]) -> None:
+        """The orders whose lines were replaced, as they are now."""
+        if not ops:
+            return
+        try:
+            found = {r.id: r for r in self.get(ops[0].entity, [op.id for op in ops])}
+        except ApiError as exc:
+            found, error = {}, exc
+        else:
+            error = None
+        for op in ops:
+            record = found.get(op.id)
+            results[op.ref] = (WriteResult(ref=op.ref, record=record) if record else
+                               WriteResult(ref=op.ref, error=error or PermanentApiError(
+                                   f"{self.name}: order {op.id} vanished", system=self.name)))

@@ -1,0 +1,146 @@
+"""Deterministic seed data of the Business NXT emulator: a pure function of the seed.
+
+One company with :data:`ADDRESSES` address rows (the customers), :data:`PRODUCTS` products and
+:data:`ORDERS` orders with lines, overlapping the webshop seed (:func:`sandbox.seed.webshop_seed`)
+the way an ERP and the webshop of one business do:
+
+* :data:`SHARED_ADDRESSES` addresses have a webshop customer's e-mail (a person's address row
+  is named after the person; some phone numbers are missing on one side);
+* :data:`SHARED_PRODUCTS` products are numbered with a webshop product's SKU (a few prices
+  differ);
+* :data:`SHARED_ORDERS` orders carry a webshop order number as ``customerOrderNo``, for shared
+  customers and products.
+
+Rows are in BNXT's wire form: integer dates (``yyyymmdd``), ``countryNo`` numbers
+(:data:`COUNTRY_NUMBERS`), money as ``Decimal``; the emulator adds the utility columns.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from decimal import Decimal
+from typing import Any, Optional
+
+from sandbox import seed as webshop
+
+ADDRESSES, PRODUCTS, ORDERS = 200, 150, 150
+SHARED_ADDRESSES, SHARED_PRODUCTS, SHARED_ORDERS = 30, 25, 4
+#: ISO 3166-1 alpha-2 → the company's country numbers (the international dialling code, as
+#: Visma Business installations number their Country rows; the dataflow maps one to the other)
+COUNTRY_NUMBERS = {"NO": 47, "SE": 46, "DK": 45, "FI": 358, "DE": 49, "PL": 48}
+#: the company's currency numbers (ISO 4217 numeric)
+CURRENCY_NUMBERS = {"NOK": 578, "SEK": 752, "DKK": 208, "EUR": 978}
+_SEED_SALT = 0xB7
+
+
+def _date(text: str) -> int:
+    day = datetime.date.fromisoformat(text)
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def _address(number: int, email: str, name: str, phone: Optional[str], address: dict,
+             stamp: datetime.datetime, employees: Optional[int]) -> dict[str, Any]:
+    return {
+        "addressNo": number, "name": name[:80], "emailAddress": email, "phone": phone,
+        "mobilePhone": None, "addressLine1": address.get("line1"),
+        "addressLine2": address.get("line2"), "postCode": address.get("postal_code"),
+        "postalArea": address.get("city"), "countryNo": COUNTRY_NUMBERS[address["country"]],
+        "noOfEmployees": employees, "changedTimestamp": webshop._stamp(stamp),
+    }
+
+
+def _product(number: str, name: str, price: Decimal, cost, stamp: datetime.datetime) -> dict:
+    return {"productNo": number, "description": name[:80], "salesPrice1": Decimal(price),
+            "costPrice": Decimal(cost) if cost is not None else None,
+            "changedTimestamp": webshop._stamp(stamp)}
+
+
+def _order(number: int, customer: dict, lines: list, external: Optional[str], order_date: str,
+           stamp: datetime.datetime) -> dict[str, Any]:
+    return {
+        "orderNo": number, "orderDate": _date(order_date), "customerNo": customer["addressNo"],
+        "customerOrderNo": external, "name": customer["name"], "currencyNo": 578,
+        "changedTimestamp": webshop._stamp(stamp),
+        "orderLines": [
+            {"orderNo": number, "lineNo": index, "productNo": product["productNo"],
+             "description": product["description"], "quantity": quantity,
+             "priceInCurrency": product["salesPrice1"], "discountPercent1": discount}
+            for index, (product, quantity, discount) in enumerate(lines, start=1)
+        ],
+    }
+
+
+def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The company's address rows, products and orders (lines under ``orderLines``)."""
+    rng = random.Random(seed * 1000 + _SEED_SALT)
+    shop = webshop.webshop_seed(seed)
+    stamps = iter(webshop._timestamps(rng, ADDRESSES + PRODUCTS + ORDERS))
+    live = {kind: [row for row in rows if not row["deleted"]] for kind, rows in shop.items()}
+    shop_customers = {row["id"]: row for row in live["customers"]}
+    shop_products = {row["id"]: row for row in live["products"]}
+
+    # the shared orders first: their customers and products are shared too
+    shared_orders = [order for order in live["orders"]
+                     if order["customer_id"] in shop_customers
+                     and all(line["product_id"] in shop_products for line in order["lines"])
+                     ][-SHARED_ORDERS:]
+    shared_customers = list(dict.fromkeys(o["customer_id"] for o in shared_orders))
+    shared_products = list(dict.fromkeys(l["product_id"] for o in shared_orders for l in o["lines"]))
+    for row in live["customers"]:
+        if len(shared_customers) < SHARED_ADDRESSES and row["id"] not in shared_customers:
+            shared_customers.append(row["id"])
+    for row in live["products"]:
+        if len(shared_products) < SHARED_PRODUCTS and row["id"] not in shared_products:
+            shared_products.append(row["id"])
+
+    addresses, by_customer = [], {}
+    for index, shop_id in enumerate(shared_customers):
+        row = shop_customers[shop_id]
+        name = row["company_name"] or f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+        phone = None if index % 6 == 2 else row["phone"]
+        address = _address(1 + index, row["email"], name, phone, row["address"], next(stamps),
+                           rng.choice([None, 5, 12, 40]) if row["company_name"] else None)
+        addresses.append(address)
+        by_customer[shop_id] = address
+    shop_emails = {row["email"].lower() for row in shop["customers"]}
+    parties = webshop._Parties(rng)
+    while len(addresses) < ADDRESSES:
+        party = parties.make(company_share=0.6)
+        if party.email.lower() in shop_emails:
+            continue
+        addresses.append(_address(
+            len(addresses) + 1, party.email, party.company or f"{party.first_name} {party.last_name}",
+            party.phone, party.address, next(stamps),
+            rng.randrange(1, 250) if party.company else None))
+
+    products, by_product = [], {}
+    for index, shop_id in enumerate(shared_products):
+        row = shop_products[shop_id]
+        price = Decimal(row["price"]) + (Decimal(20) if index % 7 == 6 else 0)
+        product = _product(row["sku"], row["name"], price, row["cost"], next(stamps))
+        products.append(product)
+        by_product[shop_id] = product
+    shop_skus = {row["sku"] for row in shop["products"]}
+    for item in webshop._items(rng, PRODUCTS * 2):
+        if len(products) >= PRODUCTS:
+            break
+        number = f"V{5000 + len(products)}"
+        if number not in shop_skus:
+            products.append(_product(number, item.name, item.price, item.cost, next(stamps)))
+
+    orders = []
+    for shop_order in shared_orders:
+        lines = [(by_product[l["product_id"]], Decimal(l["quantity"]),
+                  Decimal(l["discount_percent"] or 0)) for l in shop_order["lines"]]
+        orders.append(_order(1001 + len(orders), by_customer[shop_order["customer_id"]], lines,
+                             shop_order["number"], shop_order["order_date"], next(stamps)))
+    while len(orders) < ORDERS:
+        customer = rng.choice(addresses[SHARED_ADDRESSES:])
+        chosen = rng.sample(products[SHARED_PRODUCTS:], rng.randrange(1, 5))
+        lines = [(p, Decimal(rng.randrange(1, 8)), Decimal(rng.choice(["0", "0", "5", "10"])))
+                 for p in chosen]
+        stamp = next(stamps)
+        order_date = (stamp - datetime.timedelta(days=rng.randrange(0, 5))).date().isoformat()
+        orders.append(_order(1001 + len(orders), customer, lines, None, order_date, stamp))
+    return {"address": addresses, "product": products, "order": orders}
