@@ -1,7 +1,7 @@
 """Visma Business NXT, GraphQL service API: the ``address``, ``product`` and ``order`` tables.
 
 * Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
-  (:class:`VismaConnectToken`, on the shared :class:`~connectors.http.ClientCredentialsToken`),
+  (the shared :class:`~connectors.http.ClientCredentialsToken` with ``tenant_id``),
   renewed once on a ``401`` by the HTTP layer.
 * Every operation goes through ``useCompany(no: company_no)``.
 * Reads: ``first/after`` cursors until ``pageInfo.hasNextPage`` is false, ordered by the key.
@@ -188,16 +188,6 @@ def _from_wire(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 # Auth
 
 
-class VismaConnectToken(ClientCredentialsToken):
-    """Visma Connect's client-credentials grant: the OAuth2 form plus the ``tenant_id`` that
-    tenant-based APIs such as the Business NXT service API require."""
-
-    def __init__(self, token_url: str, client_id: str, client_secret: str, tenant_id: str, *,
-                 system: str = ""):
-        super().__init__(token_url, client_id, client_secret, SCOPE, system=system)
-        self._form["tenant_id"] = tenant_id
-
-
 # --------------------------------------------------------------------------------------------
 # Writes: GraphQL requests that each carry some ops
 
@@ -326,9 +316,11 @@ class BusinessNxtConnector(HttpConnector):
                 raise ValueError(f"system {config.name!r} (businessnxt): setting {name!r} is "
                                  "required")
         secret = self._secret_setting(config, "client_secret")
-        self._token = VismaConnectToken(settings.get("token_url") or DEFAULT_TOKEN_URL,
-                                        str(settings["client_id"]), secret,
-                                        str(settings["tenant_id"]), system=config.name)
+        # Visma Connect's client-credentials grant also names the tenant, as tenant-based APIs
+        # such as the Business NXT service API require.
+        self._token = ClientCredentialsToken(
+            settings.get("token_url") or DEFAULT_TOKEN_URL, str(settings["client_id"]), secret,
+            SCOPE, system=config.name, extra_form={"tenant_id": str(settings["tenant_id"])})
         super().__init__(config, headers={}, secret_values=(secret,), auth=self._token)
         self.company_no = int(settings["company_no"])
 

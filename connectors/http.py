@@ -186,10 +186,13 @@ class ClientCredentialsToken:
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
                  system: str = "", timeout_s: float = _READ_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 extra_form: Optional[Mapping[str, str]] = None):
+        """``extra_form`` adds provider-specific fields to the token request (Visma Connect's
+        ``tenant_id``)."""
         self._url = token_url
         self._form = {"grant_type": "client_credentials", "client_id": client_id,
-                      "client_secret": client_secret, "scope": scope}
+                      "client_secret": client_secret, "scope": scope, **(extra_form or {})}
         self._system = system
         self._timeout = (_CONNECT_TIMEOUT_S, timeout_s)
         self._clock = clock

@@ -7,7 +7,8 @@ three-way merge compares each side with its own snapshot, so a system that norma
 
 Besides links the store keeps watermarks (where the next incremental read starts) and the
 open dead letters (retried on the next run). Implementations: :mod:`connectors.sqlite_store`
-(embedded default). Open one with :func:`open_link_store`.
+(embedded default, one machine) and :mod:`connectors.firestore_store` (Cloud Firestore, shared
+by distributed workers). Open one with :func:`open_link_store`.
 """
 
 from __future__ import annotations
@@ -160,14 +161,23 @@ class LinkStore(abc.ABC):
 
 
 def open_link_store(url: str) -> LinkStore:
-    """The link store at ``url``: ``sqlite:///path/to/links.db`` (or ``sqlite:///:memory:``)."""
+    """The link store at ``url``: ``sqlite:///path/to/links.db`` (or ``sqlite:///:memory:``),
+    or ``firestore://PROJECT[/DATABASE][?prefix=PREFIX]`` (Cloud Firestore)."""
     if url.startswith("sqlite://"):
         from connectors.sqlite_store import SqliteLinkStore
         return SqliteLinkStore.from_url(url)
+    if url.startswith("firestore://"):
+        try:
+            from connectors.firestore_store import FirestoreLinkStore
+        except ImportError as exc:
+            raise ValueError(
+                f"link_store: {url!r} needs the google-cloud-firestore package ({exc}); "
+                "install it with: pip install 'talksync[gcp]'") from exc
+        return FirestoreLinkStore.from_url(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ValueError(
         f"link_store: unsupported URL scheme {scheme!r} in {url!r}; "
-        "use sqlite:///PATH (e.g. sqlite:///.talksync/links.db)")
+        "use sqlite:///PATH (e.g. sqlite:///.talksync/links.db) or firestore://PROJECT")
 
 
 # --- canonical values <-> JSON -------------------------------------------------------------

@@ -32,6 +32,7 @@ class _WithoutBeamImportNoise(logging.Filter):
 logging.getLogger().addFilter(_WithoutBeamImportNoise())
 
 from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
+from pipelines import links_io
 from pipelines.config import ConfigError, load_config
 from pipelines.spec import SpecError, available_dataflows, get_dataflow
 from transforms.common import PROGRESS_LOGGER
@@ -80,6 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", default=".talksync/sandbox",
                        help="folder for the emulators' state and the generated talksync.yaml")
     serve.add_argument("--seed", type=int, default=42)
+
+    links = sub.add_parser("links", help="move links between link stores (JSON Lines files)")
+    links_sub = links.add_subparsers(dest="links_command", required=True)
+    export = links_sub.add_parser(
+        "export", help="write every link, watermark and open dead letter of a store to a file")
+    export.add_argument("--store", required=True, metavar="URL",
+                        help="the link store, e.g. sqlite:///.talksync/links.db")
+    export.add_argument("--out", required=True, metavar="FILE.jsonl", help="the file to write")
+    import_ = links_sub.add_parser(
+        "import", help="add a file's links, watermarks and dead letters to a store; "
+                       "importing again adds nothing")
+    import_.add_argument("--store", required=True, metavar="URL",
+                         help="the link store, e.g. firestore://PROJECT")
+    import_.add_argument("--in", dest="input", required=True, metavar="FILE.jsonl",
+                         help="a file written by `talksync links export`")
     return parser
 
 
@@ -102,6 +118,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_docs(args.out)
         if args.command == "sandbox":
             return cmd_sandbox_serve(args)
+        if args.command == "links":
+            return cmd_links(args)
     except (UsageError, ConfigError, SpecError, ValueError) as exc:
         print(f"talksync: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -283,6 +301,20 @@ def cmd_sandbox_serve(args) -> int:
     finally:
         sandbox.stop()
     return EXIT_OK
+
+
+def cmd_links(args) -> int:
+    """`talksync links export|import`: exit 1 when some links could not be imported."""
+    if args.links_command == "export":
+        counts = links_io.export_links(args.store, pathlib.Path(args.out))
+        print(f"exported {counts.summary()} from {args.store} to {args.out}")
+        return EXIT_OK
+    counts = links_io.import_links(args.store, pathlib.Path(args.input))
+    for conflict in counts.conflicts:
+        print(f"talksync: links import: {conflict.pair} {conflict.link_id} not imported: "
+              f"{conflict.reason}", file=sys.stderr)
+    print(f"imported {args.input} into {args.store}: {counts.summary()}")
+    return EXIT_FAILED if counts.conflicts else EXIT_OK
 
 
 def cmd_demo() -> int:

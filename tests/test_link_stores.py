@@ -1,0 +1,383 @@
+"""The link-store contract, run against every store: SQLite and Firestore (emulator).
+
+Each test gets an empty store of each kind through its URL, as the pipeline opens it. The
+module imports no Beam at the top: the race tests start fresh processes that import it.
+"""
+
+import datetime
+import decimal
+import multiprocessing
+import sqlite3
+import threading
+
+import pytest
+
+from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, StaleLinkError,
+                                  open_link_store)
+from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
+
+PAIR = "customerp-customwebshop/customers"
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/links.db"
+    return request.getfixturevalue("firestore_url")
+
+
+@pytest.fixture
+def store(store_url):
+    with open_link_store(store_url) as opened:
+        yield opened
+
+
+def linked(n, pair=PAIR, **changes):
+    link = Link(pair=pair, link_id=f"s:S{n}", source_id=f"S{n}", target_id=f"T{n}",
+                snapshot_source={"name": f"n{n}"}, snapshot_target={"name": f"n{n}"})
+    return link.replace(**changes)
+
+
+def stored_letter_count(url):
+    """Dead letters physically kept by the store at ``url`` (all pairs, all runs)."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url[len("sqlite:///"):]) as raw:
+            return raw.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+    from google.cloud import firestore
+    client = firestore.Client(project=PROJECT)
+    try:
+        return client.collection_group("letters").count().get()[0][0].value
+    finally:
+        client.close()
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+def test_reopening_keeps_the_data(store_url):
+    with open_link_store(store_url) as store:
+        store.commit([linked(1)])
+        store.advance_watermark("df", PAIR, "erp", "2026-01-01T00:00:00Z")
+    with open_link_store(store_url) as store:
+        assert store.lookup_by_source(PAIR, ["S1"])["S1"].version == 1
+        assert store.get_watermark("df", PAIR, "erp") == "2026-01-01T00:00:00Z"
+
+
+def test_only_the_shared_store_runs_on_distributed_runners(store):
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from pipelines.sync_pipeline import refuse_embedded_store_on_distributed_runner
+    dataflow = PipelineOptions(["--runner=DataflowRunner", "--project=p", "--region=r"])
+    if store.distributed:
+        refuse_embedded_store_on_distributed_runner(dataflow, store)
+    else:
+        with pytest.raises(ValueError, match="SQLite store.*DataflowRunner.*firestore://"):
+            refuse_embedded_store_on_distributed_runner(dataflow, store)
+    refuse_embedded_store_on_distributed_runner(PipelineOptions([]), store)
+    refuse_embedded_store_on_distributed_runner(
+        PipelineOptions(["--runner=DirectRunner"]), store)
+
+
+# --- links --------------------------------------------------------------------------------------
+
+def test_commit_inserts_new_links_and_returns_their_versions(store):
+    committed = store.commit([linked(1), linked(2, state=PENDING)])
+    assert [(l.link_id, l.version, l.state) for l in committed] == [
+        ("s:S1", 1, LINKED), ("s:S2", 1, LINKED)]
+    assert all(l.updated_at for l in committed)
+    assert store.lookup_by_source(PAIR, ["S1", "S2"]) == {l.source_id: l for l in committed}
+
+
+def test_commit_updates_only_the_expected_version(store):
+    (first,) = store.commit([linked(1)])
+    (second,) = store.commit([first.replace(snapshot_target={"name": "new"}, target_etag='"4"')])
+    assert second.version == 2
+    stored = store.lookup_by_source(PAIR, ["S1"])["S1"]
+    assert stored == second and stored.snapshot_target == {"name": "new"}
+    assert stored.target_etag == '"4"'
+
+
+def test_stale_commit_raises_after_committing_the_others(store):
+    (one,) = store.commit([linked(1)])
+    store.commit([one.replace(snapshot_source={"name": "winner"})])          # version 2 now
+    with pytest.raises(StaleLinkError, match="s:S1") as caught:
+        store.commit([one.replace(snapshot_source={"name": "loser"}), linked(2)])
+    assert list(caught.value.link_ids) == ["s:S1"]
+    assert [l.link_id for l in caught.value.committed] == ["s:S2"]
+    links = store.lookup_by_source(PAIR, ["S1", "S2"])
+    assert links["S1"].snapshot_source == {"name": "winner"} and links["S1"].version == 2
+    assert links["S2"].version == 1
+    assert caught.value.committed == [links["S2"]]
+
+
+def test_inserting_an_existing_link_id_is_stale(store):
+    store.commit([linked(1)])
+    with pytest.raises(StaleLinkError):
+        store.commit([linked(1, snapshot_source={"name": "again"})])
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"].snapshot_source == {"name": "n1"}
+
+
+def test_updating_a_link_that_does_not_exist_is_stale(store):
+    with pytest.raises(StaleLinkError) as caught:
+        store.commit([linked(1, version=3)])
+    assert list(caught.value.link_ids) == ["s:S1"] and caught.value.committed == []
+    assert store.lookup_by_source(PAIR, ["S1"]) == {}
+    assert store.lookup_by_target(PAIR, ["T1"]) == {}
+
+
+def test_target_id_linked_to_another_link_is_stale(store):
+    store.commit([linked(1)])
+    clash = Link(pair=PAIR, link_id="t:T1", source_id="S9", target_id="T1")
+    with pytest.raises(StaleLinkError) as caught:
+        store.commit([clash, linked(2)])
+    assert list(caught.value.link_ids) == ["t:T1"]
+    assert store.lookup_by_target(PAIR, ["T1"])["T1"].link_id == "s:S1"
+    assert set(store.lookup_by_source(PAIR, ["S2", "S9"])) == {"S2"}
+
+
+def test_two_new_links_with_one_target_in_one_commit_the_first_wins(store):
+    with pytest.raises(StaleLinkError) as caught:
+        store.commit([linked(1), linked(2, target_id="T1")])
+    assert list(caught.value.link_ids) == ["s:S2"]
+    assert [l.link_id for l in caught.value.committed] == ["s:S1"]
+    assert store.lookup_by_target(PAIR, ["T1"])["T1"].source_id == "S1"
+    assert store.lookup_by_source(PAIR, ["S2"]) == {}
+
+
+def test_changing_an_id_releases_the_old_one(store):
+    (one,) = store.commit([linked(1)])
+    (moved,) = store.commit([one.replace(target_id="T1b")])
+    assert store.lookup_by_target(PAIR, ["T1", "T1b"]) == {"T1b": moved}
+    (other,) = store.commit([linked(2, target_id="T1")])     # T1 is free again
+    assert store.lookup_by_target(PAIR, ["T1", "T1b"]) == {"T1": other, "T1b": moved}
+
+
+def test_ids_are_unique_per_pair_only(store):
+    store.commit([linked(1), linked(1, pair="other/pair")])
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"].pair == PAIR
+    assert store.lookup_by_source("other/pair", ["S1"])["S1"].pair == "other/pair"
+
+
+def test_links_without_a_target_yet_do_not_clash(store):
+    store.commit([Link(pair=PAIR, link_id="s:A", source_id="A"),
+                  Link(pair=PAIR, link_id="s:B", source_id="B")])
+    assert set(store.lookup_by_source(PAIR, ["A", "B"])) == {"A", "B"}
+
+
+def test_ids_with_separators_and_odd_characters_stay_apart(store):
+    odd = ["a/b", "a|b", "a%2Fb", "__x__", ".", "..", "Åse Ø", "a b", ""]
+    links = [Link(pair=PAIR, link_id=f"s:{i}", source_id=i, target_id=f"T|{i}")
+             for i in odd]
+    store.commit(links)
+    found = store.lookup_by_source(PAIR, odd)
+    assert {k: v.link_id for k, v in found.items()} == {i: f"s:{i}" for i in odd}
+    assert set(store.lookup_by_target(PAIR, [f"T|{i}" for i in odd])) == {
+        f"T|{i}" for i in odd}
+    assert store.lookup_by_source("customerp-customwebshop", ["customers/a/b"]) == {}
+
+
+def test_lookups_are_batched_and_leave_unknown_ids_out(store):
+    store.commit([linked(n) for n in range(700)])        # more than one batch of writes
+    wanted = [f"S{n}" for n in range(0, 700)] + ["nope", "S0"]   # more than one batch of reads
+    found = store.lookup_by_source(PAIR, wanted)
+    assert set(found) == {f"S{n}" for n in range(0, 700)}
+    assert all(found[s].source_id == s for s in found)
+    by_target = store.lookup_by_target(PAIR, (f"T{n}" for n in range(600, 800)))
+    assert set(by_target) == {f"T{n}" for n in range(600, 700)}
+    assert store.lookup_by_source(PAIR, []) == {}
+    assert store.lookup_by_source("other/pair", wanted) == {}
+
+
+def test_snapshots_round_trip_exactly(store):
+    snapshot = {
+        "price": decimal.Decimal("199.9000"),
+        "order_date": datetime.date(2026, 11, 21),
+        "at": datetime.datetime(2026, 11, 21, 10, 15, 0, 123456, tzinfo=datetime.timezone.utc),
+        "lines": ({"sku": "A-1", "qty": 2, "unit_price": decimal.Decimal("10.50"),
+                   "tags": ("x", "y")}, {"sku": "B-2", "qty": 1, "unit_price": None}),
+        "address": {"city": "Bergen", "country": "NO"},
+        "active": True, "count": 0, "note": None, "name": "Åse Ødegård", "raw": b"\x00\xff",
+    }
+    store.commit([linked(1, snapshot_source=snapshot, snapshot_target={})])
+    stored = store.lookup_by_source(PAIR, ["S1"])["S1"]
+    assert stored.snapshot_source == snapshot and stored.snapshot_target == {}
+    assert type(stored.snapshot_source["price"]) is decimal.Decimal
+    assert str(stored.snapshot_source["price"]) == "199.9000"
+    assert type(stored.snapshot_source["order_date"]) is datetime.date
+    assert stored.snapshot_source["at"].tzinfo is not None
+
+
+# --- reservations -------------------------------------------------------------------------------
+
+def reservation(attempt):
+    return Link(pair=PAIR, link_id="s:S1", source_id="S1", attempt_id=attempt,
+                snapshot_source={"name": "n1"})
+
+
+def test_reserve_stores_a_pending_link_once(store):
+    mine = store.reserve(reservation("attempt-A").replace(state=LINKED, version=7))
+    assert (mine.state, mine.version, mine.attempt_id) == (PENDING, 1, "attempt-A")
+    theirs = store.reserve(reservation("attempt-B"))
+    assert theirs == mine
+    assert store.pending(PAIR) == [mine]
+    assert store.pending("other/pair") == []
+
+
+def test_commit_of_a_reservation_links_it(store):
+    mine = store.reserve(reservation("attempt-A"))
+    (done,) = store.commit([mine.replace(target_id="T1", snapshot_target={"name": "n1"})])
+    assert (done.state, done.version, done.target_id) == (LINKED, 2, "T1")
+    assert store.pending(PAIR) == []
+    assert store.reserve(reservation("attempt-C")) == done
+    assert store.lookup_by_target(PAIR, ["T1"]) == {"T1": done}
+
+
+def test_reserve_returns_the_link_that_already_holds_the_id(store):
+    (existing,) = store.commit([Link(pair=PAIR, link_id="t:T1", source_id="S1",
+                                     target_id="T1")])
+    assert store.reserve(reservation("attempt-A")) == existing
+    assert store.pending(PAIR) == []
+
+
+def test_pending_lists_only_the_pairs_reservations_in_id_order(store):
+    for n in (3, 1, 2):
+        store.reserve(Link(pair=PAIR, link_id=f"s:S{n}", source_id=f"S{n}", attempt_id="a"))
+    store.reserve(Link(pair="other/pair", link_id="s:S9", source_id="S9", attempt_id="a"))
+    store.commit([linked(4)])
+    assert [l.link_id for l in store.pending(PAIR)] == ["s:S1", "s:S2", "s:S3"]
+
+
+def _reserve(store, attempt, barrier, results):
+    barrier.wait()
+    results.append(store.reserve(reservation(attempt)).attempt_id)
+
+
+def _reserve_with_own_store(url, attempt, barrier, results):
+    with open_link_store(url) as own:
+        _reserve(own, attempt, barrier, results)
+
+
+def test_threads_racing_to_reserve_one_owner(store_url, store):
+    """Four threads share one store, four more open their own on the same URL."""
+    barrier = threading.Barrier(8)
+    results = []
+    threads = [threading.Thread(target=_reserve, args=(store, f"shared-{n}", barrier, results))
+               for n in range(4)]
+    threads += [threading.Thread(target=_reserve_with_own_store,
+                                 args=(store_url, f"own-{n}", barrier, results))
+                for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert [l.attempt_id for l in store.pending(PAIR)] == results[:1]
+
+
+def _reserve_in_process(url, attempt, barrier, queue):
+    store = open_link_store(url)
+    barrier.wait()
+    queue.put((attempt, store.reserve(reservation(attempt)).attempt_id))
+    store.close()
+
+
+def test_processes_racing_to_reserve_one_owner(store_url, store):
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_reserve_in_process,
+                                 args=(store_url, attempt, barrier, queue))
+                 for attempt in ("p0", "p1")]
+    for process in processes:
+        process.start()
+    answers = dict(queue.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    owners = [attempt for attempt, owner in answers.items() if attempt == owner]
+    assert len(owners) == 1 and set(answers.values()) == set(owners)
+    assert [l.attempt_id for l in store.pending(PAIR)] == owners
+
+
+def test_two_writers_committing_the_same_version_one_wins(store_url, store):
+    (base,) = store.commit([linked(1)])
+    with open_link_store(store_url) as other:
+        (theirs,) = other.commit([base.replace(snapshot_target={"name": "theirs"})])
+    with pytest.raises(StaleLinkError):
+        store.commit([base.replace(snapshot_target={"name": "ours"})])
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"] == theirs
+
+
+# --- watermarks ---------------------------------------------------------------------------------
+
+def test_watermark_starts_empty_and_only_moves_forward(store):
+    assert store.get_watermark("df", PAIR, "erp") is None
+    assert store.advance_watermark("df", PAIR, "erp", "2026-11-21T10:00:00.000000Z") == \
+        "2026-11-21T10:00:00.000000Z"
+    assert store.advance_watermark("df", PAIR, "erp", "2026-11-21T09:00:00.000000Z") == \
+        "2026-11-21T10:00:00.000000Z"
+    assert store.advance_watermark("df", PAIR, "erp", "2026-11-21T10:00:00.000001Z") == \
+        "2026-11-21T10:00:00.000001Z"
+    assert store.get_watermark("df", PAIR, "erp") == "2026-11-21T10:00:00.000001Z"
+    assert store.get_watermark("df", PAIR, "shop") is None
+    assert store.get_watermark("other", PAIR, "erp") is None
+
+
+def test_watermarks_compare_instants_not_strings(store):
+    store.advance_watermark("df", PAIR, "erp", "2026-11-21T09:30:00Z")
+    # "T10:00+01:00" sorts after "T09:30Z" as text but is 09:00 UTC: earlier, so no move
+    assert store.advance_watermark("df", PAIR, "erp", "2026-11-21T10:00:00+01:00") == \
+        "2026-11-21T09:30:00Z"
+    # "T08:00-02:00" sorts before as text but is 10:00 UTC: later
+    assert store.advance_watermark("df", PAIR, "erp", "2026-11-21T08:00:00-02:00") == \
+        "2026-11-21T08:00:00-02:00"
+
+
+def test_watermark_must_be_a_timestamp(store):
+    with pytest.raises(ValueError):
+        store.advance_watermark("df", PAIR, "erp", "yesterday")
+    assert store.get_watermark("df", PAIR, "erp") is None
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+def letter(run_id, entity_id, pair=PAIR, **changes):
+    return DeadLetter(run_id=run_id, dataflow="df", pair=pair, direction="to_target",
+                      system="erp", entity="Customers", entity_id=entity_id, stage="write",
+                      error_class="permanent", message=f"bad {entity_id}", **changes)
+
+
+def test_dead_letters_of_the_latest_run_are_open(store, store_url):
+    assert store.open_dead_letters("df", PAIR) == []
+    store.add_dead_letters([letter("r1", "C1", status=400, payload='{"Name": ""}'),
+                            letter("r1", "C2", created_at="2026-11-21T10:00:00Z")])
+    store.add_dead_letters([letter("r1", "C9", pair="other/pair")])
+    opened = store.open_dead_letters("df", PAIR)
+    assert [l.entity_id for l in opened] == ["C1", "C2"]
+    assert opened[0].status == 400 and opened[0].payload == '{"Name": ""}'
+    assert opened[0].created_at and opened[1].created_at == "2026-11-21T10:00:00Z"
+    assert opened[1] == letter("r1", "C2", created_at="2026-11-21T10:00:00Z")
+
+    store.add_dead_letters([letter("r2", "C2")])
+    assert [(l.run_id, l.entity_id) for l in store.open_dead_letters("df", PAIR)] == [
+        ("r2", "C2")]
+    store.retire_dead_letters("df", PAIR, keep_run_id="r2")
+    assert stored_letter_count(store_url) == 2              # r2's C2 and the other pair's C9
+    assert [l.entity_id for l in store.open_dead_letters("df", "other/pair")] == ["C9"]
+    store.retire_dead_letters("df", PAIR, keep_run_id="r3")
+    assert store.open_dead_letters("df", PAIR) == []
+    assert stored_letter_count(store_url) == 1
+
+
+def test_retiring_keeps_the_kept_runs_letters_open(store):
+    store.add_dead_letters([letter("r1", "C1")])
+    store.add_dead_letters([letter("r2", "C2")])
+    store.retire_dead_letters("df", PAIR, keep_run_id="r1")
+    assert [(l.run_id, l.entity_id) for l in store.open_dead_letters("df", PAIR)] == [
+        ("r1", "C1")]
+
+
+def test_many_dead_letters_keep_their_order(store):
+    store.add_dead_letters([letter("r1", f"C{n}") for n in range(620)])    # > 1 commit
+    assert [l.entity_id for l in store.open_dead_letters("df", PAIR)] == [
+        f"C{n}" for n in range(620)]
+    store.add_dead_letters([letter("r2", "D1"), letter("r2", "D2")])
+    store.retire_dead_letters("df", PAIR, keep_run_id="r2")
+    assert [l.entity_id for l in store.open_dead_letters("df", PAIR)] == ["D1", "D2"]
