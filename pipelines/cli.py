@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", default=".talksync/sandbox",
                        help="folder for the emulators' state and the generated talksync.yaml")
     serve.add_argument("--seed", type=int, default=42)
+    serve.add_argument("--systems", default=None,
+                       help="comma-separated systems to serve (default: every emulator: "
+                            "customwebshop, customerp, businesscentral, businessnxt)")
 
     links = sub.add_parser("links", help="move links between link stores (JSON Lines files)")
     links_sub = links.add_subparsers(dest="links_command", required=True)
@@ -281,8 +284,11 @@ def cmd_docs(out: str) -> int:
 
 
 def cmd_sandbox_serve(args) -> int:
-    from sandbox.server import Sandbox
-    sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed)
+    from sandbox.server import REGISTRY, Sandbox
+    systems = ([s.strip() for s in args.systems.split(",") if s.strip()] if args.systems
+               else list(REGISTRY))
+    sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed,
+                      systems=systems)
     sandbox.start()
     print(f"sandbox running; config: {sandbox.config_path}")
     for system in sandbox.systems:
