@@ -55,6 +55,43 @@ def erp_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     """Custom ERP entities per resource."""
     return copy.deepcopy(_generate(seed)[1])
 
+@dataclasses.dataclass(frozen=True)
+class WebshopOverlap:
+    """The webshop records another system's seed shares (same match keys): some orders, and
+    the customers and products they use, topped up to the wanted counts."""
+
+    orders: list
+    customer_ids: list
+    product_ids: list
+    customers: dict      # every live webshop customer by id
+    products: dict       # every live webshop product by id
+
+
+def webshop_overlap(seed: int, *, orders: int, customers: int, products: int,
+                    last_orders: bool = False) -> WebshopOverlap:
+    """Which live webshop records (of ``webshop_seed(seed)``) an ERP seed also holds: the first
+    (or, with ``last_orders``, the last) ``orders`` orders whose customer and products are live,
+    their customers and products first, then more up to ``customers`` and ``products``."""
+    live = {kind: [row for row in rows if not row["deleted"]]
+            for kind, rows in webshop_seed(seed).items()}
+    by_customer = {row["id"]: row for row in live["customers"]}
+    by_product = {row["id"]: row for row in live["products"]}
+    usable = [order for order in live["orders"]
+              if order["customer_id"] in by_customer
+              and all(line["product_id"] in by_product for line in order["lines"])]
+    shared = usable[-orders:] if last_orders else usable[:orders]
+    customer_ids = list(dict.fromkeys(o["customer_id"] for o in shared))
+    product_ids = list(dict.fromkeys(l["product_id"] for o in shared for l in o["lines"]))
+    for ids, rows, wanted in ((customer_ids, live["customers"], customers),
+                              (product_ids, live["products"], products)):
+        for row in rows:
+            if len(ids) >= wanted:
+                break
+            if row["id"] not in ids:
+                ids.append(row["id"])
+    return WebshopOverlap(shared, customer_ids, product_ids, by_customer, by_product)
+
+
 
 # --------------------------------------------------------------------------------------------
 # Countries

@@ -62,27 +62,11 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(seed * 1000 + _SEED_SALT)
     shop = webshop.webshop_seed(seed)
     stamps = iter(webshop._timestamps(rng, CUSTOMERS + ITEMS + ORDERS))
-    live = {kind: [row for row in rows if not row["deleted"]] for kind, rows in shop.items()}
-
-    # the shared orders first: their customers and products are shared too
-    shop_customers = {row["id"]: row for row in live["customers"]}
-    shop_products = {row["id"]: row for row in live["products"]}
-    shared_orders = [order for order in live["orders"]
-                     if order["customer_id"] in shop_customers
-                     and all(line["product_id"] in shop_products for line in order["lines"])
-                     ][:SHARED_ORDERS]
-    shared_customer_ids = list(dict.fromkeys(o["customer_id"] for o in shared_orders))
-    shared_product_ids = list(dict.fromkeys(l["product_id"] for o in shared_orders for l in o["lines"]))
-    for row in live["customers"]:
-        if len(shared_customer_ids) >= SHARED_CUSTOMERS:
-            break
-        if row["id"] not in shared_customer_ids:
-            shared_customer_ids.append(row["id"])
-    for row in live["products"]:
-        if len(shared_product_ids) >= SHARED_ITEMS:
-            break
-        if row["id"] not in shared_product_ids:
-            shared_product_ids.append(row["id"])
+    overlap = webshop.webshop_overlap(seed, orders=SHARED_ORDERS, customers=SHARED_CUSTOMERS,
+                                      products=SHARED_ITEMS)
+    shared_orders, shop_customers, shop_products = (overlap.orders, overlap.customers,
+                                                    overlap.products)
+    shared_customer_ids, shared_product_ids = overlap.customer_ids, overlap.product_ids
 
     customers, by_shop_customer = [], {}
     for index, shop_id in enumerate(shared_customer_ids):

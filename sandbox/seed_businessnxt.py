@@ -76,23 +76,11 @@ def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(seed * 1000 + _SEED_SALT)
     shop = webshop.webshop_seed(seed)
     stamps = iter(webshop._timestamps(rng, ADDRESSES + PRODUCTS + ORDERS))
-    live = {kind: [row for row in rows if not row["deleted"]] for kind, rows in shop.items()}
-    shop_customers = {row["id"]: row for row in live["customers"]}
-    shop_products = {row["id"]: row for row in live["products"]}
-
-    # the shared orders first: their customers and products are shared too
-    shared_orders = [order for order in live["orders"]
-                     if order["customer_id"] in shop_customers
-                     and all(line["product_id"] in shop_products for line in order["lines"])
-                     ][-SHARED_ORDERS:]
-    shared_customers = list(dict.fromkeys(o["customer_id"] for o in shared_orders))
-    shared_products = list(dict.fromkeys(l["product_id"] for o in shared_orders for l in o["lines"]))
-    for row in live["customers"]:
-        if len(shared_customers) < SHARED_ADDRESSES and row["id"] not in shared_customers:
-            shared_customers.append(row["id"])
-    for row in live["products"]:
-        if len(shared_products) < SHARED_PRODUCTS and row["id"] not in shared_products:
-            shared_products.append(row["id"])
+    overlap = webshop.webshop_overlap(seed, orders=SHARED_ORDERS, customers=SHARED_ADDRESSES,
+                                      products=SHARED_PRODUCTS, last_orders=True)
+    shared_orders, shop_customers, shop_products = (overlap.orders, overlap.customers,
+                                                    overlap.products)
+    shared_customers, shared_products = overlap.customer_ids, overlap.product_ids
 
     addresses, by_customer = [], {}
     for index, shop_id in enumerate(shared_customers):
