@@ -3,8 +3,10 @@
 Each seed is a scenario of its own, reproducible from its number alone:
 
 1. a fresh sandbox (its data from the seed) and a fresh link store;
-2. a few rounds of: random edits on both systems (each entity edited on one side only per
-   round, so the expected end state is known without modelling conflicts), random faults in
+2. a few rounds of: random edits on both systems (each entity is edited on one side only in
+   the whole scenario, so the expected end state is known without modelling conflicts: before
+   two records are first linked there is no snapshot, and the first-link rule lets the newer
+   record win every property the sides disagree on), random faults in
    both systems (5xx and 429 errors, lost responses — committed, then the connection dropped —
    and latency), and a sync run that may be SIGKILLed at a random point;
 3. the faults cleared and one clean run, after which:
@@ -65,6 +67,7 @@ class Campaign:
         self.log = log
         self.expected = Expectation()
         self.counter = 0
+        self.edited_on: dict = {}   # (kind, match key) -> the side it is edited on
 
     def run(self) -> None:
         with Sandbox(state_dir=self.workdir / "sandbox", base_port=0,
@@ -145,7 +148,6 @@ class Campaign:
         erp_customers = h.list_all("customerp", "Customers")
         shop_products = [p for p in h.list_all("customwebshop", "products") if not p["deleted"]]
         erp_products = h.list_all("customerp", "Products")
-        touched: set = set()
         for _ in range(count):
             kind = self.rng.choice(["shop_customer", "erp_customer", "shop_product",
                                     "erp_product", "new_shop_customer", "new_erp_product"])
@@ -153,39 +155,36 @@ class Campaign:
             tag = f"{self.seed}-{self.counter}"
             if kind == "shop_customer":
                 c = self.rng.choice(shop_customers)
-                if ("c", c["email"].lower()) in touched:
+                if not self._claim(("c", c["email"].lower()), "shop"):
                     continue
-                touched.add(("c", c["email"].lower()))
                 phone, city = f"+47 4{self.rng.randrange(10**7):07d}", f"Bygd {tag}"
                 h.patch_shop("customers", c["id"], {"phone": phone, "address": {"city": city}})
                 self.expected.expect("customer", c["email"].lower(), phone=phone, city=city)
             elif kind == "erp_customer":
                 c = self.rng.choice(erp_customers)
-                if not c.get("Email") or ("c", c["Email"].lower()) in touched:
+                if not c.get("Email") or not self._claim(("c", c["Email"].lower()), "erp"):
                     continue
-                touched.add(("c", c["Email"].lower()))
                 phone = f"+47 9{self.rng.randrange(10**7):07d}"
                 h.put_erp("Customers", c["CustomerNo"], {"Phone": phone})
                 self.expected.expect("customer", c["Email"].lower(), phone=phone)
             elif kind == "shop_product":
                 p = self.rng.choice(shop_products)
-                if ("p", p["sku"]) in touched:
+                if not self._claim(("p", p["sku"]), "shop"):
                     continue
-                touched.add(("p", p["sku"]))
                 price = decimal.Decimal(self.rng.randrange(100, 99999)) / 100
                 h.patch_shop("products", p["id"], {"name": f"Vare {tag} æøå",
                                                    "price": str(price)})
                 self.expected.expect("product", p["sku"], name=f"Vare {tag} æøå", price=price)
             elif kind == "erp_product":
                 p = self.rng.choice(erp_products)
-                if ("p", p["ItemNo"]) in touched:
+                if not self._claim(("p", p["ItemNo"]), "erp"):
                     continue
-                touched.add(("p", p["ItemNo"]))
                 price = decimal.Decimal(self.rng.randrange(100, 99999)) / 100
                 h.put_erp("Products", p["ItemNo"], {"SalesPrice": price})
                 self.expected.expect("product", p["ItemNo"], price=price)
             elif kind == "new_shop_customer":
                 email = f"ny.kunde.{tag}@example.no"
+                self._claim(("c", email), "shop")
                 h.post("customwebshop", "customers", {
                     "email": email, "first_name": "Åse", "last_name": f"Kunde {tag}",
                     "phone": "+47 400 00 000", "address": {"line1": "Storgata 1",
@@ -194,11 +193,16 @@ class Campaign:
                 self.expected.expect("customer", email, city="Oslo")
             else:
                 item = f"NEW-{tag}"
+                self._claim(("p", item), "erp")
                 h.post("customerp", "Products", {"ItemNo": item, "Description": f"Ny vare {tag}",
                                                  "SalesPrice": 10, "VatCode": "3",
                                                  "StockQty": 4})
                 self.expected.expect("product", item, name=f"Ny vare {tag}",
                                      price=decimal.Decimal(10))
+
+    def _claim(self, key: tuple, side: str) -> bool:
+        """Whether ``key`` may be edited on ``side``: never edited, or edited there before."""
+        return self.edited_on.setdefault(key, side) == side
 
     def _check_edits(self, h: SyncHarness) -> None:
         shop_c = {c["email"].lower(): c for c in h.list_all("customwebshop", "customers")}
