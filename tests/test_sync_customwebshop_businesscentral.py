@@ -15,7 +15,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from pipelines import cli
+from tests.conftest import SyncHarness
+
 from pipelines.spec import get_dataflow
 from sandbox import businesscentral as bc
 from sandbox.server import Sandbox
@@ -25,13 +26,11 @@ WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_
           "updated_source")
 
 
-class BcHarness:
+class BcHarness(SyncHarness):
     """The sandbox (webshop + BC) and helpers to run talksync and to use both APIs."""
 
     def __init__(self, sandbox: Sandbox, state: pathlib.Path):
-        self.sandbox = sandbox
-        self.state = state
-        self.runs = 0
+        super().__init__(sandbox, state)
         self.shop = requests.Session()
         self.shop.headers["X-Api-Key"] = sandbox.api_key("customwebshop")
         self.bc = requests.Session()
@@ -44,22 +43,11 @@ class BcHarness:
         self.company = f"{sandbox.url('businesscentral')}/companies({bc.COMPANY_ID})"
 
     def run(self, *args: str) -> tuple[int, dict]:
-        self.runs += 1
-        report = self.state / f"report-{self.runs}.json"
-        status = cli.main(["run", DATAFLOW, "--config", str(self.sandbox.config_path),
-                           "--report", str(report), *args])
-        sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
-        return status, (sections[0] if sections else {})
+        return super().run(*args, dataflow=DATAFLOW)
 
     def shop_all(self, resource: str) -> list[dict]:
-        rows, token = [], None
-        while True:
-            params = {"page_size": 500, **({"page_token": token} if token else {})}
-            body = self.shop.get(f"{self.sandbox.url('customwebshop')}/{resource}",
-                                 params=params, timeout=30).json()
-            rows += [row for row in body["data"] if not row["deleted"]]
-            if not (token := body["next_page_token"]):
-                return rows
+        """Every live (not soft-deleted) webshop record of ``resource``."""
+        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
 
     def bc_all(self, entity: str) -> list[dict]:
         query = "?$expand=salesOrderLines" if entity == "salesOrders" else ""

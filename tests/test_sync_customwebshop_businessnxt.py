@@ -15,7 +15,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from pipelines import cli
+from tests.conftest import SyncHarness
+
 from pipelines.spec import get_dataflow
 from sandbox import businessnxt as bnxt
 from sandbox.seed_businessnxt import COUNTRY_NUMBERS, CURRENCY_NUMBERS
@@ -31,34 +32,21 @@ ORDER = ("orderNo orderDate customerNo customerOrderNo currencyNo changedTimesta
          "priceInCurrency discountPercent1 changedTimestamp } }")
 
 
-class NxtHarness:
+class NxtHarness(SyncHarness):
     """The sandbox (webshop + Business NXT), `talksync run`, and both systems' APIs."""
 
     def __init__(self, sandbox, state: pathlib.Path):
-        self.sandbox = sandbox
-        self.state = state
-        self.runs = 0
+        super().__init__(sandbox, state)
         self.gql = Gql(sandbox)
         self.shop = requests.Session()
         self.shop.headers["X-Api-Key"] = sandbox.api_key("customwebshop")
 
-    def run(self) -> tuple[int, dict]:
-        self.runs += 1
-        report = self.state / f"report-{self.runs}.json"
-        status = cli.main(["run", DATAFLOW, "--config", str(self.sandbox.config_path),
-                           "--report", str(report)])
-        sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
-        return status, (sections[0] if sections else {})
+    def run(self, *args: str) -> tuple[int, dict]:
+        return super().run(*args, dataflow=DATAFLOW)
 
     def shop_all(self, resource: str) -> list[dict]:
-        rows, token = [], None
-        while True:
-            params = {"page_size": 500, **({"page_token": token} if token else {})}
-            body = self.shop.get(f"{self.sandbox.url('customwebshop')}/{resource}",
-                                 params=params, timeout=30).json()
-            rows += [row for row in body["data"] if not row["deleted"]]
-            if not (token := body["next_page_token"]):
-                return rows
+        """Every live (not soft-deleted) webshop record of ``resource``."""
+        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
 
     def shop_write(self, method: str, path: str, body: dict) -> dict:
         response = self.shop.request(method, f"{self.sandbox.url('customwebshop')}/{path}",
