@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import decimal
 import json
 import pathlib
@@ -11,6 +12,15 @@ import requests
 import yaml
 
 from pipelines import cli
+
+
+def group_by(rows, key, fold=False) -> dict:
+    """Rows grouped by the value of ``key`` (text lower-cased with ``fold``): match-key checks."""
+    out = collections.defaultdict(list)
+    for row in rows:
+        value = row.get(key)
+        out[value.lower() if (fold and isinstance(value, str)) else value].append(row)
+    return out
 
 
 class SyncHarness:

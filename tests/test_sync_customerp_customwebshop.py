@@ -6,7 +6,6 @@ orders, some present in both systems under the same match key.
 
 from __future__ import annotations
 
-import collections
 import json
 import pathlib
 import subprocess
@@ -15,17 +14,11 @@ from decimal import Decimal
 
 import pyarrow.parquet
 
+from tests.conftest import group_by
+
 DATAFLOW = "customerp-customwebshop"
 WRITE_COUNTERS = ("created_in_target", "created_in_source", "linked_by_match",
                   "updated_target", "updated_source")
-
-
-def _by(rows, key, fold=False):
-    out = collections.defaultdict(list)
-    for row in rows:
-        value = row.get(key)
-        out[value.lower() if (fold and value) else value].append(row)
-    return out
 
 
 def _snapshot(h):
@@ -52,8 +45,8 @@ def _assert_one_to_one(h):
             ("erp_customers", "shop_customers", "Email", "email", True),
             ("erp_products", "shop_products", "ItemNo", "sku", False),
             ("erp_orders", "shop_orders", "OrderNo", "number", False)]:
-        erp_keys = _by(now[erp], erp_key, fold)
-        shop_keys = _by(now[shop], shop_key, fold)
+        erp_keys = group_by(now[erp], erp_key, fold)
+        shop_keys = group_by(now[shop], shop_key, fold)
         assert {k for k, v in erp_keys.items() if len(v) > 1} == set(), f"duplicates in {erp}"
         assert {k for k, v in shop_keys.items() if len(v) > 1} == set(), f"duplicates in {shop}"
         assert set(erp_keys) == set(shop_keys), f"{erp} and {shop} disagree"
@@ -67,10 +60,10 @@ def _writes(report) -> dict:
 
 def test_first_run_creates_every_entity_once_and_links_existing_matches(harness):
     before = _snapshot(harness)
-    overlap = (set(_by(before["erp_customers"], "Email", True))
-               & set(_by(before["shop_customers"], "email", True)))
-    sku_overlap = set(_by(before["erp_products"], "ItemNo")) & set(
-        _by(before["shop_products"], "sku"))
+    overlap = (set(group_by(before["erp_customers"], "Email", True))
+               & set(group_by(before["shop_customers"], "email", True)))
+    sku_overlap = set(group_by(before["erp_products"], "ItemNo")) & set(
+        group_by(before["shop_products"], "sku"))
     assert len(overlap) >= 20 and len(sku_overlap) >= 20   # the seed exercises matching
 
     status, report = harness.run()
@@ -103,10 +96,10 @@ def test_rerun_without_edits_writes_nothing(harness):
 
 def test_edits_on_either_side_reach_the_other_and_merge(harness):
     assert harness.run()[0] == 0
-    shop_customers = _by(harness.list_all("customwebshop", "customers"), "email", True)
-    erp_customers = _by(harness.list_all("customerp", "Customers"), "Email", True)
-    erp_products = _by(harness.list_all("customerp", "Products"), "ItemNo")
-    shop_products = _by(harness.list_all("customwebshop", "products"), "sku")
+    shop_customers = group_by(harness.list_all("customwebshop", "customers"), "email", True)
+    erp_customers = group_by(harness.list_all("customerp", "Customers"), "Email", True)
+    erp_products = group_by(harness.list_all("customerp", "Products"), "ItemNo")
+    shop_products = group_by(harness.list_all("customwebshop", "products"), "sku")
     emails = sorted(set(shop_customers) & set(erp_customers))
     skus = sorted(set(erp_products) & set(shop_products))
 
@@ -149,8 +142,8 @@ def test_edits_on_either_side_reach_the_other_and_merge(harness):
 
 def test_conflicting_edits_follow_the_latest_change_and_are_reported(harness):
     assert harness.run()[0] == 0
-    erp_products = _by(harness.list_all("customerp", "Products"), "ItemNo")
-    shop_products = _by(harness.list_all("customwebshop", "products"), "sku")
+    erp_products = group_by(harness.list_all("customerp", "Products"), "ItemNo")
+    shop_products = group_by(harness.list_all("customwebshop", "products"), "sku")
     sku = sorted(set(erp_products) & set(shop_products))[3]
     shop_id = shop_products[sku][0]["id"]
     harness.patch_shop("products", shop_id, {"name": "Webshop-navn"})
@@ -178,12 +171,12 @@ def test_orders_arrive_with_translated_references_and_lines(harness):
     shop_customers = {c["id"]: c for c in now["shop_customers"]}
     erp_customers = {c["CustomerNo"]: c for c in now["erp_customers"]}
     shop_products = {p["id"]: p for p in now["shop_products"]}
-    shop_orders = _by(now["shop_orders"], "number")
-    erp_orders = _by(now["erp_orders"], "OrderNo")
-    erp_only = sorted(set(_by(before["erp_orders"], "OrderNo")) - set(
-        _by(before["shop_orders"], "number")))
-    shop_only = sorted(set(_by(before["shop_orders"], "number")) - set(
-        _by(before["erp_orders"], "OrderNo")))
+    shop_orders = group_by(now["shop_orders"], "number")
+    erp_orders = group_by(now["erp_orders"], "OrderNo")
+    erp_only = sorted(set(group_by(before["erp_orders"], "OrderNo")) - set(
+        group_by(before["shop_orders"], "number")))
+    shop_only = sorted(set(group_by(before["shop_orders"], "number")) - set(
+        group_by(before["erp_orders"], "OrderNo")))
     assert erp_only and shop_only
 
     for number in erp_only[:20] + shop_only[:20]:
@@ -242,7 +235,7 @@ def test_invalid_records_become_dead_letters_and_the_rest_syncs(harness):
     assert report["pairs"]["product"]["dead_letters"] >= 1
     # everything else synced
     assert report["pairs"]["product"]["created_in_target"] > 100
-    shop_skus = set(_by(harness.list_all("customwebshop", "products"), "sku"))
+    shop_skus = set(group_by(harness.list_all("customwebshop", "products"), "sku"))
     assert bad_product not in shop_skus
     assert {p["ItemNo"] for p in erp_products[1:]} <= shop_skus
 
@@ -251,7 +244,7 @@ def test_invalid_records_become_dead_letters_and_the_rest_syncs(harness):
     harness.put_erp("Customers", bad_customer, {"Email": "fixed@example.no"})
     status, report = harness.run()
     assert status == 0
-    assert bad_product in set(_by(harness.list_all("customwebshop", "products"), "sku"))
+    assert bad_product in set(group_by(harness.list_all("customwebshop", "products"), "sku"))
     _assert_one_to_one(harness)
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.conftest import SyncHarness
+from tests.conftest import SyncHarness, group_by
 
 from pipelines.spec import get_dataflow
 from sandbox import businesscentral as bc
@@ -105,14 +105,6 @@ def bch(tmp_path, monkeypatch):
         sandbox.stop()
 
 
-def _by(rows, key, fold=False):
-    out = collections.defaultdict(list)
-    for row in rows:
-        value = row.get(key)
-        out[value.lower() if (fold and value) else value].append(row)
-    return out
-
-
 def _writes(report) -> dict:
     return {pair: {k: counts[k] for k in WRITES if counts[k]}
             for pair, counts in report["pairs"].items() if any(counts[k] for k in WRITES)}
@@ -147,10 +139,10 @@ def test_every_bc_property_of_the_dataflow_is_in_the_metadata():
 
 
 def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch):
-    shop_customers = _by(bch.shop_all("customers"), "email", True)
-    bc_customers = _by(bch.bc_all("customers"), "email", True)
-    shop_products = _by(bch.shop_all("products"), "sku")
-    bc_items = _by(bch.bc_all("items"), "number")
+    shop_customers = group_by(bch.shop_all("customers"), "email", True)
+    bc_customers = group_by(bch.bc_all("customers"), "email", True)
+    shop_products = group_by(bch.shop_all("products"), "sku")
+    bc_items = group_by(bch.bc_all("items"), "number")
     shop_orders = bch.shop_all("orders")
     bc_orders = bch.bc_all("salesOrders")
     emails = set(shop_customers) & set(bc_customers)
@@ -172,16 +164,16 @@ def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch)
     assert orders["created_in_target"] == len(shop_orders) - 4
     assert orders["created_in_source"] == 0           # create: to_target
     assert all(counts["dead_letters"] == 0 for counts in report["pairs"].values())
-    after_bc = _by(bch.bc_all("customers"), "email", True)
-    after_shop = _by(bch.shop_all("customers"), "email", True)
+    after_bc = group_by(bch.bc_all("customers"), "email", True)
+    after_shop = group_by(bch.shop_all("customers"), "email", True)
     assert set(after_bc) == set(after_shop) and all(len(v) == 1 for v in after_bc.values())
-    items = _by(bch.bc_all("items"), "number")
-    assert set(items) == set(_by(bch.shop_all("products"), "sku"))
+    items = group_by(bch.bc_all("items"), "number")
+    assert set(items) == set(group_by(bch.shop_all("products"), "sku"))
     assert all(len(v) == 1 for v in items.values())
 
     # a BC-only item arrived in the webshop with its values translated
     bc_only = sorted(set(items) - set(shop_products))[0]
-    [item], [product] = items[bc_only], _by(bch.shop_all("products"), "sku")[bc_only]
+    [item], [product] = items[bc_only], group_by(bch.shop_all("products"), "sku")[bc_only]
     assert (product["name"], Decimal(product["price"]), product["gtin"]) == (
         item["displayName"], Decimal(item["unitPrice"]), item["gtin"])
     assert product["vat_rate"] == {"VAT25": "25.00", "VAT15": "15.00", "VAT12": "12.00",
@@ -200,7 +192,7 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
     shop_products = {p["id"]: p for p in bch.shop_all("products")}
     bc_customers = {c["id"]: c for c in bch.bc_all("customers")}
     bc_items = {i["id"]: i for i in bch.bc_all("items")}
-    bc_orders = _by(bch.bc_all("salesOrders"), "externalDocumentNumber")
+    bc_orders = group_by(bch.bc_all("salesOrders"), "externalDocumentNumber")
     shop_orders = bch.shop_all("orders")
     assert len(shop_orders) > 200
     for shop in shop_orders:
@@ -217,11 +209,11 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
 
 def test_edits_both_ways_and_order_line_changes(bch):
     assert bch.run()[0] == 0
-    shop_customers = _by(bch.shop_all("customers"), "email", True)
-    bc_customers = _by(bch.bc_all("customers"), "email", True)
+    shop_customers = group_by(bch.shop_all("customers"), "email", True)
+    bc_customers = group_by(bch.bc_all("customers"), "email", True)
     emails = sorted(set(shop_customers) & set(bc_customers))
-    bc_items = _by(bch.bc_all("items"), "number")
-    shop_products = _by(bch.shop_all("products"), "sku")
+    bc_items = group_by(bch.bc_all("items"), "number")
+    shop_products = group_by(bch.shop_all("products"), "sku")
     sku = sorted(set(bc_items) & set(shop_products))[0]
     bch.shop_patch("customers", shop_customers[emails[0]][0]["id"], {"phone": "+47 400 00 001"})
     bch.bc_patch("customers", bc_customers[emails[1]][0]["id"], {"city": "Tromsø"})
@@ -244,7 +236,7 @@ def test_edits_both_ways_and_order_line_changes(bch):
     product = bch.shop.get(f"{bch.sandbox.url('customwebshop')}/products/{extra['id']}",
                            timeout=10).json()
     assert Decimal(product["price"]) == Decimal("1234.5")
-    [bc_order] = _by(bch.bc_all("salesOrders"), "externalDocumentNumber")[order["number"]]
+    [bc_order] = group_by(bch.bc_all("salesOrders"), "externalDocumentNumber")[order["number"]]
     assert [Decimal(l["quantity"]) for l in bc_order["salesOrderLines"]] == \
         [Decimal(l["quantity"]) for l in lines]
     assert bc_order["salesOrderLines"][-1]["lineObjectNumber"] == sku
@@ -258,8 +250,8 @@ def test_edits_both_ways_and_order_line_changes(bch):
 
 def test_conflicting_edits_follow_the_latest_change(bch):
     assert bch.run()[0] == 0
-    shop = _by(bch.shop_all("products"), "sku")
-    items = _by(bch.bc_all("items"), "number")
+    shop = group_by(bch.shop_all("products"), "sku")
+    items = group_by(bch.bc_all("items"), "number")
     sku = sorted(set(shop) & set(items))[3]
     bch.shop_patch("products", shop[sku][0]["id"], {"name": "Webshop-navn"})
     bch.bc_patch("items", items[sku][0]["id"], {"displayName": "BC-navn, endret sist"})
@@ -275,8 +267,8 @@ def test_conflicting_edits_follow_the_latest_change(bch):
 
 def test_a_stale_etag_is_dead_lettered_alone_and_the_next_run_converges(bch):
     assert bch.run()[0] == 0
-    shop = _by(bch.shop_all("customers"), "email", True)
-    bc_rows = _by(bch.bc_all("customers"), "email", True)
+    shop = group_by(bch.shop_all("customers"), "email", True)
+    bc_rows = group_by(bch.bc_all("customers"), "email", True)
     stale_email, fine_email = sorted(set(shop) & set(bc_rows))[2:4]
     bc_id = bc_rows[stale_email][0]["id"]
     before = bch.bc_get("customers", bc_id)

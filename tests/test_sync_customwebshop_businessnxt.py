@@ -7,7 +7,6 @@ orders whose ``customerOrderNo`` is a webshop order number.
 
 from __future__ import annotations
 
-import collections
 import json
 import pathlib
 from decimal import Decimal
@@ -15,7 +14,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.conftest import SyncHarness
+from tests.conftest import SyncHarness, group_by
 
 from pipelines.spec import get_dataflow
 from sandbox import businessnxt as bnxt
@@ -77,14 +76,6 @@ def nxt(sandbox_of, tmp_path):
     return NxtHarness(sandbox_of("customwebshop", "businessnxt"), tmp_path)
 
 
-def _by(rows, key, fold=False):
-    out = collections.defaultdict(list)
-    for row in rows:
-        value = row.get(key)
-        out[value.lower() if (fold and isinstance(value, str)) else value].append(row)
-    return out
-
-
 def _writes(report) -> dict:
     return {pair: {k: counts[k] for k in WRITES if counts[k]}
             for pair, counts in report["pairs"].items() if any(counts[k] for k in WRITES)}
@@ -126,12 +117,12 @@ def test_every_property_is_a_column_of_the_emulated_schema():
 
 
 def test_first_run_links_creates_orders_with_lines_then_the_rerun_writes_nothing(nxt):
-    shop_customers = _by(nxt.shop_all("customers"), "email", True)
-    shop_products = _by(nxt.shop_all("products"), "sku")
+    shop_customers = group_by(nxt.shop_all("customers"), "email", True)
+    shop_products = group_by(nxt.shop_all("products"), "sku")
     shop_orders = nxt.shop_all("orders")
     before = nxt.nxt_all()
-    emails = set(shop_customers) & set(_by(before["address"], "emailAddress", True))
-    skus = set(shop_products) & set(_by(before["product"], "productNo"))
+    emails = set(shop_customers) & set(group_by(before["address"], "emailAddress", True))
+    skus = set(shop_products) & set(group_by(before["product"], "productNo"))
     numbers = {o["number"] for o in shop_orders} & {o["customerOrderNo"] for o in before["order"]}
     assert (len(emails), len(skus), len(numbers)) == (30, 25, 4)
 
@@ -154,8 +145,8 @@ def test_first_run_links_creates_orders_with_lines_then_the_rerun_writes_nothing
 
     after = nxt.nxt_all()
     shop = {r: nxt.shop_all(r) for r in ("customers", "products", "orders")}
-    addresses = _by(after["address"], "emailAddress", True)
-    assert set(addresses) == set(_by(shop["customers"], "email", True))
+    addresses = group_by(after["address"], "emailAddress", True)
+    assert set(addresses) == set(group_by(shop["customers"], "email", True))
     assert all(len(rows) == 1 for rows in addresses.values())
     persons = {c["id"] for rows in shop_customers.values() for c in rows if not c["company_name"]}
     assert {c["id"] for c in shop["customers"] if not c["company_name"]} >= persons
@@ -167,8 +158,8 @@ def test_first_run_links_creates_orders_with_lines_then_the_rerun_writes_nothing
                 address["postalArea"], address["countryNo"]) == (
             customer["phone"], customer["address"]["line1"], customer["address"]["postal_code"],
             customer["address"]["city"], COUNTRY_NUMBERS[customer["address"]["country"]])
-    products_by_no = _by(after["product"], "productNo")
-    assert set(products_by_no) == set(_by(shop["products"], "sku"))
+    products_by_no = group_by(after["product"], "productNo")
+    assert set(products_by_no) == set(group_by(shop["products"], "sku"))
     for product in shop["products"]:
         [row] = products_by_no[product["sku"]]
         assert (row["description"], row["salesPrice1"]) == (product["name"], Decimal(product["price"]))
@@ -185,7 +176,7 @@ def _assert_orders_arrived_with_lines_and_translated_references(nxt, after):
     shop_customers = {c["id"]: c for c in nxt.shop_all("customers")}
     shop_products = {p["id"]: p for p in nxt.shop_all("products")}
     address_no = {a["emailAddress"].lower(): a["addressNo"] for a in after["address"]}
-    orders = _by(after["order"], "customerOrderNo")
+    orders = group_by(after["order"], "customerOrderNo")
     shop_orders = nxt.shop_all("orders")
     for shop_order in shop_orders:
         [order] = orders[shop_order["number"]]
@@ -206,7 +197,7 @@ def _assert_orders_arrived_with_lines_and_translated_references(nxt, after):
 def test_edits_reach_the_other_side_both_ways(nxt):
     assert nxt.run()[0] == 0
     shop_customers = nxt.shop_all("customers")
-    addresses = _by(nxt.gql.rows("address", ADDRESS), "emailAddress", True)
+    addresses = group_by(nxt.gql.rows("address", ADDRESS), "emailAddress", True)
     edited_in_shop, renamed, moved = shop_customers[:3]
     nxt.shop_write("PATCH", f"customers/{edited_in_shop['id']}",
                    {"phone": "+47 400 00 000", "address": {"postal_code": "0150"}})
@@ -233,7 +224,7 @@ def test_edits_reach_the_other_side_both_ways(nxt):
     assert _writes(report) == {"customer": {"updated_target": 1, "updated_source": 2},
                                "product": {"updated_target": 1, "updated_source": 1},
                                "order": {"updated_target": 1}}
-    addresses = _by(nxt.gql.rows("address", ADDRESS), "emailAddress", True)
+    addresses = group_by(nxt.gql.rows("address", ADDRESS), "emailAddress", True)
     [row] = addresses[edited_in_shop["email"].lower()]
     assert (row["phone"], row["postCode"]) == ("+47 400 00 000", "0150")
     shop = {c["id"]: c for c in nxt.shop_all("customers")}
