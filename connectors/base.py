@@ -128,12 +128,17 @@ class PreconditionFailedError(ApiError):
 
 @dataclasses.dataclass(frozen=True)
 class SystemConfig:
-    """How to reach one system: its base URL and settings (secrets as ``${ENV}`` references)."""
+    """How to reach one system: its base URL and settings (secrets as ``${ENV}`` references).
+
+    ``state_store`` is the run's link store URL, where a connector keeps what must outlive a
+    run and be shared by workers (e.g. rotating OAuth refresh tokens, as state entries).
+    """
 
     name: str
     type: str
     base_url: str
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    state_store: Optional[str] = None
 
 
 class Connector(abc.ABC):

@@ -10,6 +10,7 @@ installations can share one database. Layout (docs/decisions/0005-firestore-link
     {prefix}watermarks/{dataflow}|{pair}|{system}    a read position
     {prefix}dead_letters/{dataflow}|{pair}           the next letter sequence number
     {prefix}dead_letters/{dataflow}|{pair}/letters/{seq}
+    {prefix}state/{key}                              a state entry; its value as JSON text
 
 Concurrency is optimistic. Every change is one atomic commit (a batched write, at most
 :data:`_MAX_BATCH` writes) whose writes carry preconditions on what was read: a create needs
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import re
 import urllib.parse
@@ -43,7 +45,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  decode_values, encode_values)
+                                  StaleStateError, StateEntry, decode_values, encode_values)
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -196,6 +198,7 @@ class _Layout:
         self.link_ids = client.collection(f"{prefix}link_ids")
         self.watermarks = client.collection(f"{prefix}watermarks")
         self.dead_letters = client.collection(f"{prefix}dead_letters")
+        self.states = client.collection(f"{prefix}state")
 
     def link(self, pair: str, link_id: str):
         return self.links.document(_doc_id(pair, link_id))
@@ -216,6 +219,9 @@ class _Layout:
 
     def letters(self, dataflow: str, pair: str):
         return self.letters_head(dataflow, pair).collection("letters")
+
+    def state(self, key: str):
+        return self.states.document(_doc_id(key))
 
 
 class _UnitOfWork:
@@ -562,6 +568,50 @@ class FirestoreLinkStore(LinkStore):
         for ref in refs:
             batch.delete(ref)
         batch.commit(retry=None, timeout=_RPC_TIMEOUT_S)
+
+    # --- state entries -----------------------------------------------------------------------
+
+    def read_state(self, key: str) -> Optional[StateEntry]:
+        snapshot = self._get_all([self._docs.state(key)])[0]
+        if not snapshot.exists:
+            return None
+        return StateEntry(key, json.loads(snapshot.get("value")), snapshot.get("version"))
+
+    def write_state(self, key: str, value: dict,
+                    expected_version: Optional[int]) -> StateEntry:
+        """Compare-and-set in one conditional commit; a commit raced by another writer is
+        decided again on a fresh read (and then fails the version check)."""
+        text, token = json.dumps(value, sort_keys=True), uuid.uuid4().hex
+        return self._retry_contended(self._write_state)(key, text, expected_version, token)
+
+    def _write_state(self, key: str, text: str, expected_version: Optional[int],
+                     token: str) -> StateEntry:
+        ref = self._docs.state(key)
+        work = _UnitOfWork(self._client)
+        work.add_read(self._get_all([ref]))
+        stored = work.get(ref)
+        if stored and stored.get("write_token") == token:
+            return StateEntry(key, json.loads(stored["value"]), stored["version"])  # reply lost
+        if (stored["version"] if stored else None) != expected_version:
+            raise StaleStateError(f"state {key!r} is no longer at version {expected_version}")
+        version = (expected_version or 0) + 1
+        work.put(ref, {"key": key, "value": text, "version": version, "updated_at": _now(),
+                       "write_token": token})
+        work.commit()
+        return StateEntry(key, json.loads(text), version)
+
+    def delete_state(self, key: str, expected_version: int) -> None:
+        self._retry_contended(self._delete_state)(key, expected_version)
+
+    def _delete_state(self, key: str, expected_version: int) -> None:
+        ref = self._docs.state(key)
+        work = _UnitOfWork(self._client)
+        work.add_read(self._get_all([ref]))
+        stored = work.get(ref)
+        if not stored or stored["version"] != expected_version:
+            raise StaleStateError(f"state {key!r} is no longer at version {expected_version}")
+        work.remove(ref)
+        work.commit()
 
     # --- scans (moving a store: pipelines.links_io) ------------------------------------------
 

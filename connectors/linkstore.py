@@ -97,6 +97,23 @@ class StaleLinkError(Exception):
         return (StaleLinkError, (str(self), self.link_ids, self.committed))
 
 
+@dataclasses.dataclass(frozen=True)
+class StateEntry:
+    """A small versioned document kept beside the links: a run lock, a connector's tokens.
+
+    ``version`` is 1 when the entry is created and grows by one with every write, so writers
+    can compare-and-set (:meth:`LinkStore.write_state`).
+    """
+
+    key: str
+    value: dict
+    version: int
+
+
+class StaleStateError(Exception):
+    """A compare-and-set on a state entry failed: it was created, changed or deleted since read."""
+
+
 class LinkStore(abc.ABC):
     """Links, reservations, watermarks and dead letters. Pair names are ``dataflow/pair``."""
 
@@ -149,6 +166,27 @@ class LinkStore(abc.ABC):
     @abc.abstractmethod
     def retire_dead_letters(self, dataflow: str, pair: str, keep_run_id: str) -> None:
         """Forget the dead letters of ``pair`` that earlier runs left (the run retried them)."""
+
+    @abc.abstractmethod
+    def read_state(self, key: str) -> Optional[StateEntry]:
+        """The state entry at ``key``, or None."""
+
+    @abc.abstractmethod
+    def write_state(self, key: str, value: dict,
+                    expected_version: Optional[int]) -> StateEntry:
+        """Store ``value`` at ``key`` if the entry is still at ``expected_version``.
+
+        ``expected_version`` None: only if no entry exists. Returns the stored entry (its
+        version one more than before); raises :class:`StaleStateError` when the condition
+        fails, writing nothing. ``value`` must be JSON-serialisable.
+        """
+
+    @abc.abstractmethod
+    def delete_state(self, key: str, expected_version: int) -> None:
+        """Delete the entry at ``key`` if it is still at ``expected_version``.
+
+        Raises :class:`StaleStateError` when it is not (or is gone).
+        """
 
     def close(self) -> None:
         """Release the connection."""

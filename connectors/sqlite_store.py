@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import pathlib
 import sqlite3
 import threading
 from typing import Iterable, Iterator, Optional, Sequence
 
 from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  decode_values, encode_values)
+                                  StaleStateError, StateEntry, decode_values, encode_values)
 
 _URL_PREFIX = "sqlite:///"
 _MEMORY = ":memory:"
@@ -75,6 +76,14 @@ _MIGRATIONS = (
         created_at  TEXT NOT NULL
     );
     CREATE INDEX dead_letters_by_pair ON dead_letters (dataflow, pair, run_id);
+    """,
+    """
+    CREATE TABLE state (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
     """,
 )
 
@@ -287,6 +296,38 @@ class SqliteLinkStore(LinkStore):
             self._db.execute(
                 "DELETE FROM dead_letters WHERE dataflow = ? AND pair = ? AND run_id != ?",
                 (dataflow, pair, keep_run_id))
+
+    # --- state entries -----------------------------------------------------------------------
+
+    def read_state(self, key: str) -> Optional[StateEntry]:
+        with self._lock:
+            row = self._db.execute("SELECT value, version FROM state WHERE key = ?",
+                                   (key,)).fetchone()
+        return StateEntry(key, json.loads(row["value"]), row["version"]) if row else None
+
+    def write_state(self, key: str, value: dict,
+                    expected_version: Optional[int]) -> StateEntry:
+        text = json.dumps(value, sort_keys=True)
+        with self._transaction():
+            if expected_version is None:
+                written = self._db.execute(
+                    "INSERT INTO state (key, value, version, updated_at) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT (key) DO NOTHING", (key, text, _now())).rowcount
+            else:
+                written = self._db.execute(
+                    "UPDATE state SET value = ?, version = version + 1, updated_at = ? "
+                    "WHERE key = ? AND version = ?",
+                    (text, _now(), key, expected_version)).rowcount
+        if written != 1:
+            raise StaleStateError(f"state {key!r} is no longer at version {expected_version}")
+        return StateEntry(key, json.loads(text), (expected_version or 0) + 1)
+
+    def delete_state(self, key: str, expected_version: int) -> None:
+        with self._transaction():
+            deleted = self._db.execute("DELETE FROM state WHERE key = ? AND version = ?",
+                                       (key, expected_version)).rowcount
+        if deleted != 1:
+            raise StaleStateError(f"state {key!r} is no longer at version {expected_version}")
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -49,12 +49,13 @@ class Config:
     path: Optional[str] = None
 
     def system(self, name: str) -> SystemConfig:
+        """The system ``name``, with this config's link store as its ``state_store``."""
         if name not in self.systems:
             where = self.path or "the config"
             raise ConfigError(
                 f"{where}: systems.{name} is missing; add it with its type, base_url and "
                 f"credentials (systems configured: {', '.join(sorted(self.systems)) or 'none'})")
-        return self.systems[name]
+        return dataclasses.replace(self.systems[name], state_store=self.link_store)
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:

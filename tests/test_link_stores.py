@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, StaleLinkError,
-                                  open_link_store)
+                                  StaleStateError, open_link_store)
 from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
 
 PAIR = "customerp-customwebshop/customers"
@@ -381,3 +381,60 @@ def test_many_dead_letters_keep_their_order(store):
     store.add_dead_letters([letter("r2", "D1"), letter("r2", "D2")])
     store.retire_dead_letters("df", PAIR, keep_run_id="r2")
     assert [l.entity_id for l in store.open_dead_letters("df", PAIR)] == ["D1", "D2"]
+
+
+# --- state entries ------------------------------------------------------------------------------
+
+def test_state_is_created_once_then_changed_by_compare_and_set(store):
+    assert store.read_state("tokens/exact") is None
+    created = store.write_state("tokens/exact", {"refresh": "r1", "n": 1}, None)
+    assert (created.value, created.version) == ({"refresh": "r1", "n": 1}, 1)
+    with pytest.raises(StaleStateError):
+        store.write_state("tokens/exact", {"refresh": "other"}, None)      # exists already
+    updated = store.write_state("tokens/exact", {"refresh": "r2"}, 1)
+    assert updated.version == 2
+    with pytest.raises(StaleStateError):
+        store.write_state("tokens/exact", {"refresh": "late"}, 1)          # version moved on
+    assert store.read_state("tokens/exact") == updated
+
+
+def test_state_delete_needs_the_current_version(store):
+    entry = store.write_state("locks/df", {"owner": "a"}, None)
+    with pytest.raises(StaleStateError):
+        store.delete_state("locks/df", entry.version + 1)
+    store.delete_state("locks/df", entry.version)
+    assert store.read_state("locks/df") is None
+    with pytest.raises(StaleStateError):
+        store.delete_state("locks/df", entry.version)
+    assert store.write_state("locks/df", {"owner": "b"}, None).version == 1
+
+
+def test_state_survives_reopening_and_keys_stay_apart(store_url, store):
+    store.write_state("a/b", {"x": 1}, None)
+    store.write_state("a|b", {"x": 2}, None)
+    with open_link_store(store_url) as reopened:
+        assert reopened.read_state("a/b").value == {"x": 1}
+        assert reopened.read_state("a|b").value == {"x": 2}
+
+
+def _write_state_from_thread(url, barrier, results):
+    with open_link_store(url) as own:
+        barrier.wait()
+        try:
+            results.append(own.write_state("locks/race", {"thread": threading.get_ident()},
+                                           None).value["thread"])
+        except StaleStateError:
+            results.append(None)
+
+
+def test_racing_creators_of_one_state_entry_one_wins(store_url, store):
+    barrier, results = threading.Barrier(4), []
+    threads = [threading.Thread(target=_write_state_from_thread,
+                                args=(store_url, barrier, results)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [r for r in results if r is not None]
+    assert len(results) == 4 and len(winners) == 1
+    assert store.read_state("locks/race").value == {"thread": winners[0]}
