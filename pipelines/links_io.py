@@ -41,8 +41,9 @@ FORMAT = "talksync-links"
 VERSION = 1
 #: links per round of lookups and commits during an import
 _IMPORT_BATCH = 500
-#: the SQLite schema version this module reads (connectors.sqlite_store._MIGRATIONS)
-_SQLITE_SCHEMA = 1
+#: the SQLite schema versions this module reads (connectors.sqlite_store._MIGRATIONS); version 2
+#: added state entries (locks, connector tokens), which an export leaves out on purpose
+_SQLITE_SCHEMAS = (1, 2)
 _SQLITE_PREFIX = "sqlite:///"
 #: what an import does with a link of the file
 _ADD, _UPGRADE, _PRESENT, _CONFLICT = "add", "upgrade", "present", "conflict"
@@ -187,7 +188,7 @@ class _SqliteScan:
     """Every link, watermark and dead-letter pair in a SQLite store file, read-only.
 
     The :class:`~connectors.linkstore.LinkStore` interface has no scans, so this reads the
-    file's tables directly (schema version :data:`_SQLITE_SCHEMA`).
+    file's tables directly (schema versions :data:`_SQLITE_SCHEMAS`).
     """
 
     def __init__(self, path: str):
@@ -197,10 +198,11 @@ class _SqliteScan:
                                    uri=True)
         self._db.row_factory = sqlite3.Row
         schema = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if schema != _SQLITE_SCHEMA:
+        if schema not in _SQLITE_SCHEMAS:
             self._db.close()
             raise ValueError(f"links export: {path} has link store schema version {schema}; "
-                             f"this talksync exports version {_SQLITE_SCHEMA}")
+                             f"this talksync exports versions "
+                             f"{', '.join(map(str, _SQLITE_SCHEMAS))}")
 
     def scan_links(self) -> Iterator[Link]:
         for row in self._db.execute("SELECT * FROM links ORDER BY pair, link_id"):
