@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
+import posixpath
 import re
 from typing import Any, Mapping, Optional
 
@@ -31,7 +32,7 @@ _LOG = logging.getLogger(__name__)
 
 DEFAULT_LINK_STORE = "sqlite:///.talksync/links.db"
 DEFAULT_RUNS_DIR = ".talksync/runs"
-_TOP_KEYS = {"link_store", "runs_dir", "systems"}
+_TOP_KEYS = {"link_store", "runs_dir", "audit_dir", "systems"}
 _SYSTEM_KEYS = {"type", "base_url"}
 _SECRET_SETTING = re.compile(r"(key|secret|password|token)", re.IGNORECASE)
 _REFERENCE = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|secretmanager://.+)$")
@@ -47,6 +48,18 @@ class Config:
     runs_dir: str
     systems: Mapping[str, SystemConfig]
     path: Optional[str] = None
+    audit_dir: Optional[str] = None
+
+    def audit_location(self) -> str:
+        """Where the audit log goes: ``audit_dir``, else next to the link store's data (the
+        SQLite file's folder), else next to ``runs_dir`` (docs/audit.md)."""
+        if self.audit_dir:
+            return self.audit_dir
+        if self.link_store.startswith("sqlite:///"):
+            folder = posixpath.dirname(self.link_store[len("sqlite:///"):])
+            return posixpath.join(folder or ".", "audit")
+        parent = posixpath.dirname(self.runs_dir.rstrip("/"))
+        return posixpath.join(parent or ".", "audit")
 
     def system(self, name: str) -> SystemConfig:
         """The system ``name``, with this config's link store as its ``state_store``."""
@@ -90,7 +103,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                                           base_url=base_url.rstrip("/"), settings=settings)
     return Config(link_store=str(data.get("link_store") or DEFAULT_LINK_STORE),
                   runs_dir=str(data.get("runs_dir") or DEFAULT_RUNS_DIR),
-                  systems=systems, path=path)
+                  systems=systems, path=path,
+                  audit_dir=str(data["audit_dir"]) if data.get("audit_dir") else None)
 
 
 def load_config(path: "str | pathlib.Path") -> Config:

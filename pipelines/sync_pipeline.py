@@ -28,7 +28,7 @@ from connectors.linkstore import LinkStore, open_link_store
 from pipelines.config import Config, load_config
 from pipelines.options import SyncOptions
 from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
-from transforms import finish
+from transforms import audit, finish
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
 from transforms.planner import SOURCE, TARGET
@@ -49,6 +49,7 @@ class RunSettings:
     pairs: Optional[Sequence[str]] = None   # None: every pair
     runs_dir: str = ".talksync/runs"
     read_overlap_seconds: int = 60
+    audit_dir: Optional[str] = None         # None: no audit log (docs/audit.md)
 
     @property
     def run_dir(self) -> str:
@@ -87,7 +88,7 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
     target_system = config.system(spec.target.system)
     syncing = settings.mode == "sync"
     pairs = selected_pairs(spec, settings.pairs)
-    plans, links, dead, conflicts, watermarks, done = {}, {}, [], [], [], []
+    plans, links, dead, conflicts, watermarks, done, events = {}, {}, [], [], [], [], []
     for pair in pairs:
         ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
                           target_system=target_system, link_store=config.link_store,
@@ -101,6 +102,7 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
         if syncing:
             conflicts.append(out["conflicts"])
             done.append(out["committed"])
+            events.append(out["audit"])
 
     dead_letters = _flatten(p, dead, "dead letters")
     all_conflicts = _flatten(p, conflicts, "conflicts")
@@ -114,6 +116,10 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
          lambda plan_: plan_.writes or plan_.outcome == "linked_by_match")
      | "Plan rows" >> beam.Map(_plan_row)
      | "Write plan" >> finish.WriteRunFile(FileSystems.join(run_dir, "plan.jsonl")))
+    if syncing and settings.audit_dir:
+        ((_flatten(p, events, "audit events"), dead_letters)
+         | "Write audit log" >> audit.WriteAuditLog(settings.audit_dir, spec.name,
+                                                    settings.run_id, source_system.name))
     if syncing:
         (_flatten(p, watermarks, "watermark candidates")
          | "Advance watermarks" >> finish.AdvanceWatermarks(
@@ -196,7 +202,8 @@ def run(argv: Sequence[str]) -> dict:
     settings = RunSettings(run_id=sync.run_id or new_run_id(), mode=sync.mode,
                            full_rescan=sync.full_rescan, pairs=pairs,
                            runs_dir=sync.runs_dir or config.runs_dir,
-                           read_overlap_seconds=sync.read_overlap_seconds)
+                           read_overlap_seconds=sync.read_overlap_seconds,
+                           audit_dir=config.audit_location())
     selected_pairs(spec, pairs)   # refuse unknown pair names before anything runs
     return run_dataflow(spec, config, settings, options)
 

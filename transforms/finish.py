@@ -38,10 +38,13 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 
 def write_parquet(path: str, rows: Sequence[Mapping], columns) -> None:
-    """Writes rows as a Parquet file with the given (name, arrow type) columns."""
+    """Writes rows as a Parquet file with the given (name, arrow type) columns; a type is the
+    name of a pyarrow type factory (``"string"``) or a pyarrow type (lists, structs)."""
     import pyarrow
     import pyarrow.parquet
-    schema = pyarrow.schema([(name, getattr(pyarrow, type_)()) for name, type_ in columns])
+    schema = pyarrow.schema([
+        (name, type_ if isinstance(type_, pyarrow.DataType) else getattr(pyarrow, type_)())
+        for name, type_ in columns])
     table = pyarrow.Table.from_pylist([{name: row.get(name) for name, _ in columns}
                                        for row in rows], schema=schema)
     buffer = io.BytesIO()

@@ -70,8 +70,21 @@ class Conflict:
 
 
 @dataclasses.dataclass(frozen=True)
+class Provenance:
+    """Where one written value came from: the value it replaces on the written side, the side
+    that supplied it and the rule that chose it (``conflict`` when both sides had changed)."""
+
+    property: str
+    before: Any
+    after: Any
+    origin: str
+    rule: str
+    conflict: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Write:
-    """One create or update of one side, in canonical values."""
+    """One create or update of one side, in canonical values, with each value's provenance."""
 
     side: str
     kind: str                       # "create" | "update"
@@ -79,6 +92,7 @@ class Write:
     entity_id: Optional[str] = None
     etag: Optional[str] = None
     idempotency_key: Optional[str] = None
+    provenance: tuple[Provenance, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +168,7 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Ent
     base_s, base_t = dict(link.snapshot_source), dict(link.snapshot_target)
     s_view = dict(source.view) if source else dict(base_s)
     t_view = dict(target.view) if target else dict(base_t)
-    to_target: dict[str, Any] = {}
-    to_source: dict[str, Any] = {}
+    routes = _Routes()
     conflicts: list[Conflict] = []
     for prop in pair.properties:
         name = prop.target
@@ -163,20 +176,23 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Ent
         bs, bt = base_s.get(name, _MISSING), base_t.get(name, _MISSING)
         if bs is _MISSING or bt is _MISSING:
             # A property new to the spec since the link was made: the first-link rule.
-            winner = _first_link_winner(prop, s, t, source, target)
+            decision = _first_link_winner(prop, s, t, source, target)
         else:
-            winner = _three_way_winner(pair, prop, s, t, s != bs, t != bt, source, target,
-                                       conflicts)
-        _route(prop, winner, s, t, to_target, to_source)
+            decision = _three_way_winner(pair, prop, s, t, s != bs, t != bt, source, target,
+                                         conflicts)
+        routes.route(prop, decision, s, t)
+    to_target, to_source = routes.changes[TARGET], routes.changes[SOURCE]
     new_s = {**s_view, **to_source}
     new_t = {**t_view, **to_target}
     writes = []
     if to_target:
         writes.append(Write(TARGET, "update", to_target, entity_id=link.target_id,
-                            etag=target.etag if target else link.target_etag))
+                            etag=target.etag if target else link.target_etag,
+                            provenance=routes.provenance(TARGET)))
     if to_source:
         writes.append(Write(SOURCE, "update", to_source, entity_id=link.source_id,
-                            etag=source.etag if source else link.source_etag))
+                            etag=source.etag if source else link.source_etag,
+                            provenance=routes.provenance(SOURCE)))
     new_link = link.replace(
         snapshot_source=new_s, snapshot_target=new_t,
         source_etag=source.etag if source and source.etag else link.source_etag,
@@ -188,25 +204,31 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Ent
                     writes=tuple(writes), conflicts=tuple(conflicts), commit=bool(changed))
 
 
+#: A decision about one property: the side whose value both sides should have (None: leave
+#: both as they are), the rule that decided, and whether it settled a conflict.
+Decision = tuple[Optional[str], str, bool]
+_KEEP: Decision = (None, "", False)
+
+
 def _three_way_winner(pair, prop, s, t, s_changed, t_changed, source, target,
-                      conflicts) -> Optional[str]:
-    """Which side's value should both sides have (None: leave both as they are)."""
+                      conflicts) -> Decision:
+    """Which side's value should both sides have, and by which rule."""
     if s == t:
-        return None
+        return _KEEP
     if prop.direction == "to_target":
-        return SOURCE if (s_changed or t_changed) else None
+        return (SOURCE, "one-way to target", False) if (s_changed or t_changed) else _KEEP
     if prop.direction == "to_source":
-        return TARGET if (s_changed or t_changed) else None
+        return (TARGET, "one-way to source", False) if (s_changed or t_changed) else _KEEP
     if s_changed and not t_changed:
-        return SOURCE
+        return SOURCE, "changed in source", False
     if t_changed and not s_changed:
-        return TARGET
+        return TARGET, "changed in target", False
     if not s_changed and not t_changed:
-        return None  # the sides agreed to differ (a system normalises the value): no echo
+        return _KEEP  # the sides agreed to differ (a system normalises the value): no echo
     winner, rule = _resolve_conflict(pair.conflict, source, target)
     conflicts.append(Conflict(property=prop.target, source_value=s, target_value=t,
                               winner=winner, rule=rule))
-    return winner
+    return winner, rule, True
 
 
 def _resolve_conflict(policy: str, source: Optional[Entity],
@@ -225,34 +247,49 @@ def _resolve_conflict(policy: str, source: Optional[Entity],
 
 
 def _first_link_winner(prop: PropertySpec, s, t, source: Optional[Entity],
-                       target: Optional[Entity]) -> Optional[str]:
+                       target: Optional[Entity]) -> Decision:
     """The first-link rule: a non-empty value beats an empty one, else the newer record wins."""
     if s == t:
-        return None
+        return _KEEP
     if types.is_empty(t):
-        return SOURCE if not types.is_empty(s) else None
+        return (SOURCE, "first link: the only value", False) if not types.is_empty(s) \
+            else _KEEP
     if types.is_empty(s):
-        return TARGET
+        return TARGET, "first link: the only value", False
     if prop.direction == "to_target":
-        return SOURCE
+        return SOURCE, "first link: one-way to target", False
     if prop.direction == "to_source":
-        return TARGET
+        return TARGET, "first link: one-way to source", False
     s_time = source.modified if source else None
     t_time = target.modified if target else None
     if s_time and t_time and t_time > s_time:
-        return TARGET
-    return SOURCE
+        return TARGET, "first link: newer record wins", False
+    return SOURCE, "first link: newer record wins", False
 
 
-def _route(prop: PropertySpec, winner: Optional[str], s, t, to_target: dict,
-           to_source: dict) -> None:
-    """Queue the winning value for the side that does not have it, where that side is writable."""
-    if winner is None or prop.immutable:
-        return
-    if winner == SOURCE and prop.writes_to(TARGET) and s != t:
-        to_target[prop.target] = s
-    elif winner == TARGET and prop.writes_to(SOURCE) and s != t:
-        to_source[prop.target] = t
+class _Routes:
+    """The values queued for each side, and where each one came from."""
+
+    def __init__(self):
+        self.changes: dict[str, dict[str, Any]] = {SOURCE: {}, TARGET: {}}
+        self._provenance: dict[str, list[Provenance]] = {SOURCE: [], TARGET: []}
+
+    def route(self, prop: PropertySpec, decision: Decision, s, t) -> None:
+        """Queue the winning value for the side that lacks it, where that side is writable."""
+        winner, rule, conflict = decision
+        if winner is None or prop.immutable or s == t:
+            return
+        written = other(winner)
+        if not prop.writes_to(written):
+            return
+        after, before = (s, t) if winner == SOURCE else (t, s)
+        self.changes[written][prop.target] = after
+        self._provenance[written].append(Provenance(
+            property=prop.target, before=before, after=after, origin=winner, rule=rule,
+            conflict=conflict))
+
+    def provenance(self, side: str) -> tuple[Provenance, ...]:
+        return tuple(self._provenance[side])
 
 
 # --- not linked ----------------------------------------------------------------------------
@@ -299,20 +336,22 @@ def _reservation_for(pending: Sequence[Link], source: Optional[Entity],
 
 def _plan_link_by_match(pair: PairSpec, pair_key: str, source: Entity, target: Entity,
                         reservation: Optional[Link]) -> SyncPlan:
-    to_target: dict[str, Any] = {}
-    to_source: dict[str, Any] = {}
+    routes = _Routes()
     for prop in pair.properties:
         s, t = source.view.get(prop.target), target.view.get(prop.target)
-        _route(prop, _first_link_winner(prop, s, t, source, target), s, t, to_target, to_source)
+        routes.route(prop, _first_link_winner(prop, s, t, source, target), s, t)
+    to_target, to_source = routes.changes[TARGET], routes.changes[SOURCE]
     link = (reservation or Link(pair=pair_key, link_id=f"s:{source.id}")).replace(
         source_id=source.id, target_id=target.id, state=LINKED,
         snapshot_source={**source.view, **to_source}, snapshot_target={**target.view, **to_target},
         source_etag=source.etag, target_etag=target.etag)
     writes = []
     if to_target:
-        writes.append(Write(TARGET, "update", to_target, entity_id=target.id, etag=target.etag))
+        writes.append(Write(TARGET, "update", to_target, entity_id=target.id, etag=target.etag,
+                            provenance=routes.provenance(TARGET)))
     if to_source:
-        writes.append(Write(SOURCE, "update", to_source, entity_id=source.id, etag=source.etag))
+        writes.append(Write(SOURCE, "update", to_source, entity_id=source.id, etag=source.etag,
+                            provenance=routes.provenance(SOURCE)))
     return SyncPlan(pair=pair.name, outcome=LINK, link=link, writes=tuple(writes))
 
 
@@ -338,6 +377,10 @@ def _plan_create(pair: PairSpec, pair_key: str, entity: Entity, side: str,
         snapshot_target=snapshot if side == SOURCE else {},
         source_etag=entity.etag if side == TARGET else None,
         target_etag=entity.etag if side == SOURCE else None)
-    write = Write(side, "create", changes, idempotency_key=idempotency_key(pair_key, link.link_id))
+    write = Write(side, "create", changes,
+                  idempotency_key=idempotency_key(pair_key, link.link_id),
+                  provenance=tuple(Provenance(property=name, before=None, after=value,
+                                              origin=entity.side, rule="create")
+                                   for name, value in changes.items()))
     return SyncPlan(pair=pair.name, outcome=CREATE_TARGET if side == TARGET else CREATE_SOURCE,
                     link=link, writes=(write,))

@@ -30,8 +30,9 @@ class SyncPair(beam.PTransform):
     Applied to the pipeline; returns a dict of PCollections: ``plans``; ``links``, the links
     committed this run (in plan mode, the links the plan would make, with placeholder ids for
     entities to be created); ``dead_letters``; ``watermarks`` ((pair, system, newest modified
-    time) of each side's changed read); and when applying changes ``conflicts`` and
-    ``committed`` (the count of committed links, a barrier for the watermarks).
+    time) of each side's changed read); and when applying changes ``conflicts``, ``audit``
+    (the audit events of what was committed) and ``committed`` (the count of committed links,
+    a barrier for the watermarks).
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
@@ -76,6 +77,7 @@ class SyncPair(beam.PTransform):
                      committed[write.DEAD_LETTERS]]
             outputs["links"] = committed.links
             outputs["conflicts"] = committed[write.CONFLICTS]
+            outputs["audit"] = committed[write.AUDIT]
             outputs["committed"] = committed.links | "Count committed" >> \
                 beam.combiners.Count.Globally()
         outputs["dead_letters"] = dead | "All dead letters" >> beam.Flatten()

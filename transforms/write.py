@@ -15,6 +15,7 @@ snapshots, so the next run sees the same difference and tries again.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any, Mapping, Optional, Tuple
 
 import apache_beam as beam
@@ -22,6 +23,7 @@ import apache_beam as beam
 from connectors import connector_for
 from connectors.base import Record, WriteOp
 from connectors.linkstore import LINKED, PENDING, Link, StaleLinkError, open_link_store
+from transforms import audit
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
                                progress, this_run_links)
 from transforms.mapping import MappingError, PairMapper
@@ -30,6 +32,7 @@ from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARG
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
+AUDIT = "audit"
 _BATCH_SIZE = 100
 _COMMIT_BATCH = 200
 
@@ -233,8 +236,9 @@ class CommitLinks(beam.PTransform):
     """Commits the links whose writes all succeeded; outputs the committed links.
 
     Also counts each plan's outcome for the report and emits its conflicts (``conflicts``
-    output). Links that another writer changed meanwhile are not overwritten: they become
-    ``conflict`` dead letters and are planned again next run.
+    output) and its audit events (``audit`` output: only for links the store committed, so
+    never for a write that did not happen). Links that another writer changed meanwhile are
+    not overwritten: they become ``conflict`` dead letters and are planned again next run.
     """
 
     def __init__(self, ctx: PairContext):
@@ -247,7 +251,7 @@ class CommitLinks(beam.PTransform):
         return ({"plan": keyed_plans, "outcome": outcomes}
                 | "Join" >> beam.CoGroupByKey()
                 | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
-                    DEAD_LETTERS, CONFLICTS, main="links"))
+                    DEAD_LETTERS, CONFLICTS, AUDIT, main="links"))
 
 
 class _CommitLinksFn(beam.DoFn):
@@ -284,6 +288,7 @@ class _CommitLinksFn(beam.DoFn):
             stale, committed = set(exc.link_ids), exc.committed
         by_id = {link.link_id: link for link in committed}
         progress.info("%s: committed %d links", self._ctx.pair.name, len(by_id))
+        now = datetime.datetime.now(datetime.timezone.utc)
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
                 side = SOURCE if link.source_id else TARGET
@@ -302,6 +307,8 @@ class _CommitLinksFn(beam.DoFn):
                     "source_value": conflict.source_value,
                     "target_value": conflict.target_value, "winner": conflict.winner,
                     "rule": conflict.rule})
+            for event in audit.committed_events(self._ctx, plan, by_id[link.link_id], now):
+                yield beam.pvalue.TaggedOutput(AUDIT, event)
             yield by_id[link.link_id]
 
     def _count(self, plan: SyncPlan) -> None:
