@@ -155,6 +155,8 @@ class BusinessCentralConnector(HttpConnector):
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
                          auth=self._token)
         self._company_id: Optional[str] = settings.get("company_id")
+        # BC leaves a sales order's currency blank when it is the company's own (LCY)
+        self._local_currency: Optional[str] = settings.get("local_currency") or None
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -245,6 +247,8 @@ class BusinessCentralConnector(HttpConnector):
         if LINES in fields:
             fields[LINES] = [{k: v for k, v in line.items() if not k.startswith("@odata.")}
                              for line in fields[LINES]]
+        if entity == ORDERS and self._local_currency and not fields.get("currencyCode"):
+            fields["currencyCode"] = self._local_currency
         modified = fields.get("lastModifiedDateTime")
         return Record(system=self.name, entity=entity, id=data["id"],
                       fields=_enums(entity, fields, unescape_enum),
@@ -292,6 +296,9 @@ class BusinessCentralConnector(HttpConnector):
 
     def _calls(self, index: int, op: WriteOp, order: Optional[Mapping[str, Any]]) -> list[_Call]:
         body = _enums(op.entity, op.fields, escape_enum)
+        if op.entity == ORDERS and self._local_currency \
+                and body.get("currencyCode") == self._local_currency:
+            body["currencyCode"] = ""       # BC's way of saying "the local currency"
         if op.kind == "create":
             if op.entity == ORDERS and LINES in body:
                 body[LINES] = [self._new_line(line) for line in body[LINES]]

@@ -345,7 +345,7 @@ class BusinessCentral(Emulator):
     timestamp_field = "lastModifiedDateTime"
     key_fields = {resource: "id" for resource in ENTITY_SETS}
     singular = {"customers": "Customer", "items": "Item", "salesOrders": "Sales Order"}
-    system_rate_limit = RateLimit(6000, 300.0)
+    system_rate_limit = RateLimit(6000, 300.0, sliding=True)
     errors = {
         "unauthorized": (401, "Authentication_InvalidCredentials"),
         "not_found": (404, "BadRequest_NotFound"),
@@ -390,7 +390,8 @@ class BusinessCentral(Emulator):
     def connector_settings(cls, root_url: str) -> dict[str, str]:
         """What ``talksync.yaml`` needs besides base URL and secret to reach this emulator."""
         return {"tenant_id": TENANT_ID, "environment": ENVIRONMENT, "client_id": CLIENT_ID,
-                "token_url": root_url + TOKEN_PATH, "company_id": COMPANY_ID}
+                "token_url": root_url + TOKEN_PATH, "company_id": COMPANY_ID,
+                "local_currency": "NOK"}
 
     # -- hooks ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ the same for every emulated API lives here, once:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -398,14 +399,19 @@ class RequestLog:
 
 @dataclasses.dataclass(frozen=True)
 class RateLimit:
-    """At most ``limit`` requests per ``window_s`` seconds for each API key."""
+    """At most ``limit`` requests per ``window_s`` seconds for each caller.
+
+    ``sliding``: any ``window_s`` seconds hold at most ``limit`` requests (Business Central's
+    "6,000 per 5 minutes"); otherwise fixed windows that open with a caller's first request.
+    """
 
     limit: int
     window_s: float
+    sliding: bool = False
 
     def to_json(self) -> dict[str, Any]:
         window: float | int = int(self.window_s) if self.window_s == int(self.window_s) else self.window_s
-        return {"limit": self.limit, "window_s": window}
+        return {"limit": self.limit, "window_s": window, **({"sliding": True} if self.sliding else {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,16 +436,21 @@ class RateStatus:
 
 
 class RateLimiter:
-    """Fixed windows per key: a window opens with the key's first request and admits ``limit``
-    requests until it ends. Refused requests do not count."""
+    """Windows per key, fixed or sliding as the rule says. A fixed window opens with the key's
+    first request and admits ``limit`` requests until it ends; a sliding one admits a request
+    while fewer than ``limit`` were admitted in the ``window_s`` seconds before it. Refused
+    requests do not count."""
 
     def __init__(self, rule: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
         self.rule = rule
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}
+        self._admitted: dict[str, collections.deque] = {}
 
     def hit(self, key: str) -> RateStatus:
+        if self.rule.sliding:
+            return self._hit_sliding(key)
         with self._lock:
             now = self._clock()
             start, used = self._windows.get(key, (now, 0))
@@ -451,6 +462,19 @@ class RateLimiter:
             used += 1
             self._windows[key] = (start, used)
             return RateStatus(True, self.rule.limit, self.rule.limit - used, reset_s)
+
+    def _hit_sliding(self, key: str) -> RateStatus:
+        with self._lock:
+            now = self._clock()
+            admitted = self._admitted.setdefault(key, collections.deque())
+            while admitted and now - admitted[0] >= self.rule.window_s:
+                admitted.popleft()
+            if len(admitted) >= self.rule.limit:
+                return RateStatus(False, self.rule.limit, 0,
+                                  admitted[0] + self.rule.window_s - now)
+            admitted.append(now)
+            reset_s = admitted[0] + self.rule.window_s - now
+            return RateStatus(True, self.rule.limit, self.rule.limit - len(admitted), reset_s)
 
 
 #: Statuses ``POST /_sandbox/faults`` may inject, and the error kind each is reported as.
@@ -560,14 +584,18 @@ def _parse_rate_limit(value: Any, system_limit: RateLimit) -> RateLimit | None |
         return system_limit
     if value is False or value is None:
         return None
-    if not isinstance(value, dict) or set(value) != {"limit", "window_s"}:
+    if not isinstance(value, dict) or not {"limit", "window_s"} <= set(value) <= {
+            "limit", "window_s", "sliding"}:
         return False
     limit, window = value["limit"], value["window_s"]
+    sliding = value.get("sliding", system_limit.sliding)
+    if not isinstance(sliding, bool):
+        return False
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         return False
     if not _is_number(window) or window <= 0:
         return False
-    return RateLimit(limit, float(window))
+    return RateLimit(limit, float(window), sliding=sliding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -838,6 +866,11 @@ class Emulator:
         """Whether the request carries this emulator's API key."""
         raise NotImplementedError
 
+    def rate_key(self, request: Request) -> str:
+        """Who a request counts against under the rate limit: the API key, unless the API
+        limits each token (or user) on its own."""
+        return self.api_key
+
     def error_body(self, code: str, message: str, details: Sequence[tuple[str, str]]) -> Any:
         """The API's error body for a wire ``code``."""
         raise NotImplementedError
@@ -1043,7 +1076,7 @@ class Emulator:
         try:
             if not self.authenticate(request):
                 raise ApiError("unauthorized", "missing or invalid API key")
-            rate = self.faults.admit(self.api_key, request.method)
+            rate = self.faults.admit(self.rate_key(request), request.method)
             if rate is not None and not rate.allowed:
                 raise ApiError(
                     "rate_limited",

@@ -98,6 +98,18 @@ def test_rate_limit_answers_429_with_retry_after(gql):
         "limit": 600, "window_s": 60}
 
 
+def test_rate_limit_counts_each_token_on_its_own(gql):
+    """600 a minute per access token: a second token has its own budget."""
+    gql.sandbox.set_faults("businessnxt", rate_limit={"limit": 2, "window_s": 60})
+    assert [gql.post({"query": "{ __typename }"}).status_code for _ in range(3)] == [200, 200, 429]
+    other = requests.Session()
+    other.headers["Authorization"] = "Bearer " + gql.token()
+    answers = [other.post(gql.url, json={"query": "{ __typename }"}, timeout=10)
+               for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["X-RateLimit-Remaining"] == "1"
+
+
 # --- the schema ---------------------------------------------------------------------------------
 
 def test_schema_follows_the_documented_naming(gql):

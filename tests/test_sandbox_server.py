@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from sandbox import seed as seed_data
+from sandbox.common import RateLimit, RateLimiter
 from sandbox.server import REGISTRY, SYSTEMS, Sandbox
 
 WEBSHOP, ERP = "customwebshop", "customerp"
@@ -271,6 +272,21 @@ def test_rate_limit_answers_429_with_headers_until_the_window_ends(sb):
     assert sb.requests(ERP)["by_method"] == {"GET": 4}
     time.sleep(float(refused.headers["Retry-After"]))  # the window has to pass
     assert call(sb, ERP, "GET", "/Products", params={"limit": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("sliding, answers", [
+    (False, [True, True, False, True, True]),   # a fresh window at 10.5 admits two more
+    (True, [True, True, False, True, False]),   # at 11 the request of 6 s is still in the window
+])
+def test_fixed_and_sliding_windows(sliding, answers):
+    now = [0.0]
+    limiter = RateLimiter(RateLimit(2, 10.0, sliding=sliding), clock=lambda: now[0])
+    seen = []
+    for moment in (0.0, 6.0, 9.0, 10.5, 11.0):
+        now[0] = moment
+        seen.append(limiter.hit("key").allowed)
+    assert seen == answers
+    assert limiter.hit("other key").allowed      # each key on its own
 
 
 def test_rate_limit_true_is_the_systems_own_limit(sb):

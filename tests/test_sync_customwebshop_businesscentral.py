@@ -162,7 +162,7 @@ def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch)
     assert products["created_in_source"] == len(bc_items) - 25
     assert orders["linked_by_match"] == 4
     assert orders["created_in_target"] == len(shop_orders) - 4
-    assert orders["created_in_source"] == 0           # create: to_target
+    assert orders["created_in_source"] == len(bc_orders) - 4     # numbered S-ORD… in the shop
     assert all(counts["dead_letters"] == 0 for counts in report["pairs"].values())
     after_bc = group_by(bch.bc_all("customers"), "email", True)
     after_shop = group_by(bch.shop_all("customers"), "email", True)
@@ -193,8 +193,10 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
     bc_customers = {c["id"]: c for c in bch.bc_all("customers")}
     bc_items = {i["id"]: i for i in bch.bc_all("items")}
     bc_orders = group_by(bch.bc_all("salesOrders"), "externalDocumentNumber")
+    for entered_in_bc in bc_orders.pop(""):
+        bc_orders[entered_in_bc["number"]] = [entered_in_bc]
     shop_orders = bch.shop_all("orders")
-    assert len(shop_orders) > 200
+    assert len(shop_orders) > 200 and len(shop_orders) == sum(map(len, bc_orders.values()))
     for shop in shop_orders:
         [order] = bc_orders[shop["number"]]
         assert bc_customers[order["customerId"]]["email"].lower() == \
@@ -205,6 +207,39 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
             assert line["lineType"] == "Item"
             assert Decimal(line["quantity"]) == Decimal(shop_line["quantity"])
             assert Decimal(line["unitPrice"]) == Decimal(shop_line["unit_price"])
+
+
+def test_an_order_entered_in_bc_reaches_the_webshop_under_its_bc_number(bch):
+    """No external document number: the BC number becomes the webshop number; the company's
+    own currency, blank in BC, arrives as the configured local currency; nothing echoes."""
+    assert bch.run()[0] == 0
+    shop_customers = group_by(bch.shop_all("customers"), "email", True)
+    customer = next(c for c in bch.bc_all("customers") if c["email"].lower() in shop_customers)
+    bch.bc_patch("customers", customer["id"], {"currencyCode": ""})
+    items = bch.bc_all("items")[:2]
+    response = bch.bc.post(f"{bch.company}/salesOrders?$expand=salesOrderLines", json={
+        "customerId": customer["id"], "orderDate": "2026-11-20",
+        "salesOrderLines": [{"lineType": "Item", "itemId": item["id"], "quantity": 2}
+                            for item in items]}, timeout=30)
+    assert response.status_code == 201, response.text
+    entered = response.json()
+    assert entered["externalDocumentNumber"] == "" and entered["currencyCode"] == ""
+
+    status, report = bch.run()
+
+    assert status == 0 and report["pairs"]["order"]["created_in_source"] == 1, report
+    [shop] = [o for o in bch.shop_all("orders") if o["number"] == entered["number"]]
+    assert shop["currency"] == "NOK"
+    assert shop["customer_id"] == shop_customers[customer["email"].lower()][0]["id"]
+    products = {p["id"]: p["sku"] for p in bch.shop_all("products")}
+    assert [(products[line["product_id"]], Decimal(line["quantity"])) for line in shop["lines"]] \
+        == [(item["number"], Decimal(2)) for item in items]
+    after = bch.bc_get("salesOrders", entered["id"])
+    assert (after["externalDocumentNumber"], after["currencyCode"]) == ("", "")
+    bch.clear_logs()
+    status, report = bch.run()
+    assert status == 0 and _writes(report) == {}
+    assert bch.writes("customwebshop") == {} and bch.writes("businesscentral") == {}
 
 
 def test_edits_both_ways_and_order_line_changes(bch):
