@@ -28,7 +28,9 @@ setuptools.setup(
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60,<3", "google-cloud-firestore>=2.16",
                 "google-cloud-secret-manager>=2.20"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "google-cloud-firestore>=2.16"],
+        # [gcp] too: the tests build Dataflow jobs (dry runs) and read Secret Manager fakes
+        "test": ["pytest>=8", "hypothesis>=6.100", "apache-beam[gcp]>=2.60,<3",
+                 "google-cloud-firestore>=2.16", "google-cloud-secret-manager>=2.20"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )

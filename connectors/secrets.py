@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Iterable, Mapping
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -48,15 +49,47 @@ def resolve(value: str, environ: Mapping[str, str] = os.environ) -> str:
 
 
 def _resolve_secret_manager(name: str) -> str:
-    """The value of a Secret Manager version; the hook for the ``talksync[gcp]`` backend."""
+    """The value of a Secret Manager version (``talksync[gcp]``), read once per process.
+
+    Called where the connector is built, i.e. on the worker, with the worker's service
+    account (it needs ``roles/secretmanager.secretAccessor`` on the secret).
+    """
     if not _SECRET_MANAGER_NAME.match(name):
         raise SecretError(
             f"malformed secret reference {_SECRET_MANAGER_SCHEME}{name}; expected "
             f"{_SECRET_MANAGER_SCHEME}projects/PROJECT/secrets/NAME/versions/VERSION")
-    raise SecretError(
-        f"cannot resolve {_SECRET_MANAGER_SCHEME}{name}: the Secret Manager backend needs "
-        "talksync[gcp] and is resolved on the workers; it is not available in this "
-        "installation, use a ${ENV} reference instead")
+    with _SECRET_MANAGER_LOCK:
+        if name not in _SECRET_MANAGER_VALUES:
+            _SECRET_MANAGER_VALUES[name] = _access_secret_version(name)
+        return _SECRET_MANAGER_VALUES[name]
+
+
+#: Secret Manager values already read by this process, by version name
+_SECRET_MANAGER_VALUES: dict[str, str] = {}
+_SECRET_MANAGER_LOCK = threading.Lock()
+
+
+def _access_secret_version(name: str) -> str:
+    try:
+        from google.api_core import exceptions
+        from google.cloud import secretmanager
+    except ImportError:
+        raise SecretError(
+            f"cannot resolve {_SECRET_MANAGER_SCHEME}{name}: the Secret Manager backend needs "
+            "talksync[gcp] (pip install 'talksync[gcp]'); it is not installed here, use a "
+            "${ENV} reference instead") from None
+    try:
+        client = secretmanager.SecretManagerServiceClient()
+        response = client.access_secret_version(request={"name": name})
+    except exceptions.GoogleAPICallError as exc:
+        raise SecretError(
+            f"cannot read {_SECRET_MANAGER_SCHEME}{name}: {type(exc).__name__}: "
+            f"{exc.message}; the service account that runs talksync needs "
+            "roles/secretmanager.secretAccessor on the secret") from None
+    except Exception as exc:  # no credentials, no network: say which secret, not the client's trace
+        raise SecretError(f"cannot read {_SECRET_MANAGER_SCHEME}{name}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    return response.payload.data.decode("utf-8")
 
 
 class Masker:

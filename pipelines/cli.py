@@ -74,6 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="generate the dataflow documents (RST)")
     docs.add_argument("--out", default="docs/dataflows", help="output folder")
 
+    history = sub.add_parser("history", help="what talksync did to one record, run by run "
+                                             "(docs/audit.md)")
+    history.add_argument("entity_id", metavar="ENTITY-ID", help="its id in either system")
+    history.add_argument("--dataflow", help="only this dataflow")
+    history.add_argument("--since", help="from a date, a time or a span back (7d, 12h)")
+    runs = sub.add_parser("runs", help="the last runs with their counts")
+    runs.add_argument("--last", type=int, default=10, help="how many (default 10)")
+    report = sub.add_parser("report", help="one run as a self-contained HTML page")
+    report.add_argument("run", metavar="RUN", help="a run id (see `talksync runs`) or folder")
+    report.add_argument("--html", required=True, metavar="FILE", help="the page to write")
+    for command in (history, runs, report):
+        command.add_argument("--config", help="the config naming runs_dir and audit_dir "
+                                              "(default: talksync.yaml if present)")
+        command.add_argument("--runs-dir", help="the runs folder, overriding the config")
+        command.add_argument("--audit-dir", help="the audit log, overriding the config")
+
     sandbox = sub.add_parser("sandbox", help="local emulators of the systems")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_sub.add_parser("serve", help="serve the emulators until stopped")
@@ -119,6 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_dataflows()
         if args.command == "docs":
             return cmd_docs(args.out)
+        if args.command in ("history", "runs", "report"):
+            return cmd_audit(args)
         if args.command == "sandbox":
             return cmd_sandbox_serve(args)
         if args.command == "links":
@@ -321,6 +339,20 @@ def cmd_links(args) -> int:
               f"{conflict.reason}", file=sys.stderr)
     print(f"imported {args.input} into {args.store}: {counts.summary()}")
     return EXIT_FAILED if counts.conflicts else EXIT_OK
+
+
+def cmd_audit(args) -> int:
+    """`talksync history`, `runs` and `report`: reading what runs did (docs/audit.md)."""
+    from pipelines import history, report_html
+    runs_dir, audit_dir = history.locations(args.config, args.runs_dir, args.audit_dir)
+    if args.command == "history":
+        print(history.history(audit_dir, args.entity_id, args.dataflow,
+                              history.parse_since(args.since)))
+    elif args.command == "runs":
+        print(history.format_runs(history.list_runs(runs_dir, args.last)))
+    else:
+        print(report_html.write_html(report_html.run_folder(args.run, runs_dir), args.html))
+    return EXIT_OK
 
 
 def cmd_demo() -> int:

@@ -25,6 +25,8 @@ import re
 from typing import Any, Mapping, Optional
 
 import yaml
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from connectors.base import SystemConfig
 
@@ -108,13 +110,16 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
 
 
 def load_config(path: "str | pathlib.Path") -> Config:
-    """Read and validate a config file."""
-    path = pathlib.Path(path)
-    if not path.exists():
+    """Read and validate a config file: a local path, or any path Beam's ``FileSystems``
+    opens (``gs://BUCKET/talksync.yaml`` for a Dataflow template)."""
+    path = str(path)
+    if not FileSystems.exists(path):
         raise ConfigError(f"{path}: no such config file; pass --config FILE "
                           "(`talksync sandbox serve` writes one for the sandbox)")
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        text = handle.read().decode("utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, path)

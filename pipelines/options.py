@@ -1,8 +1,60 @@
-"""Pipeline options of a sync run (``talksync run`` passes them; Dataflow templates too)."""
+"""Pipeline options of a sync run (``talksync run`` passes them; Dataflow templates too).
+
+The flex template's ``metadata.json`` is generated from these options
+(:mod:`pipelines.template`): each option's help is the parameter's help text, and
+:data:`TEMPLATE_PARAMETERS` adds what argparse has no place for (a label, a parameter type).
+Option values arrive from the template as ``--name=value`` strings, so a boolean option also
+accepts ``--name=true|false``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Mapping, Optional
+
 from apache_beam.options.pipeline_options import PipelineOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateParameter:
+    """How an option appears in the Dataflow flex template (``ParameterMetadata``).
+
+    ``param_type`` is a Dataflow ``paramType``; None infers it from the option (choices: ENUM,
+    a boolean: BOOLEAN, an int: NUMBER, else TEXT). ``optional`` None: optional unless the
+    option is required.
+    """
+
+    label: str
+    param_type: Optional[str] = None
+    optional: Optional[bool] = None
+
+
+#: the template parameter of every :class:`SyncOptions` option, by option name
+TEMPLATE_PARAMETERS: Mapping[str, TemplateParameter] = {
+    "dataflow": TemplateParameter("Dataflow", param_type="ENUM", optional=False),
+    "config": TemplateParameter("Systems config (gs:// path)", param_type="GCS_READ_FILE",
+                                optional=False),
+    "link_store": TemplateParameter("Link store URL (firestore://PROJECT[/DATABASE])"),
+    "mode": TemplateParameter("Mode (sync or plan)"),
+    "full_rescan": TemplateParameter("Full rescan"),
+    "pairs": TemplateParameter("Pairs to run"),
+    "read_overlap_seconds": TemplateParameter("Read overlap (seconds)"),
+    "run_id": TemplateParameter("Run id"),
+    "runs_dir": TemplateParameter("Run files folder (gs:// path)",
+                                  param_type="GCS_WRITE_FOLDER"),
+}
+
+
+def parse_boolean(value: "str | bool") -> bool:
+    """``true``/``false`` (and yes/no, 1/0) as a bool: how templates pass boolean options."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"expected true or false, not {value!r}")
 
 
 class SyncOptions(PipelineOptions):
@@ -16,19 +68,20 @@ class SyncOptions(PipelineOptions):
                  "(see `talksync dataflows`).")
         parser.add_argument(
             "--config", default="talksync.yaml",
-            help="Path of the systems config (link store, base URLs, credential references). "
-                 "Default: talksync.yaml.")
+            help="Path of the systems config (link store, base URLs, credential references), "
+                 "a local path or gs://BUCKET/talksync.yaml. Default: talksync.yaml.")
         parser.add_argument(
             "--link_store", default=None,
-            help="Link store URL, overriding the config's link_store "
-                 "(sqlite:///PATH for local runs).")
+            help="Link store URL, overriding the config's link_store: "
+                 "firestore://PROJECT[/DATABASE] on Dataflow, sqlite:///PATH for local runs.")
         parser.add_argument(
             "--mode", default="sync", choices=("sync", "plan"),
             help="sync: read, plan and write. plan: read and plan only, write nothing. "
                  "Default: sync.")
         parser.add_argument(
-            "--full_rescan", default=False, action="store_true",
-            help="Read every entity instead of only those changed since the last run.")
+            "--full_rescan", default=False, nargs="?", const=True, type=parse_boolean,
+            help="Read every entity instead of only those changed since the last run "
+                 "(--full_rescan or --full_rescan=true). Default: false.")
         parser.add_argument(
             "--pairs", default=None,
             help="Comma-separated pair names to run (default: every pair of the dataflow).")

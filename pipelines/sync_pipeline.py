@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from connectors.linkstore import LinkStore, open_link_store
-from pipelines.config import Config, load_config
+from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import SyncOptions
 from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
 from transforms import audit, finish
@@ -182,14 +182,16 @@ def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,
     runner = options.view_as(StandardOptions).runner or ""
     name = runner if isinstance(runner, str) else type(runner).__name__
     if not store.distributed and any(name.endswith(r) for r in _DISTRIBUTED_RUNNERS):
-        raise ValueError(
+        raise ConfigError(
             f"link_store: the SQLite store keeps links in one local file, which {name} workers "
-            "cannot share; use a firestore://PROJECT link store on distributed runners")
+            "cannot share; use a firestore://PROJECT link store on distributed runners "
+            "(docs/dataflow.md)")
 
 
-def run(argv: Sequence[str]) -> dict:
+def run(argv: Sequence[str], *, wait: bool = True) -> dict:
     """Runs one dataflow as :class:`~pipelines.options.SyncOptions` in ``argv`` say; returns its
-    report section. The entry point of `talksync run` and of the Dataflow template."""
+    report section. The entry point of `talksync run` and of the Dataflow template, whose
+    launcher passes ``wait=False`` (see :func:`run_dataflow`)."""
     options = PipelineOptions(list(argv))
     sync = options.view_as(SyncOptions)
     if not sync.dataflow:
@@ -205,12 +207,18 @@ def run(argv: Sequence[str]) -> dict:
                            read_overlap_seconds=sync.read_overlap_seconds,
                            audit_dir=config.audit_location())
     selected_pairs(spec, pairs)   # refuse unknown pair names before anything runs
-    return run_dataflow(spec, config, settings, options)
+    return run_dataflow(spec, config, settings, options, wait=wait)
 
 
 def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
-                 options: PipelineOptions) -> dict:
-    """Runs one dataflow to completion and returns its section of the report."""
+                 options: PipelineOptions, *, wait: bool = True) -> dict:
+    """Runs one dataflow and returns its section of the report.
+
+    With ``wait=False`` it returns as soon as the runner accepted the job, with a section that
+    names the job instead of counting its results: a Dataflow flex-template launcher must not
+    block on ``wait_until_finish`` (the launch would time out on long syncs). The job's
+    counters are then read in the Dataflow console, its run files in ``run_dir``.
+    """
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "FnApiRunner"   # docs/decisions/0004-local-runner.md
@@ -221,10 +229,20 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
         p = beam.Pipeline(options=options)
         build_pipeline(p, spec, config, settings, store)
     result = p.run()
+    if not wait:
+        return launched_section(spec, settings, result, started)
     result.wait_until_finish()
     finished = datetime.datetime.now(datetime.timezone.utc)
     return report_section(spec, settings, result, started, finished,
                           time.monotonic() - clock)
+
+
+def launched_section(spec: DataflowSpec, settings: RunSettings, result, started) -> dict:
+    """What a launch that does not wait knows: the job and where its files will be."""
+    job_id = getattr(result, "job_id", None)
+    return {"dataflow": spec.name, "mode": settings.mode, "run_id": settings.run_id,
+            "started_at": started.isoformat(), "run_dir": settings.run_dir,
+            "job_id": job_id() if callable(job_id) else None, "state": str(result.state)}
 
 
 def report_section(spec: DataflowSpec, settings: RunSettings, result, started, finished,

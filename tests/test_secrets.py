@@ -1,5 +1,7 @@
 """Secret references and masking (connectors.secrets)."""
 
+import sys
+
 import pytest
 
 from connectors import secrets
@@ -28,7 +30,10 @@ def test_default_environment_is_os_environ(monkeypatch):
     assert secrets.resolve("${TALKSYNC_TEST_SECRET}") == "from-env"
 
 
-def test_secret_manager_reference_needs_the_gcp_backend():
+def test_secret_manager_reference_needs_the_gcp_backend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.cloud.secretmanager", None)   # not installed
+    if "google.cloud" in sys.modules:                                     # nor imported
+        monkeypatch.delattr(sys.modules["google.cloud"], "secretmanager", raising=False)
     with pytest.raises(secrets.SecretError, match=r"talksync\[gcp\]") as caught:
         secrets.resolve("secretmanager://projects/p1/secrets/shop-key/versions/latest", {})
     assert "projects/p1/secrets/shop-key/versions/latest" in str(caught.value)

@@ -4,9 +4,9 @@ Events are made from what :class:`~transforms.write.CommitLinks` committed (a cr
 of either side, a link by match key, a conflict settled without a write) and from the run's dead
 letters, so there is never an event for a write that did not happen. Each event names the run,
 the time, the dataflow, pair, direction and system, the ids on both sides, the operation, and per
-property the value before, the value after (as the system answered it) and the side it came from
-with the rule that chose it — the planner's :class:`~transforms.planner.Provenance`, not a
-guess made afterwards.
+property the value before, the value after (as the written system answered it), the side it came
+from with its value there, and the rule that chose it — the planner's
+:class:`~transforms.planner.Provenance`, not a guess made afterwards.
 
 :class:`WriteAuditLog` writes a run's events as Parquet, partitioned the Hive way by dataflow and
 date (``<audit_dir>/dataflow=<D>/date=<YYYY-MM-DD>/<run_id>-<n>.parquet``) through Beam's
@@ -40,7 +40,8 @@ DEAD_LETTER = "dead_letter"
 _PROPERTY = pyarrow.struct([
     ("property", pyarrow.string()), ("before", pyarrow.string()), ("after", pyarrow.string()),
     ("from_side", pyarrow.string()), ("from_system", pyarrow.string()),
-    ("rule", pyarrow.string()), ("conflict", pyarrow.bool_())])
+    ("from_value", pyarrow.string()), ("rule", pyarrow.string()),
+    ("conflict", pyarrow.bool_())])
 COLUMNS = [
     ("event_id", "string"), ("run_id", "string"),
     ("time", pyarrow.timestamp("us", tz="UTC")), ("dataflow", "string"), ("pair", "string"),
@@ -103,8 +104,8 @@ def _set_by_system(ctx: PairContext, side: str, snapshot: Mapping[str, Any],
     """The values a create's answer holds that were not sent: defaults the system filled in."""
     system = ctx.system(side).name
     return [{"property": name, "before": None, "after": value_text(snapshot[name]),
-             "from_side": side, "from_system": system, "rule": f"set by {system}",
-             "conflict": False}
+             "from_side": side, "from_system": system, "from_value": value_text(snapshot[name]),
+             "rule": f"set by {system}", "conflict": False}
             for name in sorted(snapshot)
             if name not in sent and snapshot[name] is not None
             and name in {p.target for p in ctx.pair.properties}]
@@ -113,7 +114,8 @@ def _set_by_system(ctx: PairContext, side: str, snapshot: Mapping[str, Any],
 def _property_row(ctx: PairContext, provenance: Provenance, after: Any) -> dict:
     return {"property": provenance.property, "before": value_text(provenance.before),
             "after": value_text(after), "from_side": provenance.origin,
-            "from_system": ctx.system(provenance.origin).name, "rule": provenance.rule,
+            "from_system": ctx.system(provenance.origin).name,
+            "from_value": value_text(provenance.after), "rule": provenance.rule,
             "conflict": provenance.conflict}
 
 
@@ -192,24 +194,26 @@ class _WriteDateFn(beam.DoFn):
 
 
 def read_events(audit_dir: str, dataflow: Optional[str] = None,
-                since: Optional[datetime.date] = None) -> list[dict]:
-    """The events under ``audit_dir`` (of one dataflow, from one date on), oldest first."""
+                since: Optional[datetime.datetime] = None) -> list[dict]:
+    """The events under ``audit_dir`` (of one dataflow, from a moment on), oldest first.
+
+    Only the date folders from ``since``'s date on are opened."""
     import pyarrow.parquet
     pattern = FileSystems.join(audit_dir, f"dataflow={dataflow or '*'}", "date=*", "*.parquet")
     try:
         matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception:   # noqa: BLE001 — no such folder yet: no events
+    except Exception:   # noqa: BLE001 — Beam raises when nothing matches: no events yet
         return []
+    first_day = since.astimezone(datetime.timezone.utc).date().isoformat() if since else None
     events = []
     for path in sorted(m.path for m in matched):
         folder_date = _partition(path, "date")
-        if since and folder_date and folder_date < since.isoformat():
+        if first_day and folder_date and folder_date < first_day:
             continue
         with FileSystems.open(path) as handle:
-            events += pyarrow.parquet.read_table(handle).to_pylist()
+            events += pyarrow.parquet.read_table(pyarrow.BufferReader(handle.read())).to_pylist()
     if since:
-        start = datetime.datetime.combine(since, datetime.time(), datetime.timezone.utc)
-        events = [e for e in events if e["time"] >= start]
+        events = [e for e in events if e["time"] >= since]
     return sorted(events, key=lambda e: (e["time"], e["event_id"]))
 
 

@@ -1,7 +1,8 @@
 """Writing planned changes and committing links (DESIGN.md §3, steps 5–6).
 
-Writes are keyed by side and batched, so each system sees one writer per pair and full batches
-(the webshop's ``:batch`` endpoint takes 100 operations per request). A create is made safe
+Writes are keyed by system and shard and batched, so each system sees a bounded number of
+writers per pair (``write_shards``) however many workers run, and full batches (the webshop's
+``:batch`` endpoint takes 100 operations per request). A create is made safe
 against retries and crashes in three steps: reserve the link in the store (pending), send the
 create with an idempotency key derived from the link id, then commit the link. A later attempt
 finds the pending link, and the system either replays the first result (idempotency key), answers
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import zlib
 from typing import Any, Mapping, Optional, Tuple
 
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import Record, WriteOp
+from connectors.base import Record, SystemConfig, WriteOp
 from connectors.linkstore import LINKED, PENDING, Link, StaleLinkError, open_link_store
 from transforms import audit
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
@@ -34,6 +36,8 @@ DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
 AUDIT = "audit"
 _BATCH_SIZE = 100
+#: concurrent writers per pair and system unless its ``write_shards`` setting says otherwise
+DEFAULT_WRITE_SHARDS = 1
 _COMMIT_BATCH = 200
 
 
@@ -102,7 +106,16 @@ class _ReserveLinksFn(beam.DoFn):
 
 
 class WriteChanges(beam.PTransform):
-    """Applies the writes of the plans, batched per side; outputs (link id, WriteOutcome).
+    """Applies the writes of the plans, batched per system; outputs (link id, WriteOutcome).
+
+    Writes are keyed by the system they go to (one configured system is one company: a
+    Business Central ``company_id``, a Business NXT ``company_no``) and a shard of the link id,
+    then batched per key. A key's batches are written one after another (Beam processes a key
+    of a stateful ``GroupIntoBatches`` in one place at a time, and the write is fused behind
+    it), each through one connector and its ``requests_per_second`` limiter. So however many
+    workers run, one pair sends a system at most ``write_shards`` (a system setting, default
+    :data:`DEFAULT_WRITE_SHARDS`) concurrent write requests, at most
+    ``write_shards × requests_per_second`` per second (docs/dataflow.md).
 
     Failed writes produce a failed outcome and a dead letter (``dead_letters`` output) with the
     system's status and message; the rest of the batch goes on.
@@ -112,16 +125,37 @@ class WriteChanges(beam.PTransform):
         super().__init__()
         self._ctx = ctx
         self._reference_inputs = reference_inputs or {}
+        self._shards = {side: write_shards(ctx.system(side)) for side in (SOURCE, TARGET)}
 
     def expand(self, plans):
+        shards = self._shards
         return (plans
-                | "KeyBySide" >> beam.FlatMap(
-                    lambda plan: [(w.side, (plan.link, w)) for w in plan.writes]
-                ).with_output_types(Tuple[str, Any])
+                | "KeyBySystemShard" >> beam.FlatMap(
+                    lambda plan: [((w.side, _shard(plan.link.link_id, shards[w.side])),
+                                   (plan.link, w)) for w in plan.writes]
+                ).with_output_types(Tuple[Tuple[str, int], Any])
                 | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
                 | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
                                         **self._reference_inputs).with_outputs(
                     DEAD_LETTERS, main="outcomes"))
+
+
+def write_shards(system: SystemConfig) -> int:
+    """The ``write_shards`` setting of a system: its concurrent writers per pair."""
+    value = system.settings.get("write_shards", DEFAULT_WRITE_SHARDS)
+    try:
+        shards = int(value)
+    except (TypeError, ValueError):
+        shards = 0
+    if shards < 1 or str(shards) != str(value).strip():
+        raise ValueError(f"systems.{system.name}.write_shards: expected a whole number "
+                         f"of at least 1, not {value!r}")
+    return shards
+
+
+def _shard(link_id: str, shards: int) -> int:
+    """A stable shard of a link (the same on every worker and every retry)."""
+    return zlib.crc32(link_id.encode("utf-8")) % shards
 
 
 class _WriteBatchFn(beam.DoFn):
@@ -142,7 +176,7 @@ class _WriteBatchFn(beam.DoFn):
         return self._connectors[side]
 
     def process(self, element, **side_inputs):
-        side, batch = element
+        (side, _), batch = element
         resolve = Resolver(self._ctx.dataflow, self._store,
                            this_run_links(self._ctx.pair, side_inputs))
         connector = self._connector(side)

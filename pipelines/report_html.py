@@ -1,0 +1,252 @@
+"""``talksync report RUN --html FILE``: one run as a self-contained web page.
+
+The page is built from the files the run wrote into its folder — ``report.json`` (counts per
+pair, requests per system, times), ``conflicts.jsonl`` and ``dead_letters.jsonl`` — and needs
+nothing else: the styles are inline, the chart is inline SVG drawn here, there are no scripts,
+fonts or images to fetch, so it can be mailed, archived or opened offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Optional, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.history import read_report
+from pipelines.spec import SpecError, get_dataflow
+
+#: rows shown per table; the rest are counted and left to the run's JSON Lines files
+MAX_ROWS = 1000
+_BAR_WIDTH = 420
+_BAR_HEIGHT = 16
+_LABEL_WIDTH = 190
+# (counter, label with {source}/{target}, css class): the chart's bars, in order, per pair
+_SERIES = (
+    ("created_in_target", "created in {target}", "to-target"),
+    ("updated_target", "updated in {target}", "to-target updated"),
+    ("created_in_source", "created in {source}", "to-source"),
+    ("updated_source", "updated in {source}", "to-source updated"),
+    ("linked_by_match", "linked by match key", "linked"),
+    ("conflicts", "conflicts settled", "conflicts"),
+    ("dead_letters", "dead letters", "dead"),
+)
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;
+  max-width:1100px;padding:0 16px;color:#1f2937;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#4b5563}.meta code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
+.card{border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;min-width:110px}
+.card b{display:block;font-size:20px}.card span{color:#6b7280;font-size:12px}
+table{border-collapse:collapse;width:100%;margin:6px 0}
+th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f9fafb;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.winner{background:#ecfdf5;font-weight:600}td.loser{color:#6b7280;text-decoration:line-through}
+td.msg{max-width:480px;word-break:break-word}.none{color:#6b7280;font-style:italic}
+svg text{font:12px system-ui,sans-serif;fill:#374151}svg .pair{font-weight:600;fill:#111827}
+rect.to-target{fill:#2563eb}rect.to-source{fill:#d97706}rect.updated{opacity:.6}
+rect.linked{fill:#059669}rect.conflicts{fill:#7c3aed}rect.dead{fill:#dc2626}
+rect.request{fill:#0891b2}.legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px}
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
+"""
+
+
+def render(run_dir: str) -> str:
+    """The HTML page of the run whose files are in ``run_dir``."""
+    section = read_report(run_dir)
+    systems = _systems(section["dataflow"])
+    conflicts = _read_lines(FileSystems.join(run_dir, "conflicts.jsonl"))
+    letters = _read_lines(FileSystems.join(run_dir, "dead_letters.jsonl"))
+    title = f"talksync {section['mode']} run {section['run_id']} — {section['dataflow']}"
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
+        _header(section), _cards(section, conflicts, letters),
+        _chart(section, systems), _counts_table(section),
+        _conflicts(conflicts, systems), _dead_letters(letters), _requests(section),
+        "</body></html>", ""])
+
+
+def write_html(run_dir: str, out: str) -> str:
+    """Writes the page of the run in ``run_dir`` to ``out`` (local or ``gs://``)."""
+    with FileSystems.create(out) as handle:
+        handle.write(render(run_dir).encode("utf-8"))
+    return out
+
+
+def run_folder(run: str, runs_dir: str) -> str:
+    """The folder of ``run``: a run id under ``runs_dir``, or a run folder's path."""
+    if FileSystems.exists(FileSystems.join(run, "report.json")):
+        return run
+    return FileSystems.join(runs_dir, run)
+
+
+# --- parts of the page ----------------------------------------------------------------------
+
+def _header(section: dict) -> str:
+    duration = section.get("duration_s")
+    return (f"<header><h1>{_e(section['dataflow'])}</h1>"
+            f'<p class="meta">{_e(section["mode"])} run <code id="run-id">'
+            f'{_e(section["run_id"])}</code> · started {_e(section.get("started_at", "?"))}'
+            f' · finished {_e(section.get("finished_at", "?"))} · duration '
+            f'<b id="duration">{"?" if duration is None else f"{duration:.1f} s"}</b></p>'
+            "</header>")
+
+
+def _cards(section: dict, conflicts: list, letters: list) -> str:
+    pairs = section["pairs"].values()
+
+    def total(*keys):
+        return sum(counts.get(k, 0) for counts in pairs for k in keys)
+    cards = [("created", total("created_in_target", "created_in_source")),
+             ("linked", total("linked_by_match")),
+             ("updated", total("updated_target", "updated_source")),
+             ("conflicts", len(conflicts)), ("dead letters", len(letters)),
+             ("requests", sum(section.get("requests", {}).values()))]
+    return '<div class="cards">' + "".join(
+        f'<div class="card" data-card="{_e(name)}"><b>{value}</b><span>{_e(name)}</span></div>'
+        for name, value in cards) + "</div>"
+
+
+def _chart(section: dict, systems: dict) -> str:
+    """Per pair, one horizontal bar per direction and kind of write, scaled to the largest."""
+    pairs = section["pairs"]
+    peak = max([counts.get(c, 0) for counts in pairs.values() for c, _, _ in _SERIES] + [1])
+    row = _BAR_HEIGHT + 4
+    height = sum(row * (len(_SERIES) + 1) + 10 for _ in pairs) or row
+    parts = [f'<svg id="counts-chart" role="img" '
+             f'width="{_LABEL_WIDTH + _BAR_WIDTH + 60}" height="{height}" '
+             f'aria-label="writes per pair and direction">']
+    y = 0
+    for pair, counts in pairs.items():
+        y += row
+        parts.append(f'<text class="pair" x="0" y="{y - 4}">{_e(pair)}</text>')
+        for counter, label, css in _SERIES:
+            value = counts.get(counter, 0)
+            width = round(_BAR_WIDTH * value / peak, 1)
+            text = label.format(**systems)
+            parts.append(
+                f'<g class="bar-row"><text x="12" y="{y + _BAR_HEIGHT - 4}">{_e(text)}</text>'
+                f'<rect class="bar {css}" data-pair="{_e(pair)}" data-counter="{counter}" '
+                f'data-value="{value}" x="{_LABEL_WIDTH}" y="{y}" width="{width}" '
+                f'height="{_BAR_HEIGHT}"><title>{_e(pair)}: {_e(text)}: {value}</title></rect>'
+                f'<text x="{_LABEL_WIDTH + width + 6}" y="{y + _BAR_HEIGHT - 4}">{value}'
+                "</text></g>")
+            y += row
+        y += 10
+    parts.append("</svg>")
+    legend = ('<div class="legend">'
+              f'<span><i style="background:#2563eb"></i>to {_e(systems["target"])}</span>'
+              f'<span><i style="background:#d97706"></i>to {_e(systems["source"])}</span>'
+              '<span><i style="background:#059669"></i>linked</span>'
+              '<span><i style="background:#7c3aed"></i>conflicts</span>'
+              '<span><i style="background:#dc2626"></i>dead letters</span>'
+              "<span>(lighter: updates)</span></div>")
+    return ('<section id="chart"><h2>Writes per pair and direction</h2>'
+            + legend + "".join(parts) + "</section>")
+
+
+def _counts_table(section: dict) -> str:
+    counters = list(next(iter(section["pairs"].values()), {}).keys())
+    rows = [[_e(pair)] + [_num(counts.get(c, 0)) for c in counters]
+            for pair, counts in section["pairs"].items()]
+    return ('<section id="counts"><h2>Counts</h2>'
+            + _table("counts-table", ["pair"] + [c.replace("_", " ") for c in counters], rows,
+                     "pair-row") + "</section>")
+
+
+def _conflicts(conflicts: list, systems: dict) -> str:
+    rows = []
+    for c in conflicts[:MAX_ROWS]:
+        won_source = c.get("winner") == "source"
+        rows.append([_e(c.get("pair")), _e(c.get("source_id")), _e(c.get("target_id")),
+                     _e(c.get("property")),
+                     _cell(c.get("source_value"), "winner" if won_source else "loser"),
+                     _cell(c.get("target_value"), "loser" if won_source else "winner"),
+                     _e(systems.get(c.get("winner"), c.get("winner"))), _e(c.get("rule"))])
+    headers = ["pair", f"{systems['source']} id", f"{systems['target']} id", "property",
+               f"{systems['source']} value", f"{systems['target']} value", "won", "rule"]
+    return ('<section id="conflicts"><h2>Conflicts</h2>'
+            + _table("conflicts-table", headers, rows, "conflict", "no conflicts")
+            + _more(len(conflicts), "conflicts.jsonl") + "</section>")
+
+
+def _dead_letters(letters: list) -> str:
+    rows = [[_e(d.get("pair")), _e(d.get("direction")), _e(d.get("system")),
+             _e(d.get("entity")), _e(d.get("entity_id")), _e(d.get("stage")),
+             _e(d.get("error_class")), _num(d.get("status")),
+             f'<td class="msg">{_e(d.get("message"))}</td>']
+            for d in letters[:MAX_ROWS]]
+    headers = ["pair", "direction", "system", "entity", "id", "stage", "error", "status",
+               "reason"]
+    return ('<section id="dead-letters"><h2>Dead letters</h2>'
+            '<p class="meta">Each is retried on the next run.</p>'
+            + _table("dead-letters-table", headers, rows, "dead-letter", "no dead letters")
+            + _more(len(letters), "dead_letters.jsonl") + "</section>")
+
+
+def _requests(section: dict) -> str:
+    requests = section.get("requests", {})
+    peak = max(list(requests.values()) + [1])
+    rows = [[_e(system), _num(count),
+             f'<td><svg width="{_BAR_WIDTH}" height="{_BAR_HEIGHT}" role="img" '
+             f'aria-label="{_e(system)}: {count}"><rect class="request" data-system='
+             f'"{_e(system)}" data-value="{count}" x="0" y="0" '
+             f'width="{round(_BAR_WIDTH * count / peak, 1)}" height="{_BAR_HEIGHT}"/></svg></td>']
+            for system, count in sorted(requests.items())]
+    return ('<section id="requests"><h2>Requests per system</h2>'
+            + _table("requests-table", ["system", "requests", ""], rows, "request-row",
+                     "no requests") + "</section>")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _systems(dataflow: str) -> dict:
+    """The names the page gives the two sides: the dataflow's systems (or source/target)."""
+    try:
+        spec = get_dataflow(dataflow)
+    except (SpecError, KeyError, ValueError):
+        return {"source": "source", "target": "target"}
+    return {"source": spec.source.system, "target": spec.target.system}
+
+
+def _read_lines(path: str) -> list[dict]:
+    if not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path) as handle:
+        text = handle.read().decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _table(table_id: str, headers: Sequence[str], rows: list, row_class: str,
+           empty: str = "none") -> str:
+    if not rows:
+        return f'<p class="none" id="{table_id}-empty">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(f'<tr class="{row_class}">'
+                   + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _more(total: int, file: str) -> str:
+    if total <= MAX_ROWS:
+        return ""
+    return f'<p class="meta">{total - MAX_ROWS} more in the run\'s {_e(file)}.</p>'
+
+
+def _cell(value: Any, css: str) -> str:
+    text = ("(empty)" if value is None else value if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False))
+    return f'<td class="{css}">{_e(text)}</td>'
+
+
+def _num(value: Optional[int]) -> str:
+    return f'<td class="n">{"" if value is None else value}</td>'
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))

@@ -1,0 +1,211 @@
+"""`talksync report RUN --html`: the page, rendered by a real headless Chromium.
+
+The run folder is written here the way a run writes it (report.json, conflicts.jsonl,
+dead_letters.jsonl); the page is opened by Debian's Chromium, and the DOM it built and its
+screenshot are checked for the key elements: the chart's bars (and their lengths on screen),
+the conflict rows with both sides' values, the dead letters with their reasons.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from pipelines import cli
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BLUE, ORANGE = (0x25, 0x63, 0xEB), (0xD9, 0x77, 0x06)   # bars to the target / to the source
+
+REPORT = {
+    "dataflow": "customerp-customwebshop", "mode": "sync", "run_id": "20261122T010203Z-abc123",
+    "started_at": "2026-11-22T01:02:03+00:00", "finished_at": "2026-11-22T01:02:45+00:00",
+    "duration_s": 42.25, "run_dir": "",
+    "pairs": {
+        "customer": {"read_source": 250, "read_target": 300, "created_in_target": 120,
+                     "created_in_source": 60, "linked_by_match": 40, "updated_target": 14,
+                     "updated_source": 20, "unchanged": 5, "conflicts": 1, "dead_letters": 2},
+        "product": {"read_source": 200, "read_target": 200, "created_in_target": 30,
+                    "created_in_source": 0, "linked_by_match": 30, "updated_target": 16,
+                    "updated_source": 14, "unchanged": 0, "conflicts": 1, "dead_letters": 1}},
+    "requests": {"customerp": 459, "customwebshop": 8}}
+CONFLICTS = [
+    {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "product",
+     "source_id": "IT-7", "target_id": "prd_7", "property": "name",
+     "source_value": "ERP-navn, endret sist", "target_value": "<b>Kaffe & Te</b>",
+     "winner": "source", "rule": "latest change wins"},
+    {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "customer",
+     "source_id": "C10002", "target_id": "cus_9", "property": "phone",
+     "source_value": "+47 1", "target_value": "+47 2", "winner": "target",
+     "rule": "latest change wins"},
+]
+LETTERS = [
+    {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "customer",
+     "direction": "to_source", "system": "customwebshop", "entity": "customers",
+     "entity_id": "cus_1", "stage": "write", "error_class": "transient", "status": 500,
+     "message": "update in customerp failed: 500 unexpected server error"},
+    {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "customer",
+     "direction": "read", "system": "customerp", "entity": "Customers", "entity_id": "C10001",
+     "stage": "map", "error_class": "validation", "status": None,
+     "message": "email (Email): 'not-an-address' is not an e-mail address"},
+    {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "product",
+     "direction": "read", "system": "customerp", "entity": "Products", "entity_id": "IT-3",
+     "stage": "map", "error_class": "validation", "status": None,
+     "message": "stock_quantity (StockQty): 2.5 is not a whole number"},
+]
+
+
+class _Dom(html.parser.HTMLParser):
+    """The elements of a dumped DOM: (tag, attributes, text directly inside, ancestors)."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements: list[dict] = []
+        self._open: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        element = {"tag": tag, "attrs": dict(attrs), "text": "",
+                   "parents": [e["tag"] for e in self._open],
+                   "classes": set((dict(attrs).get("class") or "").split())}
+        self.elements.append(element)
+        if tag not in ("meta", "link", "br", "img", "input"):
+            self._open.append(element)
+
+    def handle_endtag(self, tag):
+        while self._open:
+            if self._open.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, data):
+        for element in self._open:
+            element["text"] += data
+
+    def find(self, tag=None, css=None, **attrs):
+        return [e for e in self.elements if (tag is None or e["tag"] == tag)
+                and (css is None or css in e["classes"])
+                and all(e["attrs"].get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+
+def _run_folder(tmp_path: pathlib.Path) -> pathlib.Path:
+    run_dir = tmp_path / "runs" / REPORT["run_id"]
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text(json.dumps({"dataflows": [REPORT]}))
+    (run_dir / "conflicts.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CONFLICTS))
+    (run_dir / "dead_letters.jsonl").write_text("".join(json.dumps(d) + "\n" for d in LETTERS))
+    return run_dir
+
+
+def _chromium(page: pathlib.Path, tmp_path: pathlib.Path) -> tuple[str, pathlib.Path]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("TALKSYNC_CI"):
+            pytest.fail("chromium is missing (.ci/run installs it: apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    shot = tmp_path / "page.png"
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--force-device-scale-factor=1", "--window-size=1200,2200",
+         f"--screenshot={shot}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout, shot
+
+
+def _longest_run(image: Image.Image, color) -> int:
+    """The longest horizontal run of pixels of exactly ``color``: a bar's length on screen."""
+    width, height = image.size
+    pixels = image.load()
+    best = 0
+    for y in range(height):
+        run = 0
+        for x in range(width):
+            run = run + 1 if pixels[x, y][:3] == color else 0
+            best = max(best, run)
+    return best
+
+
+def test_report_page_renders_chart_conflicts_and_dead_letters_in_chromium(tmp_path, capsys):
+    run_dir = _run_folder(tmp_path)
+    page = tmp_path / "report.html"
+    assert cli.main(["report", str(run_dir), "--html", str(page)]) == 0
+    assert capsys.readouterr().out.strip() == str(page)
+    source = page.read_text()
+    assert "<script" not in source and "src=" not in source and "href=" not in source \
+        and "url(" not in source and "@import" not in source       # nothing to fetch
+
+    dom_text, shot = _chromium(page, tmp_path)
+    dom = _Dom()
+    dom.feed(dom_text)
+
+    # the chart: one bar per pair and kind of write, its value and its length
+    bars = dom.find("rect", "bar")
+    assert len(bars) == 2 * 7
+    values = {(b["attrs"]["data-pair"], b["attrs"]["data-counter"]): int(b["attrs"]["data-value"])
+              for b in bars}
+    for pair, counts in REPORT["pairs"].items():
+        for counter in ("created_in_target", "updated_target", "created_in_source",
+                        "updated_source", "linked_by_match", "conflicts", "dead_letters"):
+            assert values[(pair, counter)] == counts[counter]
+    widths = {(b["attrs"]["data-pair"], b["attrs"]["data-counter"]): float(b["attrs"]["width"])
+              for b in bars}
+    assert widths[("customer", "created_in_target")] == 420.0          # the largest count
+    assert widths[("customer", "created_in_source")] == 210.0
+    assert widths[("product", "created_in_source")] == 0.0
+    assert all(b["parents"][-1] == "g" and "svg" in b["parents"] for b in bars)
+
+    # conflicts: both sides' values (escaped, not markup), the winner marked
+    rows = dom.find("tr", "conflict")
+    assert len(rows) == 2
+    first = _cells_of(dom, rows[0])
+    assert [td["text"] for td in first] == [
+        "product", "IT-7", "prd_7", "name", "ERP-navn, endret sist", "<b>Kaffe & Te</b>",
+        "customerp", "latest change wins"]
+    assert "winner" in first[4]["classes"] and "loser" in first[5]["classes"]
+    assert not [e for e in dom.elements if e["tag"] == "b" and "table" in e["parents"]]
+    second = _cells_of(dom, rows[1])
+    assert "winner" in second[5]["classes"] and second[6]["text"] == "customwebshop"
+
+    # dead letters with their reasons
+    letters = dom.find("tr", "dead-letter")
+    assert [[c["text"] for c in _cells_of(dom, row)][4] for row in letters] == [
+        "cus_1", "C10001", "IT-3"]
+    assert _cells_of(dom, letters[0])[-1]["text"] == LETTERS[0]["message"]
+    assert _cells_of(dom, letters[0])[7]["text"] == "500"
+
+    # requests per system and the duration
+    assert {r["attrs"]["data-system"]: int(r["attrs"]["data-value"])
+            for r in dom.find("rect", "request")} == REPORT["requests"]
+    assert dom.find(id="duration")[0]["text"] == "42.2 s"
+    assert dom.find(id="run-id")[0]["text"] == REPORT["run_id"]
+
+    # the screenshot: produced, not blank, and the bars drawn to scale
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 2200)
+    assert len(image.resize((300, 550)).getcolors(1 << 20)) > 50        # not blank
+    blue, orange = _longest_run(image, BLUE), _longest_run(image, ORANGE)
+    assert abs(blue - 420) <= 2 and abs(orange - 210) <= 2, (blue, orange)
+
+
+def _cells_of(dom: _Dom, row: dict) -> list[dict]:
+    """The cells of one table row, in order."""
+    start = dom.elements.index(row)
+    cells = []
+    for element in dom.elements[start + 1:]:
+        if element["tag"] == "tr":
+            break
+        if element["tag"] == "td":
+            cells.append(element)
+    return cells
+
+
+def test_report_of_an_unknown_run_says_how_to_find_one(tmp_path, capsys):
+    assert cli.main(["report", "no-such-run", "--html", str(tmp_path / "x.html"),
+                     "--runs-dir", str(tmp_path)]) == 2
+    assert "talksync runs" in capsys.readouterr().err
