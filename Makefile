@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install docs reliability clean
+.PHONY: demo test install docs template reliability clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ reliability: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/talksync docs --out docs/dataflows
+
+# The Dataflow flex template's metadata.json, generated from the options (docs/dataflow.md).
+template: $(STAMP)
+	$(BIN)/talksync template metadata --out dataflow/metadata.json
 
 clean:
 	rm -rf $(VENV) .talksync *.egg-info

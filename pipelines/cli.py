@@ -196,7 +196,7 @@ def _run_once(args, config, specs, beam_args, full: bool) -> int:
             status = EXIT_FAILED
             continue
         sections.append(section)
-        _write_json(pathlib.Path(section["run_dir"]) / "report.json", {"dataflows": [section]})
+        _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
         print(format_summary(section))
         dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
         if dead and status == EXIT_OK:
@@ -249,10 +249,12 @@ def _show_progress(enabled: bool) -> None:
         logger.propagate = False
 
 
-def _write_json(path: pathlib.Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n",
-                    encoding="utf-8")
+def _write_json(path: "str | pathlib.Path", data) -> None:
+    """Writes a JSON file to a local path or a gs:// one (a Dataflow run's run_dir)."""
+    from apache_beam.io.filesystems import FileSystems
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    with FileSystems.create(str(path)) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 _COLUMNS = [("read_source", "read src"), ("read_target", "read tgt"),

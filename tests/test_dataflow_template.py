@@ -266,18 +266,29 @@ def launched(monkeypatch):
     return results
 
 
+def _launcher():
+    """``dataflow/main.py``, the flex template's launcher (not a package: loaded by path)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("talksync_launcher",
+                                                  REPO / "dataflow" / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("dataflow", sorted(available_dataflows()))
-def test_dry_run_builds_the_dataflow_job_without_waiting(dataflow, firestore_url, tmp_path,
-                                                        launched, monkeypatch):
+def test_launcher_dry_run_builds_the_dataflow_job_without_waiting(dataflow, firestore_url,
+                                                                  tmp_path, launched,
+                                                                  monkeypatch):
     monkeypatch.setenv("TALKSYNC_DF_SHOP_KEY", SHOP_KEY)
     config = _write_config(tmp_path / "talksync.yaml", firestore_url)
     monkeypatch.setattr(beam.runners.runner.PipelineResult, "wait_until_finish",
                         lambda self, duration=None: pytest.fail("the launcher waited"))
-    section = sync_pipeline.run([*DATAFLOW_ARGS, f"--dataflow={dataflow}",
-                                 f"--config={config}", f"--job_name=talksync-{dataflow}",
-                                 "--run_id=dryrun"], wait=False)
+    section = _launcher().main([*DATAFLOW_ARGS, f"--dataflow={dataflow}", f"--config={config}",
+                                f"--job_name=talksync-{dataflow}", "--run_id=dryrun",
+                                f"--runs_dir={tmp_path / 'runs'}"])
     assert section["dataflow"] == dataflow and section["state"] == "DONE"
-    assert section["run_dir"] == "gs://demo-bucket/talksync/runs/dryrun"
+    assert json.loads((tmp_path / "runs" / "dryrun" / "launch.json").read_text()) == section
     [result] = launched
     job = json.loads(result.job.json())
     assert job["name"] == f"talksync-{dataflow}" and job["type"] == "JOB_TYPE_BATCH"
@@ -442,7 +453,16 @@ class _FakeGcsIO:
 
     def open(self, path, mode="rb", mime_type=None):
         import io
-        return io.BytesIO(self._objects[path])
+        if mode == "rb":
+            return io.BytesIO(self._objects[path])
+        objects = self._objects
+
+        class _Upload(io.BytesIO):
+            def close(self):
+                objects[path] = self.getvalue()
+                super().close()
+
+        return _Upload()
 
 
 def test_config_is_read_from_gcs_through_beam_filesystems(tmp_path, monkeypatch):
@@ -458,3 +478,12 @@ def test_config_is_read_from_gcs_through_beam_filesystems(tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="gs://demo-bucket/other.yaml: no such config file"):
         load_config("gs://demo-bucket/other.yaml")
 
+
+
+def test_report_of_a_waiting_run_is_written_to_gcs(monkeypatch):
+    from apache_beam.io.gcp.gcsfilesystem import GCSFileSystem
+    objects = {}
+    monkeypatch.setattr(GCSFileSystem, "_gcsIO", lambda self: _FakeGcsIO(objects))
+    report = {"dataflows": [{"dataflow": "customerp-customwebshop", "run_id": "r1"}]}
+    cli._write_json("gs://demo-bucket/runs/r1/report.json", report)
+    assert json.loads(objects["gs://demo-bucket/runs/r1/report.json"]) == report
