@@ -17,6 +17,7 @@ _CONNECTORS = {
     "customerp": "connectors.customerp:CustomErpConnector",
     "businesscentral": "connectors.businesscentral:BusinessCentralConnector",
     "businessnxt": "connectors.businessnxt:BusinessNxtConnector",
+    "exact": "connectors.exact:ExactConnector",
 }
 
 #: the system types that have a connector

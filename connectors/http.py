@@ -171,6 +171,18 @@ class TokenProvider(Protocol):
         """The tokens handed out, to be masked wherever they could show."""
 
 
+class Pacer(Protocol):
+    """Server-directed pacing for :class:`HttpClient` (the ``pacer`` hook): systems that say in
+    every answer how many calls are left (Exact's ``X-RateLimit-*`` headers)."""
+
+    def before_request(self) -> None:
+        """Called before every attempt; may sleep until the system accepts calls again."""
+
+    def after_response(self, status: int, headers: Mapping[str, str]) -> Optional[float]:
+        """Called with every answer; returns the seconds to wait before retrying it (429), or
+        None for the client's own backoff."""
+
+
 #: seconds before its stated expiry that a cached token is replaced (clock skew, slow requests)
 _TOKEN_EXPIRY_MARGIN_S = 120.0
 
@@ -262,7 +274,8 @@ class HttpClient:
 
     ``auth`` (optional) supplies a bearer token for every request; a ``401`` is answered once
     per request by fetching a new token and sending the request again (a token may expire or
-    be revoked early). Its tokens are masked like every other secret.
+    be revoked early). Its tokens are masked like every other secret. ``pacer`` (optional)
+    sees every answer's headers and may hold requests back (see :class:`Pacer`).
     """
 
     def __init__(self, base_url: str, *, system: str = "",
@@ -276,8 +289,10 @@ class HttpClient:
                  max_retries: int = _MAX_RETRIES,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 auth: Optional[TokenProvider] = None):
+                 auth: Optional[TokenProvider] = None,
+                 pacer: Optional[Pacer] = None):
         self._base_url = base_url.rstrip("/")
+        self._pacer = pacer
         self._system = system
         self._auth = auth
         self._masker = masker or secrets.Masker()
@@ -340,6 +355,8 @@ class HttpClient:
                 refresh = False
             if self._limiter:
                 self._limiter.acquire()
+            if self._pacer:
+                self._pacer.before_request()
             with self._count_lock:
                 self.request_count += 1
             try:
@@ -351,6 +368,8 @@ class HttpClient:
                 retry = error.transient and (idempotent or _not_sent(exc))
                 wait = self._backoff(attempt)
             else:
+                paced = (self._pacer.after_response(response.status_code, response.headers)
+                         if self._pacer else None)
                 if 200 <= response.status_code < 300:
                     return HttpResponse(response.status_code, response.headers,
                                         self._decode(response, method, path))
@@ -362,6 +381,8 @@ class HttpClient:
                 retry = (response.status_code in _RETRY_STATUSES
                          and (idempotent or response.status_code == 429))
                 wait = _retry_after(response)
+                if wait is None:
+                    wait = paced
                 if wait is None:
                     wait = self._backoff(attempt)
                 elif wait > _MAX_RETRY_AFTER_S:
@@ -474,14 +495,16 @@ class HttpConnector(Connector):
     default_page_size = 100
 
     def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
-                 secret_values: Iterable[str], auth: Optional[TokenProvider] = None):
+                 secret_values: Iterable[str], auth: Optional[TokenProvider] = None,
+                 pacer: Optional[Pacer] = None):
         """``headers`` carry the authentication (or ``auth`` supplies bearer tokens);
-        ``secret_values`` are masked in messages."""
+        ``secret_values`` are masked in messages; ``pacer`` follows the system's own rate
+        headers."""
         super().__init__(config)
         self._http = HttpClient.from_config(
             config, headers=headers, masker=secrets.Masker(secret_values),
             describe_error=self._describe_error, decimal_numbers=self.decimal_numbers,
-            auth=auth)
+            auth=auth, pacer=pacer)
         self._page_size = int(config.settings.get("page_size", self.default_page_size))
 
     @staticmethod
@@ -520,6 +543,15 @@ class HttpConnector(Connector):
     @staticmethod
     def _describe_error(body: Any) -> str:
         return describe_error_body(body)
+
+    def _relative(self, link: str) -> str:
+        """A next-page link as a path under the base URL; a link elsewhere is refused (the
+        credentials must never go to another host)."""
+        base = self.config.base_url.rstrip("/")
+        if not link.startswith(base + "/"):
+            raise TransientApiError(f"{self.name}: next-page link {link!r} is not under {base}",
+                                    system=self.name)
+        return link[len(base):]
 
     @staticmethod
     def _entity_path(entity: str, entity_id: str) -> str:

@@ -26,6 +26,7 @@ from sandbox.businessnxt import BusinessNxt
 from sandbox.common import Emulator
 from sandbox.customerp import CustomErp
 from sandbox.customwebshop import CustomWebshop
+from sandbox.exact import ExactOnline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,7 @@ REGISTRY: dict[str, SystemEntry] = {
     "customerp": SystemEntry(2, CustomErp),
     "businesscentral": SystemEntry(3, BusinessCentral),
     "businessnxt": SystemEntry(4, BusinessNxt),
+    "exact": SystemEntry(5, ExactOnline),
 }
 #: The systems served when none are named. businesscentral is served on request
 #: (``systems=(..., "businesscentral")``) until the default set grows to all of REGISTRY.

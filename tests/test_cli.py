@@ -170,7 +170,7 @@ def test_sandbox_serve_writes_a_config_and_serves_until_stopped(tmp_path):
         assert config["systems"]["customerp"]["api_key"] == \
             "${TALKSYNC_SANDBOX_CUSTOMERP_API_KEY}"
         assert set(config["systems"]) == {"customwebshop", "customerp", "businesscentral",
-                                          "businessnxt"}
+                                          "businessnxt", "exact"}
     finally:
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)

@@ -1,0 +1,690 @@
+"""Exact Online REST API (OData v2): accounts, items and sales orders of one division.
+
+* Auth: OAuth2 authorization code with **single-use refresh tokens** (:class:`ExactTokens`).
+  The tokens live in the link store's state entry ``tokens/<system>`` (access token, its
+  expiry, refresh token), shared by every worker: a token is refreshed only when the stored
+  access token has expired (Exact allows a refresh 570 s after the last one, access tokens
+  live 600 s) or was refused, and the new refresh token is written (compare-and-set on the
+  version read) *before* the new access token is used, so a crash never loses the only valid
+  one. A worker whose refresh is refused because another rotated first waits for, and uses,
+  the other's entry. ``talksync auth exact`` stores the first tokens (:func:`exchange_code`).
+* Reads: the ``sync/`` endpoints with the ``Timestamp`` cursor (1,000 rows a page, ``__next``
+  links) and ``sync/Deleted``. The engine's watermark is a modified time; the connector keeps
+  checkpoints ``(modified, Timestamp)`` in the state entry ``cursors/<system>/<entity>``: every
+  row at or below the Timestamp was modified at or before that time, so a read since ``t``
+  starts after the newest checkpoint older than ``t``. Items and orders: the sync rows name
+  what changed (item rows lack the sales price; order rows are one per line), which is then
+  read whole by ``get``: ``bulk/`` endpoints, and sales orders with ``$expand=SalesOrderLines``,
+  in ``$filter`` requests of up to 40 ids.
+* Writes: one entity per request (Exact has no documented batch). Creates are ``POST`` with
+  ``Prefer: return=representation`` (orders with their ``SalesOrderLines``); an item whose code
+  exists is adopted. Updates are ``PUT`` of the changed properties (204), order lines changed
+  one by one at ``SalesOrderLines(guid'…')``, then the entity is read back.
+* Errors: Exact locks an API key after 10 client errors per hour per endpoint, so **no 4xx is
+  ever retried** (the engine dead-letters it with Exact's message); 429 waits for
+  ``X-RateLimit-Minutely-Reset`` (or ``Retry-After``), and :class:`RateHeaders` holds requests
+  back once ``X-RateLimit-Minutely-Remaining`` reaches zero, so a run does not hammer the limit.
+* Wire quirks stay here: ``/Date(ms)/`` date-times become ISO 8601 (dates as ``YYYY-MM-DD``),
+  18-character right-aligned codes are trimmed, money and quantities are JSON numbers
+  (``Decimal``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import random
+import re
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+import requests
+
+from connectors import secrets
+from connectors.base import (ApiError, PermanentApiError, Record, SystemConfig,
+                             TransientApiError, WriteOp, WriteResult)
+from connectors.http import HttpConnector, describe_error_body
+from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
+
+ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
+#: entity -> (service path, sync path, key property, sync/Deleted entity type)
+ENDPOINTS: Mapping[str, tuple[str, str, str, int]] = {
+    ACCOUNTS: ("crm/Accounts", "CRM/Accounts", "ID", 2),
+    ITEMS: ("logistics/Items", "Logistics/Items", "ID", 9),
+    ORDERS: ("salesorder/SalesOrders", "SalesOrder/SalesOrders", "OrderID", 12),
+}
+#: properties read per entity ($select is mandatory on sync and bulk endpoints)
+SELECT: Mapping[str, tuple[str, ...]] = {
+    ACCOUNTS: ("ID", "Code", "Name", "Status", "Email", "Phone", "VATNumber", "AddressLine1",
+               "AddressLine2", "AddressLine3", "Postcode", "City", "State", "Country",
+               "Website", "ChamberOfCommerce", "SalesCurrency", "Blocked", "Modified"),
+    ITEMS: ("ID", "Code", "Description", "ExtraDescription", "Barcode", "StandardSalesPrice",
+            "CostPriceStandard", "SalesVatCode", "Stock", "Unit", "IsSalesItem", "IsStockItem",
+            "Modified"),
+    ORDERS: ("OrderID", "OrderNumber", "OrderedBy", "OrderDate", "DeliveryDate", "Currency",
+             "YourRef", "Description", "Remarks", "Status", "AmountFC", "Modified"),
+    LINES: ("ID", "OrderID", "LineNumber", "Item", "ItemCode", "Description", "Quantity",
+            "UnitPrice", "NetPrice", "Discount", "AmountFC", "VATCode", "DeliveryDate"),
+}
+#: entities whose sync rows only name what changed, read again whole: items (the sync rows
+#: lack the sales price) and orders (one sync row per line)
+READ_AGAIN = frozenset({ITEMS, ORDERS})
+#: Edm.DateTime properties that hold a date (sent as midnight, read as ``YYYY-MM-DD``)
+DATE_ONLY = frozenset({"OrderDate", "DeliveryDate"})
+#: line properties a PUT of a line may carry
+_LINE_WRITABLE = frozenset({"Item", "Description", "Quantity", "UnitPrice", "NetPrice",
+                            "Discount", "VATCode", "DeliveryDate", "Notes", "UnitCode"})
+#: ids per ``$filter`` of a ``get`` (Exact's URLs stay well under their 6,000 characters)
+IDS_PER_REQUEST = 40
+#: seconds before a stored access token's expiry that it counts as expired: 600 - 30 = 570,
+#: Exact's minimum interval between two refreshes
+TOKEN_MARGIN_S = 30.0
+#: checkpoints kept per entity
+_CHECKPOINTS = 50
+#: how long a worker whose refresh was refused waits for the worker that rotated first
+_ROTATION_WAITS = (0.2, 0.5, 1.0, 2.0)
+_DATE = re.compile(r"^/Date\((-?\d+)\)/$")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class ExactError(ApiError):
+    """An answer of Exact's token endpoint."""
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+
+
+def token_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/oauth2/token"
+
+
+def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) -> str:
+    """Exact's consent page for ``client_id``; it redirects to ``redirect_uri?code=…``."""
+    query = urllib.parse.urlencode({"client_id": client_id, "redirect_uri": redirect_uri,
+                                    "response_type": "code", "state": state, "force_login": "0"})
+    return f"{base_url.rstrip('/')}/oauth2/auth?{query}"
+
+
+def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30.0,
+           issued: Optional[list] = None) -> dict[str, Any]:
+    """One call of the token endpoint; the tokens, or an :class:`ApiError` (secrets masked).
+
+    ``invalid_grant`` (a used or rotated refresh token, a spent code) is permanent, as are
+    other 4xx; network errors and 5xx are transient."""
+    masker = secrets.Masker([form.get("client_secret", ""), form.get("refresh_token", ""),
+                             form.get("code", ""), *(issued or [])])
+    try:
+        response = requests.post(url, data=dict(form), timeout=(5.0, timeout_s),
+                                 headers={"Accept": "application/json"}, allow_redirects=False)
+    except requests.RequestException as exc:
+        raise TransientApiError(masker.mask(f"{system}: token request failed: "
+                                            f"{type(exc).__name__}: {exc}"), system=system) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error_description": response.text[:500]}
+    if response.status_code == 200 and isinstance(body, dict) and "access_token" in body:
+        if issued is not None:
+            issued += [str(body["access_token"]), str(body.get("refresh_token", ""))]
+        return body
+    detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else body
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = PermanentApiError if 400 <= response.status_code < 500 else TransientApiError
+    exc = kind(masker.mask(f"{system}: token request -> HTTP {response.status_code}: {detail}"),
+               status=response.status_code, system=system, body={"error": error})
+    raise exc
+
+
+def _entry_value(body: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The state entry of a token answer (``expires_in`` comes as a string)."""
+    return {"access_token": str(body["access_token"]), "refresh_token": str(body["refresh_token"]),
+            "expires_at": now + float(body.get("expires_in") or 600), "refreshed_at": now}
+
+
+def exchange_code(config: SystemConfig, code: str, redirect_uri: str,
+                  store: LinkStore) -> StateEntry:
+    """The one-time consent: trade an authorization ``code`` for the first tokens and store
+    them under ``tokens/<system>`` (replacing earlier ones)."""
+    settings = config.settings
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": str(settings["client_id"]),
+            "client_secret": secrets.resolve(settings["client_secret"])}
+    body = _grant(token_url(config.base_url), form, config.name)
+    key = tokens_key(config.name)
+    current = store.read_state(key)
+    return store.write_state(key, _entry_value(body, time.time()),
+                             current.version if current else None)
+
+
+def tokens_key(system: str) -> str:
+    return f"tokens/{system}"
+
+
+class ExactTokens:
+    """Access tokens of one Exact app and user, shared through a state entry (see the module
+    docstring). Thread-safe; one instance per process and system (:func:`_shared_tokens`)."""
+
+    def __init__(self, config: SystemConfig, client_secret: str, *,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        if not config.state_store:
+            raise ValueError(f"system {config.name!r} (exact): tokens are kept in the link "
+                             "store; run it through talksync (SystemConfig.state_store is unset)")
+        self._config = config
+        self._url = token_url(config.base_url)
+        self._key = tokens_key(config.name)
+        self._client = {"client_id": str(config.settings["client_id"]),
+                        "client_secret": client_secret}
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._store: Optional[LinkStore] = None
+        self._access: Optional[str] = None
+        self._expires = 0.0
+        self._seen: list[str] = []
+        #: token requests made (they count as requests to the system)
+        self.request_count = 0
+
+    def secrets(self) -> Iterable[str]:
+        return [self._client["client_secret"], *self._seen]
+
+    def store(self) -> LinkStore:
+        """The link store the tokens (and the read checkpoints) are kept in."""
+        if self._store is None:
+            self._store = open_link_store(self._config.state_store)
+        return self._store
+
+    def token(self, refresh: bool = False) -> str:
+        with self._lock:
+            if not refresh and self._access and self._clock() < self._expires:
+                return self._access
+            refused = self._access if refresh else None
+            waits = list(_ROTATION_WAITS)
+            while True:
+                entry = self.store().read_state(self._key)
+                if entry is None:
+                    raise PermanentApiError(
+                        f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
+                        f"--system {self._config.name}` once", system=self._config.name)
+                value = entry.value
+                self._seen += [value["access_token"], value["refresh_token"]]
+                if value["access_token"] != refused and \
+                        self._clock() < value["expires_at"] - TOKEN_MARGIN_S:
+                    return self._use(value)
+                try:
+                    body = self._refresh(value["refresh_token"])
+                except PermanentApiError as exc:
+                    if (exc.body or {}).get("error") == "invalid_grant" and waits:
+                        # another worker rotated this refresh token; its entry is on the way
+                        self._sleep(waits.pop(0))
+                        continue
+                    raise
+                return self._use(self._persist(entry, _entry_value(body, self._clock())))
+
+    def _refresh(self, refresh_token: str) -> dict[str, Any]:
+        self.request_count += 1
+        return _grant(self._url, {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                  **self._client}, self._config.name, issued=self._seen)
+
+    def _persist(self, read: StateEntry, value: dict[str, Any]) -> dict[str, Any]:
+        """Store the new tokens before anyone uses them. Exact has just rotated the refresh
+        token to ours, so ours is the valid one even if the entry moved since it was read."""
+        expected: Optional[int] = read.version
+        while True:
+            try:
+                self.store().write_state(self._key, value, expected)
+                return value
+            except StaleStateError:
+                current = self.store().read_state(self._key)
+                expected = current.version if current else None
+
+    def _use(self, value: Mapping[str, Any]) -> str:
+        self._access = value["access_token"]
+        self._expires = value["expires_at"] - TOKEN_MARGIN_S
+        return self._access
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+_SHARED: dict[tuple, Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(key: tuple, make: Callable[[], Any]) -> Any:
+    """One instance per process and key: the connectors of a run's DoFns share tokens and
+    rate-limit knowledge instead of each learning them on its own."""
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = make()
+        return _SHARED[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limits
+
+
+class RateHeaders:
+    """Paces requests by Exact's ``X-RateLimit-*`` headers (a :class:`~connectors.http.Pacer`).
+
+    Each answer says how many calls are left this minute and today and when each window resets
+    (epoch milliseconds). Calls are counted down locally between answers; at zero the next call
+    waits for the minutely reset. A spent daily limit fails the call (transient: the next run
+    goes on). A 429 is retried after the minutely reset.
+    """
+
+    def __init__(self, system: str, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._system = system
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._minute_left: Optional[int] = None
+        self._minute_reset = 0.0
+        self._day_left: Optional[int] = None
+        self._day_reset = 0.0
+
+    def before_request(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._day_left is not None and self._day_left <= 0 and now < self._day_reset:
+                raise TransientApiError(
+                    f"{self._system}: Exact's daily API limit is spent; it resets at "
+                    f"{datetime.datetime.fromtimestamp(self._day_reset, datetime.timezone.utc).isoformat()}",
+                    status=429, system=self._system)
+            wait = 0.0
+            if self._minute_left is not None and self._minute_left <= 0:
+                wait = max(0.0, min(self._minute_reset - now, 60.0))
+                self._minute_left = None      # unknown until the next answer
+            elif self._minute_left is not None:
+                self._minute_left -= 1
+            if self._day_left is not None:
+                self._day_left -= 1
+        if wait > 0:
+            self._sleep(wait + random.uniform(0, 0.05))
+
+    def after_response(self, status: int, headers: Mapping[str, str]) -> Optional[float]:
+        with self._lock:
+            minute_left = _int(headers.get("X-RateLimit-Minutely-Remaining"))
+            minute_reset = _epoch(headers.get("X-RateLimit-Minutely-Reset"))
+            if minute_left is not None and minute_reset is not None:
+                self._minute_left, self._minute_reset = minute_left, minute_reset
+            day_left = _int(headers.get("X-RateLimit-Remaining"))
+            day_reset = _epoch(headers.get("X-RateLimit-Reset"))
+            if day_left is not None and day_reset is not None:
+                self._day_left, self._day_reset = day_left, day_reset
+            if status != 429:
+                return None
+            self._minute_left = None
+            return max(0.0, min(self._minute_reset - self._clock(), 60.0)) + 0.05
+
+
+def _int(text: Optional[str]) -> Optional[int]:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _epoch(text: Optional[str]) -> Optional[float]:
+    """A reset header as epoch seconds (Exact sends milliseconds)."""
+    value = _int(text)
+    if value is None:
+        return None
+    return value / 1000 if value > 10**11 else float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Values on the wire
+
+
+def from_wire(name: str, value: Any) -> Any:
+    """A value as Exact sends it, in the record's form: dates as ISO 8601, codes trimmed."""
+    if isinstance(value, str):
+        match = _DATE.match(value)
+        if match:
+            moment = _EPOCH + datetime.timedelta(milliseconds=int(match.group(1)))
+            if name in DATE_ONLY:
+                return moment.date().isoformat()
+            return moment.isoformat().replace("+00:00", "Z")
+        if name in ("Code", "ItemCode"):
+            return value.strip()
+    return value
+
+
+def to_wire(name: str, value: Any) -> Any:
+    """A record value as Exact takes it: dates as zone-less midnight."""
+    if name in DATE_ONLY and isinstance(value, str) and len(value) == 10:
+        return f"{value}T00:00:00"
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return f"{value.isoformat()}T00:00:00"
+    return value
+
+
+def _guid_literal(value: str) -> str:
+    return f"guid'{value}'"
+
+
+class ExactConnector(HttpConnector):
+    """A client of one Exact Online division.
+
+    Settings: ``division`` (the administration number; looked up at ``current/Me`` when
+    unset), ``client_id``, ``client_secret`` (a secret reference), ``redirect_uri`` (for
+    ``talksync auth exact``), ``timeout_s``, ``max_retries``. ``base_url`` is the API root of
+    the country's host, e.g. ``https://start.exactonline.nl/api``.
+    """
+
+    system_type = "exact"
+    entities = (ACCOUNTS, ITEMS, ORDERS)
+    max_batch_size = 1
+    decimal_numbers = True
+    default_page_size = 1000
+
+    def __init__(self, config: SystemConfig, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not config.settings.get("client_id"):
+            raise ValueError(f"system {config.name!r} (exact): setting 'client_id' is required")
+        secret = self._secret_setting(config, "client_secret")
+        self._tokens = _shared(("tokens", config.state_store, config.name, config.base_url),
+                               lambda: ExactTokens(config, secret, clock=clock, sleep=sleep))
+        self._pacer = _shared(("rate", config.base_url, str(config.settings.get("division"))),
+                              lambda: RateHeaders(config.name, clock=clock, sleep=sleep))
+        super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
+                         auth=self._tokens, pacer=self._pacer)
+        division = config.settings.get("division")
+        self._division: Optional[str] = str(division) if division else None
+
+    @staticmethod
+    def _describe_error(body: Any) -> str:
+        """Exact's message from ``{"error": {"code", "message": {"lang", "value"}}}``."""
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if not isinstance(error, Mapping):
+            return describe_error_body(body)
+        message = error.get("message")
+        text = message.get("value") if isinstance(message, Mapping) else message
+        return f"{error.get('code')}: {text}" if error.get("code") else str(text)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _root(self) -> str:
+        """``/v1/{division}``, looking the current division up once if it is not set."""
+        if self._division is None:
+            me = self._http.request("GET", "/v1/current/Me",
+                                    params={"$select": "CurrentDivision"}).data
+            self._division = str(me["d"]["results"][0]["CurrentDivision"])
+        return f"/v1/{self._division}"
+
+    def _set_path(self, entity: str) -> str:
+        return f"{self._root()}/{ENDPOINTS[entity][0]}"
+
+    def _entity_path(self, entity: str, entity_id: str) -> str:  # noqa: D401 - HttpConnector hook
+        return f"{self._set_path(entity)}({_guid_literal(entity_id)})"
+
+    def _pages(self, path: str, params: Optional[dict[str, str]]) -> Iterator[Mapping[str, Any]]:
+        """The rows of every page, following ``d.__next``."""
+        while True:
+            data = self._http.request("GET", path, params=params).data["d"]
+            yield from data.get("results", [])
+            link = data.get("__next")
+            if not link:
+                return
+            path, params = self._relative(link), None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+        self._check_entity(entity)
+        return self._read(entity, since)
+
+    def _read(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+        cursors = _Cursors(self._tokens.store if self.config.state_store else None,
+                           f"cursors/{self.name}/{entity}")
+        start = cursors.start(since)
+        _, sync_path, key, entity_type = ENDPOINTS[entity]
+        whole = entity in READ_AGAIN
+        select = ("Timestamp", key, "Modified") if whole else ("Timestamp", *SELECT[entity])
+        rows = self._pages(f"{self._root()}/sync/{sync_path}",
+                           {"$select": ",".join(select), "$filter": f"Timestamp gt {start}L"})
+        seen: set[str] = set()
+        changed: list[str] = []
+        for row in rows:
+            cursors.see(row.get("Modified"), row["Timestamp"])
+            if row[key] in seen:
+                continue
+            seen.add(row[key])
+            if whole:
+                changed.append(row[key])
+            elif entity != ACCOUNTS or row.get("Status") == "C":
+                yield self._to_record(entity, row, None)
+        if changed:
+            yield from self.get(entity, changed)
+        cursors.save()
+        yield from self._deleted(entity, entity_type, since, seen)
+
+    def _deleted(self, entity: str, entity_type: int, since: Optional[datetime.datetime],
+                 seen: set[str]) -> Iterator[Record]:
+        """Entities deleted since ``since`` (``sync/Deleted``), as deleted records."""
+        if since is None:
+            return  # a full read has nothing to compare deletions with
+        cursors = _Cursors(self._tokens.store if self.config.state_store else None,
+                           f"cursors/{self.name}/Deleted/{entity}")
+        start = cursors.start(since)
+        rows = self._pages(f"{self._root()}/sync/Deleted", {
+            "$select": "Timestamp,EntityKey,EntityType,DeletedDate",
+            "$filter": f"Timestamp gt {start}L and EntityType eq {entity_type}"})
+        for row in rows:
+            cursors.see(row.get("DeletedDate"), row["Timestamp"])
+            if row["EntityKey"] in seen:
+                continue
+            seen.add(row["EntityKey"])
+            when = from_wire("DeletedDate", row.get("DeletedDate"))
+            yield Record(system=self.name, entity=entity, id=row["EntityKey"], fields={},
+                         modified=_parse(when), deleted=True)
+        cursors.save()
+
+    def _orders(self, ids: Sequence[str]) -> list[Record]:
+        """Orders with their lines, by id (up to :data:`IDS_PER_REQUEST`)."""
+        if not ids:
+            return []
+        clause = " or ".join(f"OrderID eq {_guid_literal(i)}" for i in ids)
+        rows = self._pages(self._set_path(ORDERS), {"$filter": clause, "$expand": LINES})
+        return [self._to_record(ORDERS, row, None) for row in rows]
+
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+        """The entities by id, in ``$filter`` requests of 40 ids (bulk endpoints for accounts
+        and items); unknown ids are left out."""
+        self._check_entity(entity)
+        ids = list(dict.fromkeys(ids))
+        records = []
+        for start in range(0, len(ids), IDS_PER_REQUEST):
+            chunk = ids[start:start + IDS_PER_REQUEST]
+            if entity == ORDERS:
+                records += self._orders(chunk)
+                continue
+            clause = " or ".join(f"ID eq {_guid_literal(i)}" for i in chunk)
+            rows = self._pages(f"{self._root()}/bulk/{ENDPOINTS[entity][1]}",
+                               {"$select": ",".join(SELECT[entity]), "$filter": clause})
+            records += [self._to_record(entity, row, None) for row in rows]
+        return records
+
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+        fields = {name: from_wire(name, value) for name, value in data.items()
+                  if name not in ("__metadata", "Timestamp", LINES)}
+        if entity == ORDERS:
+            lines = data.get(LINES)
+            lines = lines.get("results", []) if isinstance(lines, Mapping) else (lines or [])
+            fields[LINES] = sorted(
+                ({name: from_wire(name, value) for name, value in line.items()
+                  if name != "__metadata"} for line in lines),
+                key=lambda line: line.get("LineNumber") or 0)
+        key = ENDPOINTS[entity][2]
+        return Record(system=self.name, entity=entity, id=str(data[key]), fields=fields,
+                      modified=_parse(fields.get("Modified")))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Each op on its own requests; one result per op, an :class:`ApiError` as its error."""
+        self._check_ops(ops)
+        results = []
+        for op in ops:
+            try:
+                record, adopted = (self._create(op) if op.kind == "create" else
+                                   (self._update(op), False))
+            except ApiError as exc:
+                results.append(WriteResult(ref=op.ref, error=exc))
+            else:
+                results.append(WriteResult(ref=op.ref, record=record, adopted=adopted))
+        return results
+
+    @staticmethod
+    def _body(fields: Mapping[str, Any]) -> dict[str, Any]:
+        body = {}
+        for name, value in fields.items():
+            if name == LINES and isinstance(value, (list, tuple)):
+                value = [{k: to_wire(k, v) for k, v in line.items()} for line in value]
+            body[name] = to_wire(name, value)
+        return body
+
+    def _create(self, op: WriteOp) -> tuple[Record, bool]:
+        body = self._body(op.fields)
+        if op.entity == ACCOUNTS:
+            body.setdefault("Status", "C")     # the accounts this connector syncs are customers
+        try:
+            answer = self._http.request("POST", self._set_path(op.entity), json=body,
+                                        headers={"Prefer": "return=representation"})
+        except PermanentApiError as exc:
+            existing = self._existing_item(op, exc)
+            if existing is None:
+                raise
+            return existing, True
+        return self._to_record(op.entity, answer.data["d"], None), False
+
+    def _existing_item(self, op: WriteOp, exc: ApiError) -> Optional[Record]:
+        """An item whose code exists already (our own create whose answer was lost, say)."""
+        if op.entity != ITEMS or "already exists" not in exc.message or not op.fields.get("Code"):
+            return None
+        code = str(op.fields["Code"]).strip()
+        literal = (code.rjust(18) if code.isdigit() else code).replace("'", "''")
+        rows = list(self._pages(f"{self._root()}/bulk/{ENDPOINTS[ITEMS][1]}",
+                                {"$select": ",".join(SELECT[ITEMS]),
+                                 "$filter": f"Code eq '{literal}'"}))
+        return self._to_record(ITEMS, rows[0], None) if rows else None
+
+    def _update(self, op: WriteOp) -> Record:
+        body = self._body(op.fields)
+        lines = body.pop(LINES, None) if op.entity == ORDERS else None
+        path = self._entity_path(op.entity, op.id)
+        if body:
+            self._http.request("PUT", path, json=body)
+        if lines is not None:
+            [current] = self._orders([op.id]) or [None]
+            if current is None:
+                raise PermanentApiError(f"{self.name}: sales order {op.id} was not found",
+                                        status=404, system=self.name)
+            self._change_lines(op.id, current.fields.get(LINES) or [], lines)
+        if op.entity == ORDERS:
+            found = self._orders([op.id])
+        else:
+            found = self.get(op.entity, [op.id])
+        if not found:
+            raise PermanentApiError(f"{self.name}: {op.entity} {op.id} was not found after the "
+                                    "update", status=404, system=self.name)
+        return found[0]
+
+    def _change_lines(self, order_id: str, current: list, lines: list) -> None:
+        """Turn the order's lines into ``lines``, position by position: a PUT of each changed
+        line, a POST of each new one, a DELETE of each surplus one."""
+        root = f"{self._root()}/salesorder/{LINES}"
+        for position, wanted in enumerate(lines):
+            if position < len(current):
+                line = current[position]
+                changed = {k: v for k, v in wanted.items()
+                           if k in _LINE_WRITABLE and not _same(line.get(k), v)}
+                if changed:
+                    self._http.request("PUT", f"{root}({_guid_literal(line['ID'])})", json=changed)
+            else:
+                self._http.request("POST", root, json={**wanted, "OrderID": order_id},
+                                   headers={"Prefer": "return=representation"})
+        for line in current[len(lines):]:
+            self._http.request("DELETE", f"{root}({_guid_literal(line['ID'])})")
+
+    @property
+    def request_count(self) -> int:
+        return self._http.request_count
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a line's wire value already equals the wanted one (numbers by value)."""
+    numbers = (int, float, decimal.Decimal)
+    if isinstance(current, numbers) and isinstance(wanted, numbers + (str,)) and \
+            not isinstance(current, bool) and not isinstance(wanted, bool):
+        try:
+            return decimal.Decimal(str(wanted)) == decimal.Decimal(str(current))
+        except ArithmeticError:
+            return False
+    return current == wanted
+
+
+def _parse(text: Optional[str]) -> Optional[datetime.datetime]:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(
+        datetime.timezone.utc)
+
+
+class _Cursors:
+    """The ``(modified, Timestamp)`` checkpoints of one sync endpoint (see the module
+    docstring): where a read since a modified time starts, and what a read learnt."""
+
+    def __init__(self, store: Optional[Callable[[], LinkStore]], key: str):
+        self._store = store
+        self._key = key
+        self._newest_modified: Optional[str] = None
+        self._highest = 0
+
+    def _entry(self) -> Optional[StateEntry]:
+        return self._store().read_state(self._key) if self._store else None
+
+    def start(self, since: Optional[datetime.datetime]) -> int:
+        """The Timestamp to read after: 1 (everything) without ``since`` or a checkpoint."""
+        entry = self._entry()
+        checkpoints = entry.value.get("checkpoints", []) if entry else []
+        self._floor = None
+        start = 1
+        if since is not None:
+            for modified, stamp in checkpoints:
+                if _parse(modified) < since and stamp > start:
+                    start, self._floor = stamp, modified
+        return start
+
+    def see(self, modified: Optional[str], stamp: int) -> None:
+        text = from_wire("Modified", modified) if modified else None
+        if text and (self._newest_modified is None or _parse(text) > _parse(self._newest_modified)):
+            self._newest_modified = text
+        self._highest = max(self._highest, int(stamp))
+
+    def save(self) -> None:
+        """Add the checkpoint of this read: every row up to the highest Timestamp seen was
+        modified at or before the newest modified time seen (or the start checkpoint's)."""
+        if self._store is None or not self._highest:
+            return
+        newest = self._newest_modified
+        if self._floor and (newest is None or _parse(self._floor) > _parse(newest)):
+            newest = self._floor
+        if newest is None:
+            return
+        store = self._store()
+        for _ in range(5):
+            entry = store.read_state(self._key)
+            checkpoints = [c for c in (entry.value.get("checkpoints", []) if entry else [])
+                           if c[1] != self._highest]
+            checkpoints = sorted(checkpoints + [[newest, self._highest]], key=lambda c: c[1])
+            try:
+                store.write_state(self._key, {"checkpoints": checkpoints[-_CHECKPOINTS:]},
+                                  entry.version if entry else None)
+                return
+            except StaleStateError:
+                continue  # another reader saved at the same time: merge again
