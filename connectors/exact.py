@@ -637,53 +637,61 @@ def _parse(text: Optional[str]) -> Optional[datetime.datetime]:
 
 class _Cursors:
     """The ``(modified, Timestamp)`` checkpoints of one sync endpoint (see the module
-    docstring): where a read since a modified time starts, and what a read learnt."""
+    docstring): where a read since a modified time starts, and what a read learnt.
+
+    A read walks rows in Timestamp order keeping the running maximum of their modified times:
+    after row ``i`` every row up to its Timestamp was modified at or before that maximum. A
+    few of these points are kept, spaced back from the newest (1 s, 10 s, 1 min, … 1 week), so
+    that a watermark less the engine's overlap still finds one just below it.
+    """
+
+    #: how far back from the newest modified time checkpoints are kept (seconds)
+    SPACING = (0, 1, 10, 60, 300, 1800, 7200, 86400, 7 * 86400)
 
     def __init__(self, store: Optional[Callable[[], LinkStore]], key: str):
         self._store = store
         self._key = key
-        self._newest_modified: Optional[str] = None
-        self._highest = 0
-
-    def _entry(self) -> Optional[StateEntry]:
-        return self._store().read_state(self._key) if self._store else None
+        self._running: Optional[datetime.datetime] = None
+        self._points: list[tuple[datetime.datetime, int]] = []
 
     def start(self, since: Optional[datetime.datetime]) -> int:
         """The Timestamp to read after: 1 (everything) without ``since`` or a checkpoint."""
-        entry = self._entry()
-        checkpoints = entry.value.get("checkpoints", []) if entry else []
-        self._floor = None
+        entry = self._store().read_state(self._key) if self._store else None
         start = 1
         if since is not None:
-            for modified, stamp in checkpoints:
+            for modified, stamp in (entry.value.get("checkpoints", []) if entry else []):
                 if _parse(modified) < since and stamp > start:
-                    start, self._floor = stamp, modified
+                    start, self._running = stamp, _parse(modified)
         return start
 
     def see(self, modified: Optional[str], stamp: int) -> None:
-        text = from_wire("Modified", modified) if modified else None
-        if text and (self._newest_modified is None or _parse(text) > _parse(self._newest_modified)):
-            self._newest_modified = text
-        self._highest = max(self._highest, int(stamp))
+        """A row read, in Timestamp order."""
+        moment = _parse(from_wire("Modified", modified)) if modified else None
+        if moment is not None and (self._running is None or moment > self._running):
+            self._running = moment
+        if self._running is not None:
+            self._points.append((self._running, int(stamp)))
 
     def save(self) -> None:
-        """Add the checkpoint of this read: every row up to the highest Timestamp seen was
-        modified at or before the newest modified time seen (or the start checkpoint's)."""
-        if self._store is None or not self._highest:
+        """Merge this read's checkpoints into the stored ones."""
+        if self._store is None or not self._points:
             return
-        newest = self._newest_modified
-        if self._floor and (newest is None or _parse(self._floor) > _parse(newest)):
-            newest = self._floor
-        if newest is None:
-            return
+        newest = self._points[-1][0]
+        chosen = {}
+        for back in self.SPACING:
+            bound = newest - datetime.timedelta(seconds=back)
+            below = [p for p in self._points if p[0] <= bound]
+            if below:
+                chosen[below[-1][1]] = below[-1][0].isoformat()
         store = self._store()
         for _ in range(5):
             entry = store.read_state(self._key)
-            checkpoints = [c for c in (entry.value.get("checkpoints", []) if entry else [])
-                           if c[1] != self._highest]
-            checkpoints = sorted(checkpoints + [[newest, self._highest]], key=lambda c: c[1])
+            merged = {stamp: modified for modified, stamp in
+                      (entry.value.get("checkpoints", []) if entry else [])}
+            merged.update(chosen)
+            checkpoints = [[merged[stamp], stamp] for stamp in sorted(merged)][-_CHECKPOINTS:]
             try:
-                store.write_state(self._key, {"checkpoints": checkpoints[-_CHECKPOINTS:]},
+                store.write_state(self._key, {"checkpoints": checkpoints},
                                   entry.version if entry else None)
                 return
             except StaleStateError:

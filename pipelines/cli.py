@@ -115,6 +115,16 @@ def _parser() -> argparse.ArgumentParser:
                          help="the link store, e.g. firestore://PROJECT")
     import_.add_argument("--in", dest="input", required=True, metavar="FILE.jsonl",
                          help="a file written by `talksync links export`")
+
+    auth = sub.add_parser("auth", help="one-time OAuth consent of a system (docs/api/exact.md)")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    exact = auth_sub.add_parser("exact", help="approve talksync in Exact Online; stores the "
+                                              "first tokens in the link store")
+    exact.add_argument("--system", required=True, help="the Exact system of the config")
+    exact.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
+    exact.add_argument("--redirect-port", type=int, metavar="PORT",
+                       help="catch the redirect on http://127.0.0.1:PORT/callback instead of "
+                            "reading the pasted code")
     return parser
 
 
@@ -129,6 +139,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "auth":
+            from pipelines import auth as auth_module
+            auth_module.auth_exact(args.config, args.system, redirect_port=args.redirect_port,
+                                   stdin=sys.stdin, out=sys.stdout)
+            return EXIT_OK
         if args.command == "demo":
             return cmd_demo()
         if args.command == "dataflows":

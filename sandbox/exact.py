@@ -26,7 +26,7 @@ What it reproduces (``docs/api/exact.md`` has the full list, and what it leaves 
   headers (resets in epoch milliseconds) on every API answer, 429 beyond.
 
 Test controls beyond the common ones: ``POST /_sandbox/limits`` (``{"minutely": 60, "daily":
-5000, "minute_s": 60}``), ``POST /_sandbox/expire-tokens`` (token time moves 600 s on: every
+5000, "minute_s": 60, "bulk_page_size": 1000}``), ``POST /_sandbox/expire-tokens`` (token time moves 600 s on: every
 access token expires and a refresh is allowed again) and ``GET /_sandbox/tokens`` (how many
 refresh tokens were issued and which one is current, as hashes).
 """
@@ -245,8 +245,10 @@ class _Limits:
     """Exact's two rate limits of a division: per minute and per day."""
 
     def __init__(self, minutely: int = DEFAULT_MINUTELY, daily: int = DEFAULT_DAILY,
-                 minute_s: float = 60.0):
+                 minute_s: float = 60.0, bulk_page_size: int = BULK_PAGE_SIZE):
         self._lock = threading.Lock()
+        #: rows per page of bulk and sync endpoints (smaller in paging tests)
+        self.bulk_page_size = bulk_page_size
         self.minute = _Window(minutely, minute_s)
         self.day = _Window(daily, 86400.0)
 
@@ -372,17 +374,18 @@ class ExactOnline(Emulator):
     def seed_collections(self) -> Mapping[str, list[dict[str, Any]]]:
         data = exact_seed(self.seed)
         stamp = FIRST_TIMESTAMP
-        for resource, entities in data.items():
-            for entity in entities:
-                entity["Division"] = DIVISION
-                if "Code" in entity:
-                    entity["Code"] = pad_code(entity["Code"])
+        # the Timestamp counts writes: the seed's were made in the order of their Modified
+        for entity in sorted((e for entities in data.values() for e in entities),
+                             key=lambda e: e["Modified"]):
+            entity["Division"] = DIVISION
+            if "Code" in entity:
+                entity["Code"] = pad_code(entity["Code"])
+            stamp += 1
+            entity["Timestamp"] = stamp
+            for line in entity.get(LINES, []):
                 stamp += 1
-                entity["Timestamp"] = stamp
-                for line in entity.get(LINES, []):
-                    stamp += 1
-                    line["Timestamp"] = stamp
-                    line["Division"] = DIVISION
+                line["Timestamp"] = stamp
+                line["Division"] = DIVISION
         for order in data[ORDERS]:
             self._order_rules(order, data)
         return {**data, "Deleted": []}
@@ -669,7 +672,8 @@ class ExactOnline(Emulator):
                     for line in order.entity[LINES]]
         else:
             rows = [row.entity for row in self.collections[resource].values()]
-        return self._page(request, endpoint, rows, "Timestamp", BULK_PAGE_SIZE, select, None)
+        return self._page(request, endpoint, rows, "Timestamp", self._limits.bulk_page_size,
+                          select, None)
 
     def bulk(self, request: Request, division: str, path: str) -> Response:
         """``bulk/…``: like the normal endpoint with ``$select`` required and 1,000 per page."""
@@ -681,7 +685,7 @@ class ExactOnline(Emulator):
                     for line in order.entity[LINES]]
         else:
             rows = [row.entity for row in self.collections[resource].values()]
-        return self._page(request, endpoint, rows, "ID", BULK_PAGE_SIZE, select,
+        return self._page(request, endpoint, rows, "ID", self._limits.bulk_page_size, select,
                           resource if resource != LINES else LINES)
 
     def list_lines(self, request: Request, division: str) -> Response:
@@ -902,13 +906,15 @@ class ExactOnline(Emulator):
         minutely = body.get("minutely", DEFAULT_MINUTELY) if isinstance(body, dict) else None
         daily = body.get("daily", DEFAULT_DAILY) if isinstance(body, dict) else None
         minute_s = body.get("minute_s", 60) if isinstance(body, dict) else None
+        page = body.get("bulk_page_size", BULK_PAGE_SIZE) if isinstance(body, dict) else None
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                   for n in (minutely, daily)) or not isinstance(minute_s, (int, decimal.Decimal)) \
-                or minute_s <= 0:
-            raise ApiError("bad_request", "minutely and daily must be integers >= 1 and "
-                                          "minute_s a positive number.")
-        self._limits = _Limits(minutely, daily, float(minute_s))
-        return self.respond(200, {"minutely": minutely, "daily": daily, "minute_s": minute_s})
+                   for n in (minutely, daily, page)) or not isinstance(
+                       minute_s, (int, decimal.Decimal)) or minute_s <= 0:
+            raise ApiError("bad_request", "minutely, daily and bulk_page_size must be integers "
+                                          ">= 1 and minute_s a positive number.")
+        self._limits = _Limits(minutely, daily, float(minute_s), page)
+        return self.respond(200, {"minutely": minutely, "daily": daily, "minute_s": minute_s,
+                                  "bulk_page_size": page})
 
     def control_expire_tokens(self, request: Request) -> Response:
         """Token time jumps 600 s: every access token expires, a refresh is allowed again."""

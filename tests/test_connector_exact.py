@@ -1,0 +1,218 @@
+"""The Exact Online connector against the emulator over HTTP: tokens shared through the link
+store and rotated once, sync cursors, paging, one entity per write, no 4xx retried, rate-limit
+pacing and 429s."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+import requests
+
+from connectors import exact
+from connectors.base import PermanentApiError, SystemConfig, WriteOp
+from connectors.linkstore import open_link_store
+from sandbox import exact as ex
+from tests.test_sync_exact_customwebshop import consent_code
+
+SYSTEM = "exact"
+
+
+class Exact:
+    """The running emulator, a link store with talksync's first tokens, and connectors."""
+
+    def __init__(self, sandbox, tmp_path):
+        self.sandbox = sandbox
+        self.store_url = f"sqlite:///{tmp_path / 'links.db'}"
+        settings = ex.ExactOnline.connector_settings(sandbox.root_url(SYSTEM))
+        self.config = SystemConfig(
+            name=SYSTEM, type=SYSTEM, base_url=sandbox.url(SYSTEM),
+            settings={**settings, "client_secret": sandbox.api_key(SYSTEM)},
+            state_store=self.store_url)
+        with open_link_store(self.store_url) as store:
+            exact.exchange_code(self.config, consent_code(sandbox), settings["redirect_uri"], store)
+        sandbox.clear_requests(SYSTEM)
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def connector(self, worker: str = "w1") -> exact.ExactConnector:
+        """A connector as a separate worker process would have it (its own token cache)."""
+        exact._SHARED.pop(("tokens", self.store_url, SYSTEM, self.config.base_url), None)
+        exact._SHARED.pop(("rate", self.config.base_url, str(ex.DIVISION)), None)
+        return exact.ExactConnector(self.config, sleep=self.sleep)
+
+    def control(self, path: str, body=None) -> dict:
+        response = requests.post(self.sandbox.root_url(SYSTEM) + path, json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def log(self) -> list[dict]:
+        return [e for e in self.sandbox.requests(SYSTEM)["log"] if "/oauth2/" not in e["path"]]
+
+    def token_requests(self) -> list[dict]:
+        return [e for e in self.sandbox.requests(SYSTEM)["log"] if "/oauth2/token" in e["path"]]
+
+    def stored(self) -> dict:
+        with open_link_store(self.store_url) as store:
+            entry = store.read_state("tokens/exact")
+        return {**entry.value, "version": entry.version}
+
+
+@pytest.fixture
+def ex_env(sandbox_of, tmp_path):
+    return Exact(sandbox_of(SYSTEM), tmp_path)
+
+
+def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
+    ex_env.control("/_sandbox/limits", {"bulk_page_size": 7})
+    connector = ex_env.connector()
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    accounts = list(connector.read("Accounts"))
+
+    assert len(accounts) == len({a.id for a in accounts}) == 40
+    sync_pages = [e for e in ex_env.log() if e["path"].endswith("/sync/CRM/Accounts")]
+    assert len(sync_pages) == 6                                 # 40 rows, 7 a page
+    account = accounts[0]
+    assert account.fields["Code"].isdigit()                     # trimmed from 18 characters
+    assert account.modified is not None and account.modified.tzinfo is not None
+    assert account.fields["Modified"].endswith("Z")
+
+    watermark = max(a.modified for a in accounts)
+    [result] = connector.write([WriteOp("update", "Accounts", {"City": "Narvik"}, "r1",
+                                        id=accounts[3].id)])
+    assert result.ok and result.record.fields["City"] == "Narvik"
+    ex_env.sandbox.clear_requests(SYSTEM)
+    changed = list(connector.read("Accounts", watermark))
+    # from the checkpoint below the watermark: the newest account again, and the edited one
+    assert {r.id for r in changed} == {a.id for a in accounts if a.modified >= watermark} | {
+        accounts[3].id}
+    assert [r.fields["City"] for r in changed if r.id == accounts[3].id] == ["Narvik"]
+    assert len([e for e in ex_env.log() if "/sync/CRM/Accounts" in e["path"]]) == 1
+
+    orders = list(connector.read("SalesOrders"))
+    assert len(orders) == 20 and all(o.fields["SalesOrderLines"] for o in orders)
+    assert all(len(o.fields["OrderDate"]) == 10 for o in orders)        # a date
+    line = orders[0].fields["SalesOrderLines"][0]
+    assert isinstance(line["Quantity"], (int, Decimal)) and line["LineNumber"] == 1
+
+
+def test_writes_are_one_entity_per_request_with_lines_nested_on_create(ex_env):
+    connector = ex_env.connector()
+    account = next(iter(connector.read("Accounts")))
+    items = list(connector.read("Items"))
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    [created] = connector.write([WriteOp("create", "SalesOrders", {
+        "OrderedBy": account.id, "YourRef": "10999", "OrderDate": "2026-02-01",
+        "SalesOrderLines": [{"Item": items[0].id, "Quantity": Decimal("2"),
+                             "UnitPrice": Decimal("12.50")},
+                            {"Item": items[1].id, "Quantity": Decimal("1"),
+                             "UnitPrice": Decimal("99")}]}, "c1")])
+    assert created.ok, created.error
+    order = created.record
+    assert order.fields["YourRef"] == "10999" and order.fields["OrderDate"] == "2026-02-01"
+    assert [l["Quantity"] for l in order.fields["SalesOrderLines"]] == [2, 1]
+    assert [(e["method"], e["path"].rsplit("/", 1)[-1]) for e in ex_env.log()] == [
+        ("POST", "SalesOrders")]
+
+    ex_env.sandbox.clear_requests(SYSTEM)
+    [updated] = connector.write([WriteOp("update", "SalesOrders", {"SalesOrderLines": [
+        {"Item": items[0].id, "Quantity": Decimal("5"), "UnitPrice": Decimal("12.50")}],
+        "Remarks": "gift wrap"}, "u1", id=order.id)])
+    assert updated.ok, updated.error
+    assert [l["Quantity"] for l in updated.record.fields["SalesOrderLines"]] == [5]
+    assert updated.record.fields["Remarks"] == "gift wrap"
+    writes = [(e["method"], e["path"].split("/")[-1].split("(")[0]) for e in ex_env.log()
+              if e["method"] != "GET"]
+    assert writes == [("PUT", "SalesOrders"), ("PUT", "SalesOrderLines"),
+                      ("DELETE", "SalesOrderLines")]
+
+
+def test_a_4xx_is_never_retried_and_carries_exacts_message(ex_env):
+    connector = ex_env.connector()
+    existing = list(connector.read("Items"))[0]
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    bad, dup = connector.write([
+        WriteOp("create", "Items", {"Code": "NEW-1"}, "bad"),
+        WriteOp("create", "Items", {"Code": existing.fields["Code"], "Description": "Again"},
+                "dup")])
+
+    assert isinstance(bad.error, PermanentApiError) and bad.error.status == 400
+    assert bad.error.message.endswith("HTTP 400: Mandatory: Description")
+    assert dup.ok and dup.adopted and dup.record.id == existing.id   # the code was there
+    posts = [e for e in ex_env.log() if e["method"] == "POST"]
+    assert [e["status"] for e in posts] == [400, 400]         # one request each, no retry
+    ex_env.sandbox.clear_requests(SYSTEM)
+    [missing] = connector.write([WriteOp("update", "Accounts", {"City": "X"}, "m",
+                                         id="00000000-0000-4000-8000-000000000001")])
+    assert missing.error.status == 404 and len(ex_env.log()) == 1
+
+
+def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env):
+    ex_env.control("/_sandbox/limits", {"minutely": 4, "daily": 5000, "minute_s": 1})
+    connector = ex_env.connector()
+    ids = [a.id for a in connector.read("Accounts")][:10]
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    records = [connector.get("Accounts", [i])[0] for i in ids]
+
+    assert [r.id for r in records] == ids
+    statuses = [e["status"] for e in ex_env.log()]
+    assert statuses == [200] * 10                              # paced, never refused
+    assert len(ex_env.sleeps) >= 2 and all(0 < s <= 1.1 for s in ex_env.sleeps)
+
+
+def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env):
+    connector = ex_env.connector()
+    ids = [a.id for a in connector.read("Accounts")][:2]
+    ex_env.control("/_sandbox/limits", {"minutely": 2, "daily": 5000, "minute_s": 1})
+    bearer = {"Authorization": f"Bearer {ex_env.stored()['access_token']}",
+              "Accept": "application/json"}
+    for _ in range(2):       # another client of the same division spends this minute's calls
+        assert requests.get(f"{ex_env.sandbox.url(SYSTEM)}/v1/{ex.DIVISION}/crm/Accounts",
+                            params={"$top": "1"}, headers=bearer, timeout=10).status_code == 200
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    [record] = connector.get("Accounts", ids[:1])
+
+    assert record.id == ids[0]
+    # refused once, then sent again after the reset the 429's headers named
+    assert [e["status"] for e in ex_env.log()] == [429, 200]
+
+
+def test_workers_share_the_stored_tokens_and_rotate_once(ex_env):
+    first, second = ex_env.connector("w1"), ex_env.connector("w2")
+    assert first._tokens is not second._tokens
+    first.get("Items", ["00000000-0000-4000-8000-000000000001"])
+    second.get("Items", ["00000000-0000-4000-8000-000000000001"])
+    assert ex_env.token_requests() == []        # the consent's access token is still valid
+    version = ex_env.stored()["version"]
+
+    ex_env.control("/_sandbox/expire-tokens")   # both workers now hold a refused token
+    ex_env.sandbox.clear_requests(SYSTEM)
+    first.get("Items", ["00000000-0000-4000-8000-000000000001"])
+    second.get("Items", ["00000000-0000-4000-8000-000000000001"])
+
+    assert [e["status"] for e in ex_env.token_requests()] == [200]   # one rotation in all
+    assert [e["status"] for e in ex_env.log()] == [401, 200, 401, 200]
+    assert ex_env.stored()["version"] == version + 1
+
+
+def test_a_refused_refresh_token_fails_permanently_and_says_what_to_do(ex_env):
+    with open_link_store(ex_env.store_url) as store:
+        entry = store.read_state("tokens/exact")
+        store.write_state("tokens/exact", {**entry.value, "refresh_token": "Rf1!stale-token",
+                                           "expires_at": 0}, entry.version)
+    tokens = exact.ExactTokens(ex_env.config, ex_env.sandbox.api_key(SYSTEM),
+                               sleep=lambda s: None)
+    with pytest.raises(PermanentApiError) as raised:
+        tokens.token()
+    assert "Old refresh token used" in raised.value.message
+    assert "Rf1!stale-token" not in raised.value.message
+    assert [e["status"] for e in ex_env.token_requests()] == [400] * 5   # waited for a rotation
