@@ -139,6 +139,15 @@ class LinkStore(abc.ABC):
         The caller owns the reservation when the returned link's ``attempt_id`` is its own.
         """
 
+    def reserve_many(self, links: Sequence[Link]) -> list[Link]:
+        """:meth:`reserve` each link, in order; the stored links in the same order.
+
+        Stores override this to reserve a batch in one round trip (one transaction, one
+        commit) instead of one per link; the outcome per link is the same as :meth:`reserve`'s,
+        also when two links of the batch want the same id (the first one gets it).
+        """
+        return [self.reserve(link) for link in links]
+
     @abc.abstractmethod
     def commit(self, links: Sequence[Link]) -> list[Link]:
         """Store links (state linked), each only if its ``version`` still matches.

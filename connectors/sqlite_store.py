@@ -182,21 +182,30 @@ class SqliteLinkStore(LinkStore):
         returned: the caller does not own it (its ``attempt_id`` is not the caller's).
         """
         with self._transaction():
-            try:
-                self._db.execute(
-                    f"INSERT INTO links ({', '.join(_LINK_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))}) "
-                    "ON CONFLICT (pair, link_id) DO NOTHING",
-                    _link_row(link, state=PENDING, version=1, updated_at=_now()))
-            except sqlite3.IntegrityError:
-                row = self._db.execute(
-                    "SELECT * FROM links WHERE pair = ? AND (source_id = ? OR target_id = ?) "
-                    "ORDER BY source_id = ? DESC LIMIT 1",
-                    (link.pair, link.source_id, link.target_id, link.source_id)).fetchone()
-            else:
-                row = self._db.execute("SELECT * FROM links WHERE pair = ? AND link_id = ?",
-                                       (link.pair, link.link_id)).fetchone()
+            row = self._reserve_row(link)
         return _link(row)
+
+    def reserve_many(self, links: Sequence[Link]) -> list[Link]:
+        """:meth:`reserve` of each link, all in one transaction (one write lock, one sync)."""
+        with self._transaction():
+            rows = [self._reserve_row(link) for link in links]
+        return [_link(row) for row in rows]
+
+    def _reserve_row(self, link: Link) -> sqlite3.Row:
+        """Inside a write transaction: the reservation of ``link``, the stored row."""
+        try:
+            self._db.execute(
+                f"INSERT INTO links ({', '.join(_LINK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))}) "
+                "ON CONFLICT (pair, link_id) DO NOTHING",
+                _link_row(link, state=PENDING, version=1, updated_at=_now()))
+        except sqlite3.IntegrityError:
+            return self._db.execute(
+                "SELECT * FROM links WHERE pair = ? AND (source_id = ? OR target_id = ?) "
+                "ORDER BY source_id = ? DESC LIMIT 1",
+                (link.pair, link.source_id, link.target_id, link.source_id)).fetchone()
+        return self._db.execute("SELECT * FROM links WHERE pair = ? AND link_id = ?",
+                                (link.pair, link.link_id)).fetchone()
 
     def commit(self, links: Sequence[Link]) -> list[Link]:
         """Store each link as linked if its version still matches (0: if it does not exist).

@@ -245,6 +245,59 @@ def test_pending_lists_only_the_pairs_reservations_in_id_order(store):
     assert [l.link_id for l in store.pending(PAIR)] == ["s:S1", "s:S2", "s:S3"]
 
 
+def test_reserve_many_decides_each_link_as_reserve_does(store):
+    (existing,) = store.commit([Link(pair=PAIR, link_id="t:T1", source_id="S1",
+                                     target_id="T1")])
+    fresh = [Link(pair=PAIR, link_id=f"s:S{n}", source_id=f"S{n}", attempt_id="mine")
+             for n in (2, 3)]
+    clash = Link(pair=PAIR, link_id="s:S1", source_id="S1", attempt_id="mine")
+    twin = Link(pair=PAIR, link_id="t:T9", source_id="S2", target_id="T9", attempt_id="mine")
+    stored = store.reserve_many([fresh[0], clash, fresh[1], twin])
+    assert [l.link_id for l in stored] == ["s:S2", "t:T1", "s:S3", "s:S2"]
+    assert stored[1] == existing
+    assert stored[3] == stored[0]       # the first link of the batch got the id
+    assert [(l.state, l.version, l.attempt_id) for l in (stored[0], stored[2])] == [
+        (PENDING, 1, "mine")] * 2
+    assert store.pending(PAIR) == [stored[0], stored[2]]
+    assert store.lookup_by_target(PAIR, ["T9"]) == {}
+    again = store.reserve_many([l.replace(attempt_id="theirs") for l in fresh])
+    assert again == [stored[0], stored[2]]
+    assert store.reserve_many([]) == []
+
+
+def test_reserve_many_reserves_batches_beyond_one_commit(store):
+    links = [Link(pair=PAIR, link_id=f"s:S{n:04d}", source_id=f"S{n:04d}",
+                  target_id=f"T{n:04d}", attempt_id="a") for n in range(400)]
+    stored = store.reserve_many(links)
+    assert [l.link_id for l in stored] == [l.link_id for l in links]
+    assert {(l.state, l.attempt_id) for l in stored} == {(PENDING, "a")}
+    assert len(store.pending(PAIR)) == 400
+    assert store.lookup_by_target(PAIR, ["T0399"])["T0399"].link_id == "s:S0399"
+
+
+def _reserve_batch(store, attempt, barrier, results):
+    barrier.wait()
+    batch = [reservation(attempt).replace(link_id=f"s:S{n}", source_id=f"S{n}")
+             for n in (1, 2, 3)]
+    results.append([l.attempt_id for l in store.reserve_many(batch)])
+
+
+def test_batches_racing_to_reserve_one_owner_per_link(store_url, store):
+    """Two threads with their own stores reserve the same three links at once."""
+    barrier, results = threading.Barrier(2), []
+
+    def own_store(attempt):
+        with open_link_store(store_url) as own:
+            _reserve_batch(own, attempt, barrier, results)
+    threads = [threading.Thread(target=own_store, args=(attempt,)) for attempt in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and results[0] == results[1]
+    assert [l.attempt_id for l in store.pending(PAIR)] == results[0]
+
+
 def _reserve(store, attempt, barrier, results):
     barrier.wait()
     results.append(store.reserve(reservation(attempt)).attempt_id)

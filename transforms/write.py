@@ -39,6 +39,8 @@ _BATCH_SIZE = 100
 #: concurrent writers per pair and system unless its ``write_shards`` setting says otherwise
 DEFAULT_WRITE_SHARDS = 1
 _COMMIT_BATCH = 200
+#: reservations per link-store round trip
+_RESERVE_BATCH = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,19 +76,39 @@ class ReserveLinks(beam.PTransform):
 
 
 class _ReserveLinksFn(beam.DoFn):
+    """Reserves in batches: one link-store round trip per :data:`_RESERVE_BATCH` reservations."""
+
     def __init__(self, ctx: PairContext):
         self._ctx = ctx
 
     def setup(self):
         self._store = open_link_store(self._ctx.link_store)
 
+    def start_bundle(self):
+        self._buffer: list[SyncPlan] = []
+
     def process(self, plan: SyncPlan):
         if plan.outcome not in (CREATE_TARGET, CREATE_SOURCE, LINK):
             yield plan
             return
-        wanted = plan.link.replace(state=PENDING, attempt_id=plan.link.attempt_id
-                                   or self._ctx.run_id)
-        stored = self._store.reserve(wanted)
+        self._buffer.append(plan)
+        if len(self._buffer) >= _RESERVE_BATCH:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        yield from in_global_window(self._flush())
+
+    def _flush(self):
+        plans, self._buffer = self._buffer, []
+        if not plans:
+            return
+        wanted = [plan.link.replace(state=PENDING,
+                                    attempt_id=plan.link.attempt_id or self._ctx.run_id)
+                  for plan in plans]
+        for plan, want, stored in zip(plans, wanted, self._store.reserve_many(wanted)):
+            yield from self._decide(plan, want, stored)
+
+    def _decide(self, plan: SyncPlan, wanted: Link, stored: Link):
         if stored.state == LINKED and (stored.source_id, stored.target_id) == (
                 plan.link.source_id, plan.link.target_id):
             return      # another run linked exactly these: nothing left to do
