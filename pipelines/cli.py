@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated systems to serve (default: every emulator: "
                             "customwebshop, customerp, businesscentral, businessnxt)")
 
+    template = sub.add_parser("template", help="the Dataflow flex template (docs/dataflow.md)")
+    template_sub = template.add_subparsers(dest="template_command", required=True)
+    metadata = template_sub.add_parser(
+        "metadata", help="write the template's metadata.json, generated from the options")
+    metadata.add_argument("--out", default="dataflow/metadata.json", help="the file to write")
+
     links = sub.add_parser("links", help="move links between link stores (JSON Lines files)")
     links_sub = links.add_subparsers(dest="links_command", required=True)
     export = links_sub.add_parser(
@@ -156,6 +162,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_sandbox_serve(args)
         if args.command == "links":
             return cmd_links(args)
+        if args.command == "template":
+            from pipelines import template as template_module
+            print(template_module.write_metadata(args.out))
+            return EXIT_OK
     except (UsageError, ConfigError, SpecError, ValueError) as exc:
         print(f"talksync: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
