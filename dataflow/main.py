@@ -18,7 +18,10 @@ from pipelines.sync_pipeline import run
 
 def main(argv=None) -> dict:
     logging.getLogger().setLevel(logging.INFO)
-    launched = run(sys.argv[1:] if argv is None else argv, wait=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(arg == "--runner" or arg.startswith("--runner=") for arg in argv):
+        argv.insert(0, "--runner=DataflowRunner")   # this launcher only ever starts Dataflow jobs
+    launched = run(argv, wait=False)
     text = json.dumps(launched, indent=2, sort_keys=True) + "\n"
     with FileSystems.create(f"{launched['run_dir'].rstrip('/')}/launch.json") as handle:
         handle.write(text.encode("utf-8"))

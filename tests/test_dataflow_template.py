@@ -287,9 +287,9 @@ def test_launcher_dry_run_builds_the_job_without_waiting_and_without_secrets(
     config = _write_config(tmp_path / "talksync.yaml", firestore_url)
     monkeypatch.setattr(beam.runners.runner.PipelineResult, "wait_until_finish",
                         lambda self, duration=None: pytest.fail("the launcher waited"))
-    argv = [*DATAFLOW_ARGS, f"--dataflow={dataflow}", f"--config={config}",
-            f"--job_name=talksync-{dataflow}", "--run_id=dryrun",
-            f"--runs_dir={tmp_path / 'runs'}"]
+    argv = [arg for arg in DATAFLOW_ARGS if not arg.startswith("--runner")]   # its default
+    argv += [f"--dataflow={dataflow}", f"--config={config}", f"--job_name=talksync-{dataflow}",
+             "--run_id=dryrun", f"--runs_dir={tmp_path / 'runs'}"]
     section = _launcher().main(argv)
     assert section["dataflow"] == dataflow and section["state"] == "DONE"
     assert json.loads((tmp_path / "runs" / "dryrun" / "launch.json").read_text()) == section
