@@ -611,10 +611,6 @@ class ExactConnector(HttpConnector):
         for line in current[len(lines):]:
             self._http.request("DELETE", f"{root}({_guid_literal(line['ID'])})")
 
-    @property
-    def request_count(self) -> int:
-        return self._http.request_count
-
 
 def _same(current: Any, wanted: Any) -> bool:
     """Whether a line's wire value already equals the wanted one (numbers by value)."""
