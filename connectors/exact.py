@@ -165,7 +165,7 @@ def tokens_key(system: str) -> str:
 
 class ExactTokens:
     """Access tokens of one Exact app and user, shared through a state entry (see the module
-    docstring). Thread-safe; one instance per process and system (:func:`_shared_tokens`)."""
+    docstring). Thread-safe; one instance per process and system (:func:`_shared`)."""
 
     def __init__(self, config: SystemConfig, client_secret: str, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
@@ -208,7 +208,8 @@ class ExactTokens:
                         f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
                         f"--system {self._config.name}` once", system=self._config.name)
                 value = entry.value
-                self._seen += [value["access_token"], value["refresh_token"]]
+                self._seen += [t for t in (value["access_token"], value["refresh_token"])
+                               if t not in self._seen]
                 if value["access_token"] != refused and \
                         self._clock() < value["expires_at"] - TOKEN_MARGIN_S:
                     return self._use(value)

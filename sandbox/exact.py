@@ -551,7 +551,9 @@ class ExactOnline(Emulator):
         """An entity as Exact sends it: the reference's properties, ``/Date(ms)/`` dates."""
         out: dict[str, Any] = {}
         if uri is not None:
-            out["__metadata"] = {"uri": uri, "type": f"Exact.Web.Api.Models.{endpoint}"}
+            kind = next((r[3] for r in RESOURCES.values() if r[1] == endpoint),
+                        "SalesOrderLine" if endpoint == LINES else endpoint)
+            out["__metadata"] = {"uri": uri, "type": f"Exact.Web.Api.Models.{kind}"}
         for name, prop in self._props(endpoint).items():
             if select and name not in select:
                 continue
