@@ -8,6 +8,7 @@ fonts or images to fetch, so it can be mailed, archived or opened offline.
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 from typing import Any, Optional, Sequence
@@ -21,7 +22,7 @@ from pipelines.spec import SpecError, get_dataflow
 MAX_ROWS = 1000
 _BAR_WIDTH = 420
 _BAR_HEIGHT = 16
-_LABEL_WIDTH = 190
+_LABEL_WIDTH = 205
 # (counter, label with {source}/{target}, css class): the chart's bars, in order, per pair
 _SERIES = (
     ("created_in_target", "created in {target}", "to-target"),
@@ -90,8 +91,8 @@ def _header(section: dict) -> str:
     duration = section.get("duration_s")
     return (f"<header><h1>{_e(section['dataflow'])}</h1>"
             f'<p class="meta">{_e(section["mode"])} run <code id="run-id">'
-            f'{_e(section["run_id"])}</code> · started {_e(section.get("started_at", "?"))}'
-            f' · finished {_e(section.get("finished_at", "?"))} · duration '
+            f'{_e(section["run_id"])}</code> · started {_e(_moment(section.get("started_at")))}'
+            f' · finished {_e(_moment(section.get("finished_at")))} · duration '
             f'<b id="duration">{"?" if duration is None else f"{duration:.1f} s"}</b></p>'
             "</header>")
 
@@ -211,6 +212,16 @@ def _systems(dataflow: str) -> dict:
     except (SpecError, KeyError, ValueError):
         return {"source": "source", "target": "target"}
     return {"source": spec.source.system, "target": spec.target.system}
+
+
+def _moment(iso: Optional[str]) -> str:
+    """An ISO time as ``2026-11-22 01:02:03 UTC``."""
+    if not iso:
+        return "?"
+    moment = datetime.datetime.fromisoformat(iso)
+    if moment.tzinfo:
+        moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _read_lines(path: str) -> list[dict]:

@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 from connectors import connector_for
 from connectors.linkstore import LINKED, Link
 from pipelines import cli, history
-from pipelines.config import load_config
+from pipelines.config import load_config, parse_config
 from pipelines.spec import get_dataflow
 from transforms import audit
 from transforms.mapping import MappingError, PairMapper
@@ -283,3 +283,14 @@ def test_history_since_accepts_dates_times_and_spans():
         assert "7d" in str(exc)
     else:
         raise AssertionError("an unreadable --since was accepted")
+
+
+def test_audit_dir_defaults_next_to_the_link_store_data():
+    def config(**top):
+        return parse_config({"systems": {}, **top}).audit_location()
+    assert config() == ".talksync/audit"
+    assert config(link_store="sqlite:////var/lib/talksync/links.db") == "/var/lib/talksync/audit"
+    assert config(link_store="firestore://proj", runs_dir="gs://bucket/talksync/runs") == \
+        "gs://bucket/talksync/audit"
+    assert config(link_store="firestore://proj", runs_dir="gs://bucket/talksync/runs",
+                  audit_dir="gs://audit-bucket/log") == "gs://audit-bucket/log"

@@ -184,6 +184,7 @@ def test_report_page_renders_chart_conflicts_and_dead_letters_in_chromium(tmp_pa
             for r in dom.find("rect", "request")} == REPORT["requests"]
     assert dom.find(id="duration")[0]["text"] == "42.2 s"
     assert dom.find(id="run-id")[0]["text"] == REPORT["run_id"]
+    assert "started 2026-11-22 01:02:03 UTC · finished 2026-11-22 01:02:45 UTC" in dom_text
 
     # the screenshot: produced, not blank, and the bars drawn to scale
     image = Image.open(shot).convert("RGB")
