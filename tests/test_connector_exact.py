@@ -94,6 +94,12 @@ def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
     assert [r.fields["City"] for r in changed if r.id == accounts[3].id] == ["Narvik"]
     assert len([e for e in ex_env.log() if "/sync/CRM/Accounts" in e["path"]]) == 1
 
+    bearer = {"Authorization": f"Bearer {ex_env.stored()['access_token']}"}
+    assert requests.delete(f"{ex_env.sandbox.url(SYSTEM)}/v1/{ex.DIVISION}/crm/Accounts"
+                           f"(guid'{accounts[4].id}')", headers=bearer, timeout=10).status_code == 204
+    [gone] = [r for r in connector.read("Accounts", watermark) if r.deleted]
+    assert gone.id == accounts[4].id and gone.modified > watermark
+
     orders = list(connector.read("SalesOrders"))
     assert len(orders) == 20 and all(o.fields["SalesOrderLines"] for o in orders)
     assert all(len(o.fields["OrderDate"]) == 10 for o in orders)        # a date
@@ -202,6 +208,46 @@ def test_workers_share_the_stored_tokens_and_rotate_once(ex_env):
     assert [e["status"] for e in ex_env.token_requests()] == [200]   # one rotation in all
     assert [e["status"] for e in ex_env.log()] == [401, 200, 401, 200]
     assert ex_env.stored()["version"] == version + 1
+
+
+def test_a_worker_that_lost_the_rotation_race_uses_the_winners_tokens(ex_env):
+    ex_env.control("/_sandbox/expire-tokens")
+    with open_link_store(ex_env.store_url) as store:      # the stored access token is old
+        entry = store.read_state("tokens/exact")
+        before = store.write_state("tokens/exact", {**entry.value, "expires_at": 0},
+                                   entry.version)          # what the slower worker reads
+    winner = exact.ExactTokens(ex_env.config, ex_env.sandbox.api_key(SYSTEM))
+    loser = exact.ExactTokens(ex_env.config, ex_env.sandbox.api_key(SYSTEM), sleep=lambda s: None)
+    won = winner.token()                                   # rotates and stores version 2
+
+    class ReadBeforeTheWinnerWrote:
+        """The loser's store: its first read happened before the winner's write landed."""
+
+        def __init__(self, store):
+            self._store, self._reads = store, 0
+
+        def read_state(self, key):
+            self._reads += 1
+            return before if self._reads == 1 else self._store.read_state(key)
+
+        def __getattr__(self, name):
+            return getattr(self._store, name)
+
+    proxy = ReadBeforeTheWinnerWrote(loser.store())
+    loser.store = lambda: proxy
+
+    assert loser.token() == won
+    assert [e["status"] for e in ex_env.token_requests()] == [200, 400]   # its refresh: refused
+    assert ex_env.stored()["version"] == before.version + 1               # nothing overwritten
+
+
+def test_the_division_is_looked_up_when_not_configured(ex_env):
+    settings = {k: v for k, v in ex_env.config.settings.items() if k != "division"}
+    config = SystemConfig(name=SYSTEM, type=SYSTEM, base_url=ex_env.config.base_url,
+                          settings=settings, state_store=ex_env.store_url)
+    connector = exact.ExactConnector(config)
+    assert len(list(connector.read("Items"))) == 30
+    assert ex_env.log()[0]["path"] == "/api/v1/current/Me"
 
 
 def test_a_refused_refresh_token_fails_permanently_and_says_what_to_do(ex_env):
