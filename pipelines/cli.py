@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=42)
     serve.add_argument("--systems", default=None,
                        help="comma-separated systems to serve (default: every emulator: "
-                            "customwebshop, customerp, businesscentral, businessnxt)")
+                            "customwebshop, customerp, businesscentral, businessnxt, exact)")
 
     template = sub.add_parser("template", help="the Dataflow flex template (docs/dataflow.md)")
     template_sub = template.add_subparsers(dest="template_command", required=True)
