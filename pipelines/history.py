@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.config import DEFAULT_RUNS_DIR, Config, load_config
+from pipelines.config import DEFAULT_LINK_STORE, DEFAULT_RUNS_DIR, Config, load_config
 from transforms import audit
 
 _VALUE_WIDTH = 60
@@ -34,7 +34,7 @@ def locations(config_path: Optional[str], runs_dir: Optional[str] = None,
     if config_path or pathlib.Path("talksync.yaml").exists():
         config = load_config(config_path or "talksync.yaml")
     if config is None:
-        config = Config(link_store="sqlite:///.talksync/links.db", runs_dir=DEFAULT_RUNS_DIR,
+        config = Config(link_store=DEFAULT_LINK_STORE, runs_dir=DEFAULT_RUNS_DIR,
                         systems={})
     return runs_dir or config.runs_dir, audit_dir or config.audit_location()
 
@@ -157,10 +157,7 @@ def read_report(run_dir: str) -> dict:
 
 def list_runs(runs_dir: str, last: int = 10) -> list[dict]:
     """The report sections of the last ``last`` runs in ``runs_dir``, newest first."""
-    try:
-        matched = FileSystems.match([FileSystems.join(runs_dir, "*", "report.json")])
-    except Exception:   # noqa: BLE001 — Beam raises when nothing matches: no runs yet
-        return []
+    matched = FileSystems.match([FileSystems.join(runs_dir, "*", "report.json")])
     sections = []
     for metadata in matched[0].metadata_list:
         with FileSystems.open(metadata.path) as handle:

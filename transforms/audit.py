@@ -200,10 +200,7 @@ def read_events(audit_dir: str, dataflow: Optional[str] = None,
     Only the date folders from ``since``'s date on are opened."""
     import pyarrow.parquet
     pattern = FileSystems.join(audit_dir, f"dataflow={dataflow or '*'}", "date=*", "*.parquet")
-    try:
-        matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception:   # noqa: BLE001 — Beam raises when nothing matches: no events yet
-        return []
+    matched = FileSystems.match([pattern])[0].metadata_list
     first_day = since.astimezone(datetime.timezone.utc).date().isoformat() if since else None
     events = []
     for path in sorted(m.path for m in matched):
