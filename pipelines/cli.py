@@ -1,6 +1,7 @@
 """The ``talksync`` command.
 
-Exit status: 0 synced; 3 finished with dead letters; 2 bad usage or config; 1 failed.
+Exit status: 0 synced; 3 finished with dead letters; 2 bad usage or config; 1 failed (also: a
+pair held back by the circuit breaker, or another run of the dataflow holds its run lock).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipelines import docs as docs_module  # noqa: E402  (after the filter: impo
 from pipelines import links_io
 from pipelines.config import ConfigError, load_config
 from pipelines.spec import SpecError, available_dataflows, get_dataflow
+from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
 from pipelines import sync_pipeline
 from pipelines.sync_pipeline import REPORT_COUNTERS, new_run_id
@@ -223,8 +225,16 @@ def _run_once(args, config, specs, beam_args, full: bool) -> int:
         sections.append(section)
         _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
         print(format_summary(section))
+        held = {name: pair["held_back"] for name, pair in section["pairs"].items()
+                if pair["held_back"]}
+        for name, updates in held.items():
+            print(f"talksync: {spec.name} stopped by the circuit breaker: "
+                  f"{held_message(name, updates, section['max_updates_per_pair'])}",
+                  file=sys.stderr)
         dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
-        if dead and status == EXIT_OK:
+        if held:
+            status = EXIT_FAILED
+        elif dead and status == EXIT_OK:
             status = EXIT_DEAD_LETTERS
     if args.report:
         _write_json(pathlib.Path(args.report), {"dataflows": sections})
@@ -286,7 +296,7 @@ _COLUMNS = [("read_source", "read src"), ("read_target", "read tgt"),
             ("created_in_target", "+tgt"), ("created_in_source", "+src"),
             ("linked_by_match", "linked"), ("updated_target", "upd tgt"),
             ("updated_source", "upd src"), ("unchanged", "same"), ("conflicts", "conflicts"),
-            ("dead_letters", "dead")]
+            ("dead_letters", "dead"), ("held_back", "held")]
 assert {c for c, _ in _COLUMNS} == set(REPORT_COUNTERS)
 
 

@@ -42,6 +42,10 @@ TEMPLATE_PARAMETERS: Mapping[str, TemplateParameter] = {
     "run_id": TemplateParameter("Run id"),
     "runs_dir": TemplateParameter("Run files folder (gs:// path)",
                                   param_type="GCS_WRITE_FOLDER"),
+    "max_updates_per_pair": TemplateParameter("Mass-change limit (updates per pair)"),
+    "confirm_mass_changes": TemplateParameter("Confirm mass changes"),
+    "run_lock_ttl_minutes": TemplateParameter("Run lock lifetime (minutes)"),
+    "break_run_lock": TemplateParameter("Break the run lock"),
 }
 
 
@@ -96,3 +100,21 @@ class SyncOptions(PipelineOptions):
             "--runs_dir", default=None,
             help="Folder (local or gs://) for run files: dead letters, conflicts, plan, "
                  "report. Default: the config's runs_dir.")
+        parser.add_argument(
+            "--max_updates_per_pair", default=1000, type=int,
+            help="Circuit breaker: a pair that plans more updates than this writes nothing "
+                 "and the run stops with a message, unless --confirm_mass_changes is given. "
+                 "Default: 1000.")
+        parser.add_argument(
+            "--confirm_mass_changes", default=False, nargs="?", const=True, type=parse_boolean,
+            help="Write the updates of pairs over --max_updates_per_pair (after checking the "
+                 "held run's report). Default: false.")
+        parser.add_argument(
+            "--run_lock_ttl_minutes", default=60, type=int,
+            help="Lifetime of the dataflow's run lock, which keeps a second run of the same "
+                 "dataflow from starting; a waiting driver renews it, so set it above the "
+                 "longest Dataflow job. Default: 60.")
+        parser.add_argument(
+            "--break_run_lock", default=False, nargs="?", const=True, type=parse_boolean,
+            help="Take the run lock from a run that is known to be dead (its job failed or "
+                 "its machine is gone). Default: false.")

@@ -13,6 +13,7 @@ and returns the PCollections, so tests can assert on plans, links and dead lette
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import secrets
@@ -22,20 +23,21 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from connectors.linkstore import LinkStore, open_link_store
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import SyncOptions
 from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
-from transforms import audit, finish
+from transforms import audit, finish, runlock
+from transforms.breaker import DEFAULT_MAX_UPDATES, HELD
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
 from transforms.planner import SOURCE, TARGET
 
 REPORT_COUNTERS = ("read_source", "read_target", "created_in_target", "created_in_source",
                    "linked_by_match", "updated_target", "updated_source", "unchanged",
-                   "conflicts", "dead_letters")
+                   "conflicts", "dead_letters", "held_back")
 _DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
 
 
@@ -50,6 +52,10 @@ class RunSettings:
     runs_dir: str = ".talksync/runs"
     read_overlap_seconds: int = 60
     audit_dir: Optional[str] = None         # None: no audit log (docs/audit.md)
+    max_updates_per_pair: int = DEFAULT_MAX_UPDATES   # the circuit breaker's limit
+    confirm_mass_changes: bool = False
+    run_lock_ttl_minutes: int = runlock.DEFAULT_TTL_MINUTES
+    break_run_lock: bool = False
 
     @property
     def run_dir(self) -> str:
@@ -88,14 +94,17 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
     target_system = config.system(spec.target.system)
     syncing = settings.mode == "sync"
     pairs = selected_pairs(spec, settings.pairs)
-    plans, links, dead, conflicts, watermarks, done, events = {}, {}, [], [], [], [], []
+    plans, links, dead, conflicts, watermarks, done, events, held = \
+        {}, {}, [], [], [], [], [], []
     for pair in pairs:
         ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
                           target_system=target_system, link_store=config.link_store,
                           run_id=settings.run_id)
         positions = _read_positions(store, ctx, settings)
         out = p | f"Sync {pair.name}" >> SyncPair(
-            ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing)
+            ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing,
+            max_updates=settings.max_updates_per_pair,
+            confirm_mass_changes=settings.confirm_mass_changes)
         plans[pair.name], links[pair.name] = out["plans"], out["links"]
         dead.append(out["dead_letters"])
         watermarks.append(out["watermarks"])
@@ -103,12 +112,14 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
             conflicts.append(out["conflicts"])
             done.append(out["committed"])
             events.append(out["audit"])
+            held.append(out[HELD])
 
     dead_letters = _flatten(p, dead, "dead letters")
     all_conflicts = _flatten(p, conflicts, "conflicts")
+    held_pairs = _flatten(p, held, "held pairs")
     run_dir = settings.run_dir
     recorded = dead_letters | "Record dead letters" >> finish.RecordDeadLetters(
-        run_dir, config.link_store if syncing else None)
+        run_dir, config.link_store if syncing else None, held_pairs)
     all_conflicts | "Write conflicts" >> finish.WriteRunFile(
         FileSystems.join(run_dir, "conflicts.jsonl"))
     (_flatten(p, list(plans.values()), "plans")
@@ -121,10 +132,12 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
          | "Write audit log" >> audit.WriteAuditLog(settings.audit_dir, spec.name,
                                                     settings.run_id, source_system.name))
     if syncing:
-        (_flatten(p, watermarks, "watermark candidates")
-         | "Advance watermarks" >> finish.AdvanceWatermarks(
-             config.link_store, spec.name, settings.run_id, [pair.name for pair in pairs],
-             done + [recorded]))
+        advanced = (_flatten(p, watermarks, "watermark candidates")
+                    | "Advance watermarks" >> finish.AdvanceWatermarks(
+                        config.link_store, spec.name, settings.run_id,
+                        [pair.name for pair in pairs], done + [recorded], held_pairs))
+        advanced | "Release run lock" >> runlock.ReleaseRunLock(
+            config.link_store, spec.name, settings.run_id)
     return SyncResult(plans=plans, links=links, dead_letters=dead_letters,
                       conflicts=all_conflicts)
 
@@ -205,7 +218,11 @@ def run(argv: Sequence[str], *, wait: bool = True) -> dict:
                            full_rescan=sync.full_rescan, pairs=pairs,
                            runs_dir=sync.runs_dir or config.runs_dir,
                            read_overlap_seconds=sync.read_overlap_seconds,
-                           audit_dir=config.audit_location())
+                           audit_dir=config.audit_location(),
+                           max_updates_per_pair=sync.max_updates_per_pair,
+                           confirm_mass_changes=sync.confirm_mass_changes,
+                           run_lock_ttl_minutes=sync.run_lock_ttl_minutes,
+                           break_run_lock=sync.break_run_lock)
     selected_pairs(spec, pairs)   # refuse unknown pair names before anything runs
     return run_dataflow(spec, config, settings, options, wait=wait)
 
@@ -224,14 +241,32 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
         standard.runner = "FnApiRunner"   # docs/decisions/0004-local-runner.md
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
+    lock = runlock.RunLock(spec.name, settings.run_id, datetime.timedelta(
+        minutes=settings.run_lock_ttl_minutes)) if settings.mode == "sync" else None
     with open_link_store(config.link_store) as store:
         refuse_embedded_store_on_distributed_runner(options, store)
-        p = beam.Pipeline(options=options)
-        build_pipeline(p, spec, config, settings, store)
-    result = p.run()
-    if not wait:
+        if lock:
+            lock.acquire(store, break_lock=settings.break_run_lock)
+        try:
+            p = beam.Pipeline(options=options)
+            build_pipeline(p, spec, config, settings, store)
+            result = p.run()
+        except BaseException:
+            if lock:
+                runlock.release_run_lock(store, spec.name, settings.run_id)
+            raise
+    if not wait:        # the job gives the lock back in its last step (ReleaseRunLock)
+        if lock and options.view_as(TestOptions).dry_run:     # Beam's truthiness: no job
+            with open_link_store(config.link_store) as store:
+                runlock.release_run_lock(store, spec.name, settings.run_id)
         return launched_section(spec, settings, result, started)
-    result.wait_until_finish()
+    try:
+        with runlock.KeepRunLock(lock, config.link_store) if lock else contextlib.nullcontext():
+            result.wait_until_finish()
+    finally:
+        if lock:
+            with open_link_store(config.link_store) as store:
+                runlock.release_run_lock(store, spec.name, settings.run_id)
     finished = datetime.datetime.now(datetime.timezone.utc)
     return report_section(spec, settings, result, started, finished,
                           time.monotonic() - clock)
@@ -262,4 +297,5 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
     return {"dataflow": spec.name, "mode": settings.mode, "run_id": settings.run_id,
             "started_at": started.isoformat(), "finished_at": finished.isoformat(),
             "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
+            "max_updates_per_pair": settings.max_updates_per_pair,
             "pairs": pairs, "requests": requests}

@@ -81,32 +81,42 @@ class WriteRunFile(beam.PTransform):
 
 class RecordDeadLetters(beam.PTransform):
     """Writes the run's dead letters (JSON Lines and Parquet) and keeps them in the link store,
-    so the next run reads those entities again. Outputs the count when done."""
+    so the next run reads those entities again. Outputs the count when done.
 
-    def __init__(self, run_dir: str, link_store: Optional[str]):
+    The letters of pairs in ``held`` (held back by the circuit breaker) go to the run files
+    only: stored, they would hide the letters of earlier runs, which the next run must retry.
+    """
+
+    def __init__(self, run_dir: str, link_store: Optional[str],
+                 held: Optional[beam.PCollection] = None):
         super().__init__()
         self._run_dir = run_dir
         self._link_store = link_store
+        self._held = held
 
     def expand(self, dead_letters):
         written = dead_letters | "Files" >> WriteRunFile(
             FileSystems.join(self._run_dir, "dead_letters.jsonl"), _DEAD_LETTER_COLUMNS)
         if self._link_store is None:
             return written
+        held = self._held if self._held is not None else \
+            dead_letters.pipeline | "Nothing held" >> beam.Create([])
         return (dead_letters
                 | "Collect" >> beam.combiners.ToList()
                 | "Store" >> beam.ParDo(_StoreDeadLettersFn(self._link_store),
-                                        barrier=beam.pvalue.AsList(written)))
+                                        barrier=beam.pvalue.AsList(written),
+                                        held=beam.pvalue.AsList(held)))
 
 
 class _StoreDeadLettersFn(beam.DoFn):
     def __init__(self, link_store: str):
         self._link_store = link_store
 
-    def process(self, letters: list[DeadLetter], barrier):
+    def process(self, letters: list[DeadLetter], barrier, held):
         for letter in letters:
             beam.metrics.Metrics.counter(
                 METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
+        letters = [letter for letter in letters if letter.pair not in held]
         with open_link_store(self._link_store) as store:
             store.add_dead_letters(letters)
         yield len(letters)
@@ -114,28 +124,33 @@ class _StoreDeadLettersFn(beam.DoFn):
 
 class AdvanceWatermarks(beam.PTransform):
     """After ``barrier`` is complete: moves each (pair, system) watermark forward and retires
-    the dead letters that earlier runs left for the pairs this run processed."""
+    the dead letters that earlier runs left for the pairs this run processed — except for the
+    pairs in ``held`` (names of pairs whose changes the circuit breaker held back: their next
+    run must read the same changes and retry the same letters)."""
 
     def __init__(self, link_store: str, dataflow: str, run_id: str, pairs: Sequence[str],
-                 barrier: Iterable[beam.PCollection]):
+                 barrier: Iterable[beam.PCollection], held: Optional[beam.PCollection] = None):
         super().__init__()
         self._link_store = link_store
         self._dataflow = dataflow
         self._run_id = run_id
         self._pairs = list(pairs)
         self._barrier = list(barrier)
+        self._held = held
 
     def expand(self, candidates):
         # candidates: (pair, system, iso timestamp) of the newest record each changed read saw
         barrier = (self._barrier | "Barrier" >> beam.Flatten()) if len(self._barrier) > 1 \
             else self._barrier[0]
+        held = self._held if self._held is not None else \
+            candidates.pipeline | "Nothing held" >> beam.Create([])
         return (candidates.pipeline
                 | "Start" >> beam.Create([None])
                 | "Advance" >> beam.ParDo(
                     _AdvanceWatermarksFn(self._link_store, self._dataflow, self._run_id,
                                          self._pairs),
                     candidates=beam.pvalue.AsList(candidates),
-                    barrier=beam.pvalue.AsList(barrier)))
+                    barrier=beam.pvalue.AsList(barrier), held=beam.pvalue.AsList(held)))
 
 
 class _AdvanceWatermarksFn(beam.DoFn):
@@ -145,9 +160,11 @@ class _AdvanceWatermarksFn(beam.DoFn):
         self._run_id = run_id
         self._pairs = pairs
 
-    def process(self, _, candidates, barrier):
+    def process(self, _, candidates, barrier, held):
         newest: dict[tuple[str, str], datetime.datetime] = {}
         for pair, system, value in candidates:
+            if pair in held:
+                continue
             moment = datetime.datetime.fromisoformat(value)
             if (pair, system) not in newest or moment > newest[(pair, system)]:
                 newest[(pair, system)] = moment
@@ -155,5 +172,6 @@ class _AdvanceWatermarksFn(beam.DoFn):
             for (pair, system), moment in sorted(newest.items()):
                 store.advance_watermark(self._dataflow, pair, system, moment.isoformat())
             for pair in self._pairs:
-                store.retire_dead_letters(self._dataflow, pair, self._run_id)
+                if pair not in held:
+                    store.retire_dead_letters(self._dataflow, pair, self._run_id)
         yield len(newest)

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 
-from transforms import plan, read, write
+from transforms import breaker, plan, read, write
 from transforms.common import PairContext
 from transforms.planner import SOURCE, TARGET, SyncPlan
 
@@ -31,17 +31,22 @@ class SyncPair(beam.PTransform):
     committed this run (in plan mode, the links the plan would make, with placeholder ids for
     entities to be created); ``dead_letters``; ``watermarks`` ((pair, system, newest modified
     time) of each side's changed read); and when applying changes ``conflicts``, ``audit``
-    (the audit events of what was committed) and ``committed`` (the count of committed links,
-    a barrier for the watermarks).
+    (the audit events of what was committed), ``committed`` (the count of committed links,
+    a barrier for the watermarks) and ``held`` (the pair's name if the circuit breaker held
+    its changes back: more than ``max_updates`` planned updates, not confirmed).
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
-                 apply_changes: bool = True):
+                 apply_changes: bool = True,
+                 max_updates: int = breaker.DEFAULT_MAX_UPDATES,
+                 confirm_mass_changes: bool = False):
         super().__init__()
         self._ctx = ctx
         self._positions = positions
         self._refs = reference_inputs
         self._apply = apply_changes
+        self._max_updates = max_updates
+        self._confirm = confirm_mass_changes
 
     def expand(self, pbegin) -> dict:
         ctx = self._ctx
@@ -67,9 +72,12 @@ class SyncPair(beam.PTransform):
             planned.plans | "Count plans" >> beam.Map(lambda p, ctx=ctx: write.count_plan(ctx, p))
             outputs["links"] = planned.plans | "Planned links" >> beam.Map(_planned_link)
         else:
-            reserved = (planned.plans
-                        | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
-                        | "ReserveLinks" >> write.ReserveLinks(ctx))
+            gated = (planned.plans
+                     | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
+                     | "HoldMassChanges" >> breaker.HoldMassChanges(
+                         ctx, self._max_updates, self._confirm))
+            outputs["held"] = gated[breaker.HELD]
+            reserved = gated["plans"] | "ReserveLinks" >> write.ReserveLinks(ctx)
             changes = reserved.plans
             written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
             committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)

@@ -1,0 +1,88 @@
+"""The circuit breaker for mass changes: a pair that plans more updates than its limit writes
+nothing this run, unless the run confirms them.
+
+A mapping edited by mistake, a bulk price import in the ERP or a system that suddenly answers
+with blank fields can turn one run into thousands of overwrites on the other side. The planner
+cannot tell a mistake from an intended mass change, so the breaker asks: when a pair plans more
+than ``limit`` updates (both directions together), its changes are held back, nothing of the
+pair is reserved, written or committed, its watermarks stay where they were (so the next run
+reads the same changes again) and the run reports the pair as held with the flag that confirms
+it, ``--confirm_mass_changes``. Creates are not counted: they add records and never overwrite.
+Deletes are never propagated (``delete: ignore`` is the only delete policy), so there are none
+to count.
+
+The count needs every plan of the pair, so the gate waits for planning to finish (a side input)
+before the first change of the pair goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+
+from transforms.common import PROGRESS_LOGGER, PairContext
+from transforms.planner import SyncPlan
+
+#: the tagged output of :class:`HoldMassChanges` with the name of a held pair (0 or 1 element)
+HELD = "held"
+#: the default limit of planned updates per pair and run
+DEFAULT_MAX_UPDATES = 1000
+CONFIRM_FLAG = "--confirm_mass_changes"
+
+_LOG = logging.getLogger(PROGRESS_LOGGER)
+
+
+def planned_updates(plan_: SyncPlan) -> int:
+    return sum(1 for write in plan_.writes if write.kind == "update")
+
+
+class HoldMassChanges(beam.PTransform):
+    """Passes a pair's plans on when its planned updates are within ``limit`` (or
+    ``confirmed``); otherwise passes none. Returns ``{"plans": passed plans, HELD: the pair's
+    name when it was held}``."""
+
+    def __init__(self, ctx: PairContext, limit: int, confirmed: bool):
+        super().__init__()
+        if limit < 0:
+            raise ValueError(f"max_updates_per_pair must be 0 or more, not {limit}")
+        self._ctx = ctx
+        self._limit = limit
+        self._confirmed = confirmed
+
+    def expand(self, plans):
+        updates = (plans
+                   | "Count updates" >> beam.Map(planned_updates)
+                   | "Sum updates" >> beam.CombineGlobally(sum))
+        verdict = updates | "Judge" >> beam.ParDo(
+            _JudgeFn(self._ctx, self._limit, self._confirmed)).with_outputs(HELD, main="hold")
+        passed = plans | "Gate" >> beam.ParDo(
+            _GateFn(), hold=beam.pvalue.AsSingleton(verdict.hold))
+        return {"plans": passed, HELD: verdict[HELD]}
+
+
+class _JudgeFn(beam.DoFn):
+    def __init__(self, ctx: PairContext, limit: int, confirmed: bool):
+        self._ctx = ctx
+        self._limit = limit
+        self._confirmed = confirmed
+
+    def process(self, updates: int):
+        hold = updates > self._limit and not self._confirmed
+        if hold:
+            self._ctx.counter("held_back").inc(updates)
+            _LOG.warning(held_message(self._ctx.pair.name, updates, self._limit))
+            yield beam.pvalue.TaggedOutput(HELD, self._ctx.pair.name)
+        yield hold
+
+
+def held_message(pair: str, updates: int, limit: int) -> str:
+    return (f"pair {pair}: {updates} updates planned, over the limit of {limit} "
+            f"(--max_updates_per_pair); nothing of this pair was written. If these changes are "
+            f"intended, run again with {CONFIRM_FLAG}")
+
+
+class _GateFn(beam.DoFn):
+    def process(self, plan_: SyncPlan, hold: bool):
+        if not hold:
+            yield plan_
