@@ -52,15 +52,16 @@ class Config:
     path: Optional[str] = None
     audit_dir: Optional[str] = None
 
-    def audit_location(self) -> str:
+    def audit_location(self, runs_dir: Optional[str] = None) -> str:
         """Where the audit log goes: ``audit_dir``, else next to the link store's data (the
-        SQLite file's folder), else next to ``runs_dir`` (docs/audit.md)."""
+        SQLite file's folder), else next to the runs folder (``runs_dir`` when a run overrides
+        the config's) (docs/audit.md)."""
         if self.audit_dir:
             return self.audit_dir
         if self.link_store.startswith("sqlite:///"):
             folder = posixpath.dirname(self.link_store[len("sqlite:///"):])
             return posixpath.join(folder or ".", "audit")
-        parent = posixpath.dirname(self.runs_dir.rstrip("/"))
+        parent = posixpath.dirname((runs_dir or self.runs_dir).rstrip("/"))
         return posixpath.join(parent or ".", "audit")
 
     def system(self, name: str) -> SystemConfig:

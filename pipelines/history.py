@@ -36,7 +36,7 @@ def locations(config_path: Optional[str], runs_dir: Optional[str] = None,
     if config is None:
         config = Config(link_store=DEFAULT_LINK_STORE, runs_dir=DEFAULT_RUNS_DIR,
                         systems={})
-    return runs_dir or config.runs_dir, audit_dir or config.audit_location()
+    return runs_dir or config.runs_dir, audit_dir or config.audit_location(runs_dir)
 
 
 def parse_since(text: Optional[str],

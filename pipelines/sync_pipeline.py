@@ -218,7 +218,7 @@ def run(argv: Sequence[str], *, wait: bool = True) -> dict:
                            full_rescan=sync.full_rescan, pairs=pairs,
                            runs_dir=sync.runs_dir or config.runs_dir,
                            read_overlap_seconds=sync.read_overlap_seconds,
-                           audit_dir=config.audit_location(),
+                           audit_dir=config.audit_location(sync.runs_dir),
                            max_updates_per_pair=sync.max_updates_per_pair,
                            confirm_mass_changes=sync.confirm_mass_changes,
                            run_lock_ttl_minutes=sync.run_lock_ttl_minutes,

@@ -300,3 +300,5 @@ def test_audit_dir_defaults_next_to_the_link_store_data():
         "gs://bucket/talksync/audit"
     assert config(link_store="firestore://proj", runs_dir="gs://bucket/talksync/runs",
                   audit_dir="gs://audit-bucket/log") == "gs://audit-bucket/log"
+    assert parse_config({"systems": {}, "link_store": "firestore://proj"}).audit_location(
+        "gs://b/runs") == "gs://b/audit"      # a run's --runs_dir overrides the config's
