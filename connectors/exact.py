@@ -120,8 +120,8 @@ def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30
         response = requests.post(url, data=dict(form), timeout=(5.0, timeout_s),
                                  headers={"Accept": "application/json"}, allow_redirects=False)
     except requests.RequestException as exc:
-        raise TransientApiError(masker.mask(f"{system}: token request failed: "
-                                            f"{type(exc).__name__}: {exc}"), system=system) from None
+        message = f"{system}: token request failed: {type(exc).__name__}: {exc}"
+        raise TransientApiError(masker.mask(message), system=system) from None
     try:
         body = response.json()
     except ValueError:
@@ -168,7 +168,8 @@ class ExactTokens:
     docstring). Thread-safe; one instance per process and system (:func:`_shared`)."""
 
     def __init__(self, config: SystemConfig, client_secret: str, *,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
         if not config.state_store:
             raise ValueError(f"system {config.name!r} (exact): tokens are kept in the link "
                              "store; run it through talksync (SystemConfig.state_store is unset)")
@@ -291,10 +292,10 @@ class RateHeaders:
         with self._lock:
             now = self._clock()
             if self._day_left is not None and self._day_left <= 0 and now < self._day_reset:
-                raise TransientApiError(
-                    f"{self._system}: Exact's daily API limit is spent; it resets at "
-                    f"{datetime.datetime.fromtimestamp(self._day_reset, datetime.timezone.utc).isoformat()}",
-                    status=429, system=self._system)
+                reset = datetime.datetime.fromtimestamp(self._day_reset, datetime.timezone.utc)
+                raise TransientApiError(f"{self._system}: Exact's daily API limit is spent; it "
+                                        f"resets at {reset.isoformat()}", status=429,
+                                        system=self._system)
             wait = 0.0
             if self._minute_left is not None and self._minute_left <= 0:
                 wait = max(0.0, min(self._minute_reset - now, 60.0))

@@ -26,9 +26,9 @@ What it reproduces (``docs/api/exact.md`` has the full list, and what it leaves 
   headers (resets in epoch milliseconds) on every API answer, 429 beyond.
 
 Test controls beyond the common ones: ``POST /_sandbox/limits`` (``{"minutely": 60, "daily":
-5000, "minute_s": 60, "bulk_page_size": 1000}``), ``POST /_sandbox/expire-tokens`` (token time moves 600 s on: every
-access token expires and a refresh is allowed again) and ``GET /_sandbox/tokens`` (how many
-refresh tokens were issued and which one is current, as hashes).
+5000, "minute_s": 60, "bulk_page_size": 1000}``), ``POST /_sandbox/expire-tokens`` (token time
+moves 600 s on: every access token expires and a refresh is allowed again) and ``GET
+/_sandbox/tokens`` (how many refresh tokens were issued, and a hash of the current one).
 """
 
 from __future__ import annotations
@@ -702,7 +702,8 @@ class ExactOnline(Emulator):
         self._check_division(division)
         _, endpoint, key, _ = RESOURCES[resource]
         body = self.json_body(request)
-        accepted = self._accept(endpoint, body, "post", nested=(LINES,) if resource == ORDERS else ())
+        accepted = self._accept(endpoint, body, "post",
+                                nested=(LINES,) if resource == ORDERS else ())
         missing = [name for name in MANDATORY[resource] if accepted.get(name) in (None, "")]
         if missing:
             raise ApiError("bad_request", f"Mandatory: {', '.join(missing)}")
@@ -795,9 +796,9 @@ class ExactOnline(Emulator):
         accepted = self._accept(LINES, body, "post")
         if not accepted.get("Item"):
             raise ApiError("bad_request", "Mandatory: Item")
-        line = {"Quantity": decimal.Decimal(1), **accepted, "ID": accepted.get("ID") or str(uuid.uuid4()),
-                "OrderID": order["OrderID"], "Division": DIVISION}
-        return line
+        return {"Quantity": decimal.Decimal(1), **accepted,
+                "ID": accepted.get("ID") or str(uuid.uuid4()), "OrderID": order["OrderID"],
+                "Division": DIVISION}
 
     def _put_lines(self, order: Mapping[str, Any], current: list, given: Any) -> list:
         """Lines in a PUT of an order: one with an ``ID`` changes that line, one without is
@@ -816,7 +817,8 @@ class ExactOnline(Emulator):
                 lines.append(self._new_line(order, body))
         return lines
 
-    def _order_rules(self, order: dict[str, Any], seed: Optional[Mapping[str, list]] = None) -> None:
+    def _order_rules(self, order: dict[str, Any],
+                     seed: Optional[Mapping[str, list]] = None) -> None:
         """Exact's derived values: the customer must exist; lines are numbered, take their
         item's code, description, price and VAT code, and amounts follow."""
         accounts = ({a["ID"]: a for a in seed["Accounts"]} if seed is not None else
@@ -896,7 +898,8 @@ class ExactOnline(Emulator):
         order, index = self._order_of_line(id)
         if len(order.entity[LINES]) == 1:
             raise ApiError("bad_request", "A sales order must have at least one line.")
-        entity = {**order.entity, LINES: [l for i, l in enumerate(order.entity[LINES]) if i != index]}
+        entity = {**order.entity,
+                  LINES: [l for i, l in enumerate(order.entity[LINES]) if i != index]}
         self._order_rules(entity)
         self.commit(ORDERS, entity["OrderID"], entity)
         return self.respond(204)

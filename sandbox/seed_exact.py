@@ -108,19 +108,20 @@ def exact_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
 
     orders = []
     for shop_order in overlap.orders:
-        lines = [(by_shop_product[l["product_id"]], Decimal(l["quantity"]), Decimal(l["unit_price"]))
-                 for l in shop_order["lines"]]
+        lines = [(by_shop_product[l["product_id"]], Decimal(l["quantity"]),
+                  Decimal(l["unit_price"])) for l in shop_order["lines"]]
         orders.append(_order(rng, FIRST_ORDER_NUMBER + len(orders),
                              by_shop_customer[shop_order["customer_id"]], lines,
                              shop_order["number"], shop_order["order_date"], next(stamps)))
     while len(orders) < ORDERS:
         account = rng.choice(accounts[SHARED_ACCOUNTS:])
         chosen = rng.sample(items[SHARED_ITEMS:], rng.randrange(1, 4))
-        lines = [(item, Decimal(rng.randrange(1, 6)), item["StandardSalesPrice"]) for item in chosen]
+        lines = [(item, Decimal(rng.randrange(1, 6)), item["StandardSalesPrice"])
+                 for item in chosen]
         stamp = next(stamps)
+        ordered = (stamp - datetime.timedelta(days=rng.randrange(0, 5))).date().isoformat()
         orders.append(_order(rng, FIRST_ORDER_NUMBER + len(orders), account, lines, None,
-                             (stamp - datetime.timedelta(days=rng.randrange(0, 5))).date().isoformat(),
-                             stamp))
+                             ordered, stamp))
     return {"Accounts": accounts, "Items": items, "SalesOrders": orders}
 
 

@@ -95,8 +95,9 @@ def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
     assert len([e for e in ex_env.log() if "/sync/CRM/Accounts" in e["path"]]) == 1
 
     bearer = {"Authorization": f"Bearer {ex_env.stored()['access_token']}"}
-    assert requests.delete(f"{ex_env.sandbox.url(SYSTEM)}/v1/{ex.DIVISION}/crm/Accounts"
-                           f"(guid'{accounts[4].id}')", headers=bearer, timeout=10).status_code == 204
+    deleted = requests.delete(f"{ex_env.sandbox.url(SYSTEM)}/v1/{ex.DIVISION}/crm/Accounts"
+                              f"(guid'{accounts[4].id}')", headers=bearer, timeout=10)
+    assert deleted.status_code == 204
     [gone] = [r for r in connector.read("Accounts", watermark) if r.deleted]
     assert gone.id == accounts[4].id and gone.modified > watermark
 

@@ -52,7 +52,8 @@ class Client:
             "client_id": ex.CLIENT_ID, "client_secret": self.sandbox.api_key(SYSTEM), **form},
             timeout=10)
 
-    def call(self, method: str, path: str, *, accept_json: bool = True, **kwargs) -> requests.Response:
+    def call(self, method: str, path: str, *, accept_json: bool = True,
+             **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.tokens['access_token']}",
                    **({"Accept": "application/json"} if accept_json else {}),
                    **kwargs.pop("headers", {})}
@@ -97,7 +98,8 @@ def test_codes_are_single_use_and_refresh_tokens_rotate(client):
     assert too_early.status_code == 400 and "570 seconds" in too_early.json()["error_description"]
     assert client.control("/_sandbox/expire-tokens").json()["expired"] >= 1
     old_access = client.call("GET", "crm/Accounts?$top=1")
-    assert old_access.status_code == 401 and "invalid_token" in old_access.headers["WWW-Authenticate"]
+    assert old_access.status_code == 401
+    assert "invalid_token" in old_access.headers["WWW-Authenticate"]
     assert _message(old_access.json()) == "The access token is invalid or has expired."
 
     rotated = client.grant(grant_type="refresh_token", refresh_token=current["refresh_token"])
@@ -160,7 +162,8 @@ def test_normal_pages_hold_60_and_bulk_and_sync_1000_with_next_links(client):
 def test_sync_timestamps_follow_every_write_and_deletions(client):
     rows = client.json("GET", "sync/CRM/Accounts", params={
         "$select": "Timestamp,ID,Name", "$filter": "Timestamp gt 1L"})[1]["d"]["results"]
-    assert len(rows) == 40 and [r["Timestamp"] for r in rows] == sorted(r["Timestamp"] for r in rows)
+    stamps = [r["Timestamp"] for r in rows]
+    assert len(rows) == 40 and stamps == sorted(stamps)
     high = max(r["Timestamp"] for path in ("sync/CRM/Accounts", "sync/Logistics/Items",
                                            "sync/SalesOrder/SalesOrders")
                for r in client.json("GET", path, params={

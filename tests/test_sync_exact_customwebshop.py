@@ -17,7 +17,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from decimal import Decimal
 
@@ -202,7 +201,8 @@ def test_first_run_links_and_creates_the_rerun_writes_nothing_and_tokens_rotate(
         lines = order["SalesOrderLines"]["results"]
         assert [exact_items[l["Item"]] for l in lines] == \
             [shop_items[l["product_id"]] for l in shop_order["lines"]]
-        assert [l["Quantity"] for l in lines] == [Decimal(l["quantity"]) for l in shop_order["lines"]]
+        assert [l["Quantity"] for l in lines] == \
+            [Decimal(l["quantity"]) for l in shop_order["lines"]]
     exact_only = [o for o in orders if not o["YourRef"]]
     numbers = {o["number"] for o in exh.shop_all("orders")}
     assert exact_only and all(str(o["OrderNumber"]) in numbers for o in exact_only)
