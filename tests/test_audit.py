@@ -17,11 +17,13 @@ import pyarrow.parquet
 from hypothesis import given, settings, strategies as st
 
 from connectors import connector_for
+from connectors.base import SystemConfig
 from connectors.linkstore import LINKED, Link
 from pipelines import cli, history
 from pipelines.config import load_config, parse_config
 from pipelines.spec import get_dataflow
 from transforms import audit
+from transforms.common import PairContext
 from transforms.mapping import MappingError, PairMapper
 from transforms.planner import SOURCE, TARGET, Entity, other, plan_group
 from tests.conftest import group_by
@@ -67,6 +69,40 @@ def test_every_written_value_says_where_it_came_from(base_name, s_name, t_name, 
             if p.conflict:
                 assert p.rule == conflicted[p.property].rule
             assert p.rule.startswith("first link") != linked
+
+
+def test_a_conflict_settled_without_a_write_is_an_event_and_the_committed_values_are_after():
+    pair = SPEC.pair("product")
+    ctx = PairContext(dataflow=DATAFLOW, pair=pair,
+                      source_system=SystemConfig("customerp", "customerp", "https://erp"),
+                      target_system=SystemConfig("customwebshop", "customwebshop",
+                                                 "https://shop"),
+                      link_store="sqlite:///unused.db", run_id="run-7")
+    base = {"sku": "IT-1", "name": "Kaffe", "price": Decimal("10"), "stock_quantity": 5}
+    link = Link(pair="k", link_id="s:IT-1", source_id="IT-1", target_id="prd_1", state=LINKED,
+                snapshot_source=dict(base), snapshot_target=dict(base))
+    # sku (immutable) changed on both sides: a conflict nothing may write; name only in the ERP
+    source = Entity(SOURCE, "IT-1", dict(base, sku="IT-1B", name="Kaffe mørk"), T0)
+    target = Entity(TARGET, "prd_1", dict(base, sku="IT-1C"), T0 + datetime.timedelta(hours=1))
+    [plan], _ = plan_group(pair, "k", [source], [target], [link], "run-7")
+    # the webshop answers the write with its own spelling of the name
+    committed = plan.link.replace(snapshot_target=dict(plan.link.snapshot_target,
+                                                       name="KAFFE MØRK"))
+
+    events = audit.committed_events(ctx, plan, committed, T0)
+
+    assert [(e["operation"], e["direction"], e["system"]) for e in events] == [
+        ("update", "to_target", "customwebshop"), ("conflict", "to_source", "customerp")]
+    [name] = events[0]["properties"]
+    assert (audit.value_of(name["before"]), audit.value_of(name["after"]),
+            audit.value_of(name["from_value"]), name["from_system"], name["rule"]) == (
+        "Kaffe", "KAFFE MØRK", "Kaffe mørk", "customerp", "changed in source")
+    [sku] = events[1]["properties"]
+    assert (audit.value_of(sku["before"]), audit.value_of(sku["after"]),
+            audit.value_of(sku["from_value"]), sku["from_side"], sku["conflict"]) == (
+        "IT-1B", "IT-1B", "IT-1C", TARGET, True)
+    assert sku["rule"].startswith("latest change wins; not written")
+    assert len({e["event_id"] for e in events}) == 2
 
 
 # --- end to end against the sandbox ----------------------------------------------------------
@@ -264,6 +300,12 @@ def test_audit_log_holds_exactly_the_writes_that_happened_and_replays_to_the_end
     assert cli.main(["history", erp_customer["CustomerNo"], "--config", harness.config,
                      "--since", "2999-01-01"]) == 0
     assert capsys.readouterr().out.strip() == f"no audit events for {erp_customer['CustomerNo']}"
+    assert cli.main(["history", erp_customer["CustomerNo"], "--config", harness.config,
+                     "--dataflow", "customwebshop-businessnxt"]) == 0
+    assert capsys.readouterr().out.strip() == f"no audit events for {erp_customer['CustomerNo']}"
+    assert cli.main(["history", erp_customer["CustomerNo"], "--config", harness.config,
+                     "--dataflow", DATAFLOW, "--since", "1d"]) == 0
+    assert capsys.readouterr().out == story      # found by its id on the other side, too
     assert cli.main(["runs", "--config", harness.config, "--last", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:]] == [third["run_id"], second["run_id"]]
