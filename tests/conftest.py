@@ -84,6 +84,10 @@ class SyncHarness:
             if offset >= body["total"] or not body["items"]:
                 return rows
 
+    def shop_all(self, resource: str) -> list[dict]:
+        """Every live (not soft-deleted) webshop record of ``resource``."""
+        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
+
     def get(self, system: str, resource: str, key: str) -> requests.Response:
         return self._session(system).get(f"{self.sandbox.url(system)}/{resource}/{key}",
                                          timeout=30)

@@ -42,8 +42,6 @@ class ExactHarness(SyncHarness):
 
     def __init__(self, sandbox: Sandbox, state: pathlib.Path):
         super().__init__(sandbox, state)
-        self.shop = requests.Session()
-        self.shop.headers["X-Api-Key"] = sandbox.api_key("customwebshop")
         self.store_url = "sqlite:///" + str(sandbox.state_dir / "links.db")
         self.authorize()
         # the test's own Exact session (a second app user would have its own tokens)
@@ -82,15 +80,6 @@ class ExactHarness(SyncHarness):
         response = self.exact.put(f"{self.sandbox.root_url('exact')}{ROOT}/{path}(guid'{key}')",
                                   json=body, headers=self.bearer(), timeout=30)
         assert response.status_code == 204, response.text
-
-    def shop_all(self, resource: str) -> list[dict]:
-        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
-
-    def shop_patch(self, resource: str, key: str, body: dict) -> dict:
-        response = self.shop.patch(f"{self.sandbox.url('customwebshop')}/{resource}/{key}",
-                                   json=body, timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
 
     def writes(self, system: str) -> dict:
         """Requests that change state since the log was cleared, by method (token requests
@@ -242,14 +231,14 @@ def test_edits_both_ways_and_an_exact_4xx_is_dead_lettered_without_retry(exh):
                      "Code")
     products = group_by(exh.shop_all("products"), "sku")
     sku = sorted(set(items) & set(products))[0]
-    exh.shop_patch("customers", shop[emails[0]][0]["id"], {"phone": "+47 400 00 001"})
+    exh.patch_shop("customers", shop[emails[0]][0]["id"], {"phone": "+47 400 00 001"})
     exh.exact_put("crm/Accounts", accounts[emails[1]][0]["ID"], {"City": "Tromsø"})
     exh.exact_put("logistics/Items", items[sku][0]["ID"], {"Description": "Termos 1 l, blå"})
     order = exh.shop_all("orders")[0]
     lines = [dict(line) for line in order["lines"]]
     lines[0]["quantity"] = "7"
     lines.append({"product_id": products[sku][0]["id"], "quantity": "2", "unit_price": "10.00"})
-    exh.shop_patch("orders", order["id"], {"lines": lines})
+    exh.patch_shop("orders", order["id"], {"lines": lines})
     # a webshop customer with no name: Exact refuses an account without one (HTTP 400)
     nameless = exh.post("customwebshop", "customers", {"email": "no.name@example.net"})
     exh.clear_logs()
