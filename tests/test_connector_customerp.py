@@ -69,7 +69,7 @@ def test_wrong_api_key_is_a_permanent_error(sandbox, monkeypatch):
 def test_full_read_returns_every_seeded_entity_once(erp, sandbox, entity):
     records = list(erp.read(entity))
     assert sorted(r.id for r in records) == sorted(row[KEYS[entity]] for row in SEED[entity])
-    # one page of 500 holds them all; a short page is the last
+    # one page holds them all; a short page is the last
     assert sandbox.requests(SYSTEM)["count"] == 1 == erp.request_count
     for record in records:
         assert record.fields[KEYS[entity]] == record.id
