@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install docs template reliability clean
+.PHONY: demo test install docs template reliability bench clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 # The full seeded fault campaign (100 seeds, ~30 min); `make test` runs a fast subset.
 reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability.campaign --seeds 0-99
+
+# Performance benchmarks P1–P5 (~15 min; not part of `make test`): results into BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks --runs 3
 
 docs: $(STAMP)
 	$(BIN)/talksync docs --out docs/dataflows

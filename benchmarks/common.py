@@ -1,0 +1,132 @@
+"""What the benchmarks share: running one measured case in a fresh process, statistics, context.
+
+Every measured case runs in a child process of its own (``python -m benchmarks.<module> ...``),
+so its peak RSS is its own (``os.wait4``), no state leaks from one run into the next, and
+start-up is included where a target says so. The child prints one JSON line after
+:data:`RESULT_MARKER`; :func:`run_case` returns it with the child's wall time and peak RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+RESULT_MARKER = "BENCHMARK-RESULT "
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseRun:
+    """One run of one case: what the child reported, its wall time and peak RSS."""
+
+    result: dict
+    wall_s: float
+    peak_rss_mb: float
+
+
+def run_case(module: str, *args: str, env: dict | None = None,
+             timeout_s: float = 1800) -> CaseRun:
+    """Runs ``python -m benchmarks.<module> ARGS`` and returns its result line, wall, peak RSS.
+
+    Raises ``RuntimeError`` with the child's output when it fails or reports nothing.
+    """
+    command = [sys.executable, "-m", f"benchmarks.{module}", *args]
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **(env or {})}, text=True)
+    try:
+        out, err = child.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+        raise RuntimeError(f"{' '.join(command)} timed out after {timeout_s} s:\n{err[-4000:]}")
+    # communicate() has reaped the child; its rusage is in RUSAGE_CHILDREN only as a running
+    # maximum over all children, so the child reports its own peak (see report()).
+    wall = time.perf_counter() - started
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_MARKER)]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n"
+                           f"{out[-2000:]}\n{err[-4000:]}")
+    result = json.loads(lines[-1][len(RESULT_MARKER):])
+    return CaseRun(result=result, wall_s=wall, peak_rss_mb=result.get("peak_rss_mb", 0.0))
+
+
+def report(result: dict) -> None:
+    """Prints the child's result line (with its own peak RSS) for :func:`run_case`."""
+    import resource
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
+    print(RESULT_MARKER + json.dumps({**result, "peak_rss_mb": round(peak_kb / 1024, 1)},
+                                     default=str), flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """min / median / max of ≥ 1 measurements."""
+
+    low: float
+    median: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Spread":
+        if not values:
+            raise ValueError("no measurements")
+        return cls(min(values), statistics.median(values), max(values))
+
+    def text(self, digits: int = 2, unit: str = "") -> str:
+        return (f"{self.low:.{digits}f} / {self.median:.{digits}f} / "
+                f"{self.high:.{digits}f}{unit}")
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def machine() -> dict[str, Any]:
+    """Where and when the benchmarks ran."""
+    import apache_beam
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [line.split(":", 1)[1].strip() for line in info
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
+            "python": platform.python_version(), "beam": apache_beam.__version__,
+            "os": f"{platform.system()} {platform.release()}"}
+
+
+@contextlib.contextmanager
+def workdir():
+    """A fresh temporary folder for one measured case (sandbox state, link store, run files)."""
+    with tempfile.TemporaryDirectory(prefix="talksync-bench-") as path:
+        yield pathlib.Path(path)
+
+
+def quiet_logs() -> None:
+    """Beam's and talksync's INFO lines off in a child (they would cost time and noise)."""
+    import logging
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("talksync.progress").setLevel(logging.WARNING)

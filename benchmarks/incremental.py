@@ -1,0 +1,185 @@
+"""P4 incremental (and P5 memory): 100 changed entities among 100k linked ones.
+
+Set-up (not timed): a sandbox (seed 42) whose webshop and ERP each get ``--n`` more customers,
+written into the emulators' state files with last year's timestamps, and a link store with the
+``--n`` links between them (snapshots: each side's own canonical view, made by the pair's real
+mapper), and watermarks at the present. Then ``--changed`` customers are edited through the
+APIs, half in each system.
+
+Measured: ``talksync run customerp-customwebshop --pairs customer`` (incremental, the default
+runner: Beam's in-memory engine) as a child process from interpreter start to exit, its peak
+RSS, and every read the run makes of the link store: calls and links returned per method,
+counted by wrapping the store's read methods in the child.
+Targets: link reads O(changed), wall < 30 s, peak RSS ≤ 1.5 GB.
+
+Usage: ``python -m benchmarks.incremental --n 100000 --changed 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import pathlib
+import time
+
+from benchmarks.common import CaseRun, quiet_logs, report, run_case, workdir
+
+DATAFLOW = "customerp-customwebshop"
+PAIR = "customer"
+_OLD = "2025-06-01T00:00:00.000000Z"
+#: the link store's read methods, counted in the measured run
+_READS = ("lookup_by_source", "lookup_by_target", "pending", "open_dead_letters",
+          "get_watermark", "reserve", "reserve_many", "read_state")
+
+
+def webshop_customer(i: int) -> dict:
+    return {"id": f"cus_b{i:06d}", "email": f"bench{i}@example.com", "first_name": "Bench",
+            "last_name": f"Kunde {i}", "company_name": f"Bench Kunde {i} AS",
+            "phone": f"+47 {40000000 + i}", "vat_number": None,
+            "address": {"line1": f"Storgata {i % 200 + 1}", "line2": None,
+                        "postal_code": f"{i % 9000 + 1000}", "city": "Oslo", "country": "NO"},
+            "updated_at": _OLD, "deleted": False}
+
+
+def erp_customer(i: int) -> dict:
+    return {"CustomerNo": f"B{i:06d}", "Name": f"Bench Kunde {i} AS", "OrgNo": None,
+            "Email": f"bench{i}@example.com", "Phone": f"+47 {40000000 + i}",
+            "Street": f"Storgata {i % 200 + 1}", "Street2": None,
+            "ZipCode": f"{i % 9000 + 1000}", "City": "Oslo", "CountryCode": "NO",
+            "ModifiedAt": _OLD}
+
+
+def _grow_state(path: pathlib.Path, resource: str, rows) -> None:
+    """Appends ``rows`` (version 1) to ``resource`` in an emulator's state file."""
+    state = json.loads(path.read_text(encoding="utf-8"))
+    state["collections"][resource] += [{"version": 1, "entity": row} for row in rows]
+    path.write_text(json.dumps(state), encoding="utf-8")
+
+
+def set_up(workdir: pathlib.Path, n: int):
+    """The grown sandbox's state and the link store; returns the config path."""
+    from connectors.linkstore import Link, open_link_store
+    from pipelines.spec import get_dataflow
+    from sandbox.server import Sandbox
+    from transforms.mapping import PairMapper
+    state = workdir / "sandbox"
+    Sandbox(state_dir=state, base_port=0, systems=("customwebshop", "customerp"),
+            seed=42).start().stop()            # writes the seed state files
+    _grow_state(state / "customwebshop.json", "customers",
+                (webshop_customer(i) for i in range(n)))
+    _grow_state(state / "customerp.json", "Customers", (erp_customer(i) for i in range(n)))
+    mapper = PairMapper(get_dataflow(DATAFLOW).pair(PAIR))
+    pair_key = f"{DATAFLOW}/{PAIR}"
+    url = f"sqlite:///{state / 'links.db'}"
+    with open_link_store(url) as store:
+        for start in range(0, n, 5000):
+            links = []
+            for i in range(start, min(n, start + 5000)):
+                shop, erp = webshop_customer(i), erp_customer(i)
+                links.append(Link(
+                    pair=pair_key, link_id=f"s:{erp['CustomerNo']}",
+                    source_id=erp["CustomerNo"], target_id=shop["id"],
+                    snapshot_source=mapper.view("source", {
+                        k: v for k, v in erp.items() if k != "ModifiedAt"}, None),
+                    snapshot_target=mapper.view("target", {
+                        k: v for k, v in shop.items()
+                        if k not in ("id", "updated_at", "deleted")}, None)))
+            store.commit(links)
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        for system in ("customwebshop", "customerp"):
+            store.advance_watermark(DATAFLOW, PAIR, system, now)
+    return url
+
+
+def measure(n: int, changed: int, workdir: pathlib.Path, in_process: bool = False) -> dict:
+    """Set-up, edits, then the run: in a child process (timed, its RSS its own), or with
+    ``in_process`` in this one (a smoke test's shortcut: wall and RSS then mean nothing)."""
+    from sandbox.server import Sandbox
+    from tests.conftest import SyncHarness
+    started = time.perf_counter()
+    url = set_up(workdir, n)
+    setup_s = time.perf_counter() - started
+    time.sleep(1.0)   # the edits come after the watermarks, by the emulators' clocks too
+    with Sandbox(state_dir=workdir / "sandbox", base_port=0,
+                 systems=("customwebshop", "customerp"), seed=42) as sandbox:
+        os.environ.update(sandbox.environ())
+        harness = SyncHarness(sandbox, workdir)
+        for i in range(0, changed, 2):
+            harness.patch_shop("customers", f"cus_b{i * 7 % n:06d}",
+                               {"phone": f"+47 {90000000 + i}"})
+        for i in range(1, changed, 2):
+            harness.put_erp("Customers", f"B{i * 7 % n:06d}", {"Name": f"Bench Kunde {i} ASA"})
+        harness.clear_logs()
+        if in_process:
+            started = time.perf_counter()
+            run = CaseRun(sync(str(sandbox.config_path)), time.perf_counter() - started, 0.0)
+        else:
+            run = run_case("incremental", "--sync", str(sandbox.config_path))
+        requests = {s: sandbox.requests(s)["by_method"] for s in ("customwebshop", "customerp")}
+    return {"n": n, "changed": changed, "setup_s": round(setup_s, 1),
+            "wall_s": round(run.wall_s, 3), "sync_peak_rss_mb": run.peak_rss_mb,
+            "link_reads": run.result["link_reads"], "counters": run.result["counters"],
+            "run_s": run.result["duration_s"], "requests": requests, "store": url}
+
+
+@contextlib.contextmanager
+def counting_link_reads():
+    """Counts, while active, every read of a SQLite link store in this process: a dict of
+    method name -> [calls, links (or values) returned]."""
+    from connectors.sqlite_store import SqliteLinkStore
+    reads: dict = {}
+    originals = {name: getattr(SqliteLinkStore, name) for name in _READS
+                 if hasattr(SqliteLinkStore, name)}
+
+    def counted(name, method):
+        def wrapper(self, *args, **kwargs):
+            result = method(self, *args, **kwargs)
+            count = reads.setdefault(name, [0, 0])
+            count[0] += 1
+            count[1] += len(result) if isinstance(result, (dict, list)) else 1
+            return result
+        return wrapper
+
+    for name, method in originals.items():
+        setattr(SqliteLinkStore, name, counted(name, method))
+    try:
+        yield reads
+    finally:
+        for name, method in originals.items():
+            setattr(SqliteLinkStore, name, method)
+
+
+def sync(config: str) -> dict:
+    """The measured run: `talksync run` with the store's reads counted."""
+    from pipelines import cli
+    report_path = pathlib.Path(config).parent / "incremental-report.json"
+    with counting_link_reads() as reads:
+        status = cli.main(["run", DATAFLOW, "--config", config, "--pairs", PAIR,
+                           "--report", str(report_path)])
+    if status != 0:
+        raise RuntimeError(f"talksync run exited {status}")
+    section = json.loads(report_path.read_text())["dataflows"][0]
+    return {"counters": section["pairs"][PAIR], "duration_s": section["duration_s"],
+            "link_reads": {name: {"calls": calls, "links": links}
+                           for name, (calls, links) in sorted(reads.items())}}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--changed", type=int, default=100)
+    parser.add_argument("--sync", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quiet_logs()
+    if args.sync:
+        report(sync(args.sync))
+        return
+    with workdir() as folder:
+        report(measure(args.n, args.changed, folder))
+
+
+if __name__ == "__main__":
+    main()
