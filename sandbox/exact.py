@@ -747,9 +747,11 @@ class ExactOnline(Emulator):
         if accepted.get(key, row.entity[key]) != row.entity[key]:
             raise ApiError("bad_request", f"{key} cannot be changed.")
         entity = {**row.entity, **accepted}
-        if resource == "Items" and "Code" in accepted:
+        if resource in ("Accounts", "Items") and "Code" in accepted:
+            if resource == "Accounts" and not str(entity["Code"] or "").strip().isdigit():
+                raise ApiError("bad_request", "Code: an account code is numeric.")
             entity["Code"] = pad_code(entity["Code"])
-            self._unique_code("Items", entity["Code"], row.entity[key])
+            self._unique_code(resource, entity["Code"], row.entity[key])
         if resource == ORDERS and LINES in accepted:
             entity[LINES] = self._put_lines(entity, row.entity[LINES], accepted[LINES])
             self._order_rules(entity)
