@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import pathlib
 import sys
@@ -67,16 +66,21 @@ def _met(ok: bool) -> str:
 
 def render(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
-             f"{m['os']}, Python {m['python']}, Beam {m['beam']}; load average "
-             f"{results['load_before'][0]:.2f} before and {results['load_after'][0]:.2f} after "
-             "(the machine is shared: ratios measured side by side are the result, absolute "
-             "times only context). Figures are min / median / max over the runs.", ""]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, Python "
+             f"{m['python']}, Beam {m['beam']}; shared with other jobs, so the ratios measured "
+             "side by side are the result and absolute times only context. Figures are min / "
+             "median / max over the runs; each section says when it ran and the load average "
+             "(1 min) before and after it.", ""]
+
+    def when(name: str) -> list:
+        at = results.get("when", {}).get(name)
+        return [f"_Measured {at['date']}, load average {at['load'][0]:.2f} → "
+                f"{at['load'][1]:.2f}._", ""] if at else []
     if "P1" in results:
         r = results["P1"]
         ratio = Spread.of(r["engine_over_floor"])
         lines += [f"### P1 engine — {r['n']:,} source × {r['n']:,} target entities × "
-                  f"{r['n']:,} links, {r['runs']} runs", "",
+                  f"{r['n']:,} links, {r['runs']} runs", "", *when("P1"),
                   "| variant | seconds | peak RSS (MB) |", "|---|---|---|"]
         names = {"floor": "Beam floor: one CoGroupByKey of the same inputs",
                  "engine": "talksync: LookUpLinks + PlanSync", "python": "plain-Python reference"}
@@ -87,9 +91,10 @@ def render(results: dict) -> str:
                   f"{_met(ratio.median <= P1_TARGET)}); engine ÷ plain Python: "
                   f"{Spread.of(r['engine_over_python']).text()}. Plans: {r['counts']}.", ""]
     if "P2" in results:
-        lines += ["### P2 requests — initial sync of 1,000 records, then a rerun with no edits", "",
+        lines += ["### P2 requests — initial sync of 1,000 records, then a rerun with no edits",
+                  "", *when("P2"),
                   "| case | system | read | written | requests | target ≤ | per-record | "
-                  "fewer | rerun requests | rerun writes |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "fewer | rerun requests | rerun writes |", "|---" * 10 + "|"]
         verdicts = []
         for case, rows in results["P2"].items():
             for system in rows[0]["systems"]:
@@ -130,7 +135,7 @@ def render(results: dict) -> str:
         per_window = all(row["erp_429"] <= row["windows"] for row in rows)
         lines += [f"### P3 rate limits — customer creates into the ERP at {first['limit']} "
                   f"requests / {first['window_s']:g} s (its 600 / 60 s scaled in time), "
-                  f"webshop at its real 20 / s", "",
+                  f"webshop at its real 20 / s", "", *when("P3"),
                   "| run | ERP requests | windows | bound (s) | took (s) | efficiency | "
                   "ERP 429s | webshop 429s |", "|---|---|---|---|---|---|---|---|"]
         for i, row in enumerate(rows, 1):
@@ -148,7 +153,7 @@ def render(results: dict) -> str:
                                     if k.startswith(("lookup", "pending", "reserve")))
                                 for row in rows])
         lines += [f"### P4 incremental — {rows[0]['changed']} changed among "
-                  f"{rows[0]['n']:,} linked customers", "",
+                  f"{rows[0]['n']:,} linked customers", "", *when("P4"),
                   f"Wall time of `talksync run` from process start to exit: {wall.text()} s "
                   f"(target < {P4_WALL_S:g} s: {_met(wall.median < P4_WALL_S)}); the run "
                   f"itself {Spread.of([row['run_s'] for row in rows]).text()} s. Links read "
@@ -160,9 +165,11 @@ def render(results: dict) -> str:
                   f"{rows[0]['counters']['updated_source']} in the ERP.", ""]
     rss = {}
     if "P1" in results:
-        rss["P1 engine, 100k × 100k × 100k"] = results["P1"]["rss_mb"]["engine"]
+        n = f"{results['P1']['n']:,}"
+        rss[f"P1 engine, {n} × {n} × {n}"] = results["P1"]["rss_mb"]["engine"]
     if "P4" in results:
-        rss["P4 incremental run over 100k links"] = [r["sync_peak_rss_mb"] for r in results["P4"]]
+        rss[f"P4 incremental run over {results['P4'][0]['n']:,} links"] = [
+            r["sync_peak_rss_mb"] for r in results["P4"]]
     if rss:
         lines += ["### P5 memory — peak RSS", "", "| run | peak RSS (MB) | target ≤ 1,536 MB |",
                   "|---|---|---|"]
@@ -189,24 +196,29 @@ def main(argv=None) -> None:
                         "from P1 and P4)")
     parser.add_argument("--quick", action="store_true", help="small N (a smoke run)")
     parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results.json"),
+                        help="the raw results, kept: --only reruns some and keeps the others")
     args = parser.parse_args(argv)
     only = {name.strip().upper() for name in args.only.split(",")}
     big = 100_000 if not args.quick else 500
-    results = {"machine": machine(), "load_before": load_average()}
     steps = {"P1": lambda: p1_engine(args.runs, big),
              "P2": lambda: p2_requests(args.runs, 1000 if not args.quick else 320),
              "P3": lambda: p3_rate_limits(args.runs, 450 if not args.quick else 300,
                                           4.0 if not args.quick else 20.0),
              "P4": lambda: p4_incremental(args.runs, big, 100 if not args.quick else 10)}
+    saved = pathlib.Path(args.json)
+    results = json.loads(saved.read_text()) if saved.exists() and not args.quick else {}
+    results["machine"] = machine()
     for name, step in steps.items():
         if name in only:
             print(f"{name} …", file=sys.stderr, flush=True)
+            before = load_average()[0]
             results[name] = step()
-    results["load_after"] = load_average()
+            results.setdefault("when", {})[name] = {"date": machine()["date"],
+                                                    "load": [before, load_average()[0]]}
+            if not args.quick:
+                saved.write_text(json.dumps(results, indent=1, default=str))
     text = render(results)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     write_results(pathlib.Path(args.out), text)
     print(text)
 
