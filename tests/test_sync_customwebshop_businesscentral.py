@@ -45,10 +45,6 @@ class BcHarness(SyncHarness):
     def run(self, *args: str) -> tuple[int, dict]:
         return super().run(*args, dataflow=DATAFLOW)
 
-    def shop_all(self, resource: str) -> list[dict]:
-        """Every live (not soft-deleted) webshop record of ``resource``."""
-        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
-
     def bc_all(self, entity: str) -> list[dict]:
         query = "?$expand=salesOrderLines" if entity == "salesOrders" else ""
         body = json.loads(self.bc.get(f"{self.company}/{entity}{query}", timeout=30).text,

@@ -43,10 +43,6 @@ class NxtHarness(SyncHarness):
     def run(self, *args: str) -> tuple[int, dict]:
         return super().run(*args, dataflow=DATAFLOW)
 
-    def shop_all(self, resource: str) -> list[dict]:
-        """Every live (not soft-deleted) webshop record of ``resource``."""
-        return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
-
     def shop_write(self, method: str, path: str, body: dict) -> dict:
         response = self.shop.request(method, f"{self.sandbox.url('customwebshop')}/{path}",
                                      json=body, timeout=30)
