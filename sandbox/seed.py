@@ -25,7 +25,7 @@ import functools
 import random
 import unicodedata
 from decimal import Decimal
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 SEED_END = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 SEED_WINDOW = datetime.timedelta(days=90)
@@ -357,6 +357,28 @@ class Party:
     company: Optional[str] = None
     org_no: Optional[str] = None
     vat_no: Optional[str] = None
+
+
+def customer_name(row: dict[str, Any]) -> str:
+    """A webshop customer's name as an ERP keeps it: the company, else first and last name."""
+    return row["company_name"] or f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+
+
+def party_name(party: Party) -> str:
+    """A party's name as an ERP keeps it: the company, else first and last name."""
+    return party.company or f"{party.first_name} {party.last_name}"
+
+
+def parties_not_in_shop(rng: random.Random, shop: dict[str, Any],
+                        company_share: float) -> Iterator[Party]:
+    """New parties (endless) whose e-mails no customer of the webshop seed ``shop`` has: the
+    ERP-only customers of an ERP seed."""
+    shop_emails = {row["email"].lower() for row in shop["customers"]}
+    parties = _Parties(rng)
+    while True:
+        party = parties.make(company_share=company_share)
+        if party.email.lower() not in shop_emails:
+            yield party
 
 
 class _Parties:
@@ -849,7 +871,7 @@ def _erp_data(rng: random.Random, business: _Business, shared_sales: list[Sale])
         address = party.address
         customers.append({
             "CustomerNo": customer_nos[party],
-            "Name": party.company or f"{party.first_name} {party.last_name}",
+            "Name": party_name(party),
             "OrgNo": party.org_no,
             "Email": party.email,
             "Phone": phone,

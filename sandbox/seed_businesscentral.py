@@ -71,21 +71,18 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     customers, by_shop_customer = [], {}
     for index, shop_id in enumerate(shared_customer_ids):
         row = shop_customers[shop_id]
-        name = row["company_name"] or f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+        name = webshop.customer_name(row)
         phone = None if index % 5 == 1 else row["phone"]
         customer = _customer(rng, 10000 + index + 1, row["email"], name, phone, row["address"] or {},
                              next(stamps))
         customers.append(customer)
         by_shop_customer[shop_id] = customer
-    shop_emails = {row["email"].lower() for row in shop["customers"]}
-    parties = webshop._Parties(rng)
+    parties = webshop.parties_not_in_shop(rng, shop, company_share=0.7)
     while len(customers) < CUSTOMERS:
-        party = parties.make(company_share=0.7)
-        if party.email.lower() in shop_emails:
-            continue
-        name = party.company or f"{party.first_name} {party.last_name}"
-        customers.append(_customer(rng, 10000 + len(customers) + 1, party.email, name, party.phone,
-                                   party.address, next(stamps)))
+        party = next(parties)
+        customers.append(_customer(rng, 10000 + len(customers) + 1, party.email,
+                                   webshop.party_name(party), party.phone, party.address,
+                                   next(stamps)))
 
     items, by_shop_product = [], {}
     for index, shop_id in enumerate(shared_product_ids):

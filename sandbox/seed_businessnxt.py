@@ -85,20 +85,17 @@ def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     addresses, by_customer = [], {}
     for index, shop_id in enumerate(shared_customers):
         row = shop_customers[shop_id]
-        name = row["company_name"] or f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+        name = webshop.customer_name(row)
         phone = None if index % 6 == 2 else row["phone"]
         address = _address(1 + index, row["email"], name, phone, row["address"], next(stamps),
                            rng.choice([None, 5, 12, 40]) if row["company_name"] else None)
         addresses.append(address)
         by_customer[shop_id] = address
-    shop_emails = {row["email"].lower() for row in shop["customers"]}
-    parties = webshop._Parties(rng)
+    parties = webshop.parties_not_in_shop(rng, shop, company_share=0.6)
     while len(addresses) < ADDRESSES:
-        party = parties.make(company_share=0.6)
-        if party.email.lower() in shop_emails:
-            continue
+        party = next(parties)
         addresses.append(_address(
-            len(addresses) + 1, party.email, party.company or f"{party.first_name} {party.last_name}",
+            len(addresses) + 1, party.email, webshop.party_name(party),
             party.phone, party.address, next(stamps),
             rng.randrange(1, 250) if party.company else None))
 

@@ -71,21 +71,18 @@ def exact_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
     accounts, by_shop_customer = [], {}
     for index, shop_id in enumerate(overlap.customer_ids):
         row = overlap.customers[shop_id]
-        name = row["company_name"] or f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+        name = webshop.customer_name(row)
         phone = None if index % 4 == 1 else row["phone"]
         account = _account(rng, 1000 + index + 1, row["email"], name, phone, row["vat_number"],
                            row["address"] or {}, next(stamps))
         accounts.append(account)
         by_shop_customer[shop_id] = account
-    shop_emails = {row["email"].lower() for row in shop["customers"]}
-    parties = webshop._Parties(rng)
+    parties = webshop.parties_not_in_shop(rng, shop, company_share=0.8)
     while len(accounts) < ACCOUNTS:
-        party = parties.make(company_share=0.8)
-        if party.email.lower() in shop_emails:
-            continue
-        name = party.company or f"{party.first_name} {party.last_name}"
-        accounts.append(_account(rng, 1000 + len(accounts) + 1, party.email, name, party.phone,
-                                 None, party.address, next(stamps)))
+        party = next(parties)
+        accounts.append(_account(rng, 1000 + len(accounts) + 1, party.email,
+                                 webshop.party_name(party), party.phone, None, party.address,
+                                 next(stamps)))
 
     items, by_shop_product = [], {}
     for index, shop_id in enumerate(overlap.product_ids):

@@ -7,24 +7,12 @@ import time
 
 import pytest
 
-from connectors.linkstore import open_link_store
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
+# every store of the link-store contract: SQLite and Firestore (emulator)
+from tests.test_link_stores import store, store_url  # noqa: F401
 from transforms.runlock import KeepRunLock, RunLock, RunLockedError, lock_key, release_run_lock
 
 DATAFLOW = "customerp-customwebshop"
-
-
-@pytest.fixture(params=["sqlite", "firestore"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/links.db"
-    return request.getfixturevalue("firestore_url")
-
-
-@pytest.fixture
-def store(store_url):
-    with open_link_store(store_url) as opened:
-        yield opened
 
 
 def test_a_second_run_is_refused_with_the_holder_named(store):
