@@ -64,10 +64,26 @@ def run_case(module: str, *args: str, env: dict | None = None,
 
 def report(result: dict) -> None:
     """Prints the child's result line (with its own peak RSS) for :func:`run_case`."""
-    import resource
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
-    print(RESULT_MARKER + json.dumps({**result, "peak_rss_mb": round(peak_kb / 1024, 1)},
+    print(RESULT_MARKER + json.dumps({**result, "peak_rss_mb": round(peak_rss_kb() / 1024, 1)},
                                      default=str), flush=True)
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS in KiB: ``VmHWM``, the high-water mark of its own memory.
+
+    Not ``ru_maxrss``: Linux carries the parent's RSS at fork over into the child's
+    ``ru_maxrss`` across exec, so a child of a big parent (a sandbox holding 100k rows)
+    would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 @dataclasses.dataclass(frozen=True)
