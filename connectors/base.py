@@ -36,6 +36,21 @@ class Record:
 
 
 @dataclasses.dataclass(frozen=True)
+class UnreadableRecord:
+    """A row a system returned in a read that is not a record: not an object, without an id,
+    with a modified time or deleted flag that cannot be read. :meth:`Connector.read` yields it
+    in place of the :class:`Record` and reads on; the engine makes it a dead letter of the read
+    stage, so one bad row never stops the others. ``id`` is the row's id when it has a usable
+    one (the next run reads it again by that id); ``reason`` says what is wrong."""
+
+    system: str
+    entity: str
+    id: Optional[str]
+    reason: str
+    payload: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
 class WriteOp:
     """One create or update to apply to a system.
 
@@ -162,13 +177,17 @@ class Connector(abc.ABC):
     def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
         """Every entity changed at or after ``since`` (all when None), deleted ones included.
 
+        A row that is not a record is yielded as an :class:`UnreadableRecord` (and the read
+        goes on); a page or answer that cannot be read at all raises :class:`ApiError`.
+
         Each id is yielded at most once per call (the first version seen); an entity that
         changes while the read pages on is picked up by the next run's read.
         """
 
     @abc.abstractmethod
     def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
-        """The current state of the given entities; missing ones are left out."""
+        """The current state of the given entities; missing ones are left out (unreadable ones
+        come as :class:`UnreadableRecord`, as in :meth:`read`)."""
 
     @abc.abstractmethod
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:

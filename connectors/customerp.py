@@ -17,8 +17,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from connectors.base import (ApiError, PreconditionFailedError, Record, SystemConfig, WriteOp,
                              WriteResult)
-from connectors.http import (HttpConnector, describe_error_body, format_timestamp,
-                             parse_timestamp, unique_by_id)
+from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_key,
+                             row_timestamp, unique_by_id)
 
 #: entity -> its key property
 _KEYS = {"Customers": "CustomerNo", "Products": "ItemNo", "Orders": "OrderNo"}
@@ -63,24 +63,27 @@ class CustomErpConnector(HttpConnector):
         with exactly that timestamp, less one: that overlapping row must come back first. If
         it does not, a row at the cursor was changed meanwhile (it moved to the end), the
         offset no longer lines up, and the page is read again from the cursor without a skip.
-        A short page is the last.
+        A short page is the last. An unreadable row is passed on and leaves the cursor as it
+        is (it has no usable ``ModifiedAt`` or key to page by).
         """
         cursor, at_cursor, last_id = since, 0, None
         while True:
             overlap = 1 if at_cursor else 0
             items = self._list(entity, cursor, at_cursor - overlap)
             if overlap:
-                first = self._to_record(entity, items[0], None) if items else None
-                if first is None or (first.id, first.modified) != (last_id, cursor):
+                first = self._read_row(entity, items[0]) if items else None
+                if not isinstance(first, Record) or (first.id, first.modified) != (last_id,
+                                                                                   cursor):
                     items = self._list(entity, cursor, 0)
                     overlap = at_cursor = 0
             for item in items[overlap:]:
-                record = self._to_record(entity, item, None)
-                if record.modified == cursor:
-                    at_cursor += 1
-                else:
-                    cursor, at_cursor = record.modified, 1
-                last_id = record.id
+                record = self._read_row(entity, item)
+                if isinstance(record, Record):
+                    if record.modified == cursor:
+                        at_cursor += 1
+                    else:
+                        cursor, at_cursor = record.modified, 1
+                    last_id = record.id
                 yield record
             if len(items) < self._page_size:
                 return
@@ -89,7 +92,8 @@ class CustomErpConnector(HttpConnector):
         params: dict[str, Any] = {"offset": offset, "limit": self._page_size}
         if since is not None:
             params["modifiedSince"] = format_timestamp(since)
-        return self._http.request("GET", f"/{entity}", params=params).data["items"]
+        page = self._http.request("GET", f"/{entity}", params=params).data
+        return self._page_rows(page, "items", "GET", f"/{entity}")
 
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         """One request per op (the API has no batch); failures become the op's result."""
@@ -123,7 +127,11 @@ class CustomErpConnector(HttpConnector):
         return WriteResult(ref=op.ref,
                            record=self._to_record(op.entity, response.data, response.etag))
 
+    def _key_field(self, entity: str) -> str:
+        return _KEYS[entity]
+
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
-        return Record(system=self.name, entity=entity, id=str(data[_KEYS[entity]]),
+        entity_id = row_key(data, _KEYS[entity])
+        return Record(system=self.name, entity=entity, id=entity_id,
                       fields={k: v for k, v in data.items() if k != _MODIFIED},
-                      modified=parse_timestamp(data[_MODIFIED]), etag=etag)
+                      modified=row_timestamp(data, _MODIFIED), etag=etag)

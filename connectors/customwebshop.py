@@ -17,8 +17,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from connectors.base import (ApiError, Record, SystemConfig, TransientApiError, WriteOp,
                              WriteResult)
-from connectors.http import (HttpConnector, describe_error_body, format_timestamp,
-                             parse_timestamp, unique_by_id)
+from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_flag,
+                             row_key, row_timestamp, unique_by_id)
 
 #: operations per batch request (the API's limit)
 _MAX_BATCH = 100
@@ -77,8 +77,8 @@ class CustomWebshopConnector(HttpConnector):
             params["updated_since"] = format_timestamp(since)
         while True:
             page = self._http.request("GET", f"/{entity}", params=params).data
-            for item in page["data"]:
-                yield self._to_record(entity, item, None)
+            for item in self._page_rows(page, "data", "GET", f"/{entity}"):
+                yield self._read_row(entity, item)
             if not page.get("next_page_token"):
                 return
             params["page_token"] = page["next_page_token"]
@@ -142,7 +142,8 @@ class CustomWebshopConnector(HttpConnector):
             status, result.get("body"), _METHODS[op.kind], f"{path} (in a batch)"))
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
-        return Record(system=self.name, entity=entity, id=data["id"],
+        entity_id = row_key(data, "id")
+        return Record(system=self.name, entity=entity, id=entity_id,
                       fields={k: v for k, v in data.items() if k not in _META_FIELDS},
-                      modified=parse_timestamp(data["updated_at"]),
-                      deleted=bool(data.get("deleted", False)), etag=etag)
+                      modified=row_timestamp(data, "updated_at"),
+                      deleted=row_flag(data, "deleted"), etag=etag)

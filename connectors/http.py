@@ -35,7 +35,7 @@ import urllib3
 from connectors import secrets
 from connectors.base import (ApiError, Connector, PermanentApiError, PreconditionFailedError,
                              RateLimitedError, Record, SystemConfig, TransientApiError,
-                             WriteOp)
+                             UnreadableRecord, WriteOp)
 
 #: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
 _CONNECT_TIMEOUT_S = 5.0
@@ -51,6 +51,8 @@ _MAX_BACKOFF_S = 30.0
 _MAX_RETRY_AFTER_S = 300.0
 #: characters of a non-JSON error body kept in an exception
 _ERROR_TEXT_LIMIT = 1000
+#: characters of a garbled (non-JSON or malformed) answer quoted in an exception
+_GARBLED_TEXT_LIMIT = 200
 #: statuses that may succeed when the same request is sent again
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: the kinds of :class:`WriteOp`
@@ -371,22 +373,28 @@ class HttpClient:
                 paced = (self._pacer.after_response(response.status_code, response.headers)
                          if self._pacer else None)
                 if 200 <= response.status_code < 300:
-                    return HttpResponse(response.status_code, response.headers,
-                                        self._decode(response, method, path))
-                if response.status_code == 401 and self._auth is not None and not refreshed:
+                    try:
+                        return HttpResponse(response.status_code, response.headers,
+                                            self._decode(response, method, path))
+                    except TransientApiError as garbled:
+                        # carried out, but the answer is not JSON (a proxy's or login page):
+                        # asked again like a 5xx when asking again is safe
+                        error, retry, wait = garbled, idempotent, self._backoff(attempt)
+                elif response.status_code == 401 and self._auth is not None and not refreshed:
                     refreshed = refresh = True  # refused: once, a new token and again
                     continue
-                error = self.error_for(response.status_code, self._error_body(response),
-                                       method, path)
-                retry = (response.status_code in _RETRY_STATUSES
-                         and (idempotent or response.status_code == 429))
-                wait = _retry_after(response)
-                if wait is None:
-                    wait = paced
-                if wait is None:
-                    wait = self._backoff(attempt)
-                elif wait > _MAX_RETRY_AFTER_S:
-                    retry = False
+                else:
+                    error = self.error_for(response.status_code, self._error_body(response),
+                                           method, path)
+                    retry = (response.status_code in _RETRY_STATUSES
+                             and (idempotent or response.status_code == 429))
+                    wait = _retry_after(response)
+                    if wait is None:
+                        wait = paced
+                    if wait is None:
+                        wait = self._backoff(attempt)
+                    elif wait > _MAX_RETRY_AFTER_S:
+                        retry = False
             if not retry or attempt >= self._max_retries:
                 raise error
             self._sleep(wait)
@@ -401,6 +409,15 @@ class HttpClient:
             message += f": {detail}"
         return error_type(status)(self._masker.mask(message), status=status,
                                   system=self._system, body=body)
+
+    def malformed(self, method: str, path: str, problem: str, body: Any) -> TransientApiError:
+        """The exception for a JSON answer that is not what the API promises (a page without
+        its rows): ``problem`` says what is wrong, the start of ``body`` is quoted (masked)."""
+        text = describe_error_body(self._mask_body(body))
+        if len(text) > _GARBLED_TEXT_LIMIT:
+            text = text[:_GARBLED_TEXT_LIMIT] + "…"
+        return TransientApiError(self._masker.mask(
+            f"{self._system}: {method} {path} answered {problem}: {text}"), system=self._system)
 
     def close(self) -> None:
         self._session.close()
@@ -422,10 +439,11 @@ class HttpClient:
             return json.loads(response.content, parse_float=self._parse_float)
         except ValueError:
             # The request was carried out (2xx) but something (a proxy?) garbled the answer.
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
             raise TransientApiError(
                 self._masker.mask(f"{self._system}: {method} {path} -> HTTP "
-                                  f"{response.status_code} with a body that is not JSON: "
-                                  f"{response.text[:_ERROR_TEXT_LIMIT]}"),
+                                  f"{response.status_code} with a body that is not JSON "
+                                  f"({kind}): {response.text[:_GARBLED_TEXT_LIMIT]}"),
                 status=response.status_code, system=self._system) from None
 
     def _error_body(self, response: requests.Response) -> Any:
@@ -471,15 +489,80 @@ def _retry_after(response: requests.Response) -> Optional[float]:
         return None
 
 
-def unique_by_id(records: Iterable[Record]) -> Iterator[Record]:
+def unique_by_id(records: Iterable[Record | UnreadableRecord]) -> Iterator[Record | UnreadableRecord]:
     """``records`` without repeats of an id: a row changed during a paged read shows up again
     later in it, and each entity must reach the engine once per read (its newer state is read
-    by the next run, as it changed after this one started)."""
+    by the next run, as it changed after this one started). Unreadable rows pass through."""
     seen: set[str] = set()
     for record in records:
-        if record.id not in seen:
+        if isinstance(record, UnreadableRecord):
+            yield record
+        elif record.id not in seen:
             seen.add(record.id)
             yield record
+
+
+class UnreadableRow(ValueError):
+    """Raised by a connector's ``_to_record`` for a row that is not a record; says why."""
+
+
+def _what(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
+
+
+def row_object(data: Any) -> Mapping[str, Any]:
+    """``data`` if it is a JSON object (a row), else :class:`UnreadableRow`."""
+    if not isinstance(data, Mapping):
+        raise UnreadableRow(f"the row is {_what(data)}, not an object")
+    return data
+
+
+def row_key(data: Any, field: str) -> str:
+    """The row's id in ``field``: non-empty text (an id that is not text would not name the
+    same entity in every system and store it passes through)."""
+    value = row_object(data).get(field)
+    if value is None:
+        raise UnreadableRow(f"it has no {field}")
+    if not isinstance(value, str):
+        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not text")
+    if not value.strip():
+        raise UnreadableRow(f"its {field} is empty")
+    return value
+
+
+def row_timestamp(data: Mapping[str, Any], field: str) -> datetime.datetime:
+    """The row's modified time in ``field`` (ISO 8601 with a time zone) as aware UTC."""
+    value = data.get(field)
+    if value is None:
+        raise UnreadableRow(f"it has no {field}")
+    if not isinstance(value, str):
+        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not a timestamp")
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise UnreadableRow(f"its {field} {value!r} is not an ISO 8601 timestamp with a "
+                            "time zone") from None
+
+
+def row_flag(data: Mapping[str, Any], field: str) -> bool:
+    """The row's boolean ``field`` (missing or null: false); text like ``"false"`` is refused,
+    as reading it as true would, for a deleted flag, drop the entity silently."""
+    value = data.get(field)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not true or false")
+    return value
 
 
 class HttpConnector(Connector):
@@ -522,7 +605,7 @@ class HttpConnector(Connector):
     def close(self) -> None:
         self._http.close()
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """One ``GET /{entity}/{id}`` per id; unknown ids (404) are left out."""
         self._check_entity(entity)
         records = []
@@ -533,12 +616,45 @@ class HttpConnector(Connector):
                 if exc.status == 404:
                     continue
                 raise
-            records.append(self._to_record(entity, response.data, response.etag))
+            records.append(self._read_row(entity, response.data, response.etag))
         return records
 
     @abc.abstractmethod
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
-        """The record of one entity as the system returned it."""
+        """The record of one entity as the system returned it; :class:`UnreadableRow` when
+        the row is not a record (use :func:`row_key`, :func:`row_timestamp`,
+        :func:`row_flag`)."""
+
+    def _key_field(self, entity: str) -> str:
+        """The row member holding an entity's id (named in dead letters of unreadable rows)."""
+        return "id"
+
+    def _read_row(self, entity: str, data: Any,
+                  etag: Optional[str] = None) -> Record | UnreadableRecord:
+        """A row of a read as a :class:`Record`, or as an :class:`UnreadableRecord` saying
+        what is wrong with it (with its id when it has a usable one)."""
+        try:
+            return self._to_record(entity, data, etag)
+        except UnreadableRow as exc:
+            try:
+                entity_id: Optional[str] = row_key(data, self._key_field(entity))
+            except UnreadableRow:
+                entity_id = None
+            return UnreadableRecord(system=self.name, entity=entity, id=entity_id,
+                                    reason=f"unreadable {entity} row: {exc}", payload=data)
+
+    def _page_rows(self, page: Any, member: str, method: str, path: str) -> list:
+        """The rows of a list answer (its ``member`` list), or a :class:`TransientApiError`
+        naming what is wrong: a page that cannot be read fails the read, not one row."""
+        if not isinstance(page, Mapping):
+            raise self._http.malformed(method, path, f"{_what(page)} instead of a page object",
+                                       page)
+        rows = page.get(member)
+        if not isinstance(rows, list):
+            problem = (f"a page without its {member!r} list" if rows is None else
+                       f"a page whose {member!r} is {_what(rows)}, not a list")
+            raise self._http.malformed(method, path, problem, page)
+        return rows
 
     @staticmethod
     def _describe_error(body: Any) -> str:

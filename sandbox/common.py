@@ -6,7 +6,7 @@ the same for every emulated API lives here, once:
 
 * the request pipeline: faults, API-key check, rate limit, routing, error bodies, request log,
   and the dropped connection of a "lost response";
-* the ``/_sandbox/*`` control endpoints (request log, faults, reset);
+* the ``/_sandbox/*`` control endpoints (request log, faults, reset, raw records);
 * a process-wide monotonic clock for modification timestamps;
 * JSON that keeps :class:`~decimal.Decimal` numbers exact in both directions;
 * declarative field validation (:class:`FieldSpec`);
@@ -488,6 +488,82 @@ FAULT_STATUSES: Mapping[int, str] = {
 _FAULT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _MAX_LATENCY_MS = 60_000
 
+#: What a ``corrupt`` fault does to the answer of a matching request: the garbled pages,
+#: envelopes and error pages that real systems (or the proxies in front of them) send.
+CORRUPTIONS: Mapping[str, str] = {
+    "truncated_json": "the JSON body cut off halfway, status kept",
+    "html_200": "an HTML page with status 200 (a login or maintenance page)",
+    "html_502": "an HTML Bad Gateway page with status 502 (a proxy)",
+    "empty_200": "status 200 with an empty body",
+    "not_an_object": "the JSON body wrapped in an array",
+    "missing_list": "the JSON object without its list members (no rows, no envelope)",
+    "list_not_array": "each list member of the JSON object turned into an object",
+    "junk_rows": "rows that are not objects appended to each list member",
+}
+#: the rows ``junk_rows`` appends: text, a number, null, an array
+JUNK_ROWS: tuple[Any, ...] = ("not a row", 42, None, ["a", "list"])
+_HTML_PAGE = ("<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1>"
+              "<p>The server is temporarily unable to service your request.</p></body></html>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Corruption:
+    """A ``corrupt`` fault: answers to ``method path`` (the exact path) garbled as ``kind``."""
+
+    path: str
+    kind: str
+    method: str = "GET"
+
+    def matches(self, method: str, path: str) -> bool:
+        return (method == "HEAD" and self.method == "GET" or method == self.method) and \
+            path == self.path
+
+    def apply(self, response: Response) -> Response:
+        if self.kind in ("html_200", "html_502"):
+            status = 200 if self.kind == "html_200" else 502
+            title = "Service Unavailable" if status == 200 else "502 Bad Gateway"
+            return Response(_HTML_PAGE.format(title=title), status=status,
+                            content_type="text/html; charset=utf-8")
+        if self.kind == "empty_200":
+            return Response(b"", status=200, content_type="application/json")
+        body = response.get_data()
+        if self.kind == "truncated_json":
+            data: bytes | str = body[:len(body) // 2]
+        else:
+            data = dumps(self._reshape(loads(body)))
+        return Response(data, status=response.status_code, headers=dict(response.headers))
+
+    def _reshape(self, body: Any) -> Any:
+        if self.kind == "not_an_object" or not isinstance(body, dict):
+            return [body]
+        if self.kind == "missing_list":
+            return {key: value for key, value in body.items() if not isinstance(value, list)}
+        if self.kind == "list_not_array":
+            return {key: ({str(i): item for i, item in enumerate(value)}
+                          if isinstance(value, list) else value) for key, value in body.items()}
+        return {key: (value + list(JUNK_ROWS) if isinstance(value, list) else value)
+                for key, value in body.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "method": self.method}
+
+
+def _parse_corruptions(value: Any) -> tuple[Corruption, ...] | None:
+    """The ``corrupt`` rules of a faults body; ``None`` when malformed."""
+    if not isinstance(value, list):
+        return None
+    rules = []
+    for item in value:
+        if not isinstance(item, dict) or not {"path", "kind"} <= set(item) <= {
+                "path", "kind", "method"}:
+            return None
+        path, kind, method = item["path"], item["kind"], item.get("method", "GET")
+        if not isinstance(path, str) or not path.startswith("/") or kind not in CORRUPTIONS \
+                or not isinstance(method, str) or method.upper() not in _FAULT_METHODS:
+            return None
+        rules.append(Corruption(path, kind, method.upper()))
+    return tuple(rules)
+
 
 @dataclasses.dataclass(frozen=True)
 class FaultSettings:
@@ -500,6 +576,11 @@ class FaultSettings:
     rate_limit: Optional[RateLimit] = None
     seed: Optional[int] = None
     only: tuple[str, ...] = ()
+    corrupt: tuple[Corruption, ...] = ()
+
+    def corruption(self, method: str, path: str) -> Optional[Corruption]:
+        """The ``corrupt`` rule for a request (every matching request, not a random share)."""
+        return next((rule for rule in self.corrupt if rule.matches(method, path)), None)
 
     def applies_to(self, method: str) -> bool:
         if method == "HEAD":
@@ -515,6 +596,7 @@ class FaultSettings:
             "rate_limit": self.rate_limit.to_json() if self.rate_limit else None,
             "seed": self.seed,
             "only": list(self.only) or None,
+            "corrupt": [rule.to_json() for rule in self.corrupt] or None,
         }
 
     @classmethod
@@ -559,6 +641,13 @@ class FaultSettings:
                     )
                 else:
                     values[name] = tuple(dict.fromkeys(method.upper() for method in value))
+            elif name == "corrupt":
+                rules = _parse_corruptions(value)
+                if rules is None:
+                    problems.append((name, 'must be a list of {"path": "/api/...", "kind": '
+                                           f'one of {", ".join(CORRUPTIONS)}, "method": "GET"}}'))
+                else:
+                    values[name] = rules
             elif name == "rate_limit":
                 rule = _parse_rate_limit(value, system_limit)
                 if rule is False:
@@ -761,6 +850,7 @@ CONTROL_ROUTES: tuple[Route, ...] = (
     Route("GET", "/_sandbox/faults", "control_faults"),
     Route("POST", "/_sandbox/faults", "control_set_faults"),
     Route("POST", "/_sandbox/reset", "control_reset"),
+    Route("POST", "/_sandbox/raw/{resource}", "control_raw"),
 )
 
 
@@ -972,15 +1062,17 @@ class Emulator:
         self, resource: str, since: Optional[str] = None, after: Optional[tuple[str, str]] = None
     ) -> list[Row]:
         """Rows ordered by (timestamp, key), from ``since`` (inclusive) and after ``after``."""
-        ts_field, key_field = self.timestamp_field, self.key_fields[resource]
-        rows = [
-            row
-            for row in self.collections[resource].values()
-            if (since is None or row.entity[ts_field] >= since)
-            and (after is None or (row.entity[ts_field], row.entity[key_field]) > after)
-        ]
-        rows.sort(key=lambda row: (row.entity[ts_field], row.entity[key_field]))
-        return rows
+        # Rows stored through /_sandbox/raw may lack a timestamp (or hold one that is not
+        # text): they sort first and only a full read (no ``since``) returns them.
+        ts_field = self.timestamp_field
+        keyed = []
+        for key, row in self.collections[resource].items():
+            stamp = row.entity.get(ts_field)
+            sort_key = (stamp if isinstance(stamp, str) else "", key)
+            if (since is None or sort_key[0] >= since) and (after is None or sort_key > after):
+                keyed.append((sort_key, row))
+        keyed.sort(key=lambda item: item[0])
+        return [row for _, row in keyed]
 
     # Idempotency keys: resource → key → {"id": entity key, "at": epoch seconds}. Kept 24 hours.
 
@@ -1052,6 +1144,9 @@ class Emulator:
         if request.path.startswith("/_sandbox/"):
             return self._control(request)(environ, start_response)
         response, lost = self._serve(request)
+        corruption = self.faults.settings.corruption(request.method, request.path)
+        if corruption is not None:
+            response = corruption.apply(response)
         self.log.record(request.method, request.path, response.status_code, lost=lost)
         if lost:
             drop_connection(environ)
@@ -1141,6 +1236,42 @@ class Emulator:
         self.log.clear()
         self.faults.configure(FaultSettings())
         return self.respond(200, {"reset": True, "counts": counts})
+
+
+    def control_raw(self, request: Request, resource: str) -> Response:
+        """Store records exactly as given, without the API's validation: data the system holds
+        although its own API would refuse it (imports, old versions, direct database edits).
+
+        The body is a JSON array of objects. A record is stored under its key field when that
+        is non-empty text, else under a generated ``raw-N`` key; its timestamp is kept as
+        given (parseable ones move the emulator's clock past them).
+        """
+        if resource not in self.key_fields:
+            raise ApiError("not_found", f"no resource {resource}")
+        try:
+            records = loads(request.get_data())
+        except ValueError:
+            raise validation_error([("", "request body is not valid JSON")]) from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise validation_error([("", "request body must be a JSON array of objects")])
+        keys = []
+        with self.lock:
+            rows = self.collections[resource]
+            for record in records:
+                key = record.get(self.key_fields[resource])
+                if not isinstance(key, str) or not key:
+                    key = f"raw-{len(rows) + 1}"
+                    while key in rows:
+                        key += "+"
+                previous = rows.get(key)
+                rows[key] = Row(previous.version + 1 if previous else 1, dict(record))
+                keys.append(key)
+                try:
+                    self.clock.observe(parse_timestamp(record.get(self.timestamp_field)))
+                except (TypeError, ValueError):
+                    pass
+            self._changed()
+        return self.respond(200, {"stored": keys})
 
 
 def constant_time_equal(presented: Optional[str], expected: str) -> bool:

@@ -219,6 +219,10 @@ class Sandbox:
         """``POST /_sandbox/faults`` with ``faults`` (none: clear all); returns the active faults."""
         return self._control(system, "POST", "/_sandbox/faults", faults)
 
+    def put_raw(self, system: str, resource: str, records: list) -> list[str]:
+        """``POST /_sandbox/raw/{resource}``: store records unvalidated; returns their keys."""
+        return self._control(system, "POST", f"/_sandbox/raw/{resource}", records)["stored"]
+
     def reset(self, system: str) -> None:
         """Back to the seed data; request log and faults cleared."""
         self._control(system, "POST", "/_sandbox/reset")

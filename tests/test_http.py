@@ -366,12 +366,17 @@ def test_etag_and_empty_bodies(server, fake_time):
     assert http.request("DELETE", "/customers/x").data is None
 
 
-def test_garbled_success_body_is_a_transient_error(server, fake_time):
-    server.script(Answer(200, "<html>proxy says hi</html>"))
+def test_garbled_success_body_is_retried_when_safe_then_a_transient_error(server, fake_time):
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    server.script(Answer(200, "<html>proxy says hi</html>", html), Answer(200, {"data": []}))
     http = client(server, fake_time)
-    with pytest.raises(TransientApiError, match="not JSON"):
-        http.request("GET", "/customers")
-    assert http.request_count == 1
+    assert http.request("GET", "/customers").data == {"data": []}     # asked again
+    assert http.request_count == 2
+
+    server.script(Answer(200, "<html>proxy says hi</html>", html))
+    with pytest.raises(TransientApiError, match=r"not JSON \(text/html\): <html>proxy"):
+        http.request("POST", "/customers", json={})     # a create is never sent twice
+    assert http.request_count == 3
 
 
 def test_dumps_json_refuses_what_json_cannot_carry():

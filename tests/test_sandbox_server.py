@@ -314,7 +314,7 @@ def test_fault_settings_are_validated_and_readable(sb):
     assert erp.status_code == 400 and erp.json()["Error"]["Field"] == "rate_limit"
     active = sb.set_faults(ERP, error_rate=0.25, latency_ms=5, only=["GET"], seed=3)
     assert active == {"error_rate": 0.25, "status": 503, "latency_ms": 5, "lost_response_rate": 0.0,
-                      "rate_limit": None, "seed": 3, "only": ["GET"]}
+                      "rate_limit": None, "seed": 3, "only": ["GET"], "corrupt": None}
     assert requests.get(sb.root_url(ERP) + "/_sandbox/faults", timeout=10).json() == active
     cleared = sb.set_faults(ERP)
     assert cleared["error_rate"] == 0 and cleared["only"] is None

@@ -12,6 +12,7 @@ all that is wrong with a record at once instead of one field per run.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -21,6 +22,8 @@ from transforms import types
 #: ``resolve(pair, direction, id)`` → the id on the other side, or None when not linked.
 #: ``direction`` is "to_target" (a source id in, a target id out) or "to_source".
 Resolver = Callable[[str, str, str], Optional[str]]
+
+_ASCII_SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
 VALIDATION = "validation"
 REFERENCE = "reference"
@@ -54,6 +57,22 @@ def get_path(fields: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def _value_at(fields: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, like :func:`get_path`, but a step that holds something
+    other than an object (an address given as text) is an :class:`~types.InvalidValue`
+    rather than no value: read as empty, it would be overwritten from the other side."""
+    value: Any = fields
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise types.InvalidValue(f"{'.'.join(parts[:depth])} is "
+                                     f"{type(value).__name__} {value!r}, not an object")
+        value = value.get(part)
+    return value
+
+
 def set_path(fields: dict, path: str, value: Any) -> None:
     """Set a dotted path in nested dicts, creating the intermediate dicts."""
     parts = path.split(".")
@@ -69,7 +88,8 @@ def _format_template(template: str, fields: Mapping[str, Any]) -> Optional[str]:
         if name:
             value = get_path(fields, name)
             parts.append("" if value is None else str(value))
-    text = " ".join("".join(parts).split())
+    # collapse the ASCII spaces an empty part leaves, never a no-break space inside a value
+    text = " ".join(_ASCII_SPACES.split("".join(parts))).strip(" ")
     return text or None
 
 
@@ -116,8 +136,8 @@ class PairMapper:
         view: dict[str, Any] = {}
         for prop in properties:
             label = prefix + _label(prop, side)
-            raw = get_path(fields, prop.source if side == "source" else prop.target)
             try:
+                raw = _value_at(fields, prop.source if side == "source" else prop.target)
                 value = self._read_value(prop, raw, fields, side, resolve, problems, label)
             except types.InvalidValue as exc:
                 problems.append((label, str(exc), VALIDATION))

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 
 from connectors import connector_for
+from connectors.base import ApiError, UnreadableRecord
 from connectors.linkstore import open_link_store
 from transforms.common import PairContext, RequestCounting, Resolver, progress, this_run_links
 from transforms.mapping import MappingError, PairMapper
@@ -15,6 +16,8 @@ from transforms.planner import Entity
 
 DEAD_LETTERS = "dead_letters"
 WATERMARKS = "watermarks"
+#: the tagged output of :class:`ReadChanges` with the side's name when its read failed
+READ_FAILED = "read_failed"
 _IDS_PER_TASK = 100
 
 
@@ -24,8 +27,12 @@ class ReadChanges(beam.PTransform):
     ``since`` (ISO 8601, None for a full read) is where the previous run left off, less an
     overlap. ``retry_ids`` are entities to read again whatever their modified time: open dead
     letters and uncommitted creates. Outputs the records, and under the ``watermarks`` tag the
-    largest modified time of the changed read (the next watermark). A failed read fails the
-    run: syncing on half a picture could wrongly create or overwrite.
+    largest modified time of the changed read (the next watermark).
+
+    Under ``dead_letters``: a read-stage letter for every row that is not a record (the read
+    goes on), and one for a read that failed (an answer that stayed an error or malformed
+    after the HTTP layer's retries); a failed read also puts the side under ``read_failed``.
+    The pair must then not be planned: on half a picture it would wrongly create or overwrite.
     """
 
     def __init__(self, ctx: PairContext, side: str, since: Optional[str],
@@ -43,7 +50,7 @@ class ReadChanges(beam.PTransform):
         return (pbegin
                 | "Tasks" >> beam.Create(tasks)
                 | "Read" >> beam.ParDo(_ReadRecordsFn(self._ctx, self._side)).with_outputs(
-                    WATERMARKS, main="records"))
+                    WATERMARKS, DEAD_LETTERS, READ_FAILED, main="records"))
 
 
 class _ReadRecordsFn(beam.DoFn):
@@ -55,6 +62,7 @@ class _ReadRecordsFn(beam.DoFn):
         self._connector = connector_for(self._ctx.system(self._side))
         self._requests = RequestCounting(self._connector)
         self._read = self._ctx.counter(f"read_{self._side}")
+        self._invalid = self._ctx.counter("invalid")
 
     def process(self, task):
         kind, arg = task
@@ -64,6 +72,9 @@ class _ReadRecordsFn(beam.DoFn):
                 since = (datetime.datetime.fromisoformat(arg) if arg else None)
                 newest, count = None, 0
                 for record in self._connector.read(entity, since):
+                    if isinstance(record, UnreadableRecord):
+                        yield self._unreadable(record)
+                        continue
                     self._read.inc()
                     count += 1
                     if record.modified and (newest is None or record.modified > newest):
@@ -76,13 +87,31 @@ class _ReadRecordsFn(beam.DoFn):
             else:
                 records = self._connector.get(entity, arg)
                 for record in records:
+                    if isinstance(record, UnreadableRecord):
+                        yield self._unreadable(record)
+                        continue
                     self._read.inc()
                     yield record
                 progress.info("%s: read again %d of %d %s to retry from %s",
                               self._ctx.pair.name, len(records), len(arg), entity,
                               self._connector.name)
+        except ApiError as exc:
+            progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
+                             "%s", self._ctx.pair.name, entity, self._connector.name, exc)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                side=self._side, entity_id=None, stage="read", error_class=exc.error_class,
+                status=exc.status, direction=_direction(self._side),
+                message=f"reading {entity} failed, so pair {self._ctx.pair.name} was not "
+                        f"planned this run (the next run reads it again): {exc}"))
+            yield beam.pvalue.TaggedOutput(READ_FAILED, self._side)
         finally:
             self._requests.flush()
+
+    def _unreadable(self, record: UnreadableRecord) -> beam.pvalue.TaggedOutput:
+        self._invalid.inc()
+        return beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            side=self._side, entity_id=record.id, stage="read", error_class="validation",
+            message=record.reason, payload=record.payload, direction=_direction(self._side)))
 
     def teardown(self):
         self._connector.close()
@@ -133,7 +162,7 @@ class _MapRecordFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
                 side=self._side, entity_id=record.id, stage="map",
                 error_class=exc.error_class, message=str(exc), payload=dict(record.fields),
-                direction=f"to_{'target' if self._side == 'source' else 'source'}"))
+                direction=_direction(self._side)))
             return
         yield Entity(self._side, record.id, view, record.modified, False, record.etag)
 
@@ -148,3 +177,8 @@ class _MapRecordFn(beam.DoFn):
     def teardown(self):
         if self._store is not None:
             self._store.close()
+
+
+def _direction(side: str) -> str:
+    """The direction an entity of ``side`` syncs in (named in its dead letters)."""
+    return f"to_{'target' if side == 'source' else 'source'}"

@@ -33,7 +33,8 @@ class SyncPair(beam.PTransform):
     time) of each side's changed read); and when applying changes ``conflicts``, ``audit``
     (the audit events of what was committed), ``committed`` (the count of committed links,
     a barrier for the watermarks) and ``held`` (the pair's name if the circuit breaker held
-    its changes back: more than ``max_updates`` planned updates, not confirmed).
+    its changes back: more than ``max_updates`` planned updates, not confirmed; or if the read
+    of a side failed, and the pair was not planned at all).
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
@@ -50,19 +51,24 @@ class SyncPair(beam.PTransform):
 
     def expand(self, pbegin) -> dict:
         ctx = self._ctx
-        views, dead, watermarks = [], [], []
+        views, dead, watermarks, failed = [], [], [], []
         for side in (SOURCE, TARGET):
             position = self._positions[side]
             system = ctx.system(side).name
             records = pbegin | f"Read {side}" >> read.ReadChanges(
                 ctx, side, position.since, position.retry_ids)
+            dead.append(records[read.DEAD_LETTERS])
+            failed.append(records[read.READ_FAILED])
             watermarks.append(records[read.WATERMARKS] | f"Watermark {side}" >> beam.Map(
                 lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
             mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
             views.append(mapped.entities)
             dead.append(mapped[read.DEAD_LETTERS])
+        failed_reads = (failed | "Failed reads" >> beam.Flatten()
+                        | "Count failed reads" >> beam.combiners.Count.Globally())
         planned = (views
                    | "Both sides" >> beam.Flatten()
+                   | "SkipIfReadFailed" >> _SkipIfReadFailed(failed_reads)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx))
         dead.append(planned[plan.DEAD_LETTERS])
@@ -76,7 +82,9 @@ class SyncPair(beam.PTransform):
                      | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
                      | "HoldMassChanges" >> breaker.HoldMassChanges(
                          ctx, self._max_updates, self._confirm))
-            outputs["held"] = gated[breaker.HELD]
+            not_planned = failed_reads | "Not planned" >> beam.FlatMap(
+                lambda count, pair=ctx.pair.name: [pair] if count else [])
+            outputs["held"] = (gated[breaker.HELD], not_planned) | "Held" >> beam.Flatten()
             reserved = gated["plans"] | "ReserveLinks" >> write.ReserveLinks(ctx)
             changes = reserved.plans
             written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
@@ -90,6 +98,26 @@ class SyncPair(beam.PTransform):
                 beam.combiners.Count.Globally()
         outputs["dead_letters"] = dead | "All dead letters" >> beam.Flatten()
         return outputs
+
+
+class _SkipIfReadFailed(beam.PTransform):
+    """Passes a pair's views on only when no read of the pair failed (``failed_reads``, a
+    one-element count): planning against a partial read of one side would take the entities
+    it missed for absent and create duplicates. The gate waits for every read to finish."""
+
+    def __init__(self, failed_reads):
+        super().__init__()
+        self._failed_reads = failed_reads
+
+    def expand(self, views):
+        return views | "Gate" >> beam.ParDo(
+            _PassUnlessFn(), failed=beam.pvalue.AsSingleton(self._failed_reads))
+
+
+class _PassUnlessFn(beam.DoFn):
+    def process(self, element, failed: int):
+        if not failed:
+            yield element
 
 
 class _DropUnchangedFn(beam.DoFn):
