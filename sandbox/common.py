@@ -990,7 +990,8 @@ class Emulator:
             raise ValueError(f"not a format-{self.STATE_FORMAT} {self.system} sandbox state file")
         self.collections = {
             resource: {
-                row["entity"][self.key_fields[resource]]: Row(row["version"], row["entity"])
+                row.get("key", row["entity"].get(self.key_fields[resource])):
+                    Row(row["version"], row["entity"])
                 for row in rows
             }
             for resource, rows in saved["collections"].items()
@@ -1003,7 +1004,10 @@ class Emulator:
     def _observe_timestamps(self) -> None:
         for rows in self.collections.values():
             for row in rows.values():
-                self.clock.observe(parse_timestamp(row.entity[self.timestamp_field]))
+                try:
+                    self.clock.observe(parse_timestamp(row.entity.get(self.timestamp_field)))
+                except (TypeError, ValueError):
+                    pass  # a raw record's missing or broken timestamp (/_sandbox/raw)
 
     def _snapshot(self) -> dict[str, Any]:
         """The persistent state; taken under the lock, serialised by the caller outside it."""
@@ -1016,7 +1020,8 @@ class Emulator:
                 "clock": format_timestamp(self.clock.last),
                 "counters": dict(self.counters),
                 "collections": {
-                    resource: [{"version": row.version, "entity": row.entity} for row in rows.values()]
+                    resource: [{"key": key, "version": row.version, "entity": row.entity}
+                               for key, row in rows.items()]
                     for resource, rows in self.collections.items()
                 },
                 "idempotency": {resource: dict(keys) for resource, keys in self.idempotency.items()},
@@ -1266,10 +1271,7 @@ class Emulator:
                 previous = rows.get(key)
                 rows[key] = Row(previous.version + 1 if previous else 1, dict(record))
                 keys.append(key)
-                try:
-                    self.clock.observe(parse_timestamp(record.get(self.timestamp_field)))
-                except (TypeError, ValueError):
-                    pass
+            self._observe_timestamps()
             self._changed()
         return self.respond(200, {"stored": keys})
 

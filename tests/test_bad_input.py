@@ -608,6 +608,18 @@ def test_sandbox_raw_records_and_corrupt_faults(sandbox):
     assert response.status_code == 502 and "text/html" in response.headers["Content-Type"]
 
 
+def test_sandbox_keeps_raw_records_across_a_restart(tmp_path):
+    from sandbox.server import Sandbox
+    with Sandbox(tmp_path, base_port=0, systems=(ERP,)) as sb:
+        stored = sb.put_raw(ERP, "Customers", [{"Name": "no key", "ModifiedAt": "yesterday"}])
+    with Sandbox(tmp_path, base_port=0, systems=(ERP,)) as sb:
+        rows = requests.get(sb.url(ERP) + "/Customers", params={"limit": 1000}, timeout=10,
+                            headers={"Authorization": f"ApiKey {sb.api_key(ERP)}"}).json()
+        assert {"Name": "no key", "ModifiedAt": "yesterday"} in rows["items"]
+        assert sb.put_raw(ERP, "Customers", [{"CustomerNo": "K1"}]) == ["K1"]
+        assert stored[0].startswith("raw-")
+
+
 def _is_json(data: bytes) -> bool:
     try:
         json.loads(data)
