@@ -83,8 +83,8 @@ class RecordDeadLetters(beam.PTransform):
     """Writes the run's dead letters (JSON Lines and Parquet) and keeps them in the link store,
     so the next run reads those entities again. Outputs the count when done.
 
-    The letters of pairs in ``held`` (held back by the circuit breaker) go to the run files
-    only: stored, they would hide the letters of earlier runs, which the next run must retry.
+    The letters of pairs in ``held`` (held back by the circuit breaker, or not planned because
+    a read failed) go to the run files only: stored, they would hide the letters of earlier runs, which the next run must retry.
     """
 
     def __init__(self, run_dir: str, link_store: Optional[str],
@@ -125,8 +125,9 @@ class _StoreDeadLettersFn(beam.DoFn):
 class AdvanceWatermarks(beam.PTransform):
     """After ``barrier`` is complete: moves each (pair, system) watermark forward and retires
     the dead letters that earlier runs left for the pairs this run processed — except for the
-    pairs in ``held`` (names of pairs whose changes the circuit breaker held back: their next
-    run must read the same changes and retry the same letters)."""
+    pairs in ``held`` (names of pairs whose changes the circuit breaker held back, or that were
+    not planned because a read failed: their next run must read the same changes and retry the
+    same letters)."""
 
     def __init__(self, link_store: str, dataflow: str, run_id: str, pairs: Sequence[str],
                  barrier: Iterable[beam.PCollection], held: Optional[beam.PCollection] = None):
