@@ -28,7 +28,13 @@ from tests.test_sync_customerp_customwebshop import _assert_one_to_one
 
 ERP, SHOP = "customerp", "customwebshop"
 DROP = object()          # an override that removes the field
-NOW = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+NOW = _now()
 MARK = "corpus-bad"      # in the "Note" of every injected bad record (a field nothing maps)
 ERP_KEYS = {"Customers": "CustomerNo", "Products": "ItemNo", "Orders": "OrderNo"}
 
@@ -521,6 +527,11 @@ def test_malformed_pages_fail_only_their_pair_and_the_next_run_syncs_it(corpus):
     h.post(ERP, "Customers", {"Name": "Begge Sider AS", "Email": "both@corpus.test"})
     h.post(SHOP, "customers", {"email": "both@corpus.test", "company_name": "Begge Sider AS"})
     h.put_erp("Orders", order_no, {"Status": "Released"})
+    # an unreadable row fixed in the ERP (it gets its ModifiedAt) syncs once read
+    [(_, fixed, _)] = corpus.expected["erp modified missing"]
+    record = {k: v for k, v in h.get(ERP, "Customers", fixed).json().items() if k != "Note"}
+    h.sandbox.put_raw(ERP, "Customers", [dict(record, Phone="+47 22 00 00 00",
+                                              ModifiedAt=_now())])
     h.clear_logs()
 
     report = _run_with_page_faults(h, "html_200", "truncated_json", "html_502")
@@ -542,7 +553,10 @@ def test_malformed_pages_fail_only_their_pair_and_the_next_run_syncs_it(corpus):
 
     customers = report["pairs"]["customer"]
     assert (customers["linked_by_match"], customers["created_in_target"],
-            customers["created_in_source"]) == (1, 0, 0)          # linked, not created twice
+            customers["created_in_source"]) == (1, 1, 0)          # linked, not created twice
+    [fixed_copy] = [c for c in h.list_all(SHOP, "customers")
+                    if c.get("email") == f"{fixed.lower()}@corpus.test"]
+    assert fixed_copy["phone"] == "+47 22 00 00 00"
     assert h.get(SHOP, "customers", linked["id"]).json()["phone"] == "+47 400 12 345"
     assert _shop_order(h, order_no)["status"] == "processing"      # the order pair waits
 
