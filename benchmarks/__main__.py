@@ -4,6 +4,7 @@ The results go between the ``<!-- results -->`` markers of BENCHMARKS.md (the re
 the notes on fixes with their before/after figures, is kept), and as JSON to ``--json``.
 
 Usage: ``python -m benchmarks [--runs 3] [--only P1,P4] [--quick] [--out BENCHMARKS.md]``
+(``--quick``: small N, a check that everything runs; it writes no results unless ``--out``.)
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ def main(argv=None) -> None:
     parser.add_argument("--only", default="P1,P2,P3,P4", help="comma-separated (P5 comes "
                         "from P1 and P4)")
     parser.add_argument("--quick", action="store_true", help="small N (a smoke run)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--out", help="the Markdown file whose results section is rewritten "
+                        "(default BENCHMARKS.md; with --quick, none unless given)")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results.json"),
                         help="the raw results, kept: --only reruns some and keeps the others")
     args = parser.parse_args(argv)
@@ -219,7 +221,9 @@ def main(argv=None) -> None:
             if not args.quick:
                 saved.write_text(json.dumps(results, indent=1, default=str))
     text = render(results)
-    write_results(pathlib.Path(args.out), text)
+    out = args.out or (None if args.quick else os.path.join(ROOT, "BENCHMARKS.md"))
+    if out:
+        write_results(pathlib.Path(out), text)
     print(text)
 
 
