@@ -114,10 +114,15 @@ def date_to_int(value: Any) -> Optional[int]:
 
 
 def int_to_date(value: Any) -> Optional[str]:
-    """BNXT's integer ``yyyymmdd`` as an ISO date; 0 and null mean no date."""
+    """BNXT's integer ``yyyymmdd`` as an ISO date; 0 and null mean no date. A value that is no
+    date (``20261340``) is passed on as text, so the mapping refuses that one record with a
+    dead letter naming it instead of the read failing."""
     if not value:
         return None
-    return datetime.date(value // 10000, value // 100 % 100, value % 100).isoformat()
+    try:
+        return datetime.date(value // 10000, value // 100 % 100, value % 100).isoformat()
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def changed_at(row: Mapping[str, Any]) -> Optional[datetime.datetime]:
@@ -127,10 +132,12 @@ def changed_at(row: Mapping[str, Any]) -> Optional[datetime.datetime]:
         moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z", "+00:00"))
         return (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
     if row.get("changedDate"):
-        day = int_to_date(row["changedDate"])
         time = row.get("changedTime") or 0
-        return datetime.datetime.fromisoformat(day).replace(hour=time // 100, minute=time % 100,
-                                                            tzinfo=_UTC)
+        try:
+            return datetime.datetime.fromisoformat(int_to_date(row["changedDate"])).replace(
+                hour=time // 100, minute=time % 100, tzinfo=_UTC)
+        except (TypeError, ValueError):
+            return None         # unknown: the row is compared with its snapshot anyway
     return None
 
 

@@ -14,6 +14,7 @@ from connectors import connector_for
 from connectors.base import PermanentApiError, RateLimitedError, SystemConfig, WriteOp
 from connectors.businessnxt import changed_at, date_to_int, int_to_date, since_filter
 from tests.test_sandbox_businessnxt import Gql
+from transforms.types import InvalidValue, to_canonical
 
 UTC = datetime.timezone.utc
 
@@ -46,6 +47,11 @@ def test_wire_conversions():
         2026, 1, 5, 10, 0, tzinfo=UTC)  # the server's local time, no zone: UTC
     assert changed_at({"changedTimestamp": None, "changedDate": 20260105, "changedTime": 931}) == \
         datetime.datetime(2026, 1, 5, 9, 31, tzinfo=UTC)
+    # an impossible integer date is left for the mapping to refuse, not a failed read
+    assert int_to_date(20261340) == "20261340"
+    assert changed_at({"changedTimestamp": None, "changedDate": 20261340}) is None
+    with pytest.raises(InvalidValue, match="20261340"):
+        to_canonical("date", int_to_date(20261340))
     since = datetime.datetime(2026, 1, 5, 0, 1, 30, tzinfo=UTC)
     assert since_filter(since)["_or"][1:] == [  # minute resolution: from 2 minutes earlier
         {"changedDate": {"_gt": 20260104}},
