@@ -281,4 +281,7 @@ def decode_values(text: Optional[str]) -> dict[str, Any]:
     """A snapshot from JSON text (empty for None)."""
     if not text:
         return {}
-    return {k: decode_value(v) for k, v in json.loads(text).items()}
+    values = json.loads(text)
+    if "{" not in text[1:] and "[" not in text:
+        return values       # no nested object or list, so no tagged value: nothing to decode
+    return {k: decode_value(v) for k, v in values.items()}

@@ -186,6 +186,18 @@ def test_lookups_are_batched_and_leave_unknown_ids_out(store):
     assert store.lookup_by_source("other/pair", wanted) == {}
 
 
+@pytest.mark.parametrize("values", [
+    {"name": "Åse", "count": 3, "active": False, "note": None},          # flat: decoded as read
+    {"name": "{not a tag}", "code": "[x]"},                              # brackets in text
+    {"price": decimal.Decimal("1.50"), "tags": ("a", "b"), "when": datetime.date(2026, 1, 2)},
+])
+def test_snapshot_text_decodes_to_the_values_encoded(values):
+    from connectors.linkstore import decode_values, encode_values
+    decoded = decode_values(encode_values(values))
+    assert decoded == values
+    assert {k: type(v) for k, v in decoded.items()} == {k: type(v) for k, v in values.items()}
+
+
 def test_snapshots_round_trip_exactly(store):
     snapshot = {
         "price": decimal.Decimal("199.9000"),
