@@ -1,7 +1,8 @@
 """The ``talksync`` command.
 
 Exit status: 0 synced; 3 finished with dead letters; 2 bad usage or config; 1 failed (also: a
-pair held back by the circuit breaker, or another run of the dataflow holds its run lock).
+system could not be reached, a pair held back by the circuit breaker, or another run of the
+dataflow holds its run lock).
 """
 
 from __future__ import annotations
@@ -231,8 +232,12 @@ def _run_once(args, config, specs, beam_args, full: bool) -> int:
             print(f"talksync: {spec.name} stopped by the circuit breaker: "
                   f"{held_message(name, updates, section['max_updates_per_pair'])}",
                   file=sys.stderr)
+        for system in section["unreachable"]:
+            print(f"talksync: {spec.name} failed: {system} could not be reached; the pairs "
+                  f"that read it were not synced (the next run reads them again)",
+                  file=sys.stderr)
         dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
-        if held:
+        if held or section["unreachable"]:
             status = EXIT_FAILED
         elif dead and status == EXIT_OK:
             status = EXIT_DEAD_LETTERS

@@ -292,10 +292,12 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
     for pair in selected_pairs(spec, settings.pairs):
         prefix = f"{spec.name}/{pair.name}/"
         pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
-    requests = {name.split("/", 1)[1]: value for name, value in sorted(counters.items())
-                if name.startswith("requests/")}
+    requests, unreachable = ({name.split("/", 1)[1]: value
+                              for name, value in sorted(counters.items())
+                              if name.startswith(prefix) and value}
+                             for prefix in ("requests/", "unreachable/"))
     return {"dataflow": spec.name, "mode": settings.mode, "run_id": settings.run_id,
             "started_at": started.isoformat(), "finished_at": finished.isoformat(),
             "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
             "max_updates_per_pair": settings.max_updates_per_pair,
-            "pairs": pairs, "requests": requests}
+            "pairs": pairs, "requests": requests, "unreachable": unreachable}

@@ -112,13 +112,16 @@ def test_unreachable_system_fails_the_run_with_exit_1(tmp_path, capsys, monkeypa
     config = {"link_store": f"sqlite:///{tmp_path}/links.db", "runs_dir": str(tmp_path / "runs"),
               "systems": {
                   "customerp": {"type": "customerp", "base_url": "http://127.0.0.1:9/erp/v1",
-                                "api_key": "${ERP_KEY}", "timeout_s": 2},
+                                "api_key": "${ERP_KEY}", "timeout_s": 2, "max_retries": 1},
                   "customwebshop": {"type": "customwebshop", "base_url":
-                                    "http://127.0.0.1:9/api/v1", "api_key": "${SHOP_KEY}"}}}
+                                    "http://127.0.0.1:9/api/v1", "api_key": "${SHOP_KEY}",
+                                    "max_retries": 1}}}
     path = tmp_path / "talksync.yaml"
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["run", "customerp-customwebshop", "--config", str(path)]) == 1
-    assert "customerp-customwebshop failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "customerp-customwebshop failed: customerp could not be reached" in err
+    assert "customerp-customwebshop failed: customwebshop could not be reached" in err
 
 
 def test_pairs_runs_only_the_named_pairs(harness):

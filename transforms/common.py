@@ -80,6 +80,12 @@ def requests_counter(system: str):
     return beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"requests/{system}")
 
 
+def unreachable_counter(system: str):
+    """Reads that got no answer at all from ``system`` (refused, unresolvable, timed out)
+    after the HTTP layer's retries: an outage, which fails the run (exit status 1)."""
+    return beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"unreachable/{system}")
+
+
 class RequestCounting:
     """Adds a connector's new requests to the run's per-system request counter."""
 

@@ -10,7 +10,8 @@ import apache_beam as beam
 from connectors import connector_for
 from connectors.base import ApiError, UnreadableRecord
 from connectors.linkstore import open_link_store
-from transforms.common import PairContext, RequestCounting, Resolver, progress, this_run_links
+from transforms.common import (PairContext, RequestCounting, Resolver, progress, this_run_links,
+                               unreachable_counter)
 from transforms.mapping import MappingError, PairMapper
 from transforms.planner import Entity
 
@@ -96,6 +97,8 @@ class _ReadRecordsFn(beam.DoFn):
                               self._ctx.pair.name, len(records), len(arg), entity,
                               self._connector.name)
         except ApiError as exc:
+            if exc.transient and exc.status is None:
+                unreachable_counter(self._connector.name).inc()
             progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
                              "%s", self._ctx.pair.name, entity, self._connector.name, exc)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
