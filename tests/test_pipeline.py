@@ -6,10 +6,15 @@ import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to, is_empty
 
+import pytest
+
+from connectors.base import Record, SystemConfig
 from connectors.linkstore import open_link_store
 from pipelines.config import load_config
 from pipelines.spec import get_dataflow
 from pipelines.sync_pipeline import RunSettings, build_pipeline
+from transforms import read
+from transforms.common import PairContext
 
 
 def test_build_pipeline_returns_plans_links_and_dead_letters(harness, tmp_path):
@@ -44,3 +49,43 @@ def store_watermark_moved(url: str) -> bool:
     with open_link_store(url) as store:
         return all(store.get_watermark("customerp-customwebshop", "product", system)
                    for system in ("customerp", "customwebshop"))
+
+
+class _ConnectorMeetingBadData:
+    """A connector whose read yields one record, then trips over a row it cannot parse."""
+
+    name = "erp"
+    request_count = 0
+
+    def __init__(self, error: Exception):
+        self._error = error
+
+    def read(self, entity, since=None):
+        yield Record(system="erp", entity=entity, id="C1", fields={"CustomerNo": "C1"})
+        raise self._error
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("error", [KeyError("id"), TypeError("'str' object is not a mapping"),
+                                   ValueError("bad /Date()/")])
+def test_a_connector_that_cannot_read_a_row_fails_only_its_pair(monkeypatch, error):
+    """Any connector's parse error is a pair-level read failure (one dead letter naming it),
+    like a malformed page: never a crashed run."""
+    spec = get_dataflow("customerp-customwebshop")
+    ctx = PairContext(dataflow=spec.name, pair=spec.pairs[0],
+                      source_system=SystemConfig("erp", "customerp", "http://erp.invalid"),
+                      target_system=SystemConfig("shop", "customwebshop", "http://shop.invalid"),
+                      link_store="sqlite:///:memory:", run_id="r1")
+    monkeypatch.setattr(read, "connector_for", lambda config: _ConnectorMeetingBadData(error))
+    fn = read._ReadRecordsFn(ctx, "source")
+    fn.setup()
+    out = list(fn.process(("changed", None)))
+    records = [o for o in out if isinstance(o, Record)]
+    tagged = {o.tag: o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)}
+    assert [r.id for r in records] == ["C1"]
+    assert tagged[read.READ_FAILED] == "source"
+    letter = tagged[read.DEAD_LETTERS]
+    assert (letter.stage, letter.error_class, letter.entity_id) == ("read", "validation", None)
+    assert f"{type(error).__name__}" in letter.message and "was not planned" in letter.message

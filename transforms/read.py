@@ -99,16 +99,27 @@ class _ReadRecordsFn(beam.DoFn):
         except ApiError as exc:
             if exc.transient and exc.status is None:
                 unreachable_counter(self._connector.name).inc()
-            progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
-                             "%s", self._ctx.pair.name, entity, self._connector.name, exc)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
-                side=self._side, entity_id=None, stage="read", error_class=exc.error_class,
-                status=exc.status, direction=_direction(self._side),
-                message=f"reading {entity} failed, so pair {self._ctx.pair.name} was not "
-                        f"planned this run (the next run reads it again): {exc}"))
-            yield beam.pvalue.TaggedOutput(READ_FAILED, self._side)
+            yield from self._failed(entity, str(exc), exc.error_class, exc.status)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            # A connector met data it cannot read (a row that is not an object, a missing
+            # field): the same pair-level failure as a malformed page, never a crashed run.
+            yield from self._failed(
+                entity, f"{self._connector.name} sent data its connector cannot read: "
+                        f"{type(exc).__name__}: {exc}", "validation", None)
         finally:
             self._requests.flush()
+
+    def _failed(self, entity: str, reason: str, error_class: str, status):
+        """A read that failed: one dead letter for the pair, and the side under READ_FAILED
+        (the pair is then not planned; the next run reads it again)."""
+        progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
+                         "%s", self._ctx.pair.name, entity, self._connector.name, reason)
+        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            side=self._side, entity_id=None, stage="read", error_class=error_class,
+            status=status, direction=_direction(self._side),
+            message=f"reading {entity} failed, so pair {self._ctx.pair.name} was not "
+                    f"planned this run (the next run reads it again): {reason}"))
+        yield beam.pvalue.TaggedOutput(READ_FAILED, self._side)
 
     def _unreadable(self, record: UnreadableRecord) -> beam.pvalue.TaggedOutput:
         self._invalid.inc()
