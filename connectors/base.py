@@ -129,6 +129,11 @@ class TransientApiError(ApiError):
         super().__init__(message, **kwargs)
 
 
+class UnreachableError(TransientApiError):
+    """No answer at all: the connection was refused, the name did not resolve, or the request
+    timed out. An outage rather than bad input (a run that meets one after the retries fails)."""
+
+
 class RateLimitedError(TransientApiError):
     """429: the system asked us to slow down."""
 

@@ -35,7 +35,7 @@ import urllib3
 from connectors import secrets
 from connectors.base import (ApiError, Connector, PermanentApiError, PreconditionFailedError,
                              RateLimitedError, Record, SystemConfig, TransientApiError,
-                             UnreadableRecord, WriteOp)
+                             UnreachableError, UnreadableRecord, WriteOp)
 
 #: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
 _CONNECT_TIMEOUT_S = 5.0
@@ -430,7 +430,9 @@ class HttpClient:
                 exc, (requests.ConnectionError, requests.Timeout,
                       requests.exceptions.ChunkedEncodingError)):
             return PermanentApiError(message, system=self._system)
-        return TransientApiError(message, system=self._system)
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return TransientApiError(message, system=self._system)   # an answer, garbled
+        return UnreachableError(message, system=self._system)
 
     def _decode(self, response: requests.Response, method: str, path: str) -> Any:
         if not response.content:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import ApiError, UnreadableRecord
+from connectors.base import ApiError, UnreachableError, UnreadableRecord
 from connectors.linkstore import open_link_store
 from transforms.common import (PairContext, RequestCounting, Resolver, progress, this_run_links,
                                unreachable_counter)
@@ -97,7 +97,7 @@ class _ReadRecordsFn(beam.DoFn):
                               self._ctx.pair.name, len(records), len(arg), entity,
                               self._connector.name)
         except ApiError as exc:
-            if exc.transient and exc.status is None:
+            if isinstance(exc, UnreachableError):
                 unreachable_counter(self._connector.name).inc()
             yield from self._failed(entity, str(exc), exc.error_class, exc.status)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
