@@ -34,9 +34,7 @@ import datetime
 import decimal
 import functools
 import re
-import secrets
 import threading
-import time
 import uuid
 import xml.etree.ElementTree as ElementTree
 import zlib
@@ -47,7 +45,8 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (CONTROL_ROUTES, ApiError, Emulator, RateLimit, Route, Router, Row,
+from sandbox.common import (CONTROL_ROUTES, ApiError, BearerTokens, Emulator, RateLimit, Route,
+                            Router, Row,
                             constant_time_equal, dumps, format_timestamp, loads,
                             parse_timestamp)
 from sandbox.odata import FilterError, parse_filter
@@ -374,8 +373,7 @@ class BusinessCentral(Emulator):
 
     def __init__(self, **kwargs: Any):
         self.metadata = metadata()
-        self._tokens: dict[str, float] = {}
-        self._tokens_lock = threading.Lock()
+        self._tokens = BearerTokens()
         self._gate = _Gate()
         self._armed: set[str] = set()
         super().__init__(**kwargs)
@@ -396,12 +394,7 @@ class BusinessCentral(Emulator):
     # -- hooks ----------------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        with self._tokens_lock:
-            expires = self._tokens.get(header[len("Bearer "):])
-        return expires is not None and expires > time.time()
+        return self._tokens.accepts(request)
 
     def challenge_headers(self) -> Mapping[str, str]:
         return {"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
@@ -471,9 +464,7 @@ class BusinessCentral(Emulator):
                 form.get("client_secret"), self.api_key):
             return self.respond(401, {"error": "invalid_client", "error_description":
                                       "AADSTS7000215: Invalid client secret provided."})
-        token = "eyJ0eXAiOiJKV1Qi." + secrets.token_urlsafe(32)
-        with self._tokens_lock:
-            self._tokens[token] = time.time() + TOKEN_LIFETIME_S
+        token = self._tokens.issue("eyJ0eXAiOiJKV1Qi.", TOKEN_LIFETIME_S)
         return self.respond(200, {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S,
                                   "ext_expires_in": TOKEN_LIFETIME_S, "access_token": token})
 
@@ -988,10 +979,7 @@ class BusinessCentral(Emulator):
                 self._touch(resource, key)
 
     def control_expire_tokens(self, request: Request) -> Response:
-        with self._tokens_lock:
-            expired = len(self._tokens)
-            self._tokens.clear()
-        return self.respond(200, {"expired": expired})
+        return self.respond(200, {"expired": self._tokens.expire_all()})
 
     def control_limits(self, request: Request) -> Response:
         body = loads(request.get_data() or b"{}")

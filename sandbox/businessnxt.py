@@ -38,14 +38,13 @@ import decimal
 import functools
 import json
 import re
-import secrets
-import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import graphql
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (CONTROL_ROUTES, ApiError, Emulator, RateLimit, Route, Router, Row,
+from sandbox.common import (CONTROL_ROUTES, ApiError, BearerTokens, Emulator, RateLimit, Route,
+                            Router, Row,
                             constant_time_equal, format_timestamp, loads, parse_timestamp)
 
 TENANT_ID = "6f1c2b3a-0d4e-4b5f-9a8c-7e6d5c4b3a21"
@@ -357,8 +356,7 @@ class BusinessNxt(Emulator):
     secret_setting = "client_secret"
 
     def __init__(self, **kwargs: Any):
-        self._tokens: dict[str, float] = {}
-        self._tokens_lock = threading.Lock()
+        self._tokens = BearerTokens()
         self.schema = _schema()
         super().__init__(**kwargs)
         self._control_router = Router(self.control_routes)
@@ -372,12 +370,7 @@ class BusinessNxt(Emulator):
     # -- Emulator hooks -------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        with self._tokens_lock:
-            expires = self._tokens.get(header[len("Bearer "):])
-        return expires is not None and expires > datetime.datetime.now().timestamp()
+        return self._tokens.accepts(request)
 
     def rate_key(self, request: Request) -> str:
         """Business NXT limits each access token: 600 requests a minute."""
@@ -455,9 +448,7 @@ class BusinessNxt(Emulator):
         if form.get("client_id") != CLIENT_ID or not constant_time_equal(
                 form.get("client_secret"), self.api_key):
             return self.respond(400, {"error": "invalid_client"})
-        token = "eyJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(32)
-        with self._tokens_lock:
-            self._tokens[token] = datetime.datetime.now().timestamp() + TOKEN_LIFETIME_S
+        token = self._tokens.issue("eyJhbGciOiJSUzI1NiJ9.", TOKEN_LIFETIME_S)
         return self.respond(200, {"access_token": token, "expires_in": TOKEN_LIFETIME_S,
                                   "token_type": "Bearer", "scope": SCOPE})
 
@@ -494,10 +485,7 @@ class BusinessNxt(Emulator):
 
     def control_expire_tokens(self, request: Request) -> Response:
         """Every token issued so far stops working (as if it had expired)."""
-        with self._tokens_lock:
-            expired = len(self._tokens)
-            self._tokens.clear()
-        return self.respond(200, {"expired": expired})
+        return self.respond(200, {"expired": self._tokens.expire_all()})
 
     # -- resolvers: reading -------------------------------------------------------------------
 

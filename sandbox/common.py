@@ -27,6 +27,7 @@ import os
 import random
 import re
 import socket
+import secrets
 import threading
 import time
 from collections import Counter, deque
@@ -433,6 +434,38 @@ class RateStatus:
         if not self.allowed:
             headers["Retry-After"] = reset
         return headers
+
+
+class BearerTokens:
+    """The access tokens an emulator's token endpoint issued, each valid until it expires."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._expiry: dict[str, float] = {}
+
+    def issue(self, prefix: str, lifetime_s: float) -> str:
+        """A new random token (``prefix`` makes it look like the real API's)."""
+        token = prefix + secrets.token_urlsafe(32)
+        with self._lock:
+            self._expiry[token] = self._clock() + lifetime_s
+        return token
+
+    def accepts(self, request: Request) -> bool:
+        """Whether ``request`` carries ``Authorization: Bearer`` with a live token."""
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        with self._lock:
+            expires = self._expiry.get(header[len("Bearer "):])
+        return expires is not None and expires > self._clock()
+
+    def expire_all(self) -> int:
+        """Every token issued so far stops working; returns how many there were."""
+        with self._lock:
+            count = len(self._expiry)
+            self._expiry.clear()
+        return count
 
 
 class RateLimiter:

@@ -381,6 +381,13 @@ def parties_not_in_shop(rng: random.Random, shop: dict[str, Any],
             yield party
 
 
+def items_not_in_shop(rng: random.Random, shop: dict[str, Any], count: int) -> Iterator[Item]:
+    """New products whose GTINs no product of the webshop seed ``shop`` has, from a pool of
+    ``2 × count`` drawn at once: the ERP-only items of an ERP seed."""
+    shop_gtins = {row["gtin"] for row in shop["products"] if row["gtin"]}
+    return (item for item in _items(rng, count * 2) if item.gtin not in shop_gtins)
+
+
 class _Parties:
     """Generates distinct people and companies (unique e-mails and company names)."""
 

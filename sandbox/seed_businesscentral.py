@@ -92,12 +92,9 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
                      TAX_GROUPS[row["vat_rate"]], Decimal(row["stock_quantity"] or 0), next(stamps))
         items.append(item)
         by_shop_product[shop_id] = item
-    shop_gtins = {row["gtin"] for row in shop["products"] if row["gtin"]}
-    for generated in webshop._items(rng, ITEMS * 2):
+    for generated in webshop.items_not_in_shop(rng, shop, ITEMS):
         if len(items) >= ITEMS:
             break
-        if generated.gtin in shop_gtins:
-            continue
         items.append(_item(rng, str(1000 + len(items)), generated.name, generated.price,
                            generated.cost, generated.gtin, TAX_GROUPS[f"{generated.vat_rate}.00"],
                            Decimal(rng.randrange(0, 300)), next(stamps)))

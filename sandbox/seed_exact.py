@@ -93,12 +93,9 @@ def exact_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
                      next(stamps))
         items.append(item)
         by_shop_product[shop_id] = item
-    shop_gtins = {row["gtin"] for row in shop["products"] if row["gtin"]}
-    for generated in webshop._items(rng, ITEMS * 2):
+    for generated in webshop.items_not_in_shop(rng, shop, ITEMS):
         if len(items) >= ITEMS:
             break
-        if generated.gtin in shop_gtins:
-            continue
         items.append(_item(rng, str(70000 + len(items)), generated.name, None, generated.price,
                            generated.cost, generated.gtin, VAT_CODES[f"{generated.vat_rate}.00"],
                            Decimal(rng.randrange(0, 300)), next(stamps)))
