@@ -4,12 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install docs template reliability bench clean
+.PHONY: demo test install lock docs template reliability bench clean
 
-$(STAMP): setup.py
+# Every dependency, direct and transitive, at the version and hash in requirements.lock; then
+# talksync itself without its dependencies (nothing is resolved at install time).
+LOCK := requirements.lock
+WORKER_LOCK := dataflow/requirements.txt
+
+$(STAMP): setup.py $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +40,15 @@ docs: $(STAMP)
 # The Dataflow flex template's metadata.json, generated from the options (docs/dataflow.md).
 template: $(STAMP)
 	$(BIN)/talksync template metadata --out dataflow/metadata.json
+
+# Refresh the lock to the newest releases setup.py's ranges admit (with uv, itself locked), and
+# the Dataflow workers' requirements at the same versions; then run `make test`.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(UV_COMPILE) --upgrade --universal --python-version 3.11 \
+		--extra gcp --extra sandbox --extra test setup.py requirements/tools.in -o $(LOCK)
+	$(UV_COMPILE) --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--extra gcp --constraint $(LOCK) setup.py -o $(WORKER_LOCK)
 
 clean:
 	rm -rf $(VENV) .talksync *.egg-info

@@ -12,25 +12,27 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms",
                                                "transforms.*", "connectors", "connectors.*",
                                                "sandbox", "sandbox.*"]),
     package_data={"pipelines": ["dataflows/*.yaml"], "sandbox": ["*.xml", "*.graphql"]},
+    # Ranges say what talksync works with; requirements.lock says exactly what `make demo`,
+    # `make test`, CI and Dataflow install (`make lock` refreshes it; README "Dependencies").
     install_requires=[
         "apache-beam>=2.60,<3",
-        "graphql-core>=3.2,<3.3",
         "pyarrow>=14,<26",
         "PyYAML>=6",
         "requests>=2.31",
-        "werkzeug>=3",
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60,<3", "google-cloud-firestore>=2.16",
                 "google-cloud-secret-manager>=2.20"],
-        # [gcp] too: the tests build Dataflow jobs (dry runs) and read Secret Manager fakes
-        "test": ["pytest>=8", "hypothesis>=6.100", "apache-beam[gcp]>=2.60,<3",
-                 "google-cloud-firestore>=2.16", "google-cloud-secret-manager>=2.20"],
+        # the emulators' servers (`talksync sandbox serve`, `talksync demo`, the tests);
+        # Dataflow workers do not install them
+        "sandbox": ["graphql-core>=3.2,<3.3", "werkzeug>=3"],
+        # the tests build Dataflow jobs (dry runs) and read Secret Manager fakes: with [gcp]
+        "test": ["pytest>=8", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )
