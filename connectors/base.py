@@ -142,6 +142,17 @@ class PermanentApiError(ApiError):
     """4xx other than 408/409/412/429: the request itself is wrong; never retried as is."""
 
 
+class CredentialsRefusedError(PermanentApiError):
+    """401/403, or a token endpoint's refusal: the system does not accept the configured
+    credentials (a wrong or revoked key or secret, or one without the rights it needs). A
+    configuration error: ``talksync run`` stops before reading, naming the setting."""
+
+
+class ConsentMissingError(PermanentApiError):
+    """A system that needs a one-time consent (OAuth authorisation code) has none stored: a
+    configuration step to take (``talksync auth …``), not a failure of the system."""
+
+
 class PreconditionFailedError(ApiError):
     """409/412: the entity changed since it was read; re-read and re-plan, never overwrite."""
 
@@ -170,6 +181,8 @@ class Connector(abc.ABC):
     entities: Sequence[str] = ()
     #: the largest number of WriteOps :meth:`write` sends in one request
     max_batch_size: int = 1
+    #: the settings that hold the credentials, named when the system refuses them
+    credential_settings: Sequence[str] = ()
 
     def __init__(self, config: SystemConfig):
         self.config = config
@@ -197,6 +210,18 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         """Apply creates/updates, at most ``max_batch_size`` per request, one result per op."""
+
+    @abc.abstractmethod
+    def probe(self) -> None:
+        """One cheap authenticated read, made before a run reads anything and by
+        ``talksync check``: returns when the system answers and accepts the credentials,
+        raises :class:`ApiError` (:class:`CredentialsRefusedError`, :class:`UnreachableError`)
+        otherwise."""
+
+    def stored_credentials(self) -> Optional[str]:
+        """What ``talksync check`` says of credentials kept in the link store (tokens of a
+        one-time consent), or None for a system without any."""
+        return None
 
     @property
     def request_count(self) -> int:

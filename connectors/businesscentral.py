@@ -138,6 +138,7 @@ class BusinessCentralConnector(HttpConnector):
     max_batch_size = MAX_BATCH
     decimal_numbers = True
     default_page_size = 1000
+    credential_settings = ("tenant_id", "client_id", "client_secret")
 
     def __init__(self, config: SystemConfig):
         settings = config.settings

@@ -315,6 +315,7 @@ class BusinessNxtConnector(HttpConnector):
     max_batch_size = MAX_BATCH * ROWS_PER_MUTATION
     decimal_numbers = True
     default_page_size = 500
+    credential_settings = ("tenant_id", "client_id", "client_secret")
 
     def __init__(self, config: SystemConfig):
         settings = config.settings

@@ -37,6 +37,7 @@ class CustomErpConnector(HttpConnector):
     max_batch_size = 1
     decimal_numbers = True
     default_page_size = 1000      # the API's largest page: fewest round trips
+    credential_settings = ("api_key",)
 
     def __init__(self, config: SystemConfig):
         api_key = self._secret_setting(config, "api_key")

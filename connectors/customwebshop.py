@@ -50,6 +50,7 @@ class CustomWebshopConnector(HttpConnector):
     entities = ("customers", "products", "orders")
     max_batch_size = _MAX_BATCH
     default_page_size = 500       # the API's largest page: fewest round trips
+    credential_settings = ("api_key",)
 
     def __init__(self, config: SystemConfig):
         api_key = self._secret_setting(config, "api_key")

@@ -43,8 +43,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import requests
 
 from connectors import secrets
-from connectors.base import (ApiError, PermanentApiError, Record, SystemConfig,
-                             TransientApiError, WriteOp, WriteResult)
+from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
+                             PermanentApiError, Record,
+                             SystemConfig, TransientApiError, UnreachableError, WriteOp,
+                             WriteResult)
 from connectors.http import HttpConnector, describe_error_body
 from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
 
@@ -121,7 +123,9 @@ def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30
                                  headers={"Accept": "application/json"}, allow_redirects=False)
     except requests.RequestException as exc:
         message = f"{system}: token request failed: {type(exc).__name__}: {exc}"
-        raise TransientApiError(masker.mask(message), system=system) from None
+        kind = (UnreachableError if isinstance(exc, (requests.ConnectionError, requests.Timeout))
+                else TransientApiError)
+        raise kind(masker.mask(message), system=system) from None
     try:
         body = response.json()
     except ValueError:
@@ -132,7 +136,9 @@ def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30
         return body
     detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else body
     error = body.get("error") if isinstance(body, dict) else None
-    kind = PermanentApiError if 400 <= response.status_code < 500 else TransientApiError
+    kind = (CredentialsRefusedError if error in ("invalid_client", "unauthorized_client")
+            or response.status_code in (401, 403)
+            else PermanentApiError if 400 <= response.status_code < 500 else TransientApiError)
     exc = kind(masker.mask(f"{system}: token request -> HTTP {response.status_code}: {detail}"),
                status=response.status_code, system=system, body={"error": error})
     raise exc
@@ -205,7 +211,7 @@ class ExactTokens:
             while True:
                 entry = self.store().read_state(self._key)
                 if entry is None:
-                    raise PermanentApiError(
+                    raise ConsentMissingError(
                         f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
                         f"--system {self._config.name}` once", system=self._config.name)
                 value = entry.value
@@ -383,6 +389,7 @@ class ExactConnector(HttpConnector):
     max_batch_size = 1
     decimal_numbers = True
     default_page_size = 1000
+    credential_settings = ("client_id", "client_secret")
 
     def __init__(self, config: SystemConfig, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
@@ -417,6 +424,20 @@ class ExactConnector(HttpConnector):
                                     params={"$select": "CurrentDivision"}).data
             self._division = str(me["d"]["results"][0]["CurrentDivision"])
         return f"/v1/{self._division}"
+
+    def probe(self) -> None:
+        """``current/Me``: the cheapest authenticated call, the one Exact's own clients make
+        first."""
+        self._http.request("GET", "/v1/current/Me", params={"$select": "CurrentDivision"})
+
+    def stored_credentials(self) -> Optional[str]:
+        entry = self._tokens.store().read_state(tokens_key(self.name))
+        if entry is None:
+            return (f"no tokens in the link store: run `talksync auth exact --system "
+                    f"{self.name}` once")
+        refreshed = datetime.datetime.fromtimestamp(entry.value["refreshed_at"],
+                                                    datetime.timezone.utc)
+        return f"tokens present (last refreshed {refreshed:%Y-%m-%d %H:%M} UTC)"
 
     def _set_path(self, entity: str) -> str:
         return f"{self._root()}/{ENDPOINTS[entity][0]}"

@@ -33,7 +33,8 @@ import requests
 import urllib3
 
 from connectors import secrets
-from connectors.base import (ApiError, Connector, PermanentApiError, PreconditionFailedError,
+from connectors.base import (ApiError, Connector, CredentialsRefusedError, PermanentApiError,
+                             PreconditionFailedError,
                              RateLimitedError, Record, SystemConfig, TransientApiError,
                              UnreachableError, UnreadableRecord, WriteOp)
 
@@ -59,6 +60,8 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _WRITE_KINDS = ("create", "update")
 #: status -> exception type, for the statuses that are not simply "4xx permanent, 5xx transient"
 _ERROR_TYPES: Mapping[int, type[ApiError]] = {
+    401: CredentialsRefusedError,
+    403: CredentialsRefusedError,
     408: TransientApiError,
     409: PreconditionFailedError,
     412: PreconditionFailedError,
@@ -234,9 +237,12 @@ class ClientCredentialsToken:
             response = self._session.post(self._url, data=self._form, timeout=self._timeout,
                                           allow_redirects=False)
         except requests.RequestException as exc:
-            raise TransientApiError(masker.mask(f"{self._system}: token request to {self._url} "
-                                                f"failed: {type(exc).__name__}: {exc}"),
-                                    system=self._system) from None
+            kind = (UnreachableError if isinstance(exc, (requests.ConnectionError,
+                                                         requests.Timeout))
+                    else TransientApiError)
+            raise kind(masker.mask(f"{self._system}: token request to {self._url} "
+                                   f"failed: {type(exc).__name__}: {exc}"),
+                       system=self._system) from None
         try:
             body = response.json()
         except ValueError:
@@ -245,7 +251,7 @@ class ClientCredentialsToken:
             detail = body.get("error_description") or body.get("error") if isinstance(
                 body, dict) else body
             status = response.status_code
-            kind = PermanentApiError if status in (400, 401, 403) else TransientApiError
+            kind = CredentialsRefusedError if status in (400, 401, 403) else TransientApiError
             raise kind(masker.mask(f"{self._system}: token request -> HTTP {status}: {detail}"),
                        status=status, system=self._system)
         self._token = str(body["access_token"])
@@ -591,6 +597,15 @@ class HttpConnector(Connector):
             describe_error=self._describe_error, decimal_numbers=self.decimal_numbers,
             auth=auth, pacer=pacer)
         self._page_size = int(config.settings.get("page_size", self.default_page_size))
+
+    def probe(self) -> None:
+        """The first row of the first entity, read on a page of one."""
+        page_size, self._page_size = self._page_size, 1
+        try:
+            for _ in self.read(self.entities[0]):
+                break
+        finally:
+            self._page_size = page_size
 
     @staticmethod
     def _secret_setting(config: SystemConfig, name: str) -> str:

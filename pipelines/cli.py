@@ -35,7 +35,12 @@ logging.getLogger().addFilter(_WithoutBeamImportNoise())
 
 from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
 from pipelines import links_io
+from apache_beam.options.pipeline_options import PipelineOptions
+from pipelines import preflight
+from pipelines.arguments import (MIN_EVERY_SECONDS, Parser, UsageError, add_sync_options,
+                                 beam_flags, every_seconds)
 from pipelines.config import ConfigError, load_config
+from pipelines.preflight import PreflightError
 from pipelines.spec import SpecError, available_dataflows, get_dataflow
 from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
@@ -43,15 +48,17 @@ from pipelines import sync_pipeline
 from pipelines.sync_pipeline import REPORT_COUNTERS, new_run_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 _LOG = logging.getLogger("talksync")
 
 
-class UsageError(Exception):
-    """Bad arguments: exit status 2."""
+#: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
+_TUNING_OPTIONS = ("max_updates_per_pair", "confirm_mass_changes", "break_run_lock",
+                   "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> Parser:
+    parser = Parser(
         prog="talksync",
         description="Two-way sync of customers, products and orders between webshops and ERPs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log Beam's progress too")
@@ -59,17 +66,32 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="sync one or more dataflows",
-                         description="Sync dataflows. Unknown options go to Beam "
-                                     "(e.g. --runner, --direct_running_mode).")
+                         description="Sync dataflows: read both systems, plan, write, report. "
+                                     "Exit status: 0 synced; 3 dead letters; 2 usage, config "
+                                     "or refused credentials; 1 failed (unreachable system, "
+                                     "circuit breaker, run lock); 130 interrupted.")
     run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
     run.add_argument("--all", action="store_true", help="run every dataflow the config can")
     run.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
-    run.add_argument("--plan", action="store_true", help="read and plan only; write nothing")
-    run.add_argument("--full", action="store_true", help="read everything, not only changes")
+    run.add_argument("--plan", dest="mode", action="store_const", const="plan", default="sync",
+                     help="read and plan only; write nothing (plan.jsonl says what would "
+                          "change); exits as the sync would for its reads")
+    run.add_argument("--full", dest="full_rescan", action="store_true",
+                     help="read everything, not only changes")
     run.add_argument("--pairs", help="comma-separated pairs to run (default: all)")
     run.add_argument("--report", help="write the JSON report to this file")
-    run.add_argument("--every", type=float, metavar="SECONDS",
-                     help="repeat incremental runs every SECONDS until stopped (Ctrl-C)")
+    run.add_argument("--every", type=every_seconds, metavar="SECONDS",
+                     help=f"repeat incremental runs every SECONDS (at least "
+                          f"{MIN_EVERY_SECONDS:g}) until stopped (Ctrl-C)")
+    add_sync_options(run, _TUNING_OPTIONS)
+    run.add_argument("--beam", action="append", metavar="NAME=VALUE",
+                     help="a Beam pipeline option, checked against Beam's own (repeatable), "
+                          "e.g. --beam direct_running_mode=multi_processing "
+                          "--beam direct_num_workers=2")
+
+    check = sub.add_parser("check", help="check the config, the secrets, each system's "
+                                         "credentials and the link store; change nothing")
+    check.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
 
     sub.add_parser("demo", help="start the sandbox, sync every dataflow, then rerun (a no-op)")
     sub.add_parser("dataflows", help="list the dataflows and their pairs")
@@ -134,20 +156,49 @@ def _parser() -> argparse.ArgumentParser:
     exact.add_argument("--redirect-port", type=int, metavar="PORT",
                        help="catch the redirect on http://127.0.0.1:PORT/callback instead of "
                             "reading the pasted code")
+    parser.commands = sub.choices
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The arguments, or :class:`UsageError` naming an unknown option and the one meant."""
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser.commands.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``talksync``: the exit status of the command; Ctrl-C is 130, a closed pipe ends quietly."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("talksync: interrupted (exit 130); a sync run resumes where it stopped on the "
+              "next run", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`talksync history … | head`): nothing more to say, to anyone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    try:
+        args = _parse(argv)
+    except UsageError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _show_progress(not args.quiet)
-    if extra and args.command != "run":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
-            return cmd_run(args, extra)
+            return cmd_run(args)
+        if args.command == "check":
+            return cmd_check(args.config)
         if args.command == "auth":
             from pipelines import auth as auth_module
             auth_module.auth_exact(args.config, args.system, redirect_port=args.redirect_port,
@@ -172,20 +223,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, ConfigError, SpecError, ValueError) as exc:
         print(f"talksync: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_FAILED
+    except PreflightError as exc:
+        for line in str(exc).splitlines():
+            print(f"talksync: error: {line}", file=sys.stderr)
+        return exc.exit_status
     return EXIT_USAGE
 
 
-def cmd_run(args, beam_args: Sequence[str]) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
+    """`talksync run`: options, config and pre-flight checks first, then each dataflow."""
+    options = PipelineOptions(beam_flags(args.beam))
     config = load_config(args.config)
     specs = _dataflows_to_run(args, config)
-    if args.pairs:
-        for spec in specs:
-            sync_pipeline.selected_pairs(spec, [p.strip() for p in args.pairs.split(",")])
+    pairs = _pair_names(args.pairs)
+    for spec in specs:
+        sync_pipeline.selected_pairs(spec, pairs)
     if args.every:
-        return _run_repeatedly(args, config, specs, beam_args)
-    return _run_once(args, config, specs, beam_args, full=args.full)
+        return _run_repeatedly(args, config, specs, options)
+    return _run_once(args, config, specs, options, full=args.full_rescan)
+
+
+def _pair_names(text: Optional[str]) -> Optional[list[str]]:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
 def _dataflows_to_run(args, config):
@@ -204,19 +263,30 @@ def _dataflows_to_run(args, config):
     return [get_dataflow(name) for name in args.dataflows]
 
 
-def _run_once(args, config, specs, beam_args, full: bool) -> int:
+def _run_once(args, config, specs, options, full: bool) -> int:
+    """One pass over ``specs``: every system is checked once, then each dataflow runs."""
+    systems = preflight.systems_of(specs)
+    _progress(f"checking {', '.join(systems)}")
+    down = {}
+    for check in preflight.preflight(config, systems):
+        if not check.ok:
+            print(f"talksync: error: {check.message}", file=sys.stderr)
+            down[check.system] = check
     sections = []
-    status = EXIT_OK
+    status = EXIT_FAILED if down else EXIT_OK
     for spec in specs:
-        argv = [*beam_args, f"--dataflow={spec.name}", f"--config={args.config}",
-                f"--mode={'plan' if args.plan else 'sync'}", f"--run_id={new_run_id()}"]
-        argv += ["--full_rescan"] if full else []
-        argv += [f"--pairs={args.pairs}"] if args.pairs else []
-        _progress(f"{spec.name}: {'planning' if args.plan else 'syncing'} "
+        missing = [name for name in (spec.source.system, spec.target.system) if name in down]
+        if missing:
+            print(f"talksync: {spec.name} not run: {' and '.join(missing)} cannot be read now "
+                  f"(the next run syncs it)", file=sys.stderr)
+            continue
+        run_config, settings = sync_pipeline.settings_from(
+            args, config, run_id=new_run_id(), full_rescan=full)
+        _progress(f"{spec.name}: {'planning' if settings.mode == 'plan' else 'syncing'} "
                   f"{', '.join(p.name for p in spec.pairs)}")
         try:
-            section = sync_pipeline.run(argv)
-        except (ConfigError, SpecError):
+            section = sync_pipeline.run_dataflow(spec, run_config, settings, options)
+        except (ConfigError, SpecError, KeyboardInterrupt):
             raise
         except Exception as exc:  # the run failed: report it, keep going with the others
             _LOG.debug("run failed", exc_info=True)
@@ -246,14 +316,14 @@ def _run_once(args, config, specs, beam_args, full: bool) -> int:
     return status
 
 
-def _run_repeatedly(args, config, specs, beam_args) -> int:
+def _run_repeatedly(args, config, specs, options) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     status = EXIT_OK
     first = True
     while not stop["now"]:
         started = time.monotonic()
-        status = _run_once(args, config, specs, beam_args, full=args.full and first)
+        status = _run_once(args, config, specs, options, full=args.full_rescan and first)
         first = False
         remaining = args.every - (time.monotonic() - started)
         while remaining > 0 and not stop["now"]:
@@ -323,6 +393,14 @@ def format_summary(section: dict) -> str:
     requests = ", ".join(f"{system} {n}" for system, n in section["requests"].items())
     lines.append(f"requests: {requests or 'none'}; files: {section['run_dir']}")
     return "\n".join(lines)
+
+
+def cmd_check(config_path: str) -> int:
+    """`talksync check`: one row per system and the link store; 0 all good, 1 something
+    cannot be reached or read, 2 a config error or refused credentials."""
+    checks = preflight.check_all(load_config(config_path))
+    print(preflight.describe(checks))
+    return max(check.exit_status for check in checks)
 
 
 def cmd_dataflows() -> int:
@@ -404,14 +482,13 @@ def cmd_demo() -> int:
     with Sandbox(state_dir=state, base_port=0) as sandbox:
         os.environ.update(sandbox.environ())
         print(f"sandbox started ({', '.join(sandbox.systems)}); state in {state}")
-        args = argparse.Namespace(all=True, dataflows=[], plan=False, full=False, pairs=None,
-                                  report=str(state / "report-first.json"),
-                                  config=str(sandbox.config_path), every=None)
+        args = _parse(["run", "--all", "--config", str(sandbox.config_path),
+                       "--report", str(state / "report-first.json")])
         print("\nFirst run: link what matches, create what is missing, on both sides.")
-        first = cmd_run(args, [])
+        first = cmd_run(args)
         args.report = str(state / "report-second.json")
         print("\nSecond run, nothing edited in between: nothing to write.")
-        second = cmd_run(args, [])
+        second = cmd_run(args)
         counts = {s: sandbox.requests(s)["by_method"] for s in sandbox.systems}
         print(f"\nRequests the sandbox received, by method: {json.dumps(counts)}")
         changes = _changes_written(json.loads(pathlib.Path(args.report).read_text()))

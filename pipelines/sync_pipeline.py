@@ -203,28 +203,39 @@ def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,
 
 def run(argv: Sequence[str], *, wait: bool = True) -> dict:
     """Runs one dataflow as :class:`~pipelines.options.SyncOptions` in ``argv`` say; returns its
-    report section. The entry point of `talksync run` and of the Dataflow template, whose
-    launcher passes ``wait=False`` (see :func:`run_dataflow`)."""
+    report section. The entry point of the Dataflow template, whose launcher passes
+    ``wait=False`` (see :func:`run_dataflow`); `talksync run` parses its own arguments and
+    calls :func:`run_dataflow`."""
     options = PipelineOptions(list(argv))
     sync = options.view_as(SyncOptions)
     if not sync.dataflow:
         raise ValueError("--dataflow: name the dataflow to run (see `talksync dataflows`)")
-    config = load_config(sync.config)
-    if sync.link_store:
-        config = dataclasses.replace(config, link_store=sync.link_store)
     spec = get_dataflow(sync.dataflow)
-    pairs = [p.strip() for p in sync.pairs.split(",") if p.strip()] if sync.pairs else None
-    settings = RunSettings(run_id=sync.run_id or new_run_id(), mode=sync.mode,
-                           full_rescan=sync.full_rescan, pairs=pairs,
-                           runs_dir=sync.runs_dir or config.runs_dir,
-                           read_overlap_seconds=sync.read_overlap_seconds,
-                           audit_dir=config.audit_location(sync.runs_dir),
-                           max_updates_per_pair=sync.max_updates_per_pair,
-                           confirm_mass_changes=sync.confirm_mass_changes,
-                           run_lock_ttl_minutes=sync.run_lock_ttl_minutes,
-                           break_run_lock=sync.break_run_lock)
-    selected_pairs(spec, pairs)   # refuse unknown pair names before anything runs
+    config, settings = settings_from(sync, load_config(sync.config))
+    selected_pairs(spec, settings.pairs)   # refuse unknown pair names before anything runs
     return run_dataflow(spec, config, settings, options, wait=wait)
+
+
+def settings_from(values, config: Config, **overrides) -> tuple[Config, RunSettings]:
+    """The config (with ``link_store`` overridden) and :class:`RunSettings` of a run, from
+    ``values`` with the attributes of :class:`~pipelines.options.SyncOptions` (parsed options,
+    or `talksync run`'s arguments, which take their names and defaults from there)."""
+    if values.link_store:
+        config = dataclasses.replace(config, link_store=values.link_store)
+    pairs = values.pairs
+    if isinstance(pairs, str):
+        pairs = [p.strip() for p in pairs.split(",") if p.strip()] or None
+    fields = dict(run_id=getattr(values, "run_id", None) or new_run_id(), mode=values.mode,
+                  full_rescan=values.full_rescan, pairs=pairs,
+                  runs_dir=values.runs_dir or config.runs_dir,
+                  read_overlap_seconds=values.read_overlap_seconds,
+                  audit_dir=config.audit_location(values.runs_dir),
+                  max_updates_per_pair=values.max_updates_per_pair,
+                  confirm_mass_changes=values.confirm_mass_changes,
+                  run_lock_ttl_minutes=values.run_lock_ttl_minutes,
+                  break_run_lock=values.break_run_lock)
+    fields.update(overrides)
+    return config, RunSettings(**fields)
 
 
 def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,

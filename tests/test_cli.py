@@ -120,8 +120,10 @@ def test_unreachable_system_fails_the_run_with_exit_1(tmp_path, capsys, monkeypa
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["run", "customerp-customwebshop", "--config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "customerp-customwebshop failed: customerp could not be reached" in err
-    assert "customerp-customwebshop failed: customwebshop could not be reached" in err
+    assert "systems.customerp could not be reached at http://127.0.0.1:9/erp/v1" in err
+    assert "systems.customwebshop could not be reached at http://127.0.0.1:9/api/v1" in err
+    assert "customerp-customwebshop not run: customerp and customwebshop cannot be read now" \
+        in err
 
 
 def test_pairs_runs_only_the_named_pairs(harness):
@@ -146,7 +148,7 @@ def test_full_rescan_reads_everything_and_writes_nothing_new(harness):
 def test_every_repeats_runs_with_progress_until_stopped(harness):
     runs = pathlib.Path(yaml.safe_load(open(harness.config))["runs_dir"])
     process = _talksync("run", "customerp-customwebshop", "--config", harness.config,
-                        "--every", "1", env=harness.sandbox.environ())
+                        "--every", "10", env=harness.sandbox.environ())
     try:
         _wait_for(lambda: len(list(runs.glob("*/report.json"))) >= 2, timeout=240)
     finally:

@@ -14,7 +14,7 @@ import pytest
 
 from connectors import http as talkhttp
 from connectors import secrets
-from connectors.base import (ApiError, PermanentApiError, PreconditionFailedError,
+from connectors.base import (ApiError, CredentialsRefusedError, PermanentApiError, PreconditionFailedError,
                              RateLimitedError, TransientApiError)
 
 SECRET = "s3cr3t-api-key-0123456789"
@@ -178,7 +178,7 @@ def test_retry_after_beyond_the_cap_is_not_waited_out(server, fake_time):
 
 
 @pytest.mark.parametrize("status, error_type", [
-    (400, PermanentApiError), (401, PermanentApiError), (404, PermanentApiError),
+    (400, PermanentApiError), (401, CredentialsRefusedError), (404, PermanentApiError),
     (422, PermanentApiError), (409, PreconditionFailedError), (412, PreconditionFailedError),
 ])
 def test_4xx_is_not_retried(server, fake_time, status, error_type):
@@ -198,7 +198,7 @@ def test_4xx_is_not_retried(server, fake_time, status, error_type):
 def test_status_to_exception_table():
     expected = {408: TransientApiError, 429: RateLimitedError, 500: TransientApiError,
                 501: TransientApiError, 503: TransientApiError, 409: PreconditionFailedError,
-                412: PreconditionFailedError, 400: PermanentApiError, 403: PermanentApiError,
+                412: PreconditionFailedError, 400: PermanentApiError, 403: CredentialsRefusedError,
                 422: PermanentApiError, 302: PermanentApiError}
     assert {s: talkhttp.error_type(s) for s in expected} == expected
 
