@@ -16,6 +16,7 @@ the field and the fix, instead of in the middle of the pipeline after hundreds o
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
 import time
@@ -171,10 +172,22 @@ def preflight(config: Config, systems: Iterable[str]) -> list[SystemCheck]:
     :class:`PreflightError` when a system refuses the credentials (exit 2: nothing runs);
     returns the checks, among which the systems that cannot be read now (exit 1: the
     dataflows that need them are not run, the others are)."""
-    checks = [probe_system(config, system) for system in systems]
+    systems = list(systems)
+    for system in systems:          # every setting first: no request while one is wrong
+        check_settings(config, system)
+    checks = _in_parallel(probe_system, config, systems)
     if any(check.exit_status == EXIT_USAGE for check in checks):
         raise PreflightError(checks)
     return checks
+
+
+def _in_parallel(probe, config: Config, systems: Sequence[str]) -> list[SystemCheck]:
+    """``probe(config, system)`` for every system at once: systems that do not answer cost
+    the run one timeout budget, not one per system. Results in the order of ``systems``."""
+    if len(systems) <= 1:
+        return [probe(config, system) for system in systems]
+    with concurrent.futures.ThreadPoolExecutor(len(systems)) as pool:
+        return list(pool.map(lambda system: probe(config, system), systems))
 
 
 def check_link_store(link_store: str) -> SystemCheck:
@@ -196,22 +209,23 @@ def check_link_store(link_store: str) -> SystemCheck:
 def check_all(config: Config) -> list[SystemCheck]:
     """``talksync check``: every system of the config (settings, secrets, one authenticated
     read, stored consent tokens) and the link store; changes nothing in any system."""
-    checks = []
-    for system in config.systems:
-        settings = config.systems[system]
-        try:
-            check = probe_system(config, system)
-            with build_connector(config, system) as connector:
-                stored = connector.stored_credentials()
-        except ConfigError as exc:
-            checks.append(SystemCheck(system, settings.type, settings.base_url, "config",
-                                      EXIT_USAGE, str(exc)))
-            continue
-        if stored and check.ok:
-            check = dataclasses.replace(check, message=f"{check.url}; {stored}")
-        checks.append(check)
+    checks = _in_parallel(_check_system, config, list(config.systems))
     checks.append(check_link_store(config.link_store))
     return checks
+
+
+def _check_system(config: Config, system: str) -> SystemCheck:
+    settings = config.systems[system]
+    try:
+        check = probe_system(config, system)
+        with build_connector(config, system) as connector:
+            stored = connector.stored_credentials()
+    except ConfigError as exc:
+        return SystemCheck(system, settings.type, settings.base_url, "config", EXIT_USAGE,
+                           str(exc))
+    if stored and check.ok:
+        check = dataclasses.replace(check, message=f"{check.url}; {stored}")
+    return check
 
 
 def describe(checks: Sequence[SystemCheck]) -> str:
