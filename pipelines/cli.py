@@ -41,8 +41,9 @@ from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
 from pipelines import sync_pipeline
 from pipelines.sync_pipeline import REPORT_COUNTERS, new_run_id
+from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's statuses)
+    EXIT_DEAD_LETTERS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, combined, section_status)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
 _LOG = logging.getLogger("talksync")
 
 
@@ -236,11 +237,7 @@ def _run_once(args, config, specs, beam_args, full: bool) -> int:
             print(f"talksync: {spec.name} failed: {system} could not be reached; the pairs "
                   f"that read it were not synced (the next run reads them again)",
                   file=sys.stderr)
-        dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
-        if held or section["unreachable"]:
-            status = EXIT_FAILED
-        elif dead and status == EXIT_OK:
-            status = EXIT_DEAD_LETTERS
+        status = combined([status, section_status(section)])
     if args.report:
         _write_json(pathlib.Path(args.report), {"dataflows": sections})
     return status
@@ -393,7 +390,8 @@ def cmd_audit(args) -> int:
     elif args.command == "runs":
         print(history.format_runs(history.list_runs(runs_dir, args.last)))
     else:
-        print(report_html.write_html(report_html.run_folder(args.run, runs_dir), args.html))
+        print(report_html.write_html(report_html.run_folder(args.run, runs_dir), args.html,
+                                     audit_dir))
     return EXIT_OK
 
 

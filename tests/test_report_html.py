@@ -1,24 +1,34 @@
 """`talksync report RUN --html`: the page, rendered by a real headless Chromium.
 
-The run folder is written here the way a run writes it (report.json, conflicts.jsonl,
-dead_letters.jsonl); the page is opened by Debian's Chromium, and the DOM it built and its
+First a run folder written here the way a run writes it (report.json, conflicts.jsonl,
+dead_letters.jsonl): the page is opened by Debian's Chromium, and the DOM it built and its
 screenshot are checked for the key elements: the chart's bars (and their lengths on screen),
-the conflict rows with both sides' values, the dead letters with their reasons.
+the conflict rows with both sides' values and edit times, the dead letters with their reasons.
+
+Then the pages of real runs against the sandbox (customerp-customwebshop): a run with a create,
+edits both ways, a conflict and an update the ERP refuses; a run the circuit breaker holds; a
+run that cannot reach the ERP. Each page must answer "what happened to my record": the record's
+before → after, the conflict's two edit times, the exit status the command returned, and no
+rows of zeros.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import html.parser
 import json
 import os
 import pathlib
 import shutil
 import subprocess
+from decimal import Decimal
 
 import pytest
 from PIL import Image
 
 from pipelines import cli
+from tests.conftest import SyncHarness, group_by
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BLUE, ORANGE = (0x25, 0x63, 0xEB), (0xD9, 0x77, 0x06)   # bars to the target / to the source
@@ -39,7 +49,9 @@ CONFLICTS = [
     {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "product",
      "source_id": "IT-7", "target_id": "prd_7", "property": "name",
      "source_value": "ERP-navn, endret sist", "target_value": "<b>Kaffe & Te</b>",
-     "winner": "source", "rule": "latest change wins"},
+     "winner": "source", "rule": "latest change wins",
+     "source_modified": "2026-11-22T00:59:58.250000+00:00",
+     "target_modified": "2026-11-22T01:59:58+01:00"},
     {"run_id": REPORT["run_id"], "dataflow": REPORT["dataflow"], "pair": "customer",
      "source_id": "C10002", "target_id": "cus_9", "property": "phone",
      "source_value": "+47 1", "target_value": "+47 2", "winner": "target",
@@ -144,33 +156,43 @@ def test_report_page_renders_chart_conflicts_and_dead_letters_in_chromium(tmp_pa
     dom = _Dom()
     dom.feed(dom_text)
 
-    # the chart: one bar per pair and kind of write, its value and its length
+    # the chart: one bar per pair and kind of write that happened, its value and its length
     bars = dom.find("rect", "bar")
-    assert len(bars) == 2 * 7
+    assert len(bars) == 2 * 7 - 1                     # not the product's 0 created in the ERP
     values = {(b["attrs"]["data-pair"], b["attrs"]["data-counter"]): int(b["attrs"]["data-value"])
               for b in bars}
     for pair, counts in REPORT["pairs"].items():
         for counter in ("created_in_target", "updated_target", "created_in_source",
                         "updated_source", "linked_by_match", "conflicts", "dead_letters"):
-            assert values[(pair, counter)] == counts[counter]
+            assert values.get((pair, counter), 0) == counts[counter]
     widths = {(b["attrs"]["data-pair"], b["attrs"]["data-counter"]): float(b["attrs"]["width"])
               for b in bars}
     assert widths[("customer", "created_in_target")] == 420.0          # the largest count
     assert widths[("customer", "created_in_source")] == 210.0
-    assert widths[("product", "created_in_source")] == 0.0
     assert all(b["parents"][-1] == "g" and "svg" in b["parents"] for b in bars)
 
-    # conflicts: both sides' values (escaped, not markup), the winner marked
+    # the counts table: no column of zeros (the product's created in source is one cell of a
+    # column that is not all zeros); a report from before held_back and unreachable existed
+    assert "held back" not in _headers(dom, "counts-table")
+
+    # conflicts: both sides' values (escaped, not markup) and edit times, the winner marked
     rows = dom.find("tr", "conflict")
     assert len(rows) == 2
     first = _cells_of(dom, rows[0])
     assert [td["text"] for td in first] == [
-        "product", "IT-7", "prd_7", "name", "ERP-navn, endret sist", "<b>Kaffe & Te</b>",
-        "customerp", "latest change wins"]
-    assert "winner" in first[4]["classes"] and "loser" in first[5]["classes"]
+        "product", "IT-7", "prd_7", "name", "ERP-navn, endret sist", "2026-11-22 00:59:58.250 UTC",
+        "<b>Kaffe & Te</b>", "2026-11-22 00:59:58 UTC", "customerp", "latest change wins"]
+    assert "winner" in first[4]["classes"] and "loser" in first[6]["classes"]
     assert not [e for e in dom.elements if e["tag"] == "b" and "table" in e["parents"]]
     second = _cells_of(dom, rows[1])
-    assert "winner" in second[5]["classes"] and second[6]["text"] == "customwebshop"
+    assert "winner" in second[6]["classes"] and second[8]["text"] == "customwebshop"
+    assert second[5]["text"] == second[7]["text"] == "unknown"    # written before times were
+
+    # the status: dead letters, exit 3 (as `talksync run` returned)
+    [status] = dom.find(id="exit-status")
+    assert status["attrs"]["data-exit"] == "3"
+    assert status["text"].startswith("finished with dead letters · exit status 3")
+    assert "3 dead letters, retried on the next run" in status["text"]
 
     # dead letters with their reasons
     letters = dom.find("tr", "dead-letter")
@@ -192,6 +214,18 @@ def test_report_page_renders_chart_conflicts_and_dead_letters_in_chromium(tmp_pa
     assert len(image.resize((300, 550)).getcolors(1 << 20)) > 50        # not blank
     blue, orange = _longest_run(image, BLUE), _longest_run(image, ORANGE)
     assert abs(blue - 420) <= 2 and abs(orange - 210) <= 2, (blue, orange)
+
+
+def _headers(dom: _Dom, table_id: str) -> list[str]:
+    """The column headings of a table."""
+    start = dom.elements.index(dom.find(id=table_id)[0])
+    headers = []
+    for element in dom.elements[start + 1:]:
+        if element["tag"] == "tbody":
+            break
+        if element["tag"] == "th":
+            headers.append(element["text"])
+    return headers
 
 
 def _cells_of(dom: _Dom, row: dict) -> list[dict]:
