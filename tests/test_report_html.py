@@ -244,3 +244,219 @@ def test_report_of_an_unknown_run_says_how_to_find_one(tmp_path, capsys):
     assert cli.main(["report", "no-such-run", "--html", str(tmp_path / "x.html"),
                      "--runs-dir", str(tmp_path)]) == 2
     assert "talksync runs" in capsys.readouterr().err
+
+
+# --- pages of real runs against the sandbox -------------------------------------------------
+
+SCRIPT_NAME = "Navn <script>alert('nettbutikk')</script> & co"
+
+
+@dataclasses.dataclass
+class _Scenario:
+    """The runs of the scenario: (exit status, report section) each, and what was edited."""
+
+    harness: SyncHarness
+    edits: dict
+    edited_between: tuple        # (before the edits, after them): where the edit times lie
+    runs: dict = dataclasses.field(default_factory=dict)
+
+    def page(self, name: str, tmp_path: pathlib.Path) -> tuple[_Dom, str]:
+        """The page of one run (by `talksync report`), as Chromium built it, and its source."""
+        _, section = self.runs[name]
+        page = tmp_path / f"{name}.html"
+        assert cli.main(["report", section["run_id"], "--html", str(page),
+                         "--config", self.harness.config]) == 0
+        dom_text, _ = _chromium(page, tmp_path)
+        dom = _Dom()
+        dom.feed(dom_text)
+        return dom, page.read_text()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    """customerp-customwebshop: a first run; then a run with a webshop customer created in the
+    ERP, an ERP price sent to the webshop, a product name edited on both sides (the ERP's later
+    edit wins over a webshop name with markup in it) and a webshop phone the ERP refuses (exit
+    3); then a run the circuit breaker holds (exit 1); then one that cannot reach the ERP."""
+    from sandbox.server import Sandbox
+    state = tmp_path_factory.mktemp("report-scenario")
+    with pytest.MonkeyPatch.context() as env, Sandbox(
+            state_dir=state / "sandbox", base_port=0, systems=("customwebshop", "customerp"),
+            seed=42) as sandbox:
+        for name, value in sandbox.environ().items():
+            env.setenv(name, value)
+        harness = SyncHarness(sandbox, state)
+        first = harness.run("--pairs", "customer,product")
+        assert first[0] == 0
+        edits, edited_between = _edit_both_sides(harness)
+        result = _Scenario(harness, edits, edited_between, {"first": first})
+        result.runs["edited"] = harness.run("--pairs", "customer,product")
+
+        harness.sandbox.set_faults("customerp")
+        for sku, price in zip(edits["more_priced"], ("101.50", "202.75")):
+            harness.put_erp("Products", sku, {"SalesPrice": Decimal(price)})
+        result.runs["held"] = harness.run("--pairs", "customer,product",
+                                          "--max_updates_per_pair=1")
+
+        harness.configure("customerp", base_url="http://127.0.0.1:9/erp/v1", max_retries=0,
+                          timeout_s=2)
+        result.runs["unreachable"] = harness.run("--pairs", "customer,product")
+        yield result
+
+
+def _edit_both_sides(harness: SyncHarness) -> tuple[dict, tuple]:
+    shop_customers = group_by(harness.list_all("customwebshop", "customers"), "email", True)
+    erp_customers = group_by(harness.list_all("customerp", "Customers"), "Email", True)
+    shop_products = group_by(harness.list_all("customwebshop", "products"), "sku")
+    email = sorted(set(shop_customers) & set(erp_customers))[0]
+    priced, renamed, *more_priced = sorted(shop_products)[:4]
+    edits = {"shop_customer": shop_customers[email][0], "erp_customer": erp_customers[email][0],
+             "priced": priced, "old_price": Decimal(shop_products[priced][0]["price"]),
+             "priced_shop_id": shop_products[priced][0]["id"], "renamed": renamed,
+             "renamed_shop_id": shop_products[renamed][0]["id"], "more_priced": more_priced}
+    before = datetime.datetime.now(datetime.timezone.utc)
+    edits["new"] = harness.post("customwebshop", "customers", {
+        "email": "report.page@example.no", "first_name": "Ada", "last_name": "Rapport",
+        "phone": "+47 400 11 222"})
+    harness.put_erp("Products", priced, {"SalesPrice": Decimal("777.25")})
+    harness.patch_shop("customers", edits["shop_customer"]["id"], {"phone": "+47 999 88 777"})
+    harness.patch_shop("products", edits["renamed_shop_id"], {"name": SCRIPT_NAME})
+    harness.put_erp("Products", renamed, {"Description": "Navn i ERP, sist endret"})
+    after = datetime.datetime.now(datetime.timezone.utc)
+    # every update the ERP receives fails (a create is a POST and goes through)
+    harness.sandbox.set_faults("customerp", error_rate=1.0, status=500, only=["PUT"], seed=3)
+    harness.configure("customerp", max_retries=0)
+    return edits, (before, after)
+
+
+def _record(dom: _Dom, **attrs) -> tuple[dict, dict]:
+    """A record's block of the changes table and ``{property: [its cells' texts]}``."""
+    [block] = dom.find("tbody", "record", **attrs)
+    start = dom.elements.index(block)
+    rows, current = {}, None
+    for element in dom.elements[start + 1:]:
+        if element["tag"] == "tbody":
+            break
+        if element["tag"] == "tr":
+            current = rows.setdefault(element["attrs"].get("data-property"), [])
+        elif element["tag"] == "td" and current is not None:
+            current.append(element["text"])
+    rows.pop(None, None)
+    return block, rows
+
+
+def _no_zero_rows(dom: _Dom) -> None:
+    """No pair of only zeros, no counter column of only zeros, no zero card or bar."""
+    headers = _headers(dom, "counts-table")
+    rows = [[c["text"] for c in _cells_of(dom, row)] for row in dom.find("tr", "pair-row")]
+    assert rows and all(any(int(v) for v in row[1:]) for row in rows), rows
+    for column in range(1, len(headers)):
+        assert any(int(row[column]) for row in rows), headers[column]
+    assert all(int(b["attrs"]["data-value"]) > 0 for b in dom.find("rect", "bar"))
+    cards = [card["text"][:-len(card["attrs"]["data-card"])] for card in dom.find("div", "card")]
+    assert cards and all(int(count) > 0 for count in cards), cards
+
+
+def test_report_of_a_real_run_shows_each_records_before_and_after_and_both_edit_times(
+        scenario, tmp_path):
+    status, section = scenario.runs["edited"]
+    edits = scenario.edits
+    dom, source = scenario.page("edited", tmp_path)
+
+    # the status the command returned: dead letters, exit 3, and why
+    assert status == 3
+    [badge] = dom.find(id="exit-status")
+    assert badge["attrs"]["data-exit"] == "3"
+    assert badge["text"].startswith("finished with dead letters · exit status 3")
+    assert [li["text"] for li in dom.find("li", "dead")] == [
+        "1 dead letter, retried on the next run (below)"]
+    assert not dom.find("li", "held") and not dom.find("li", "unreachable")
+
+    # the ERP price, sent to the webshop: before → after, whence and why
+    _, rows = _record(dom, data_operation="update", data_id=edits["priced_shop_id"])
+    property_, before, arrow, after, why = rows["price"]
+    assert (Decimal(before), arrow, Decimal(after), why) == (
+        edits["old_price"], "→", Decimal("777.25"), "from customerp; changed in source")
+    # the conflict's winner overwrote the webshop's name, markup and all, shown as text
+    _, rows = _record(dom, data_operation="update", data_id=edits["renamed_shop_id"])
+    assert rows["name"] == [
+        "name", SCRIPT_NAME, "→", "Navn i ERP, sist endret",
+        "from customerp; conflict: latest change wins"]
+    # the new webshop customer, created in the ERP
+    block, rows = _record(dom, data_operation="create", data_system="customerp")
+    assert edits["new"]["id"] in block["text"] and "created in customerp" in block["text"]
+    assert rows["email"][1:4] == ["(new)", "→", "report.page@example.no"]
+    assert rows["phone"][1:4] == ["(new)", "→", "+47 400 11 222"]
+    # the refused phone update is no change, only a dead letter
+    assert not dom.find("tbody", "record", data_id=edits["shop_customer"]["id"])
+    assert not dom.find("tbody", "record", data_id=edits["erp_customer"]["CustomerNo"])
+    [letter] = dom.find("tr", "dead-letter")
+    assert "update in customerp failed" in _cells_of(dom, letter)[-1]["text"]
+
+    # the conflict: both values, both edit times (the ERP's later: it won), the policy
+    [row] = dom.find("tr", "conflict")
+    cells = [c["text"] for c in _cells_of(dom, row)]
+    assert cells[:5] == ["product", edits["renamed"], edits["renamed_shop_id"], "name",
+                         "Navn i ERP, sist endret"]
+    assert cells[6] == SCRIPT_NAME and cells[8:] == ["customerp", "latest change wins"]
+    erp_edited, shop_edited = (_utc(cells[5]), _utc(cells[7]))
+    low, high = (moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+                 for moment in scenario.edited_between)
+    assert low <= shop_edited < erp_edited <= high, (low, shop_edited, erp_edited, high)
+
+    # escaped everywhere: the name with <script> in it is text, never an element
+    assert not dom.find("script") and "<script>" not in source
+    assert "&lt;script&gt;alert(&#x27;nettbutikk&#x27;)&lt;/script&gt; &amp; co" in source
+    # nothing to fetch, no secrets, no rows of zeros
+    assert "src=" not in source and "href=" not in source and "url(" not in source
+    for system in ("customwebshop", "customerp"):
+        assert scenario.harness.sandbox.api_key(system) not in source
+    _no_zero_rows(dom)
+    assert "held back" not in _headers(dom, "counts-table")
+    assert section["pairs"]["product"]["held_back"] == 0
+
+
+def test_report_of_a_held_run_names_the_held_pair_and_exit_1(scenario, tmp_path):
+    status, section = scenario.runs["held"]
+    dom, _ = scenario.page("held", tmp_path)
+
+    assert status == 1
+    [badge] = dom.find(id="exit-status")
+    assert badge["attrs"]["data-exit"] == "1" and badge["text"].startswith("failed · exit status 1")
+    [held] = dom.find("li", "held", data_pair="product")
+    assert "pair product: 2 updates planned, over the limit of 1" in held["text"]
+    assert "--confirm_mass_changes" in held["text"]
+    # the customer pair went on: the phone the ERP refused last run arrives now
+    edits = scenario.edits
+    _, rows = _record(dom, data_operation="update", data_id=edits["erp_customer"]["CustomerNo"])
+    assert rows["phone"] == ["phone", edits["erp_customer"]["Phone"] or "(empty)", "→",
+                             "+47 999 88 777",
+                             "from customwebshop; changed in target"]
+    assert not dom.find("tbody", "record", data_pair="product")
+    assert "held back" in _headers(dom, "counts-table")
+    assert dom.find(id="conflicts-table-empty")[0]["text"] == "no conflicts"
+    _no_zero_rows(dom)
+
+
+def test_report_of_a_run_that_could_not_reach_the_erp_says_so_with_exit_1(scenario, tmp_path):
+    status, section = scenario.runs["unreachable"]
+    dom, _ = scenario.page("unreachable", tmp_path)
+
+    assert status == 1 and section["unreachable"]
+    [badge] = dom.find(id="exit-status")
+    assert badge["attrs"]["data-exit"] == "1"
+    [unreachable] = dom.find("li", "unreachable")
+    assert unreachable["attrs"]["data-system"] == "customerp"
+    assert unreachable["text"].startswith("customerp could not be reached")
+    assert dom.find(id="changes-table-empty")[0]["text"] == "no records created or updated"
+    # nothing written: the chart has only the pairs' dead letters (the reads that failed),
+    # which do not make it exit 3: a failure outweighs them
+    assert {b["attrs"]["data-counter"] for b in dom.find("rect", "bar")} == {"dead_letters"}
+    assert dom.find("li", "dead") and not dom.find("li", "held")
+    _no_zero_rows(dom)
+
+
+def _utc(shown: str) -> datetime.datetime:
+    """A time as the page shows it (``2026-11-22 01:02:03.250 UTC``)."""
+    return datetime.datetime.strptime(shown, "%Y-%m-%d %H:%M:%S.%f UTC").replace(
+        tzinfo=datetime.timezone.utc)
