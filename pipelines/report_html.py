@@ -45,6 +45,8 @@ _SERIES = (
     ("conflicts", "conflicts settled", "conflicts"),
     ("dead_letters", "dead letters", "dead"),
 )
+#: the counters of writes that have an audit event with before → after
+_WRITES = ("created_in_target", "created_in_source", "updated_target", "updated_source")
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;
   max-width:1100px;padding:0 16px;color:#1f2937;background:#fff}
@@ -225,6 +227,12 @@ def _changes(section: dict, audit_dir: Optional[str], systems: dict) -> str:
               if e["operation"] in (audit.CREATE, audit.UPDATE)]
     events.sort(key=lambda e: (e["pair"], e["operation"], e["system"], _written_id(e) or ""))
     bodies = "".join(_record(event, systems) for event in events[:MAX_ROWS])
+    written = sum(counts.get(counter, 0) for counts in section["pairs"].values()
+                  for counter in _WRITES)
+    if not bodies and written:
+        return head + f'<p class="none" id="changes-table-empty">{_plural(written, "write")} ' \
+            f"counted, but the audit log ({_e(audit_dir or 'not given')}) holds no events of " \
+            "this run</p></section>"
     if not bodies:
         return head + '<p class="none" id="changes-table-empty">no records created or ' \
                       "updated</p></section>"
@@ -236,8 +244,7 @@ def _changes(section: dict, audit_dir: Optional[str], systems: dict) -> str:
 
 def _record(event: dict, systems: dict) -> str:
     """One created or updated record: a heading row, then one row per written property."""
-    written, origin = ((TARGET, SOURCE) if event["direction"] == "to_target"
-                       else (SOURCE, TARGET))
+    origin = SOURCE if event["direction"] == "to_target" else TARGET
     origin_id = event["source_id"] if origin == SOURCE else event["target_id"]
     verb = "created in" if event["operation"] == audit.CREATE else "updated in"
     heading = (f'{_e(event["pair"])} · {verb} {_e(event["system"])} {_e(event["entity"])} '
@@ -367,8 +374,7 @@ def _run_events(section: dict, audit_dir: Optional[str]) -> list[dict]:
         return []
     started = section.get("started_at")
     since = datetime.datetime.fromisoformat(started) if started else None
-    return [event for event in audit.read_events(audit_dir, section["dataflow"], since)
-            if event["run_id"] == section["run_id"]]
+    return audit.read_events(audit_dir, section["dataflow"], since, section["run_id"])
 
 
 def _written_id(event: dict) -> Optional[str]:
