@@ -427,7 +427,8 @@ def test_report_of_a_held_run_names_the_held_pair_and_exit_1(scenario, tmp_path)
 
     assert status == 1
     [badge] = dom.find(id="exit-status")
-    assert badge["attrs"]["data-exit"] == "1" and badge["text"].startswith("failed · exit status 1")
+    assert badge["attrs"]["data-exit"] == "1"
+    assert badge["text"].startswith("failed · exit status 1")
     [held] = dom.find("li", "held", data_pair="product")
     assert "pair product: 2 updates planned, over the limit of 1" in held["text"]
     assert "--confirm_mass_changes" in held["text"]
@@ -465,3 +466,17 @@ def _utc(shown: str) -> datetime.datetime:
     """A time as the page shows it (``2026-11-22 01:02:03.250 UTC``)."""
     return datetime.datetime.strptime(shown, "%Y-%m-%d %H:%M:%S.%f UTC").replace(
         tzinfo=datetime.timezone.utc)
+
+
+def test_the_exit_status_is_the_gravest_of_the_runs_whatever_their_order():
+    from pipelines import exit_status
+    ok = {"pairs": {"customer": {"dead_letters": 0, "held_back": 0}}, "unreachable": {}}
+    dead = {"pairs": {"customer": {"dead_letters": 2, "held_back": 0}}, "unreachable": {}}
+    held = {"pairs": {"customer": {"dead_letters": 2, "held_back": 5}}, "unreachable": {}}
+    down = {"pairs": {"customer": {"dead_letters": 1}}, "unreachable": {"customerp": 3}}
+    statuses = [exit_status.section_status(s) for s in (ok, dead, held, down)]
+    assert statuses == [cli.EXIT_OK, cli.EXIT_DEAD_LETTERS, cli.EXIT_FAILED, cli.EXIT_FAILED]
+    assert exit_status.combined([cli.EXIT_FAILED, cli.EXIT_DEAD_LETTERS]) == cli.EXIT_FAILED
+    assert exit_status.combined([cli.EXIT_DEAD_LETTERS, cli.EXIT_FAILED]) == cli.EXIT_FAILED
+    assert exit_status.combined([cli.EXIT_OK, cli.EXIT_DEAD_LETTERS]) == cli.EXIT_DEAD_LETTERS
+    assert exit_status.combined([]) == cli.EXIT_OK
