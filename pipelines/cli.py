@@ -46,9 +46,10 @@ from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
 from pipelines import sync_pipeline
 from pipelines.sync_pipeline import REPORT_COUNTERS, new_run_id
+from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's statuses)
+    EXIT_BROKEN_PIPE, EXIT_DEAD_LETTERS, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+    combined, held_pairs, section_status)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 _LOG = logging.getLogger("talksync")
 
 
@@ -296,9 +297,7 @@ def _run_once(args, config, specs, options, full: bool) -> int:
         sections.append(section)
         _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
         print(format_summary(section))
-        held = {name: pair["held_back"] for name, pair in section["pairs"].items()
-                if pair["held_back"]}
-        for name, updates in held.items():
+        for name, updates in held_pairs(section).items():
             print(f"talksync: {spec.name} stopped by the circuit breaker: "
                   f"{held_message(name, updates, section['max_updates_per_pair'])}",
                   file=sys.stderr)
@@ -306,11 +305,7 @@ def _run_once(args, config, specs, options, full: bool) -> int:
             print(f"talksync: {spec.name} failed: {system} could not be reached; the pairs "
                   f"that read it were not synced (the next run reads them again)",
                   file=sys.stderr)
-        dead = sum(pair["dead_letters"] for pair in section["pairs"].values())
-        if held or section["unreachable"]:
-            status = EXIT_FAILED
-        elif dead and status == EXIT_OK:
-            status = EXIT_DEAD_LETTERS
+        status = combined([status, section_status(section)])
     if args.report:
         _write_json(pathlib.Path(args.report), {"dataflows": sections})
     return status
@@ -400,7 +395,7 @@ def cmd_check(config_path: str) -> int:
     cannot be reached or read, 2 a config error or refused credentials."""
     checks = preflight.check_all(load_config(config_path))
     print(preflight.describe(checks))
-    return max(check.exit_status for check in checks)
+    return combined(check.exit_status for check in checks)
 
 
 def cmd_dataflows() -> int:
@@ -471,7 +466,8 @@ def cmd_audit(args) -> int:
     elif args.command == "runs":
         print(history.format_runs(history.list_runs(runs_dir, args.last)))
     else:
-        print(report_html.write_html(report_html.run_folder(args.run, runs_dir), args.html))
+        print(report_html.write_html(report_html.run_folder(args.run, runs_dir), args.html,
+                                     audit_dir))
     return EXIT_OK
 
 

@@ -28,8 +28,7 @@ from connectors import secrets
 from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
                              PermanentApiError, SystemConfig, UnreachableError)
 from pipelines.config import Config, ConfigError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from pipelines.exit_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE, combined
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|^secretmanager://")
 
 
@@ -87,7 +86,7 @@ class PreflightError(Exception):
         failed = [check for check in checks if not check.ok]
         super().__init__("\n".join(check.message for check in failed))
         self.checks = failed
-        self.exit_status = max(check.exit_status for check in failed)
+        self.exit_status = combined(check.exit_status for check in failed)
 
 
 def check_settings(config: Config, system: str) -> SystemConfig:

@@ -1,9 +1,17 @@
 """``talksync report RUN --html FILE``: one run as a self-contained web page.
 
+It answers "what happened to my record": the run's status and exit status (the command's own
+policy, :mod:`pipelines.exit_status`), the systems it could not reach and the pairs the circuit
+breaker held, each record created or updated with every property's value before and after
+(from the run's audit events, :mod:`transforms.audit`), the conflicts with both sides' values and
+edit times, the winner and the policy, and the dead letters with their reasons.
+
 The page is built from the files the run wrote into its folder — ``report.json`` (counts per
-pair, requests per system, times), ``conflicts.jsonl`` and ``dead_letters.jsonl`` — and needs
-nothing else: the styles are inline, the chart is inline SVG drawn here, there are no scripts,
-fonts or images to fetch, so it can be mailed, archived or opened offline.
+pair, requests per system, times), ``conflicts.jsonl`` and ``dead_letters.jsonl`` — and the
+run's events in the audit log; it needs nothing else: the styles are inline, the chart is inline
+SVG drawn here, there are no scripts, fonts or images to fetch, so it can be mailed, archived or
+opened offline. Counters that are zero are left out, and so are sections with nothing to show
+(or they say so in one line).
 """
 
 from __future__ import annotations
@@ -15,8 +23,12 @@ from typing import Any, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import exit_status
 from pipelines.history import read_report
 from pipelines.spec import SpecError, get_dataflow
+from transforms import audit
+from transforms.breaker import held_message
+from transforms.planner import SOURCE, TARGET
 
 #: rows shown per table; the rest are counted and left to the run's JSON Lines files
 MAX_ROWS = 1000
@@ -33,6 +45,8 @@ _SERIES = (
     ("conflicts", "conflicts settled", "conflicts"),
     ("dead_letters", "dead letters", "dead"),
 )
+#: the counters of writes that have an audit event with before → after
+_WRITES = ("created_in_target", "created_in_source", "updated_target", "updated_source")
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;
   max-width:1100px;padding:0 16px;color:#1f2937;background:#fff}
@@ -46,6 +60,12 @@ th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-a
 th{background:#f9fafb;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.winner{background:#ecfdf5;font-weight:600}td.loser{color:#6b7280;text-decoration:line-through}
 td.msg{max-width:480px;word-break:break-word}.none{color:#6b7280;font-style:italic}
+.status{font-size:16px;padding:8px 14px;border-radius:8px;margin:12px 0 4px}
+.status.ok{background:#ecfdf5;color:#065f46}.status.dead{background:#fffbeb;color:#92400e}
+.status.failed{background:#fef2f2;color:#991b1b}ul.problems{margin:4px 0 0;padding-left:20px}
+tr.record-head th{background:#f3f4f6;font-weight:500}tr.record-head code{font-weight:600}
+td.before{color:#6b7280}td.arrow{color:#9ca3af;width:1em}td.after{font-weight:600}
+td.value,td.before,td.after{max-width:360px;word-break:break-word}
 svg text{font:12px system-ui,sans-serif;fill:#374151}svg .pair{font-weight:600;fill:#111827}
 rect.to-target{fill:#2563eb}rect.to-source{fill:#d97706}rect.updated{opacity:.6}
 rect.linked{fill:#059669}rect.conflicts{fill:#7c3aed}rect.dead{fill:#dc2626}
@@ -54,8 +74,9 @@ rect.request{fill:#0891b2}.legend{display:flex;gap:14px;flex-wrap:wrap;font-size
 """
 
 
-def render(run_dir: str) -> str:
-    """The HTML page of the run whose files are in ``run_dir``."""
+def render(run_dir: str, audit_dir: Optional[str] = None) -> str:
+    """The HTML page of the run whose files are in ``run_dir``; its record changes are read
+    from the audit log in ``audit_dir`` (none shown without one)."""
     section = read_report(run_dir)
     systems = _systems(section["dataflow"])
     conflicts = _read_lines(FileSystems.join(run_dir, "conflicts.jsonl"))
@@ -65,16 +86,16 @@ def render(run_dir: str) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
-        _header(section), _cards(section, conflicts, letters),
+        _header(section), _status(section, len(letters)), _cards(section, conflicts, letters),
         _chart(section, systems), _counts_table(section),
-        _conflicts(conflicts, systems), _dead_letters(letters), _requests(section),
-        "</body></html>", ""])
+        _changes(section, audit_dir, systems), _conflicts(conflicts, systems),
+        _dead_letters(letters), _requests(section), "</body></html>", ""])
 
 
-def write_html(run_dir: str, out: str) -> str:
+def write_html(run_dir: str, out: str, audit_dir: Optional[str] = None) -> str:
     """Writes the page of the run in ``run_dir`` to ``out`` (local or ``gs://``)."""
     with FileSystems.create(out) as handle:
-        handle.write(render(run_dir).encode("utf-8"))
+        handle.write(render(run_dir, audit_dir).encode("utf-8"))
     return out
 
 
@@ -97,6 +118,31 @@ def _header(section: dict) -> str:
             "</header>")
 
 
+_STATUS_CLASS = {exit_status.EXIT_OK: "ok", exit_status.EXIT_DEAD_LETTERS: "dead"}
+
+
+def _status(section: dict, letters: int) -> str:
+    """How the run ended, with the exit status `talksync run` gave it, and why."""
+    status = exit_status.section_status(section)
+    problems = [
+        f'<li class="unreachable" data-system="{_e(system)}">{_e(system)} could not be '
+        f"reached ({_plural(count, 'request')} got no answer); the pairs that read it were not "
+        "synced, the next run reads them again</li>"
+        for system, count in sorted(section.get("unreachable", {}).items())]
+    problems += [
+        f'<li class="held" data-pair="{_e(pair)}">held by the circuit breaker: '
+        f'{_e(held_message(pair, updates, section.get("max_updates_per_pair", "?")))}</li>'
+        for pair, updates in exit_status.held_pairs(section).items()]
+    if letters:
+        problems.append(f'<li class="dead">{_plural(letters, "dead letter")}, retried on the '
+                        "next run (below)</li>")
+    listed = f'<ul class="problems">{"".join(problems)}</ul>' if problems else ""
+    css = _STATUS_CLASS.get(status, "failed")
+    return (f'<section id="status"><div class="status {css}" id="exit-status" '
+            f'data-exit="{status}"><b>{_e(exit_status.meaning(status))}</b> · exit status '
+            f"{status}{listed}</div></section>")
+
+
 def _cards(section: dict, conflicts: list, letters: list) -> str:
     pairs = section["pairs"].values()
 
@@ -107,26 +153,35 @@ def _cards(section: dict, conflicts: list, letters: list) -> str:
              ("updated", total("updated_target", "updated_source")),
              ("conflicts", len(conflicts)), ("dead letters", len(letters)),
              ("requests", sum(section.get("requests", {}).values()))]
+    shown = [(name, value) for name, value in cards if value]
+    if not shown:
+        return ""
     return '<div class="cards">' + "".join(
         f'<div class="card" data-card="{_e(name)}"><b>{value}</b><span>{_e(name)}</span></div>'
-        for name, value in cards) + "</div>"
+        for name, value in shown) + "</div>"
 
 
 def _chart(section: dict, systems: dict) -> str:
-    """Per pair, one horizontal bar per direction and kind of write, scaled to the largest."""
-    pairs = section["pairs"]
-    peak = max([counts.get(c, 0) for counts in pairs.values() for c, _, _ in _SERIES] + [1])
+    """Per pair, one horizontal bar per direction and kind of write, scaled to the largest;
+    only the kinds that happened, only the pairs where something did (else no chart)."""
+    pairs = {pair: [series for series in _SERIES if counts.get(series[0], 0)]
+             for pair, counts in section["pairs"].items()}
+    pairs = {pair: series for pair, series in pairs.items() if series}
+    if not pairs:
+        return ""
+    peak = max(section["pairs"][pair].get(c, 0) for pair, series in pairs.items()
+               for c, _, _ in series)
     row = _BAR_HEIGHT + 4
-    height = sum(row * (len(_SERIES) + 1) + 10 for _ in pairs) or row
+    height = sum(row * (len(series) + 1) + 10 for series in pairs.values())
     parts = [f'<svg id="counts-chart" role="img" '
              f'width="{_LABEL_WIDTH + _BAR_WIDTH + 60}" height="{height}" '
              f'aria-label="writes per pair and direction">']
     y = 0
-    for pair, counts in pairs.items():
+    for pair, series in pairs.items():
         y += row
         parts.append(f'<text class="pair" x="0" y="{y - 4}">{_e(pair)}</text>')
-        for counter, label, css in _SERIES:
-            value = counts.get(counter, 0)
+        for counter, label, css in series:
+            value = section["pairs"][pair][counter]
             width = round(_BAR_WIDTH * value / peak, 1)
             text = label.format(**systems)
             parts.append(
@@ -151,25 +206,80 @@ def _chart(section: dict, systems: dict) -> str:
 
 
 def _counts_table(section: dict) -> str:
-    counters = list(next(iter(section["pairs"].values()), {}).keys())
+    """The counters per pair: only the pairs and counters that are not zero."""
+    pairs = {pair: counts for pair, counts in section["pairs"].items() if any(counts.values())}
+    counters = [c for c in next(iter(section["pairs"].values()), {})
+                if any(counts.get(c, 0) for counts in pairs.values())]
     rows = [[_e(pair)] + [_num(counts.get(c, 0)) for c in counters]
-            for pair, counts in section["pairs"].items()]
+            for pair, counts in pairs.items()]
     return ('<section id="counts"><h2>Counts</h2>'
             + _table("counts-table", ["pair"] + [c.replace("_", " ") for c in counters], rows,
-                     "pair-row") + "</section>")
+                     "pair-row", "nothing read or written") + "</section>")
+
+
+def _changes(section: dict, audit_dir: Optional[str], systems: dict) -> str:
+    """Each record the run created or updated, with every written property before → after."""
+    head = '<section id="changes"><h2>Records created and updated</h2>'
+    if section["mode"] != "sync":
+        return head + '<p class="none">a plan run writes nothing (its plan.jsonl says what ' \
+                      "a sync would write)</p></section>"
+    events = [e for e in _run_events(section, audit_dir)
+              if e["operation"] in (audit.CREATE, audit.UPDATE)]
+    events.sort(key=lambda e: (e["pair"], e["operation"], e["system"], _written_id(e) or ""))
+    bodies = "".join(_record(event, systems) for event in events[:MAX_ROWS])
+    written = sum(counts.get(counter, 0) for counts in section["pairs"].values()
+                  for counter in _WRITES)
+    if not bodies and written:
+        return head + f'<p class="none" id="changes-table-empty">{_plural(written, "write")} ' \
+            f"counted, but the audit log ({_e(audit_dir or 'not given')}) holds no events of " \
+            "this run</p></section>"
+    if not bodies:
+        return head + '<p class="none" id="changes-table-empty">no records created or ' \
+                      "updated</p></section>"
+    columns = "".join(f"<th>{h}</th>" for h in ("property", "before", "", "after", "why"))
+    return (head + f'<table id="changes-table"><thead><tr>{columns}</tr></thead>{bodies}'
+            "</table>" + _more(len(events), "audit log (`talksync history ID`)")
+            + "</section>")
+
+
+def _record(event: dict, systems: dict) -> str:
+    """One created or updated record: a heading row, then one row per written property."""
+    origin = SOURCE if event["direction"] == "to_target" else TARGET
+    origin_id = event["source_id"] if origin == SOURCE else event["target_id"]
+    verb = "created in" if event["operation"] == audit.CREATE else "updated in"
+    heading = (f'{_e(event["pair"])} · {verb} {_e(event["system"])} {_e(event["entity"])} '
+               f'<code>{_e(_written_id(event))}</code> ⇐ {_e(systems.get(origin, origin))} '
+               f'<code>{_e(origin_id)}</code>')
+    rows = "".join(
+        f'<tr class="change" data-property="{_e(row["property"])}"><td>{_e(row["property"])}'
+        f'</td><td class="before">{_e(_before(row, event))}</td><td class="arrow">→</td>'
+        f'<td class="after">{_e(_shown(row["after"]))}</td><td>from '
+        f'{_e(row["from_system"])}; {"conflict: " if row["conflict"] else ""}'
+        f'{_e(row["rule"])}</td></tr>' for row in event["properties"])
+    return (f'<tbody class="record" data-pair="{_e(event["pair"])}" '
+            f'data-operation="{_e(event["operation"])}" data-system="{_e(event["system"])}" '
+            f'data-id="{_e(_written_id(event))}"><tr class="record-head"><th colspan="5">'
+            f"{heading}</th></tr>{rows}</tbody>")
 
 
 def _conflicts(conflicts: list, systems: dict) -> str:
+    """Each property both sides had changed: both values and edit times, who won, by which
+    policy."""
     rows = []
     for c in conflicts[:MAX_ROWS]:
-        won_source = c.get("winner") == "source"
+        won_source = c.get("winner") == SOURCE
         rows.append([_e(c.get("pair")), _e(c.get("source_id")), _e(c.get("target_id")),
                      _e(c.get("property")),
-                     _cell(c.get("source_value"), "winner" if won_source else "loser"),
-                     _cell(c.get("target_value"), "loser" if won_source else "winner"),
+                     _cell(c.get("source_value"), "value " + ("winner" if won_source
+                                                              else "loser")),
+                     _edited(c.get("source_modified"), SOURCE),
+                     _cell(c.get("target_value"), "value " + ("loser" if won_source
+                                                              else "winner")),
+                     _edited(c.get("target_modified"), TARGET),
                      _e(systems.get(c.get("winner"), c.get("winner"))), _e(c.get("rule"))])
     headers = ["pair", f"{systems['source']} id", f"{systems['target']} id", "property",
-               f"{systems['source']} value", f"{systems['target']} value", "won", "rule"]
+               f"{systems['source']} value", f"{systems['source']} edited",
+               f"{systems['target']} value", f"{systems['target']} edited", "won", "policy"]
     return ('<section id="conflicts"><h2>Conflicts</h2>'
             + _table("conflicts-table", headers, rows, "conflict", "no conflicts")
             + _more(len(conflicts), "conflicts.jsonl") + "</section>")
@@ -184,7 +294,7 @@ def _dead_letters(letters: list) -> str:
     headers = ["pair", "direction", "system", "entity", "id", "stage", "error", "status",
                "reason"]
     return ('<section id="dead-letters"><h2>Dead letters</h2>'
-            '<p class="meta">Each is retried on the next run.</p>'
+            + ('<p class="meta">Each is retried on the next run.</p>' if rows else "")
             + _table("dead-letters-table", headers, rows, "dead-letter", "no dead letters")
             + _more(len(letters), "dead_letters.jsonl") + "</section>")
 
@@ -214,13 +324,16 @@ def _systems(dataflow: str) -> dict:
     return {"source": spec.source.system, "target": spec.target.system}
 
 
-def _moment(iso: Optional[str]) -> str:
-    """An ISO time as ``2026-11-22 01:02:03 UTC``."""
+def _moment(iso: Optional[str], precise: bool = False) -> str:
+    """An ISO time as ``2026-11-22 01:02:03 UTC`` (``precise``: with its milliseconds, when it
+    has any: two edits in one second still tell which was later)."""
     if not iso:
         return "?"
     moment = datetime.datetime.fromisoformat(iso)
     if moment.tzinfo:
         moment = moment.astimezone(datetime.timezone.utc)
+    if precise and moment.microsecond:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -243,16 +356,60 @@ def _table(table_id: str, headers: Sequence[str], rows: list, row_class: str,
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _more(total: int, file: str) -> str:
+def _more(total: int, where: str) -> str:
     if total <= MAX_ROWS:
         return ""
-    return f'<p class="meta">{total - MAX_ROWS} more in the run\'s {_e(file)}.</p>'
+    return f'<p class="meta">{total - MAX_ROWS} more in the run\'s {_e(where)}.</p>'
 
 
 def _cell(value: Any, css: str) -> str:
     text = ("(empty)" if value is None else value if isinstance(value, str)
             else json.dumps(value, ensure_ascii=False))
     return f'<td class="{css}">{_e(text)}</td>'
+
+
+def _run_events(section: dict, audit_dir: Optional[str]) -> list[dict]:
+    """The run's events in the audit log (only the date folders from its start on are read)."""
+    if not audit_dir:
+        return []
+    started = section.get("started_at")
+    since = datetime.datetime.fromisoformat(started) if started else None
+    return audit.read_events(audit_dir, section["dataflow"], since, section["run_id"])
+
+
+def _written_id(event: dict) -> Optional[str]:
+    return event["target_id"] if event["direction"] == "to_target" else event["source_id"]
+
+
+def _before(row: dict, event: dict) -> str:
+    if row["before"] is None and event["operation"] == audit.CREATE:
+        return "(new)"
+    return _shown(row["before"])
+
+
+def _shown(text: Optional[str]) -> str:
+    """An audit value (canonical JSON text) as a reader writes it: text as is, numbers and
+    dates plainly, lists and objects as JSON."""
+    value = audit.value_of(text)
+    if value is None:
+        return "(empty)"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(json.loads(text), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _edited(iso: Optional[str], side: str) -> str:
+    """A conflict side's modified time (unknown in runs from before the times were kept)."""
+    return (f'<td class="edited" data-side="{side}" data-time="{_e(iso)}">'
+            f'{_e(_moment(iso, precise=True) if iso else "unknown")}</td>')
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _num(value: Optional[int]) -> str:

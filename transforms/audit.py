@@ -194,12 +194,15 @@ class _WriteDateFn(beam.DoFn):
 
 
 def read_events(audit_dir: str, dataflow: Optional[str] = None,
-                since: Optional[datetime.datetime] = None) -> list[dict]:
-    """The events under ``audit_dir`` (of one dataflow, from a moment on), oldest first.
+                since: Optional[datetime.datetime] = None,
+                run_id: Optional[str] = None) -> list[dict]:
+    """The events under ``audit_dir`` (of one dataflow, from a moment on, of one run), oldest
+    first.
 
-    Only the date folders from ``since``'s date on are opened."""
+    Only the date folders from ``since``'s date on are opened, and of one run only its files."""
     import pyarrow.parquet
-    pattern = FileSystems.join(audit_dir, f"dataflow={dataflow or '*'}", "date=*", "*.parquet")
+    files = f"{run_id}-*.parquet" if run_id else "*.parquet"
+    pattern = FileSystems.join(audit_dir, f"dataflow={dataflow or '*'}", "date=*", files)
     matched = FileSystems.match([pattern])[0].metadata_list
     first_day = since.astimezone(datetime.timezone.utc).date().isoformat() if since else None
     events = []

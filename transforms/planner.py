@@ -60,13 +60,16 @@ class Entity:
 
 @dataclasses.dataclass(frozen=True)
 class Conflict:
-    """Both sides changed one property differently; ``winner`` is the side whose value won."""
+    """Both sides changed one property differently; ``winner`` is the side whose value won.
+    The records' modified times are kept so a reader can see why the latest change won."""
 
     property: str
     source_value: Any
     target_value: Any
     winner: str
     rule: str
+    source_modified: Optional[datetime.datetime] = None
+    target_modified: Optional[datetime.datetime] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +230,9 @@ def _three_way_winner(pair, prop, s, t, s_changed, t_changed, source, target,
         return _KEEP  # the sides agreed to differ (a system normalises the value): no echo
     winner, rule = _resolve_conflict(pair.conflict, source, target)
     conflicts.append(Conflict(property=prop.target, source_value=s, target_value=t,
-                              winner=winner, rule=rule))
+                              winner=winner, rule=rule,
+                              source_modified=source.modified if source else None,
+                              target_modified=target.modified if target else None))
     return winner, rule, True
 
 

@@ -362,7 +362,9 @@ class _CommitLinksFn(beam.DoFn):
                     "target_id": link.target_id, "property": conflict.property,
                     "source_value": conflict.source_value,
                     "target_value": conflict.target_value, "winner": conflict.winner,
-                    "rule": conflict.rule})
+                    "rule": conflict.rule,
+                    "source_modified": _iso(conflict.source_modified),
+                    "target_modified": _iso(conflict.target_modified)})
             for event in audit.committed_events(self._ctx, plan, by_id[link.link_id], now):
                 yield beam.pvalue.TaggedOutput(AUDIT, event)
             yield by_id[link.link_id]
@@ -398,3 +400,8 @@ def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
             ctx.counter(f"updated_{write.side}").inc()
     if plan.conflicts:
         ctx.counter("conflicts").inc(len(plan.conflicts))
+
+
+def _iso(moment: Optional[datetime.datetime]) -> Optional[str]:
+    """A record's modified time as conflicts.jsonl holds it (ISO 8601, None when unknown)."""
+    return moment.isoformat() if moment else None
