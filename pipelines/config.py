@@ -12,7 +12,8 @@
 
 Secrets are never written in the file: a value is ``${ENV_VAR}`` (read from the environment by
 the connector, on the machine that makes the calls) or a ``secretmanager://`` reference. A
-plain-text value for a secret setting is accepted with a warning.
+plain-text value for a secret setting is accepted with a warning, given once per setting per
+process however often the config is loaded.
 """
 
 from __future__ import annotations
@@ -100,14 +101,27 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         for key, value in settings.items():
             if (_SECRET_SETTING.search(key) and not key.endswith("_url")
                     and isinstance(value, str) and not _REFERENCE.match(value)):
-                _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
-                             "or secretmanager:// instead", path, name, key)
+                _warn_plain_text_secret(path, str(name), key)
         systems[str(name)] = SystemConfig(name=str(name), type=str(raw["type"]),
                                           base_url=base_url.rstrip("/"), settings=settings)
     return Config(link_store=str(data.get("link_store") or DEFAULT_LINK_STORE),
                   runs_dir=str(data.get("runs_dir") or DEFAULT_RUNS_DIR),
                   systems=systems, path=path,
                   audit_dir=str(data["audit_dir"]) if data.get("audit_dir") else None)
+
+
+#: The (config, system, setting) triples already warned about in this process.
+_WARNED_PLAIN_TEXT: set[tuple[str, str, str]] = set()
+
+
+def _warn_plain_text_secret(path: str, system: str, key: str) -> None:
+    """Warn once per setting per process: one run loads its config several times (the command,
+    the pipeline), and the same warning repeated reads like several problems."""
+    if (path, system, key) in _WARNED_PLAIN_TEXT:
+        return
+    _WARNED_PLAIN_TEXT.add((path, system, key))
+    _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
+                 "or secretmanager:// instead", path, system, key)
 
 
 def load_config(path: "str | pathlib.Path") -> Config:
