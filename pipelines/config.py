@@ -13,7 +13,9 @@
 Secrets are never written in the file: a value is ``${ENV_VAR}`` (read from the environment by
 the connector, on the machine that makes the calls) or a ``secretmanager://`` reference. A
 plain-text value for a secret setting is accepted with a warning, given once per setting per
-process however often the config is loaded.
+process however often the config is loaded. The sandbox's own keys (``sbx_<system>_<24 hex
+digits>``, fake and local) are not secrets: the config ``talksync sandbox serve`` writes holds
+them as they are, without a warning.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ _TOP_KEYS = {"link_store", "runs_dir", "audit_dir", "systems"}
 _SYSTEM_KEYS = {"type", "base_url"}
 _SECRET_SETTING = re.compile(r"(key|secret|password|token)", re.IGNORECASE)
 _REFERENCE = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|secretmanager://.+)$")
+#: The sandbox's own keys (``sandbox/server.py`` ``Sandbox.api_key``): fake, accepted only by the
+#: local emulators, so the config ``talksync sandbox serve`` writes holds them as they are.
+_SANDBOX_KEY = re.compile(r"^sbx_[a-z]+_[0-9a-f]{24}$")
 
 
 class ConfigError(ValueError):
@@ -100,7 +105,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         settings = {k: v for k, v in raw.items() if k not in _SYSTEM_KEYS}
         for key, value in settings.items():
             if (_SECRET_SETTING.search(key) and not key.endswith("_url")
-                    and isinstance(value, str) and not _REFERENCE.match(value)):
+                    and isinstance(value, str) and not _REFERENCE.match(value)
+                    and not _SANDBOX_KEY.match(value)):
                 _warn_plain_text_secret(path, str(name), key)
         systems[str(name)] = SystemConfig(name=str(name), type=str(raw["type"]),
                                           base_url=base_url.rstrip("/"), settings=settings)

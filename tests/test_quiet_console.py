@@ -7,21 +7,33 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 import yaml
+
+from sandbox.server import Sandbox
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_a_run_prints_no_ignored_type_hints_and_warns_once_per_plain_text_secret(sandbox,
-                                                                                   tmp_path):
+@pytest.fixture
+def real_keyed_sandbox(tmp_path, monkeypatch):
+    """The custom systems with keys of a real system's form (not the sandbox's own ``sbx_``
+    keys, which are not secrets): the config holds one in plain text, as a user might."""
+    monkeypatch.setattr(Sandbox, "api_key", lambda self, system: f"{system}-plain-key-98765")
+    with Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
+                 systems=("customwebshop", "customerp")) as running:
+        yield running
+
+
+def test_a_run_prints_no_ignored_type_hints_and_warns_once_per_plain_text_secret(
+        real_keyed_sandbox, tmp_path):
+    sandbox = real_keyed_sandbox
     config = yaml.safe_load(sandbox.config_path.read_text())
-    config.pop("sandbox", None)  # a real config: plain-text secrets are warned about
-    config["systems"]["customerp"]["api_key"] = sandbox.api_key("customerp")
-    config["link_store"] = f"sqlite:///{tmp_path / 'links.db'}"
-    config["runs_dir"] = str(tmp_path / "runs")
+    config["systems"]["customwebshop"]["api_key"] = "${SHOP_KEY}"
     path = tmp_path / "talksync.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+           "SHOP_KEY": sandbox.api_key("customwebshop")}
 
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "-q", "run", "customerp-customwebshop",
