@@ -9,6 +9,12 @@ two writers racing for the same entity cannot both win.
 
 The schema is versioned with ``PRAGMA user_version``: :data:`_MIGRATIONS` lists the steps,
 and a file is brought up to date when it is opened.
+
+The store keeps OAuth tokens (Exact's, in state entries), so talksync creates the database file
+readable by its owner only (0600) and the folders it creates for it 0700, whatever the umask;
+SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files the database file's permissions. An
+existing file open to group or others is left as it is, with a one-line warning naming the
+fix: tightening it silently could lock out a group that shares the store on purpose.
 """
 
 from __future__ import annotations
@@ -16,20 +22,31 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
+import os
 import pathlib
 import sqlite3
+import stat
 import threading
 from typing import Iterable, Iterator, Optional, Sequence
 
 from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
                                   StaleStateError, StateEntry, decode_values, encode_values)
 
+_LOG = logging.getLogger(__name__)
 _URL_PREFIX = "sqlite:///"
 _MEMORY = ":memory:"
 #: how long a writer waits for another process's transaction before giving up
 _BUSY_TIMEOUT_MS = 30_000
 #: ids per ``IN (...)`` query; well below SQLite's bound-parameter limit
 _LOOKUP_CHUNK = 500
+
+#: owner-only permissions of the database file and of the folders created for it
+_PRIVATE_FILE, _PRIVATE_FOLDER = 0o600, 0o700
+#: the files SQLite keeps beside the database
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+#: databases already warned about in this process (a run opens its store many times)
+_WARNED_OPEN_TO_OTHERS: set[str] = set()
 
 #: schema steps; step i takes a file from user_version i to i + 1
 _MIGRATIONS = (
@@ -95,6 +112,58 @@ _DEAD_LETTER_COLUMNS = ("run_id", "dataflow", "pair", "direction", "system", "en
                         "created_at")
 
 
+def _prepare_private_file(path: str) -> None:
+    """Create the database file, and any folder missing on its way, readable by the owner only
+    (the umask cannot widen or narrow it); an existing file open to others is warned about."""
+    if os.name != "posix":  # permissions there are ACLs, inherited from the folder
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return
+    _make_private_folders(pathlib.Path(path).parent)
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE)
+    except FileExistsError:
+        _warn_if_open_to_others(path)
+        return
+    try:
+        os.fchmod(handle, _PRIVATE_FILE)  # exactly 0600: the umask only ever takes bits away
+    finally:
+        os.close(handle)  # an empty file is an empty SQLite database
+
+
+def _make_private_folders(folder: pathlib.Path) -> None:
+    """Create ``folder`` and its missing parents 0700; folders that exist are left alone."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=_PRIVATE_FOLDER)
+        except FileExistsError:  # another worker made it first
+            continue
+        os.chmod(created, _PRIVATE_FOLDER)
+
+
+def _warn_if_open_to_others(path: str) -> None:
+    """One warning per database and process when it or a file beside it is open to group or
+    others, naming the files and the fix."""
+    if path in _WARNED_OPEN_TO_OTHERS:
+        return
+    open_files = []
+    for name in (path, *(path + suffix for suffix in _SIDE_FILES)):
+        try:
+            mode = os.stat(name).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(mode) & 0o077:
+            open_files.append(f"{name} ({stat.filemode(mode)})")
+    if open_files:
+        _WARNED_OPEN_TO_OTHERS.add(path)
+        _LOG.warning("link store %s keeps OAuth tokens but is open to group or others: %s; "
+                     "make it owner-only with `chmod 600` on these files", path,
+                     ", ".join(open_files))
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -127,7 +196,7 @@ class SqliteLinkStore(LinkStore):
     def __init__(self, path: str):
         """Open (creating it and its folder if needed) the database at ``path``."""
         if path != _MEMORY:
-            pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _prepare_private_file(path)
         self._path = path
         self._lock = threading.Lock()
         # timeout: SQLite's busy timeout. isolation_level=None: no implicit transactions,

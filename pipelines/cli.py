@@ -417,19 +417,25 @@ def cmd_docs(out: str) -> int:
 
 
 def cmd_sandbox_serve(args) -> int:
-    from sandbox.server import REGISTRY, Sandbox
+    from sandbox.server import REGISTRY, PortInUseError, Sandbox
     systems = ([s.strip() for s in args.systems.split(",") if s.strip()] if args.systems
                else list(REGISTRY))
-    sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed,
-                      systems=systems)
-    sandbox.start()
+    try:
+        sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed,
+                          systems=systems)
+    except ValueError as exc:  # an unknown system or base port: the message names the fix
+        raise UsageError(str(exc)) from None
+    try:
+        sandbox.start()
+    except PortInUseError as exc:
+        top = max(entry.port_offset for entry in REGISTRY.values())
+        raise UsageError(f"{exc}; choose another base port with --base-port N (the systems "
+                         f"listen on N+1 to N+{top}; 0 picks free ports)") from None
     print(f"sandbox running; config: {sandbox.config_path}")
     for system in sandbox.systems:
         print(f"  {system}: {sandbox.url(system)}")
-    print("export these before `talksync run --config "
-          f"{sandbox.config_path} --all`:")
-    for name, value in sandbox.environ().items():
-        print(f"  export {name}={value}")
+    print(f"the config holds the sandbox's own keys; sync with `talksync run --config "
+          f"{sandbox.config_path} --all`")
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:

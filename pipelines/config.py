@@ -12,7 +12,10 @@
 
 Secrets are never written in the file: a value is ``${ENV_VAR}`` (read from the environment by
 the connector, on the machine that makes the calls) or a ``secretmanager://`` reference. A
-plain-text value for a secret setting is accepted with a warning.
+plain-text value for a secret setting is accepted with a warning, given once per setting per
+process however often the config is loaded. The sandbox's own keys (``sbx_<system>_<24 hex
+digits>``, fake and local) are not secrets: the config ``talksync sandbox serve`` writes holds
+them as they are, without a warning.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ _TOP_KEYS = {"link_store", "runs_dir", "audit_dir", "systems"}
 _SYSTEM_KEYS = {"type", "base_url"}
 _SECRET_SETTING = re.compile(r"(key|secret|password|token)", re.IGNORECASE)
 _REFERENCE = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|secretmanager://.+)$")
+#: The sandbox's own keys (``sandbox/server.py`` ``Sandbox.api_key``): fake, accepted only by the
+#: local emulators, so the config ``talksync sandbox serve`` writes holds them as they are.
+_SANDBOX_KEY = re.compile(r"^sbx_[a-z]+_[0-9a-f]{24}$")
 
 
 class ConfigError(ValueError):
@@ -99,15 +105,29 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         settings = {k: v for k, v in raw.items() if k not in _SYSTEM_KEYS}
         for key, value in settings.items():
             if (_SECRET_SETTING.search(key) and not key.endswith("_url")
-                    and isinstance(value, str) and not _REFERENCE.match(value)):
-                _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
-                             "or secretmanager:// instead", path, name, key)
+                    and isinstance(value, str) and not _REFERENCE.match(value)
+                    and not _SANDBOX_KEY.match(value)):
+                _warn_plain_text_secret(path, str(name), key)
         systems[str(name)] = SystemConfig(name=str(name), type=str(raw["type"]),
                                           base_url=base_url.rstrip("/"), settings=settings)
     return Config(link_store=str(data.get("link_store") or DEFAULT_LINK_STORE),
                   runs_dir=str(data.get("runs_dir") or DEFAULT_RUNS_DIR),
                   systems=systems, path=path,
                   audit_dir=str(data["audit_dir"]) if data.get("audit_dir") else None)
+
+
+#: The (config, system, setting) triples already warned about in this process.
+_WARNED_PLAIN_TEXT: set[tuple[str, str, str]] = set()
+
+
+def _warn_plain_text_secret(path: str, system: str, key: str) -> None:
+    """Warn once per setting per process: one run loads its config several times (the command,
+    the pipeline), and the same warning repeated reads like several problems."""
+    if (path, system, key) in _WARNED_PLAIN_TEXT:
+        return
+    _WARNED_PLAIN_TEXT.add((path, system, key))
+    _LOG.warning("%s: systems.%s.%s holds a secret in plain text; use ${ENV_VAR} "
+                 "or secretmanager:// instead", path, system, key)
 
 
 def load_config(path: "str | pathlib.Path") -> Config:

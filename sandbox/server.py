@@ -3,12 +3,16 @@
 Each emulator gets its own Werkzeug threaded server on 127.0.0.1, in a thread of its own, at
 ``base_port + offset`` (``base_port=0``: a free ephemeral port each). Their state lives in
 ``state_dir/<system>.json``; :meth:`Sandbox.start` also writes ``state_dir/talksync.yaml``, a
-ready talksync config pointing at them, whose API keys come from :meth:`Sandbox.environ`.
+ready talksync config pointing at them that runs as written: it holds the sandbox's own keys
+(:meth:`Sandbox.api_key`) literally. They are fake and open only these local emulators, and
+their ``sbx_`` form is what ``pipelines/config.py`` recognises as not a secret (no plain-text
+warning); a real config still takes its secrets as ``${ENV_VAR}`` or ``secretmanager://``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import re
@@ -50,6 +54,18 @@ REGISTRY: dict[str, SystemEntry] = {
 SYSTEMS: tuple[str, ...] = ("customwebshop", "customerp")
 
 CONFIG_HEADER = "# Written by `talksync sandbox serve`: a ready config for the sandbox systems.\n"
+_KEYS_NOTE = ("# The keys below are the sandbox's own local keys: fake, accepted only by these "
+              "emulators on\n# 127.0.0.1, so they are written as they are. A real config takes "
+              "its secrets as ${ENV_VAR}\n# or secretmanager:// references.")
+_KEY_COMMENT = "# the sandbox's own local key"
+
+
+class PortInUseError(OSError):
+    """A sandbox system's port is taken by another process."""
+
+    def __init__(self, system: str, port: int):
+        super().__init__(f"port {port} for the sandbox's {system} is already in use")
+        self.system, self.port = system, port
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
@@ -86,9 +102,7 @@ class Sandbox:
         self.state_dir = Path(state_dir).resolve()
         self.base_port = base_port
         self.systems = tuple(systems)
-        unknown = [system for system in self.systems if system not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown sandbox systems {unknown}; known: {', '.join(SYSTEMS)}")
+        _check_choice(self.systems, base_port)
         self.seed = seed
         self._running: dict[str, _Running] = {}
 
@@ -136,7 +150,12 @@ class Sandbox:
             state_path=self.state_dir / f"{system}.json",
         )
         port = self.base_port + entry.port_offset if self.base_port else 0
-        listener = _listen("127.0.0.1", port)
+        try:
+            listener = _listen("127.0.0.1", port)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(system, port) from None
+            raise
         try:
             # Werkzeug exits the process when it cannot bind, so bind here and hand over the fd.
             server = make_server(
@@ -158,6 +177,7 @@ class Sandbox:
     def _write_config(self) -> None:
         lines = [
             CONFIG_HEADER.rstrip("\n"),
+            _KEYS_NOTE,
             f"link_store: {_yaml_scalar('sqlite:///' + str(self.state_dir / 'links.db'))}",
             f"runs_dir: {_yaml_scalar(str(self.state_dir / 'runs'))}",
             "systems:",
@@ -170,7 +190,8 @@ class Sandbox:
             ]
             lines += [f"    {name}: {_yaml_scalar(value)}"
                       for name, value in self._extra_settings(system).items()]
-            lines.append(f"    {_secret_setting(system)}: ${{{_env_name(system)}}}")
+            lines.append(f"    {_secret_setting(system)}: {_yaml_scalar(self.api_key(system))}"
+                         f"  {_KEY_COMMENT}")
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _extra_settings(self, system: str) -> dict[str, str]:
@@ -198,12 +219,15 @@ class Sandbox:
         return self.root_url(system) + REGISTRY[system].emulator.api_prefix
 
     def api_key(self, system: str) -> str:
-        """The API key the emulator accepts: fixed for a system and seed."""
+        """The API key the emulator accepts: fixed for a system and seed. Its form
+        ``sbx_<system>_<24 hex digits>`` marks it as a sandbox key (``pipelines/config.py``)."""
         digest = hashlib.sha256(f"talksync-sandbox:{system}:{self.seed}".encode()).hexdigest()
         return f"sbx_{system}_{digest[:24]}"
 
     def environ(self) -> dict[str, str]:
-        """The environment variables ``talksync.yaml`` takes the API keys from."""
+        """The sandbox's keys as environment variables, for configs of one's own that take
+        them as ``${TALKSYNC_SANDBOX_<SYSTEM>_<SETTING>}`` (the written ``talksync.yaml`` holds
+        the keys themselves and needs none)."""
         return {_env_name(system): self.api_key(system) for system in self.systems}
 
     # -- control endpoints ----------------------------------------------------------------
@@ -242,6 +266,19 @@ class Sandbox:
             detail = error.read().decode("utf-8", "replace")
             raise ValueError(f"{system} {method} {path} failed with {error.code}: {detail}") from None
         return json.loads(payload) if payload else None
+
+
+def _check_choice(systems: tuple[str, ...], base_port: int) -> None:
+    """``ValueError`` naming the fix for an unknown system or a base port whose systems'
+    ports would fall outside 1 to 65535 (a usage error, before anything is started)."""
+    unknown = [system for system in systems if system not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown sandbox system(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(REGISTRY)}")
+    top = max((REGISTRY[system].port_offset for system in systems), default=0)
+    if base_port and not 0 < base_port <= 65535 - top:
+        raise ValueError(f"base port {base_port}: the systems listen on base+1 to base+{top}; "
+                         f"choose 0 (free ports) or 1 to {65535 - top}")
 
 
 def _secret_setting(system: str) -> str:

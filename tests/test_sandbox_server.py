@@ -95,11 +95,12 @@ def test_urls_keys_environ_and_config(sb):
         "link_store": f"sqlite:///{sb.state_dir}/links.db",
         "runs_dir": f"{sb.state_dir}/runs",
         "systems": {
-            WEBSHOP: {"type": WEBSHOP, "base_url": sb.url(WEBSHOP), "api_key": "${TALKSYNC_SANDBOX_CUSTOMWEBSHOP_API_KEY}"},
-            ERP: {"type": ERP, "base_url": sb.url(ERP), "api_key": "${TALKSYNC_SANDBOX_CUSTOMERP_API_KEY}"},
+            WEBSHOP: {"type": WEBSHOP, "base_url": sb.url(WEBSHOP), "api_key": sb.api_key(WEBSHOP)},
+            ERP: {"type": ERP, "base_url": sb.url(ERP), "api_key": sb.api_key(ERP)},
         },
     }
     assert f"  customerp:\n    type: customerp\n    base_url: {sb.url(ERP)}\n" in text
+    assert f"    api_key: {sb.api_key(ERP)}  # the sandbox's own local key\n" in text
 
 
 def test_only_127_0_0_1_is_bound(sb):

@@ -49,7 +49,9 @@ class SyncPair(beam.PTransform):
         self._max_updates = max_updates
         self._confirm = confirm_mass_changes
 
-    def expand(self, pbegin) -> dict:
+    # No return annotation: Beam reads it as the output type hint and warns, once per pair,
+    # that a dict of PCollections is not one it can use (the dict is documented above).
+    def expand(self, pbegin):
         ctx = self._ctx
         views, dead, watermarks, failed = [], [], [], []
         for side in (SOURCE, TARGET):
