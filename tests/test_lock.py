@@ -50,6 +50,22 @@ def _pins(path: pathlib.Path) -> dict[str, Version]:
     return pins
 
 
+def _required_by(path: pathlib.Path) -> dict[str, set[str]]:
+    """Package → the packages that need it, from the ``# via`` comments uv writes."""
+    required: dict[str, set[str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==", line)
+        if pinned:
+            current = canonicalize_name(pinned.group(1))
+            required[current] = set()
+        elif current and line.strip().startswith("#"):
+            text = re.sub(r"^#\s*(via\b)?\s*", "", line.strip()).split(" (")[0]
+            if text and not text.startswith("-c"):
+                required[current].add(canonicalize_name(text))
+    return required
+
+
 def _setup_requirements() -> dict[str, list[Requirement]]:
     """setup.py's install_requires (key "") and extras, read without running it."""
     call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
@@ -94,10 +110,15 @@ def test_workers_install_the_locked_versions_of_talksync_and_gcp_only():
     groups = _setup_requirements()
     for requirement in groups[""] + groups["gcp"]:
         assert canonicalize_name(requirement.name) in workers, requirement
+    required_by = _required_by(WORKER_LOCK)
     for extra in NOT_ON_WORKERS:
         for requirement in groups[extra]:
-            assert canonicalize_name(requirement.name) not in workers, (
+            name = canonicalize_name(requirement.name)
+            # on the workers only as another package's dependency (Beam needs pillow), never
+            # for talksync's own sake
+            assert name not in workers or "talksync" not in required_by[name], (
                 f"{requirement.name} ([{extra}]) must not be installed on Dataflow workers")
+    assert "werkzeug" not in workers and "graphql-core" not in workers
     beam = next(r for r, _ in _entries(WORKER_LOCK) if r.name == "apache-beam")
     assert "gcp" in beam.extras or "google-cloud-dataflow-client" in workers
 
