@@ -1100,6 +1100,12 @@ class Emulator:
         self, resource: str, since: Optional[str] = None, after: Optional[tuple[str, str]] = None
     ) -> list[Row]:
         """Rows ordered by (timestamp, key), from ``since`` (inclusive) and after ``after``."""
+        return [row for _, row in self.keyed_rows(resource, since, after)]
+
+    def keyed_rows(
+        self, resource: str, since: Optional[str] = None, after: Optional[tuple[str, str]] = None
+    ) -> list[tuple[tuple[str, str], Row]]:
+        """:meth:`ordered_rows` with each row's (timestamp, key): where a page after it starts."""
         # Rows stored through /_sandbox/raw may lack a timestamp (or hold one that is not
         # text): they sort first and only a full read (no ``since``) returns them.
         ts_field = self.timestamp_field
@@ -1110,7 +1116,7 @@ class Emulator:
             if (since is None or sort_key[0] >= since) and (after is None or sort_key > after):
                 keyed.append((sort_key, row))
         keyed.sort(key=lambda item: item[0])
-        return [row for _, row in keyed]
+        return keyed
 
     # Idempotency keys: resource → key → {"id": entity key, "at": epoch seconds}. Kept 24 hours.
 

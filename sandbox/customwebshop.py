@@ -233,13 +233,14 @@ class CustomWebshop(Emulator):
         page_size = parse_int_param(request, "page_size", 100, 1, 500)
         token = request.args.get("page_token")
         after = decode_page_token(token) if token else None
-        rows = self.ordered_rows(resource, since, after)
+        rows = self.keyed_rows(resource, since, after)
         page = rows[:page_size]
         next_token = None
         if len(rows) > page_size:
-            last = page[-1].entity
-            next_token = encode_page_token((last["updated_at"], last["id"]))
-        return self.respond(200, {"data": [row.entity for row in page], "next_page_token": next_token})
+            # the last row's sort key, also when it is a raw row without a usable updated_at
+            next_token = encode_page_token(page[-1][0])
+        return self.respond(200, {"data": [row.entity for _, row in page],
+                                  "next_page_token": next_token})
 
     def get_entity(self, request: Request, resource: str, id: str) -> Response:
         return self.entity_response(200, self.row(resource, id))

@@ -107,6 +107,21 @@ def test_list_defaults_to_100_rows_and_pages_with_an_opaque_token(api):
     assert {r["id"] for r in first["data"]} | {r["id"] for r in second["data"]} == {r["id"] for r in api.all("products")}
 
 
+def test_a_page_that_ends_on_a_raw_row_without_updated_at_still_pages_on(api, sandbox):
+    """Raw rows without a timestamp sort first; a page of one such row must hand out a token
+    (found by `talksync check`'s page-of-one probe, which made the list answer 500)."""
+    sandbox.put_raw(SYSTEM, "customers", [{"id": "cus_raw_1", "email": "raw@example.com"},
+                                          {"id": "cus_raw_2", "email": "raw2@example.com"}])
+    seen, token = [], None
+    for _ in range(5):
+        page = api("GET", "/customers", params={"page_size": 1,
+                                                **({"page_token": token} if token else {})})
+        assert page.status_code == 200, page.text
+        seen += [row["id"] for row in page.json()["data"]]
+        token = page.json()["next_page_token"]
+    assert seen[:2] == ["cus_raw_1", "cus_raw_2"] and len(set(seen)) == 5 and token
+
+
 def test_updated_since_is_inclusive_and_accepts_offsets(api):
     rows = api.all("orders")
     pivot = rows[100]
