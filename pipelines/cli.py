@@ -33,6 +33,7 @@ class _WithoutBeamImportNoise(logging.Filter):
 
 logging.getLogger().addFilter(_WithoutBeamImportNoise())
 
+from connectors.waiting import forget_unreachable_systems  # noqa: E402
 from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
 from pipelines import links_io
 from pipelines.config import ConfigError, load_config
@@ -205,6 +206,7 @@ def _dataflows_to_run(args, config):
 
 
 def _run_once(args, config, specs, beam_args, full: bool) -> int:
+    forget_unreachable_systems()   # a system the last run found unreachable is asked again
     sections = []
     status = EXIT_OK
     for spec in specs:

@@ -231,3 +231,6 @@ def test_a_run_against_a_system_that_never_answers_finds_it_once_and_fails_sayin
     assert "/3)" in err          # the attempt it is on, of 3
     assert "not sent: the system did not answer" in err
     assert set(report["pairs"]) == {"customer", "product", "order"}
+    # the next run asks the system again (and finds it once again)
+    assert harness.run()[0] == 1
+    assert never_answering.accepted == 6
