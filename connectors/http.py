@@ -202,7 +202,8 @@ class ClientCredentialsToken:
     ``expires_in``. Thread-safe: concurrent callers share one fetch.
 
     Failures raise :class:`ApiError` with the token endpoint's ``error_description`` (the
-    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient.
+    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient;
+    no answer at all (refused, timed out) raises :class:`UnreachableError`.
     """
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
@@ -241,9 +242,12 @@ class ClientCredentialsToken:
             response = self._session.post(self._url, data=self._form, timeout=self._timeout,
                                           allow_redirects=False)
         except requests.RequestException as exc:
-            raise TransientApiError(masker.mask(f"{self._system}: token request to {self._url} "
-                                                f"failed: {type(exc).__name__}: {exc}"),
-                                    system=self._system) from None
+            no_answer = (isinstance(exc, (requests.ConnectionError, requests.Timeout))
+                         and not isinstance(exc, requests.exceptions.SSLError))
+            kind = UnreachableError if no_answer else TransientApiError
+            raise kind(masker.mask(f"{self._system}: token request to {self._url} "
+                                   f"failed: {type(exc).__name__}: {exc}"),
+                       system=self._system) from None
         try:
             body = response.json()
         except ValueError:
@@ -388,7 +392,7 @@ class HttpClient:
         refreshed = refresh = False
         while True:
             if self._auth is not None:
-                headers["Authorization"] = "Bearer " + self._auth.token(refresh=refresh)
+                headers["Authorization"] = "Bearer " + self._token(refresh)
                 refresh = False
             if self._limiter:
                 self._limiter.acquire()
@@ -446,6 +450,15 @@ class HttpClient:
             self._sleep(wait)
             attempt += 1
             pending.attempt = attempt + 1
+
+    def _token(self, refresh: bool) -> str:
+        """A bearer token from ``auth``; a token endpoint that does not answer makes the system
+        unreachable for the process's other requests too (none of them could be sent)."""
+        try:
+            return self._auth.token(refresh=refresh)
+        except UnreachableError as exc:
+            waiting.UNREACHABLE.found(self._key, exc)
+            raise
 
     def _past_no_answer_budget(self, error: ApiError, started: float, wait: float) -> bool:
         """True when ``error`` is no answer and another attempt after ``wait`` could end later

@@ -71,6 +71,9 @@ class NeverAnsweringSession:
             raise requests.exceptions.ConnectTimeout("connect timed out")
         raise requests.exceptions.ConnectionError("connection refused")
 
+    def post(self, url, **kwargs):
+        return self.request("POST", url, **kwargs)
+
     def close(self):
         pass
 
@@ -99,12 +102,12 @@ def simulated(monkeypatch):
     logger.setLevel(level)
 
 
-def default_client(time: SimulatedTime, how: str) -> tuple[talkhttp.HttpClient,
-                                                           NeverAnsweringSession]:
+def default_client(time: SimulatedTime, how: str, **kwargs) -> tuple[talkhttp.HttpClient,
+                                                                     NeverAnsweringSession]:
     """A client with every default timeout and retry setting, on the simulated clock."""
     client = talkhttp.HttpClient("https://erp.example.com/api?key=SECRET", system="erp",
                                  sleep=time.sleep, clock=time.clock,
-                                 still_waiting=time.watcher)
+                                 still_waiting=time.watcher, **kwargs)
     session = NeverAnsweringSession(time, how)
     client._session = session
     return client, session
@@ -173,6 +176,21 @@ def test_a_post_that_may_have_been_received_does_not_make_the_system_unreachable
     assert session.attempts == 1
     assert waiting.UNREACHABLE.refusal(("erp", "https://erp.example.com/api?key=SECRET"),
                                        "GET /Customers") is None
+
+
+def test_a_token_endpoint_that_never_answers_makes_the_system_unreachable(simulated):
+    token = talkhttp.ClientCredentialsToken("https://login.example.com/tenant/token", "client",
+                                            "SECRET", "scope", system="erp")
+    token._session = token_endpoint = NeverAnsweringSession(simulated, "accepts")
+    client, api = default_client(simulated, "accepts", auth=token)
+    with pytest.raises(UnreachableError, match="erp: token request to .* ReadTimeout"):
+        client.request("GET", "/Customers")
+    assert "erp: GET /Customers: still waiting after 10 s (attempt 1/6)" in [
+        line for _, line in simulated.lines]
+    other, other_api = default_client(simulated, "accepts", auth=token)
+    with pytest.raises(UnreachableError, match="not sent"):
+        other.request("GET", "/Items")
+    assert token_endpoint.attempts == 1 and api.attempts == other_api.attempts == 0
 
 
 # --- end to end ---------------------------------------------------------------------------------
