@@ -18,6 +18,7 @@ run waits through the same retries again. Here:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -71,6 +72,8 @@ class StillWaiting:
         self._lock = threading.Condition()
         self._pending: set[PendingRequest] = set()
         self._changed = False
+        #: when the thread wakes next (a request due earlier wakes it at once)
+        self._wake_at = math.inf
         self._thread_pid: Optional[int] = None
 
     def clock(self) -> float:
@@ -80,8 +83,10 @@ class StillWaiting:
         with self._lock:
             request.next_line = request.started + self._every
             self._pending.add(request)
-            self._changed = True
-            self._lock.notify()
+            if request.next_line < self._wake_at:
+                self._wake_at = request.next_line
+                self._changed = True
+                self._lock.notify()
             if self._background and self._thread_pid != os.getpid():   # none yet, or forked
                 self._thread_pid = os.getpid()
                 threading.Thread(target=self._run, name="talksync-still-waiting",
@@ -105,10 +110,11 @@ class StillWaiting:
             lines = [r.still_waiting(now) for r in due]
             for request in due:
                 request.next_line = now + self._every
-            upcoming = min((r.next_line for r in self._pending), default=None)
+            upcoming = min((r.next_line for r in self._pending), default=math.inf)
+            self._wake_at = upcoming
         for line in lines:
             progress.info("%s", line)
-        return None if upcoming is None else max(0.0, upcoming - now)
+        return None if upcoming == math.inf else max(0.0, upcoming - now)
 
     def _run(self) -> None:
         while True:
