@@ -411,7 +411,12 @@ class HttpClient:
                 failure = (f"got no answer ({type(exc).__name__})"
                            if isinstance(error, UnreachableError) else
                            f"got a broken answer ({type(exc).__name__})")
+                # timed out or never connected (a connection dropped after sending is quick
+                # to fail again, and the system may have carried the request out)
+                silent = isinstance(error, UnreachableError) and (
+                    isinstance(exc, requests.Timeout) or _not_sent(exc))
             else:
+                silent = False
                 waiting.UNREACHABLE.answered(self._key)
                 paced = (self._pacer.after_response(response.status_code, response.headers)
                          if self._pacer else None)
@@ -442,7 +447,7 @@ class HttpClient:
                     failure = f"got HTTP {response.status_code}"
             if (not retry or attempt >= self._max_retries
                     or self._past_no_answer_budget(error, started, wait)):
-                if retry and isinstance(error, UnreachableError):
+                if retry and silent:
                     waiting.UNREACHABLE.found(self._key, error)  # the run's others fail at once
                 raise error
             if wait > _ANNOUNCED_WAIT_S:

@@ -15,6 +15,7 @@ import urllib.parse
 
 import pytest
 import requests
+import urllib3
 
 from connectors import http as talkhttp
 from connectors import waiting
@@ -70,7 +71,10 @@ class NeverAnsweringSession:
         if self.how == "blackholed":         # the connection is never accepted
             self.time.sleep(connect_s)
             raise requests.exceptions.ConnectTimeout("connect timed out")
-        raise requests.exceptions.ConnectionError("connection refused")
+        if self.how == "drops":              # the connection is closed without an answer
+            raise requests.exceptions.ConnectionError(ConnectionResetError("reset by peer"))
+        raise requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(
+            None, url, urllib3.exceptions.NewConnectionError(None, "connection refused")))
 
     def post(self, url, **kwargs):
         return self.request("POST", url, **kwargs)
@@ -168,6 +172,26 @@ def test_a_system_that_gave_no_answer_is_not_asked_again_by_the_process_for_a_wh
     with pytest.raises(UnreachableError):
         other.request("GET", "/Items")
     assert other_session.attempts > 0
+
+
+def test_a_system_that_drops_connections_is_asked_again_by_the_next_request(simulated):
+    client, _ = default_client(simulated, "drops")     # quick to fail, and may have been sent
+    with pytest.raises(UnreachableError):
+        client.request("GET", "/Customers")
+    other, other_session = default_client(simulated, "drops")
+    with pytest.raises(UnreachableError, match="ConnectionError"):
+        other.request("GET", "/Items")
+    assert other_session.attempts == talkhttp._MAX_RETRIES + 1
+
+
+def test_a_refused_connection_makes_the_system_unreachable(simulated):
+    client, _ = default_client(simulated, "refused")
+    with pytest.raises(UnreachableError):
+        client.request("GET", "/Customers")
+    other, other_session = default_client(simulated, "refused")
+    with pytest.raises(UnreachableError, match="not sent"):
+        other.request("GET", "/Items")
+    assert other_session.attempts == 0
 
 
 def test_a_post_that_may_have_been_received_does_not_make_the_system_unreachable(simulated):
