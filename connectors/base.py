@@ -16,6 +16,10 @@ import dataclasses
 import datetime
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
+#: the logger of progress lines (one per stage, batch or retry, never per record); the CLI
+#: shows it on stderr unless ``-q``
+PROGRESS_LOGGER = "talksync.progress"
+
 
 @dataclasses.dataclass(frozen=True)
 class Record:

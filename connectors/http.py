@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protoco
 import requests
 import urllib3
 
-from connectors import secrets
+from connectors import secrets, waiting
 from connectors.base import (ApiError, Connector, CredentialsRefusedError, PermanentApiError,
                              PreconditionFailedError,
                              RateLimitedError, Record, SystemConfig, TransientApiError,
@@ -48,6 +48,13 @@ _MAX_RETRIES = 5
 _BASE_BACKOFF_S = 0.5
 #: the cap of one backoff wait
 _MAX_BACKOFF_S = 30.0
+#: a request stops retrying a system that does not answer when its next attempt could end
+#: later than this after its first one began (so a run against a system that never answers
+#: ends within about 2 minutes with the default timeouts; the run's other requests to it then
+#: fail at once, see connectors/waiting.py)
+_NO_ANSWER_BUDGET_S = 80.0
+#: a wait before a retry longer than this is announced on the progress logger
+_ANNOUNCED_WAIT_S = 2.0
 #: a longer Retry-After is not waited out in a worker: the error is raised (transient) instead
 _MAX_RETRY_AFTER_S = 300.0
 #: characters of a non-JSON error body kept in an exception
@@ -198,7 +205,8 @@ class ClientCredentialsToken:
     ``expires_in``. Thread-safe: concurrent callers share one fetch.
 
     Failures raise :class:`ApiError` with the token endpoint's ``error_description`` (the
-    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient.
+    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient;
+    no answer at all (refused, timed out) raises :class:`UnreachableError`.
     """
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
@@ -237,9 +245,9 @@ class ClientCredentialsToken:
             response = self._session.post(self._url, data=self._form, timeout=self._timeout,
                                           allow_redirects=False)
         except requests.RequestException as exc:
-            kind = (UnreachableError if isinstance(exc, (requests.ConnectionError,
-                                                         requests.Timeout))
-                    else TransientApiError)
+            no_answer = (isinstance(exc, (requests.ConnectionError, requests.Timeout))
+                         and not isinstance(exc, requests.exceptions.SSLError))
+            kind = UnreachableError if no_answer else TransientApiError
             raise kind(masker.mask(f"{self._system}: token request to {self._url} "
                                    f"failed: {type(exc).__name__}: {exc}"),
                        system=self._system) from None
@@ -284,6 +292,12 @@ class HttpClient:
     per request by fetching a new token and sending the request again (a token may expire or
     be revoked early). Its tokens are masked like every other secret. ``pacer`` (optional)
     sees every answer's headers and may hold requests back (see :class:`Pacer`).
+
+    A request that got no answer through its retries makes the system unreachable for the
+    process's other requests to it for a while (they fail at once); a request in flight says
+    so on the progress logger every few seconds, and every wait before a retry longer than
+    ``_ANNOUNCED_WAIT_S`` is announced (see :mod:`connectors.waiting`).
+    ``still_waiting`` replaces the process's watcher (tests with a fake clock).
     """
 
     def __init__(self, base_url: str, *, system: str = "",
@@ -298,8 +312,12 @@ class HttpClient:
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  auth: Optional[TokenProvider] = None,
-                 pacer: Optional[Pacer] = None):
+                 pacer: Optional[Pacer] = None,
+                 still_waiting: Optional[waiting.StillWaiting] = None):
         self._base_url = base_url.rstrip("/")
+        self._key = (system, self._base_url)
+        self._still_waiting = still_waiting or waiting.STILL_WAITING
+        self._clock = clock
         self._pacer = pacer
         self._system = system
         self._auth = auth
@@ -343,7 +361,8 @@ class HttpClient:
         ``json`` is the request body. ``idempotent`` defaults to True except for a ``POST``
         without an ``Idempotency-Key`` header. Returns the 2xx answer; raises the
         :class:`ApiError` subclass of the final status, or :class:`TransientApiError` for a
-        network failure.
+        network failure (:class:`UnreachableError` for no answer, at once when the system did
+        not answer another request of this process shortly before).
         """
         method = method.upper()
         headers = dict(headers or {})
@@ -354,12 +373,29 @@ class HttpClient:
         if idempotent is None:
             idempotent = method != "POST" or any(
                 name.lower() == "idempotency-key" for name in headers)
+        refused = waiting.UNREACHABLE.refusal(
+            self._key, f"{method} {self._masker.mask(path.split('?', 1)[0])}")
+        if refused is not None:
+            raise refused
+        pending = waiting.PendingRequest(self._system, method, self._masker.mask(path),
+                                         self._max_retries + 1, self._still_waiting.clock())
+        self._still_waiting.watch(pending)
+        try:
+            return self._attempts(method, path, params, data, headers, idempotent, pending)
+        finally:
+            self._still_waiting.done(pending)
+
+    def _attempts(self, method: str, path: str, params: Optional[Mapping[str, Any]],
+                  data: Optional[bytes], headers: dict[str, str], idempotent: bool,
+                  pending: waiting.PendingRequest) -> HttpResponse:
+        """The attempts of :meth:`request` (``pending`` follows them)."""
         url = self._base_url + path
+        started = self._clock()
         attempt = 0
         refreshed = refresh = False
         while True:
             if self._auth is not None:
-                headers["Authorization"] = "Bearer " + self._auth.token(refresh=refresh)
+                headers["Authorization"] = "Bearer " + self._token(refresh)
                 refresh = False
             if self._limiter:
                 self._limiter.acquire()
@@ -375,7 +411,16 @@ class HttpClient:
                 error = self._network_error(method, path, exc)
                 retry = error.transient and (idempotent or _not_sent(exc))
                 wait = self._backoff(attempt)
+                failure = (f"got no answer ({type(exc).__name__})"
+                           if isinstance(error, UnreachableError) else
+                           f"got a broken answer ({type(exc).__name__})")
+                # timed out or never connected (a connection dropped after sending is quick
+                # to fail again, and the system may have carried the request out)
+                silent = isinstance(error, UnreachableError) and (
+                    isinstance(exc, requests.Timeout) or _not_sent(exc))
             else:
+                silent = False
+                waiting.UNREACHABLE.answered(self._key)
                 paced = (self._pacer.after_response(response.status_code, response.headers)
                          if self._pacer else None)
                 if 200 <= response.status_code < 300:
@@ -386,6 +431,7 @@ class HttpClient:
                         # carried out, but the answer is not JSON (a proxy's or login page):
                         # asked again like a 5xx when asking again is safe
                         error, retry, wait = garbled, idempotent, self._backoff(attempt)
+                        failure = f"got HTTP {response.status_code} with a body that is not JSON"
                 elif response.status_code == 401 and self._auth is not None and not refreshed:
                     refreshed = refresh = True  # refused: once, a new token and again
                     continue
@@ -401,10 +447,35 @@ class HttpClient:
                         wait = self._backoff(attempt)
                     elif wait > _MAX_RETRY_AFTER_S:
                         retry = False
-            if not retry or attempt >= self._max_retries:
+                    failure = f"got HTTP {response.status_code}"
+            if (not retry or attempt >= self._max_retries
+                    or self._past_no_answer_budget(error, started, wait)):
+                if retry and silent:
+                    waiting.UNREACHABLE.found(self._key, error)  # the run's others fail at once
                 raise error
+            if wait > _ANNOUNCED_WAIT_S:
+                self._still_waiting.said(pending, pending.retrying(failure, wait))
             self._sleep(wait)
             attempt += 1
+            pending.attempt = attempt + 1
+
+    def _token(self, refresh: bool) -> str:
+        """A bearer token from ``auth``; a token endpoint that does not answer makes the system
+        unreachable for the process's other requests too (none of them could be sent)."""
+        try:
+            return self._auth.token(refresh=refresh)
+        except UnreachableError as exc:
+            waiting.UNREACHABLE.found(self._key, exc)
+            raise
+
+    def _past_no_answer_budget(self, error: ApiError, started: float, wait: float) -> bool:
+        """True when ``error`` is no answer and another attempt after ``wait`` could end later
+        than ``_NO_ANSWER_BUDGET_S`` after the first attempt began (its connect timeout and
+        read timeout both run out)."""
+        if not isinstance(error, UnreachableError):
+            return False
+        worst_end = self._clock() - started + wait + sum(self._timeout)
+        return worst_end > _NO_ANSWER_BUDGET_S
 
     def error_for(self, status: int, body: Any, method: str, path: str) -> ApiError:
         """The exception for an error answer (also for one operation of a batch)."""

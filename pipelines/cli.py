@@ -33,6 +33,7 @@ class _WithoutBeamImportNoise(logging.Filter):
 
 logging.getLogger().addFilter(_WithoutBeamImportNoise())
 
+from connectors.waiting import forget_unreachable_systems  # noqa: E402
 from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
 from pipelines import links_io
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -266,6 +267,7 @@ def _dataflows_to_run(args, config):
 
 def _run_once(args, config, specs, options, full: bool) -> int:
     """One pass over ``specs``: every system is checked once, then each dataflow runs."""
+    forget_unreachable_systems()   # a system the last run found unreachable is asked again
     systems = preflight.systems_of(specs)
     _progress(f"checking {', '.join(systems)}")
     down = {}

@@ -14,6 +14,16 @@ import yaml
 from pipelines import cli
 
 
+@pytest.fixture(autouse=True)
+def _systems_asked_afresh():
+    """Every test asks every system afresh: a system one test left unreachable (remembered by
+    the process, connectors/waiting.py) must not fail another test's requests at once."""
+    from connectors.waiting import forget_unreachable_systems
+    forget_unreachable_systems()
+    yield
+    forget_unreachable_systems()
+
+
 def group_by(rows, key, fold=False) -> dict:
     """Rows grouped by the value of ``key`` (text lower-cased with ``fold``): match-key checks."""
     out = collections.defaultdict(list)

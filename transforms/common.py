@@ -15,13 +15,13 @@ from typing import Any, Mapping, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from connectors.base import SystemConfig
+from connectors.base import PROGRESS_LOGGER, SystemConfig
 from connectors.linkstore import DeadLetter, LinkStore
 from pipelines.spec import PairSpec
 
 METRICS_NAMESPACE = "talksync"
 #: one line per stage or batch (never per record): reads done, batches written, links committed
-PROGRESS_LOGGER = "talksync.progress"
+#: (the logger PROGRESS_LOGGER, which the HTTP layer also writes retries and long waits to)
 progress = logging.getLogger(PROGRESS_LOGGER)
 _PAYLOAD_LIMIT = 8_000
 
