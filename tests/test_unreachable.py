@@ -20,7 +20,7 @@ import urllib3
 from connectors import http as talkhttp
 from connectors import waiting
 from connectors.base import PROGRESS_LOGGER, UnreachableError
-from pipelines import cli
+from pipelines import cli, preflight
 
 #: the whole run must end within this (issue 14)
 _RUN_LIMIT_S = 120.0
@@ -282,12 +282,38 @@ def never_answering():
     server.close()
 
 
-def test_a_run_against_a_system_that_never_answers_finds_it_once_and_fails_saying_so(
-        harness, never_answering, capsys, monkeypatch):
+def _silent_erp(harness, never_answering, monkeypatch) -> None:
     monkeypatch.setattr(waiting, "STILL_WAITING", waiting.StillWaiting(every_s=0.2))
     erp_url = urllib.parse.urlsplit(harness.sandbox.url("customerp"))
     harness.configure("customerp", base_url=erp_url._replace(
         netloc=f"127.0.0.1:{never_answering.port}").geturl(), timeout_s=0.6, max_retries=2)
+
+
+def test_a_run_against_a_system_that_never_answers_finds_it_once_and_fails_saying_so(
+        harness, never_answering, capsys, monkeypatch):
+    """The run's pre-flight read finds the silence (three attempts, with progress lines); the
+    dataflow is not run at all, and the next run asks again."""
+    _silent_erp(harness, never_answering, monkeypatch)
+    status, report = harness.run()
+    err = capsys.readouterr().err
+    assert status == 1 and report == {}
+    assert "systems.customerp could not be reached at http://127.0.0.1:" in err
+    assert "customerp-customwebshop not run: customerp cannot be read now" in err
+    assert never_answering.accepted == 3
+    assert re.search(r"customerp: GET /Customers: still waiting after", err)
+    assert "/3)" in err          # the attempt it is on, of 3
+    assert harness.writes("customwebshop") == {}
+    # the next run asks the system again (and finds it once again)
+    assert harness.run()[0] == 1
+    assert never_answering.accepted == 6
+
+
+def test_a_system_that_stops_answering_mid_run_is_found_once_for_every_pair(
+        harness, never_answering, capsys, monkeypatch):
+    """The system answered the pre-flight check and went silent after (simulated by passing
+    the check): one pair's read meets the silence; the other pairs fail at once, unsent."""
+    _silent_erp(harness, never_answering, monkeypatch)
+    monkeypatch.setattr(preflight, "preflight", lambda config, systems: [])
     status, report = harness.run()
     err = capsys.readouterr().err
     assert status == 1
@@ -297,9 +323,5 @@ def test_a_run_against_a_system_that_never_answers_finds_it_once_and_fails_sayin
     assert never_answering.accepted == 3
     assert report["unreachable"] == {"customerp": 3}
     assert re.search(r"customerp: GET /(Customers|Products|Orders): still waiting after", err)
-    assert "/3)" in err          # the attempt it is on, of 3
     assert "not sent: the system did not answer" in err
     assert set(report["pairs"]) == {"customer", "product", "order"}
-    # the next run asks the system again (and finds it once again)
-    assert harness.run()[0] == 1
-    assert never_answering.accepted == 6
