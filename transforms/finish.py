@@ -79,6 +79,40 @@ class WriteRunFile(beam.PTransform):
         return len(rows)
 
 
+_STAGES = ("read", "map", "plan", "reserve", "write", "commit")
+
+
+class OneLetterPerEntity(beam.PTransform):
+    """Keeps one dead letter per entity and run: the one of the earliest stage.
+
+    Each entity is read, planned and written once per run, so it should fail once; this
+    makes sure of it, for the run's files and the store alike (a second letter would retry
+    nothing more, and would count the entity twice). Letters about no entity (a failed read
+    of a whole pair) pass on as they are.
+    """
+
+    _ENTITY = "about_an_entity"
+
+    def expand(self, letters):
+        split = letters | "Split" >> beam.FlatMap(
+            lambda letter: [beam.pvalue.TaggedOutput(self._ENTITY, (_entity_key(letter),
+                                                                    letter))]
+            if letter.entity_id else [letter]).with_outputs(self._ENTITY, main="others")
+        first = (split[self._ENTITY]
+                 | "Group by entity" >> beam.GroupByKey()
+                 | "Earliest stage" >> beam.MapTuple(lambda _, same: min(same, key=_letter_rank)))
+        return (split.others, first) | "Letters" >> beam.Flatten()
+
+
+def _entity_key(letter: DeadLetter) -> tuple:
+    return (letter.dataflow, letter.pair, letter.system, letter.entity, letter.entity_id)
+
+
+def _letter_rank(letter: DeadLetter) -> tuple:
+    stage = _STAGES.index(letter.stage) if letter.stage in _STAGES else len(_STAGES)
+    return (stage, letter.message or "", letter.created_at or "")
+
+
 class RecordDeadLetters(beam.PTransform):
     """Writes the run's dead letters (JSON Lines and Parquet) and keeps them in the link store,
     so the next run reads those entities again. Outputs the count when done.
