@@ -79,7 +79,7 @@ class WriteRunFile(beam.PTransform):
         return len(rows)
 
 
-_STAGES = ("read", "map", "plan", "reserve", "write", "commit")
+_STAGES = ("read", "map", "reference", "plan", "reserve", "write", "commit")
 
 
 class OneLetterPerEntity(beam.PTransform):
@@ -129,6 +129,7 @@ class RecordDeadLetters(beam.PTransform):
         self._held = held
 
     def expand(self, dead_letters):
+        dead_letters = dead_letters | "Count" >> beam.Map(_counted)
         written = dead_letters | "Files" >> WriteRunFile(
             FileSystems.join(self._run_dir, "dead_letters.jsonl"), _DEAD_LETTER_COLUMNS)
         if self._link_store is None:
@@ -142,14 +143,18 @@ class RecordDeadLetters(beam.PTransform):
                                         held=beam.pvalue.AsList(held)))
 
 
+def _counted(letter: DeadLetter) -> DeadLetter:
+    """Counts a letter of the run's file in its pair's ``dead_letters`` (plan runs too)."""
+    beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
+    return letter
+
+
 class _StoreDeadLettersFn(beam.DoFn):
     def __init__(self, link_store: str):
         self._link_store = link_store
 
     def process(self, letters: list[DeadLetter], barrier, held):
-        for letter in letters:
-            beam.metrics.Metrics.counter(
-                METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
         letters = [letter for letter in letters if letter.pair not in held]
         with open_link_store(self._link_store) as store:
             store.add_dead_letters(letters)
