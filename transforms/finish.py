@@ -94,11 +94,11 @@ class OneLetterPerEntity(beam.PTransform):
     _ENTITY = "about_an_entity"
 
     def expand(self, letters):
+        about = self._ENTITY
         split = letters | "Split" >> beam.FlatMap(
-            lambda letter: [beam.pvalue.TaggedOutput(self._ENTITY, (_entity_key(letter),
-                                                                    letter))]
-            if letter.entity_id else [letter]).with_outputs(self._ENTITY, main="others")
-        first = (split[self._ENTITY]
+            lambda letter: [beam.pvalue.TaggedOutput(about, (_entity_key(letter), letter))]
+            if letter.entity_id else [letter]).with_outputs(about, main="others")
+        first = (split[about]
                  | "Group by entity" >> beam.GroupByKey()
                  | "Earliest stage" >> beam.MapTuple(lambda _, same: min(same, key=_letter_rank)))
         return (split.others, first) | "Letters" >> beam.Flatten()

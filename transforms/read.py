@@ -142,11 +142,11 @@ class _OncePerId(beam.PTransform):
         self._ids = frozenset(ids)
 
     def expand(self, rows):
-        ids = self._ids
+        ids, again = self._ids, self._AGAIN
         split = rows | "Split" >> beam.FlatMap(
-            lambda row: [beam.pvalue.TaggedOutput(self._AGAIN, (row.id, row))]
-            if row.id in ids else [row]).with_outputs(self._AGAIN, main="once")
-        kept = (split[self._AGAIN]
+            lambda row: [beam.pvalue.TaggedOutput(again, (row.id, row))]
+            if row.id in ids else [row]).with_outputs(again, main="once")
+        kept = (split[again]
                 | "Group by id" >> beam.GroupByKey()
                 | "Freshest" >> beam.MapTuple(lambda _, versions: freshest(versions)))
         return (split.once, kept) | "Rows" >> beam.Flatten()
