@@ -22,7 +22,10 @@ _MEANING = {EXIT_OK: "synced", EXIT_DEAD_LETTERS: "finished with dead letters",
 
 
 def held_pairs(section: dict) -> dict[str, int]:
-    """``{pair: planned updates}`` of the pairs the circuit breaker held back."""
+    """``{pair: planned updates}`` of the pairs the circuit breaker held back (``held_updates``;
+    reports written before it existed counted them in the pairs' ``held_back``)."""
+    if "held_updates" in section:
+        return {name: updates for name, updates in section["held_updates"].items() if updates}
     return {name: counts.get("held_back", 0) for name, counts in section["pairs"].items()
             if counts.get("held_back", 0)}
 

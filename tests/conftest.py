@@ -12,6 +12,7 @@ import requests
 import yaml
 
 from pipelines import cli
+from pipelines.sync_pipeline import OUTCOME_COUNTERS, READ_COUNTERS, unaccounted
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +34,14 @@ def group_by(rows, key, fold=False) -> dict:
     return out
 
 
+def assert_counts_add_up(section: dict) -> None:
+    """Every record read is counted under exactly one outcome, in every pair of every run."""
+    for pair, counts in section.get("pairs", {}).items():
+        read = {name: counts[name] for name in READ_COUNTERS}
+        outcomes = {name: counts[name] for name in OUTCOME_COUNTERS if counts[name]}
+        assert unaccounted(counts) == 0, f"{pair}: {read} read, but outcomes {outcomes}"
+
+
 class SyncHarness:
     """A sandbox plus helpers to run `talksync run` in-process and to poke the systems' APIs."""
 
@@ -50,6 +59,8 @@ class SyncHarness:
         status = cli.main(["run", dataflow, "--config", self.config, "--report", str(report),
                            *args])
         sections = json.loads(report.read_text())["dataflows"] if report.exists() else []
+        for section in sections:
+            assert_counts_add_up(section)
         return status, (sections[0] if sections else {})
 
     def configure(self, system: str, **settings) -> None:

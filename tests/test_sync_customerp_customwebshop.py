@@ -73,10 +73,10 @@ def test_first_run_creates_every_entity_once_and_links_existing_matches(harness)
 
     assert status == 0, report
     customers, products = report["pairs"]["customer"], report["pairs"]["product"]
-    assert customers["linked_by_match"] == len(overlap)
+    assert customers["linked_by_match"] == 2 * len(overlap)     # records: 2 to a link
     assert customers["created_in_target"] == len(before["erp_customers"]) - len(overlap)
     assert customers["created_in_source"] == len(before["shop_customers"]) - len(overlap)
-    assert products["linked_by_match"] == len(sku_overlap)
+    assert products["linked_by_match"] == 2 * len(sku_overlap)
     assert products["created_in_target"] == len(before["erp_products"]) - len(sku_overlap)
     assert products["created_in_source"] == len(before["shop_products"]) - len(sku_overlap)
     assert all(counts["dead_letters"] == 0 for counts in report["pairs"].values())
@@ -257,8 +257,9 @@ def test_plan_writes_nothing_and_reports_what_a_sync_would_do(harness):
     assert status == 0
     assert harness.writes("customwebshop") == {} and harness.writes("customerp") == {}
     plan_rows = (pathlib.Path(planned["run_dir"]) / "plan.jsonl").read_text().splitlines()
-    assert len(plan_rows) == sum(sum(_writes(planned).get(p, {}).get(k, 0) for k in (
-        "created_in_target", "created_in_source", "linked_by_match")) for p in planned["pairs"])
+    assert len(plan_rows) == sum(
+        counts["created_in_target"] + counts["created_in_source"]
+        + counts["linked_by_match"] // 2 for counts in planned["pairs"].values())
 
     status, synced = harness.run()
     assert status == 0

@@ -150,13 +150,13 @@ def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch)
 
     assert status == 0, report
     customers, products, orders = (report["pairs"][p] for p in ("customer", "product", "order"))
-    assert customers["linked_by_match"] == 30
+    assert customers["linked_by_match"] == 2 * 30   # records: 2 a link
     assert customers["created_in_target"] == len(shop_customers) - 30
     assert customers["created_in_source"] == len(bc_customers) - 30
-    assert products["linked_by_match"] == 25
+    assert products["linked_by_match"] == 2 * 25
     assert products["created_in_target"] == len(shop_products) - 25
     assert products["created_in_source"] == len(bc_items) - 25
-    assert orders["linked_by_match"] == 4
+    assert orders["linked_by_match"] == 2 * 4
     assert orders["created_in_target"] == len(shop_orders) - 4
     assert orders["created_in_source"] == len(bc_orders) - 4     # numbered S-ORD… in the shop
     assert all(counts["dead_letters"] == 0 for counts in report["pairs"].values())

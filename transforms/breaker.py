@@ -21,11 +21,15 @@ import logging
 
 import apache_beam as beam
 
+from transforms import planner
 from transforms.common import PROGRESS_LOGGER, PairContext
 from transforms.planner import SyncPlan
+from transforms.write import count_entities
 
 #: the tagged output of :class:`HoldMassChanges` with the name of a held pair (0 or 1 element)
 HELD = "held"
+#: the counter of the updates a held pair planned (the report's ``held_updates``)
+HELD_UPDATES = "held_updates"
 #: the default limit of planned updates per pair and run
 DEFAULT_MAX_UPDATES = 1000
 CONFIRM_FLAG = "--confirm_mass_changes"
@@ -57,7 +61,7 @@ class HoldMassChanges(beam.PTransform):
         verdict = updates | "Judge" >> beam.ParDo(
             _JudgeFn(self._ctx, self._limit, self._confirmed)).with_outputs(HELD, main="hold")
         passed = plans | "Gate" >> beam.ParDo(
-            _GateFn(), hold=beam.pvalue.AsSingleton(verdict.hold))
+            _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold))
         return {"plans": passed, HELD: verdict[HELD]}
 
 
@@ -70,7 +74,7 @@ class _JudgeFn(beam.DoFn):
     def process(self, updates: int):
         hold = updates > self._limit and not self._confirmed
         if hold:
-            self._ctx.counter("held_back").inc(updates)
+            self._ctx.counter(HELD_UPDATES).inc(updates)
             _LOG.warning(held_message(self._ctx.pair.name, updates, self._limit))
             yield beam.pvalue.TaggedOutput(HELD, self._ctx.pair.name)
         yield hold
@@ -83,6 +87,13 @@ def held_message(pair: str, updates: int, limit: int) -> str:
 
 
 class _GateFn(beam.DoFn):
+    """Passes the plans on, or counts their entities as held back."""
+
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
     def process(self, plan_: SyncPlan, hold: bool):
-        if not hold:
+        if hold:
+            count_entities(self._ctx, plan_, planner.HELD)
+        else:
             yield plan_

@@ -79,6 +79,40 @@ class WriteRunFile(beam.PTransform):
         return len(rows)
 
 
+_STAGES = ("read", "map", "reference", "plan", "reserve", "write", "commit")
+
+
+class OneLetterPerEntity(beam.PTransform):
+    """Keeps one dead letter per entity and run: the one of the earliest stage.
+
+    Each entity is read, planned and written once per run, so it should fail once; this
+    makes sure of it, for the run's files and the store alike (a second letter would retry
+    nothing more, and would count the entity twice). Letters about no entity (a failed read
+    of a whole pair) pass on as they are.
+    """
+
+    _ENTITY = "about_an_entity"
+
+    def expand(self, letters):
+        about = self._ENTITY
+        split = letters | "Split" >> beam.FlatMap(
+            lambda letter: [beam.pvalue.TaggedOutput(about, (_entity_key(letter), letter))]
+            if letter.entity_id else [letter]).with_outputs(about, main="others")
+        first = (split[about]
+                 | "Group by entity" >> beam.GroupByKey()
+                 | "Earliest stage" >> beam.MapTuple(lambda _, same: min(same, key=_letter_rank)))
+        return (split.others, first) | "Letters" >> beam.Flatten()
+
+
+def _entity_key(letter: DeadLetter) -> tuple:
+    return (letter.dataflow, letter.pair, letter.system, letter.entity, letter.entity_id)
+
+
+def _letter_rank(letter: DeadLetter) -> tuple:
+    stage = _STAGES.index(letter.stage) if letter.stage in _STAGES else len(_STAGES)
+    return (stage, letter.message or "", letter.created_at or "")
+
+
 class RecordDeadLetters(beam.PTransform):
     """Writes the run's dead letters (JSON Lines and Parquet) and keeps them in the link store,
     so the next run reads those entities again. Outputs the count when done.
@@ -95,6 +129,7 @@ class RecordDeadLetters(beam.PTransform):
         self._held = held
 
     def expand(self, dead_letters):
+        dead_letters = dead_letters | "Count" >> beam.Map(_counted)
         written = dead_letters | "Files" >> WriteRunFile(
             FileSystems.join(self._run_dir, "dead_letters.jsonl"), _DEAD_LETTER_COLUMNS)
         if self._link_store is None:
@@ -108,14 +143,18 @@ class RecordDeadLetters(beam.PTransform):
                                         held=beam.pvalue.AsList(held)))
 
 
+def _counted(letter: DeadLetter) -> DeadLetter:
+    """Counts a letter of the run's file in its pair's ``dead_letters`` (plan runs too)."""
+    beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
+    return letter
+
+
 class _StoreDeadLettersFn(beam.DoFn):
     def __init__(self, link_store: str):
         self._link_store = link_store
 
     def process(self, letters: list[DeadLetter], barrier, held):
-        for letter in letters:
-            beam.metrics.Metrics.counter(
-                METRICS_NAMESPACE, f"{letter.dataflow}/{letter.pair}/dead_letters").inc()
         letters = [letter for letter in letters if letter.pair not in held]
         with open_link_store(self._link_store) as store:
             store.add_dead_letters(letters)

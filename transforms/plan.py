@@ -7,7 +7,7 @@ import apache_beam as beam
 from connectors.linkstore import LINKED, open_link_store
 from transforms.common import PairContext, in_global_window
 from transforms.mapping import PairMapper
-from transforms.planner import SOURCE, TARGET, Entity, plan_group
+from transforms.planner import SOURCE, TARGET, Entity, account_group, plan_group
 
 DEAD_LETTERS = "dead_letters"
 _LOOKUP_BATCH = 500
@@ -83,7 +83,8 @@ class PlanSync(beam.PTransform):
 
     Input: the keyed entities and links of :class:`LookUpLinks`. Output: one
     :class:`~transforms.planner.SyncPlan` per link that exists or will, and under
-    ``dead_letters`` the entities the planner refuses (duplicate match keys).
+    ``dead_letters`` the entities the planner refuses (duplicate match keys). Entities no
+    plan carries are counted here (deleted, dead, skipped); the others with their plan's fate.
     """
 
     def __init__(self, ctx: PairContext):
@@ -118,6 +119,11 @@ class _PlanGroupFn(beam.DoFn):
         plans, rejections = plan_group(
             self._ctx.pair, self._ctx.pair_key, list(sources.values()), list(targets.values()),
             links, attempt_id=self._ctx.run_id)
+        plans, not_carried = account_group(sources.values(), targets.values(), plans,
+                                           rejections)
+        for outcome, count in not_carried.items():
+            if count:
+                self._ctx.counter(outcome).inc(count)
         for rejection in rejections:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
                 side=rejection.side, entity_id=rejection.entity_id, stage="plan",

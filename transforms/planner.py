@@ -31,13 +31,18 @@ from transforms import types
 SOURCE = "source"
 TARGET = "target"
 
-# plan outcomes (also the report's counters)
+# Plan outcomes. Also the report's counters of entities read: each entity read this run is
+# counted once, under the outcome of the plan of its link, or under one of the outcomes below.
 CREATE_TARGET = "created_in_target"
 CREATE_SOURCE = "created_in_source"
 LINK = "linked_by_match"
 UPDATE = "updated"
 UNCHANGED = "unchanged"
-SKIPPED = "skipped"
+# What becomes of an entity read that no plan carries (or whose plan was not carried out).
+DELETED = "deleted"       # deleted in its system: deletes are not propagated
+SKIPPED = "skipped"       # nothing to do by design (no create in that direction, say)
+DEAD = "dead"             # its sync failed this run: a dead letter says why
+HELD = "held_back"        # not planned or not written: circuit breaker, or a failed read
 
 _MISSING = object()
 
@@ -104,7 +109,9 @@ class SyncPlan:
 
     ``link`` is the link to commit once every write succeeded: ids known so far, snapshots as
     planned (the write stage replaces a written side's snapshot with the view of the system's
-    response). ``commit`` is False when nothing about the link changed.
+    response). ``commit`` is False when nothing about the link changed. ``records_read``
+    is how many of the link's two entities were read this run and not deleted (set by
+    :func:`account_group`): the report counts that many entities under this plan's fate.
     """
 
     pair: str
@@ -113,6 +120,7 @@ class SyncPlan:
     writes: tuple[Write, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     commit: bool = True
+    records_read: int = 0
 
     def write_for(self, side: str) -> Optional[Write]:
         for write in self.writes:
@@ -152,6 +160,37 @@ def plan_group(pair: PairSpec, pair_key: str, sources: Sequence[Entity],
         return plans, []
     pending = [link for link in unique_links.values() if link.state == PENDING]
     return _plan_unlinked(pair, pair_key, list(sources), list(targets), pending, attempt_id)
+
+
+def account_group(sources: Sequence[Entity], targets: Sequence[Entity],
+                  plans: Sequence[SyncPlan], rejections: Sequence[Rejection]
+                  ) -> tuple[list[SyncPlan], dict[str, int]]:
+    """Gives each entity of one planned group exactly one place in the report.
+
+    A deleted entity counts as :data:`DELETED`, a rejected one as :data:`DEAD`; an entity a
+    plan carries (its link's source or target) counts with that plan, whose ``records_read``
+    this sets; any other entity had nothing to do by design: :data:`SKIPPED`. Returns the plans
+    and the counts of entities that no plan carries, by outcome.
+    """
+    counts = {DELETED: 0, DEAD: 0, SKIPPED: 0}
+    rejected = {(r.side, r.entity_id) for r in rejections}
+    carried: dict[tuple[str, str], int] = {}
+    for index, plan in enumerate(plans):
+        carried[(SOURCE, plan.link.source_id)] = index
+        carried[(TARGET, plan.link.target_id)] = index
+    records_read = [0] * len(plans)
+    for entity in [*sources, *targets]:
+        key = (entity.side, entity.id)
+        if entity.deleted:
+            counts[DELETED] += 1
+        elif key in rejected:
+            counts[DEAD] += 1
+        elif key in carried:
+            records_read[carried[key]] += 1
+        else:
+            counts[SKIPPED] += 1
+    return ([dataclasses.replace(plan, records_read=n) for plan, n in zip(plans, records_read)],
+            counts)
 
 
 def _entity_with_id(entities: Sequence[Entity], entity_id: Optional[str]) -> Optional[Entity]:

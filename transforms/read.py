@@ -13,7 +13,7 @@ from connectors.linkstore import open_link_store
 from transforms.common import (PairContext, RequestCounting, Resolver, progress, this_run_links,
                                unreachable_counter)
 from transforms.mapping import MappingError, PairMapper
-from transforms.planner import Entity
+from transforms.planner import DEAD, Entity
 
 DEAD_LETTERS = "dead_letters"
 WATERMARKS = "watermarks"
@@ -27,8 +27,10 @@ class ReadChanges(beam.PTransform):
 
     ``since`` (ISO 8601, None for a full read) is where the previous run left off, less an
     overlap. ``retry_ids`` are entities to read again whatever their modified time: open dead
-    letters and uncommitted creates. Outputs the records, and under the ``watermarks`` tag the
-    largest modified time of the changed read (the next watermark).
+    letters and uncommitted creates. Returns a dict: under ``records`` each entity read, once
+    (an entity both in the changed read and among ``retry_ids`` is read twice but passed on,
+    counted and dead-lettered once: its freshest version); under ``watermarks`` the largest
+    modified time of the changed read (the next watermark).
 
     Under ``dead_letters``: a read-stage letter for every row that is not a record (the read
     goes on), and one for a read that failed (an answer that stayed an error or malformed
@@ -48,13 +50,24 @@ class ReadChanges(beam.PTransform):
         tasks = [("changed", self._since)]
         tasks += [("ids", tuple(self._retry_ids[i:i + _IDS_PER_TASK]))
                   for i in range(0, len(self._retry_ids), _IDS_PER_TASK)]
-        return (pbegin
+        read = (pbegin
                 | "Tasks" >> beam.Create(tasks)
                 | "Read" >> beam.ParDo(_ReadRecordsFn(self._ctx, self._side)).with_outputs(
-                    WATERMARKS, DEAD_LETTERS, READ_FAILED, main="records"))
+                    WATERMARKS, DEAD_LETTERS, READ_FAILED, main="rows"))
+        rows = read.rows
+        if self._retry_ids:
+            rows = rows | "Once per id" >> _OncePerId(self._retry_ids)
+        counted = rows | "Count" >> beam.ParDo(
+            _CountRowsFn(self._ctx, self._side)).with_outputs(DEAD_LETTERS, main="records")
+        return {"records": counted.records, WATERMARKS: read[WATERMARKS],
+                DEAD_LETTERS: ((read[DEAD_LETTERS], counted[DEAD_LETTERS])
+                               | "Read dead letters" >> beam.Flatten()),
+                READ_FAILED: read[READ_FAILED]}
 
 
 class _ReadRecordsFn(beam.DoFn):
+    """Runs one read task; outputs the rows as read (records and unreadable rows alike)."""
+
     def __init__(self, ctx: PairContext, side: str):
         self._ctx = ctx
         self._side = side
@@ -62,8 +75,6 @@ class _ReadRecordsFn(beam.DoFn):
     def setup(self):
         self._connector = connector_for(self._ctx.system(self._side))
         self._requests = RequestCounting(self._connector)
-        self._read = self._ctx.counter(f"read_{self._side}")
-        self._invalid = self._ctx.counter("invalid")
 
     def process(self, task):
         kind, arg = task
@@ -73,13 +84,10 @@ class _ReadRecordsFn(beam.DoFn):
                 since = (datetime.datetime.fromisoformat(arg) if arg else None)
                 newest, count = None, 0
                 for record in self._connector.read(entity, since):
-                    if isinstance(record, UnreadableRecord):
-                        yield self._unreadable(record)
-                        continue
-                    self._read.inc()
-                    count += 1
-                    if record.modified and (newest is None or record.modified > newest):
-                        newest = record.modified
+                    if not isinstance(record, UnreadableRecord):
+                        count += 1
+                        if record.modified and (newest is None or record.modified > newest):
+                            newest = record.modified
                     yield record
                 if newest is not None:
                     yield beam.pvalue.TaggedOutput(WATERMARKS, newest.isoformat())
@@ -87,12 +95,7 @@ class _ReadRecordsFn(beam.DoFn):
                               self._connector.name, f"changed since {arg}" if arg else "all")
             else:
                 records = self._connector.get(entity, arg)
-                for record in records:
-                    if isinstance(record, UnreadableRecord):
-                        yield self._unreadable(record)
-                        continue
-                    self._read.inc()
-                    yield record
+                yield from records
                 progress.info("%s: read again %d of %d %s to retry from %s",
                               self._ctx.pair.name, len(records), len(arg), entity,
                               self._connector.name)
@@ -121,14 +124,68 @@ class _ReadRecordsFn(beam.DoFn):
                     f"planned this run (the next run reads it again): {reason}"))
         yield beam.pvalue.TaggedOutput(READ_FAILED, self._side)
 
-    def _unreadable(self, record: UnreadableRecord) -> beam.pvalue.TaggedOutput:
-        self._invalid.inc()
-        return beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
-            side=self._side, entity_id=record.id, stage="read", error_class="validation",
-            message=record.reason, payload=record.payload, direction=_direction(self._side)))
-
     def teardown(self):
         self._connector.close()
+
+
+class _OncePerId(beam.PTransform):
+    """Keeps one row per id among ``ids``, the entities the changed read may return too.
+
+    Only those can come twice (a connector yields each id at most once per read, and the
+    retry ids are read once each), so only they are grouped; the rest pass straight on.
+    """
+
+    _AGAIN = "maybe_twice"
+
+    def __init__(self, ids: Sequence[str]):
+        super().__init__()
+        self._ids = frozenset(ids)
+
+    def expand(self, rows):
+        ids, again = self._ids, self._AGAIN
+        split = rows | "Split" >> beam.FlatMap(
+            lambda row: [beam.pvalue.TaggedOutput(again, (row.id, row))]
+            if row.id in ids else [row]).with_outputs(again, main="once")
+        kept = (split[again]
+                | "Group by id" >> beam.GroupByKey()
+                | "Freshest" >> beam.MapTuple(lambda _, versions: freshest(versions)))
+        return (split.once, kept) | "Rows" >> beam.Flatten()
+
+
+def freshest(versions):
+    """The version of one entity to sync: a readable one before an unreadable one, then the
+    latest modified (versions without a modified time last)."""
+    def rank(row):
+        readable = not isinstance(row, UnreadableRecord)
+        modified = getattr(row, "modified", None)
+        return (readable, modified is not None,
+                modified or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc))
+    return max(versions, key=rank)
+
+
+class _CountRowsFn(beam.DoFn):
+    """Counts each row read (once per entity) in ``read_<side>``; a row that is not a record
+    becomes a read-stage dead letter, its entity counted ``dead``."""
+
+    def __init__(self, ctx: PairContext, side: str):
+        self._ctx = ctx
+        self._side = side
+
+    def setup(self):
+        self._read = self._ctx.counter(f"read_{self._side}")
+        self._dead = self._ctx.counter(DEAD)
+        self._invalid = self._ctx.counter("invalid")
+
+    def process(self, row):
+        self._read.inc()
+        if isinstance(row, UnreadableRecord):
+            self._invalid.inc()
+            self._dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                side=self._side, entity_id=row.id, stage="read", error_class="validation",
+                message=row.reason, payload=row.payload, direction=_direction(self._side)))
+            return
+        yield row
 
 
 class MapToViews(beam.PTransform):
@@ -164,6 +221,7 @@ class _MapRecordFn(beam.DoFn):
         self._resolver = None
         self._resolver_inputs = None
         self._invalid = self._ctx.counter("invalid")
+        self._dead = self._ctx.counter(DEAD)
 
     def process(self, record, **side_inputs):
         if record.deleted:
@@ -173,6 +231,7 @@ class _MapRecordFn(beam.DoFn):
             view = self._mapper.view(self._side, record.fields, self._resolve(side_inputs))
         except MappingError as exc:
             self._invalid.inc()
+            self._dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
                 side=self._side, entity_id=record.id, stage="map",
                 error_class=exc.error_class, message=str(exc), payload=dict(record.fields),

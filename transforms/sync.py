@@ -9,7 +9,7 @@ import apache_beam as beam
 
 from transforms import breaker, plan, read, write
 from transforms.common import PairContext
-from transforms.planner import SOURCE, TARGET, SyncPlan
+from transforms.planner import HELD, SOURCE, TARGET, SyncPlan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,14 +63,14 @@ class SyncPair(beam.PTransform):
             failed.append(records[read.READ_FAILED])
             watermarks.append(records[read.WATERMARKS] | f"Watermark {side}" >> beam.Map(
                 lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
-            mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
+            mapped = records["records"] | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
             views.append(mapped.entities)
             dead.append(mapped[read.DEAD_LETTERS])
         failed_reads = (failed | "Failed reads" >> beam.Flatten()
                         | "Count failed reads" >> beam.combiners.Count.Globally())
         planned = (views
                    | "Both sides" >> beam.Flatten()
-                   | "SkipIfReadFailed" >> _SkipIfReadFailed(failed_reads)
+                   | "SkipIfReadFailed" >> _SkipIfReadFailed(ctx, failed_reads)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx))
         dead.append(planned[plan.DEAD_LETTERS])
@@ -105,20 +105,27 @@ class SyncPair(beam.PTransform):
 class _SkipIfReadFailed(beam.PTransform):
     """Passes a pair's views on only when no read of the pair failed (``failed_reads``, a
     one-element count): planning against a partial read of one side would take the entities
-    it missed for absent and create duplicates. The gate waits for every read to finish."""
+    it missed for absent and create duplicates. The gate waits for every read to finish; the
+    entities it stops count as held back."""
 
-    def __init__(self, failed_reads):
+    def __init__(self, ctx: PairContext, failed_reads):
         super().__init__()
+        self._ctx = ctx
         self._failed_reads = failed_reads
 
     def expand(self, views):
         return views | "Gate" >> beam.ParDo(
-            _PassUnlessFn(), failed=beam.pvalue.AsSingleton(self._failed_reads))
+            _PassUnlessFn(self._ctx), failed=beam.pvalue.AsSingleton(self._failed_reads))
 
 
 class _PassUnlessFn(beam.DoFn):
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
     def process(self, element, failed: int):
-        if not failed:
+        if failed:
+            self._ctx.counter(HELD).inc()
+        else:
             yield element
 
 

@@ -29,8 +29,8 @@ from transforms import audit
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
                                progress, this_run_links)
 from transforms.mapping import MappingError, PairMapper
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED,
-                                SyncPlan, Write, other)
+from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, DEAD, LINK, SOURCE, TARGET,
+                                UNCHANGED, SyncPlan, Write, other)
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
@@ -111,8 +111,10 @@ class _ReserveLinksFn(beam.DoFn):
     def _decide(self, plan: SyncPlan, wanted: Link, stored: Link):
         if stored.state == LINKED and (stored.source_id, stored.target_id) == (
                 plan.link.source_id, plan.link.target_id):
+            count_entities(self._ctx, plan, UNCHANGED)
             return      # another run linked exactly these: nothing left to do
         if stored.link_id != wanted.link_id or stored.state == LINKED:
+            count_entities(self._ctx, plan, DEAD)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
                 side=SOURCE if plan.link.source_id else TARGET,
                 entity_id=plan.link.source_id or plan.link.target_id, stage="reserve",
@@ -325,6 +327,7 @@ class _CommitLinksFn(beam.DoFn):
         for plan in joined["plan"]:
             outcomes = {o.side: o for o in joined["outcome"]}
             if any(not outcomes.get(w.side) or not outcomes[w.side].ok for w in plan.writes):
+                count_entities(self._ctx, plan, DEAD)
                 continue  # a write failed (dead-lettered): keep the old link, retry next run
             self._buffer.append((plan, _committed_link(plan, outcomes)))
         if len(self._buffer) >= _COMMIT_BATCH:
@@ -347,6 +350,7 @@ class _CommitLinksFn(beam.DoFn):
         now = datetime.datetime.now(datetime.timezone.utc)
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
+                count_entities(self._ctx, plan, DEAD)
                 side = SOURCE if link.source_id else TARGET
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
                     side=side, entity_id=link.source_id or link.target_id, stage="commit",
@@ -392,9 +396,9 @@ def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Lin
 
 
 def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
-    """Adds one plan to the report's counters (done or, with --plan, to be done)."""
-    if plan.outcome in (CREATE_TARGET, CREATE_SOURCE, LINK, UNCHANGED):
-        ctx.counter(plan.outcome).inc()
+    """Adds one plan carried out (or, with --plan, to be carried out) to the report: its
+    entities read under its outcome, its updates per written side and its conflicts."""
+    count_entities(ctx, plan, plan.outcome)
     for write in plan.writes:
         if write.kind == "update":
             ctx.counter(f"updated_{write.side}").inc()
@@ -405,3 +409,10 @@ def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
 def _iso(moment: Optional[datetime.datetime]) -> Optional[str]:
     """A record's modified time as conflicts.jsonl holds it (ISO 8601, None when unknown)."""
     return moment.isoformat() if moment else None
+
+
+def count_entities(ctx: PairContext, plan: SyncPlan, outcome: str) -> None:
+    """Counts the entities read that ``plan`` carries under ``outcome``: the plan's own, or
+    the fate that stopped it (dead, held back)."""
+    if plan.records_read:
+        ctx.counter(outcome).inc(plan.records_read)
