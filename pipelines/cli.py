@@ -274,9 +274,12 @@ def _run_once(args, config, specs, options, full: bool) -> int:
     _progress(f"checking {', '.join(systems)}")
     down = {}
     for check in preflight.preflight(config, systems):
-        if not check.ok:
+        if not check.run_anyway:
             print(f"talksync: error: {check.message}", file=sys.stderr)
             down[check.system] = check
+        elif not check.ok:
+            print(f"talksync: warning: {check.message}; its pairs try their reads",
+                  file=sys.stderr)
     sections = []
     status = EXIT_FAILED if down else EXIT_OK
     for spec in specs:

@@ -34,11 +34,14 @@ _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|^secretmanager://")
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one kind of probe failure means: a status word, the exit status, the message."""
+    """What one kind of probe failure means: a status word, the exit status, the message, and
+    whether a run still runs the dataflows of that system (their pairs then meet the failure
+    one by one: a garbled page stops only the pair that reads it, decision 0011)."""
 
     status: str
     exit_status: int
     message: str          # formatted with system, settings, url, detail, http
+    run_anyway: bool = False
 
 
 #: what a probe raised -> what it means; the first matching row wins (subclasses first)
@@ -58,7 +61,8 @@ OUTCOMES: Sequence[tuple[type[BaseException], Outcome]] = (
         "the settings of systems.{system}")),
     (ApiError, Outcome(
         "failing", EXIT_FAILED,
-        "systems.{system} is failing{http}: {detail} (after retries; try again later)")),
+        "systems.{system} answered the check with an error{http}: {detail}",
+        run_anyway=True)),
 )
 
 
@@ -73,6 +77,7 @@ class SystemCheck:
     exit_status: int
     message: str = ""
     seconds: float = 0.0
+    run_anyway: bool = True     # a run goes on with the dataflows of this system
 
     @property
     def ok(self) -> bool:
@@ -153,7 +158,7 @@ def _failed(settings: SystemConfig, credentials: Sequence[str], exc: ApiError,
         them="it" if len(names) == 1 else "them",
         http=f" (HTTP {exc.status})" if exc.status else "")
     return SystemCheck(settings.name, settings.type, settings.base_url, outcome.status,
-                       outcome.exit_status, message, seconds)
+                       outcome.exit_status, message, seconds, outcome.run_anyway)
 
 
 def systems_of(specs: Iterable) -> list[str]:
@@ -169,8 +174,8 @@ def systems_of(specs: Iterable) -> list[str]:
 def preflight(config: Config, systems: Iterable[str]) -> list[SystemCheck]:
     """Checks and probes every system once. Raises :class:`ConfigError` on a bad setting and
     :class:`PreflightError` when a system refuses the credentials (exit 2: nothing runs);
-    returns the checks, among which the systems that cannot be read now (exit 1: the
-    dataflows that need them are not run, the others are)."""
+    returns the checks: a system that cannot be reached now is not ``run_anyway`` (exit 1:
+    the dataflows that need it are not run, the others are)."""
     systems = list(systems)
     for system in systems:          # every setting first: no request while one is wrong
         check_settings(config, system)

@@ -259,3 +259,19 @@ def test_a_closed_pipe_ends_quietly():
     err = process.stderr.read()
     assert process.wait(timeout=60) == 141
     assert err == "", err
+
+
+def test_a_system_that_answers_the_check_with_an_error_is_still_run_pair_by_pair(harness,
+                                                                                 capsys):
+    """Not refused and not unreachable: a 500 or a garbled page stops only the pairs whose
+    reads meet it (decision 0011), so the check warns and the run goes on."""
+    _config(harness, "customwebshop", max_retries=0)
+    harness.sandbox.set_faults("customwebshop", error_rate=1.0, status=500, only=["GET"],
+                               seed=1)
+    status, report = harness.run()
+    harness.sandbox.set_faults("customwebshop")
+    err = capsys.readouterr().err
+    assert "talksync: warning: systems.customwebshop answered the check with an error " \
+           "(HTTP 500)" in err
+    assert status == 3 and set(report["pairs"]) == {"customer", "product", "order"}
+    assert harness.writes("customerp") == {}
