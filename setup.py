@@ -32,7 +32,8 @@ setuptools.setup(
         # Dataflow workers do not install them
         "sandbox": ["graphql-core>=3.2,<3.3", "werkzeug>=3"],
         # the tests build Dataflow jobs (dry runs) and read Secret Manager fakes: with [gcp]
-        "test": ["pytest>=8", "hypothesis>=6.100", "pillow>=10"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6", "mypy>=1.10",
+                 "import-linter>=2.0", "mutmut>=3"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )
