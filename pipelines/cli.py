@@ -38,6 +38,7 @@ from connectors.waiting import forget_unreachable_systems  # noqa: E402
 from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
 from pipelines import links_io
 from apache_beam.options.pipeline_options import PipelineOptions
+from connectors.linkstore import open_link_store
 from pipelines import preflight
 from pipelines.arguments import (MIN_EVERY_SECONDS, Parser, UsageError, add_sync_options,
                                  beam_flags, every_seconds)
@@ -238,6 +239,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`talksync run`: options, config and pre-flight checks first, then each dataflow."""
     options = PipelineOptions(beam_flags(args.beam))
     config = load_config(args.config)
+    link_store = args.link_store or config.link_store
+    with open_link_store(link_store) as store:   # a usage error before any system is asked
+        sync_pipeline.refuse_embedded_store_on_distributed_runner(options, store)
     specs = _dataflows_to_run(args, config)
     pairs = _pair_names(args.pairs)
     for spec in specs:

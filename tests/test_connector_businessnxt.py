@@ -160,8 +160,7 @@ def test_graphql_errors_and_wrong_credentials_are_permanent(bnxt, monkeypatch):
     with connect(bnxt, company_no=1234567) as connector:
         with pytest.raises(PermanentApiError, match="Could not get authorize user"):
             list(connector.read("address"))
-    monkeypatch.setenv("TALKSYNC_SANDBOX_BUSINESSNXT_CLIENT_SECRET", "wrong")
-    with connect(bnxt) as connector:
+    with connect(bnxt, client_secret="wrong") as connector:
         with pytest.raises(PermanentApiError, match="invalid_client") as raised:
             list(connector.read("address"))
         assert "wrong" not in str(raised.value)

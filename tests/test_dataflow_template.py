@@ -300,7 +300,8 @@ def test_sqlite_store_is_refused_on_dataflow_with_a_clear_message(tmp_path, monk
     message = str(refused.value)
     assert "SQLite" in message and "DataflowRunner" in message
     assert "firestore://PROJECT" in message
-    status = cli.main(["run", "customerp-customwebshop", "--config", config, *DATAFLOW_ARGS])
+    beam = [f"--beam={arg[2:]}" for arg in DATAFLOW_ARGS]   # Beam's options, explicitly
+    status = cli.main(["run", "customerp-customwebshop", "--config", config, *beam])
     assert status == cli.EXIT_USAGE
     assert "firestore://PROJECT" in capsys.readouterr().err
 
