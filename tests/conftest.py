@@ -6,6 +6,7 @@ import collections
 import decimal
 import json
 import pathlib
+import shutil
 
 import pytest
 import requests
@@ -167,6 +168,32 @@ def sandbox(tmp_path, monkeypatch):
 def harness(sandbox, tmp_path):
     """The sandbox, a fresh link store, and `talksync run` against them."""
     return SyncHarness(sandbox, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def synced_template(tmp_path_factory) -> pathlib.Path:
+    """The custom systems' sandbox state and link store right after a first sync of
+    customerp-customwebshop (seed 42), made once per test session (see ``synced_harness``)."""
+    from sandbox.server import Sandbox
+    state = tmp_path_factory.mktemp("synced-template")
+    with Sandbox(state_dir=state / "sandbox", base_port=0,
+                 systems=("customwebshop", "customerp"), seed=42) as running:
+        status, _ = SyncHarness(running, state).run()
+        assert status == 0, "the first sync of the template failed"
+    return state / "sandbox"
+
+
+@pytest.fixture
+def synced_harness(synced_template, tmp_path):
+    """A harness whose systems and link store are already in sync after a first run (a copy of
+    ``synced_template``, served on fresh ports): for tests of what happens after the first sync,
+    without repeating it. Its watermarks are older than the read overlap by the time a test
+    runs, as in production."""
+    from sandbox.server import Sandbox
+    shutil.copytree(synced_template, tmp_path / "sandbox")
+    with Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
+                 systems=("customwebshop", "customerp"), seed=42) as running:
+        yield SyncHarness(running, tmp_path)
 
 
 @pytest.fixture

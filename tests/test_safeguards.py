@@ -35,8 +35,8 @@ def _shop_prices(harness, skus) -> dict:
     return {sku: Decimal(str(shop[sku][0]["price"])) for sku in skus}
 
 
-def test_mass_updates_are_held_back_until_confirmed(harness, capsys):
-    assert harness.run()[0] == 0
+def test_mass_updates_are_held_back_until_confirmed(synced_harness, capsys):
+    harness = synced_harness
     skus = _edit_erp_prices(harness, 6)
     before = _shop_prices(harness, skus)
     harness.clear_logs()
@@ -68,8 +68,8 @@ def test_mass_updates_are_held_back_until_confirmed(harness, capsys):
     assert status == 0 and _writes(report) == {}
 
 
-def test_updates_within_the_limit_are_not_held(harness):
-    assert harness.run()[0] == 0
+def test_updates_within_the_limit_are_not_held(synced_harness):
+    harness = synced_harness
     _edit_erp_prices(harness, 5)
     status, report = harness.run("--max_updates_per_pair=5")
     assert status == 0 and report["pairs"]["product"]["updated_target"] == 5
