@@ -34,16 +34,23 @@ class Exact:
             exact.exchange_code(self.config, consent_code(sandbox), settings["redirect_uri"], store)
         sandbox.clear_requests(SYSTEM)
         self.sleeps: list[float] = []
+        #: the connectors' clock and sleep (a test may put both on a :class:`FakeTime`)
+        self.clock, self.wait = time.time, time.sleep
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        time.sleep(seconds)
+        self.wait(seconds)
 
     def connector(self, worker: str = "w1") -> exact.ExactConnector:
         """A connector as a separate worker process would have it (its own token cache)."""
         exact._SHARED.pop(("tokens", self.store_url, SYSTEM, self.config.base_url), None)
         exact._SHARED.pop(("rate", self.config.base_url, str(ex.DIVISION)), None)
-        return exact.ExactConnector(self.config, sleep=self.sleep)
+        connector = exact.ExactConnector(self.config, clock=lambda: self.clock(),
+                                         sleep=self.sleep)
+        # HttpConnector does not hand ``sleep`` on to its client: its retry waits (a 429's)
+        # would otherwise really sleep, on a clock the emulator does not share
+        connector._http._sleep = self.sleep
+        return connector
 
     def control(self, path: str, body=None) -> dict:
         response = requests.post(self.sandbox.root_url(SYSTEM) + path, json=body, timeout=10)
@@ -65,6 +72,31 @@ class Exact:
 @pytest.fixture
 def ex_env(sandbox_of, tmp_path):
     return Exact(sandbox_of(SYSTEM), tmp_path)
+
+
+class FakeTime:
+    """One clock for the emulator's rate-limit windows (it runs in this process) and the
+    connector: it moves only when the connector sleeps, so a window ends exactly when the
+    connector waited for it, however slow the machine is."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(ex_env, monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(ex, "time", fake)
+    ex_env.clock, ex_env.wait = fake.time, fake.sleep
+    return fake
 
 
 def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
@@ -161,7 +193,7 @@ def test_a_4xx_is_never_retried_and_carries_exacts_message(ex_env):
     assert missing.error.status == 404 and len(ex_env.log()) == 1
 
 
-def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env):
+def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env, fake_time):
     ex_env.control("/_sandbox/limits", {"minutely": 4, "daily": 5000, "minute_s": 1})
     connector = ex_env.connector()
     ids = [a.id for a in connector.read("Accounts")][:10]
@@ -175,7 +207,7 @@ def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env):
     assert len(ex_env.sleeps) >= 2 and all(0 < s <= 1.1 for s in ex_env.sleeps)
 
 
-def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env):
+def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env, fake_time):
     connector = ex_env.connector()
     ids = [a.id for a in connector.read("Accounts")][:2]
     ex_env.control("/_sandbox/limits", {"minutely": 2, "daily": 5000, "minute_s": 1})
