@@ -16,7 +16,7 @@ import requests
 
 from connectors import exact
 from connectors.linkstore import StaleStateError, open_link_store
-from tests.test_connector_exact import SYSTEM, ex_env  # noqa: F401  (the emulator fixture)
+from tests.test_connector_exact import SEED, SYSTEM, ex_env  # noqa: F401  (the emulator fixture)
 
 KEY = "tokens/exact"
 
@@ -85,6 +85,6 @@ def test_a_rotated_refresh_token_is_saved_despite_a_write_conflict_and_used_next
     _expire_stored_access_token(ex_env)
     ex_env.sandbox.clear_requests(SYSTEM)
     next_run = ex_env.connector("next-run")
-    assert len(list(next_run.read("Items"))) == 30
+    assert len(list(next_run.read("Items"))) == len(SEED["Items"])
     assert [e["status"] for e in ex_env.token_requests()] == [200]
     assert ex_env.stored()["access_token"] != access
