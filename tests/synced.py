@@ -4,7 +4,7 @@ start from it instead of repeating the full first sync (most of the suite's time
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

@@ -19,9 +19,9 @@ from pipelines.spec import DATAFLOWS_DIR, parse_dataflow
 from transforms.planner import SOURCE, TARGET, UPDATE, Entity, plan_group
 
 KEY = "customerp-customwebshop/product"
-T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
-BASE = {"sku": "IT-1", "name": "Kaffe", "gtin": None, "price": Decimal("10"), "cost": None,
-        "vat_rate": Decimal("25"), "stock_quantity": 5}
+T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+BASE = {"sku": "IT-1", "name": "Kaffe", "gtin": None, "price": Decimal(10), "cost": None,
+        "vat_rate": Decimal(25), "stock_quantity": 5}
 EDITS = {SOURCE: "ERP-navn", TARGET: "Shop name"}
 
 
@@ -31,12 +31,15 @@ def product_pair(policy: str):
     return parse_dataflow({**raw, "pairs": [{**product, "conflict": policy}]}).pairs[0]
 
 
+def at(minute: int) -> datetime.datetime:
+    return T0 + datetime.timedelta(minutes=minute)
+
+
 def plan_conflict(policy: str, source_minute: int, target_minute: int):
     """Both sides renamed the linked product since the last sync, at the given minutes."""
     link = Link(pair=KEY, link_id="s:IT-1", source_id="IT-1", target_id="prd_1", state=LINKED,
                 snapshot_source=dict(BASE), snapshot_target=dict(BASE), source_etag='"1"',
                 target_etag='"1"', version=3)
-    at = lambda minute: T0 + datetime.timedelta(minutes=minute)   # noqa: E731
     source = Entity(SOURCE, "IT-1", {**BASE, "name": EDITS[SOURCE]}, at(source_minute), etag='"2"')
     target = Entity(TARGET, "prd_1", {**BASE, "name": EDITS[TARGET]}, at(target_minute),
                     etag='"2"')
@@ -77,9 +80,9 @@ def test_an_edit_on_one_side_is_no_conflict_whatever_the_policy(policy):
     link = Link(pair=KEY, link_id="s:IT-1", source_id="IT-1", target_id="prd_1", state=LINKED,
                 snapshot_source=dict(BASE), snapshot_target=dict(BASE), version=1)
     for edited, other in ((SOURCE, TARGET), (TARGET, SOURCE)):
-        views = {edited: {**BASE, "price": Decimal("12")}, other: dict(BASE)}
+        views = {edited: {**BASE, "price": Decimal(12)}, other: dict(BASE)}
         [plan], _ = plan_group(
             product_pair(policy), KEY, [Entity(SOURCE, "IT-1", views[SOURCE], T0)],
             [Entity(TARGET, "prd_1", views[TARGET], T0)], [link], "run")
         assert plan.conflicts == ()
-        assert [(w.side, dict(w.changes)) for w in plan.writes] == [(other, {"price": Decimal("12")})]
+        assert [(w.side, dict(w.changes)) for w in plan.writes] == [(other, {"price": Decimal(12)})]

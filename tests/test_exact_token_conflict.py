@@ -16,9 +16,15 @@ import requests
 
 from connectors import exact
 from connectors.linkstore import StaleStateError, open_link_store
-from tests.test_connector_exact import SEED, SYSTEM, ex_env  # noqa: F401  (the emulator fixture)
+from tests.test_connector_exact import SEED, SYSTEM, Exact
 
 KEY = "tokens/exact"
+
+
+@pytest.fixture
+def ex_env(sandbox_of, tmp_path):
+    """The Exact emulator and a link store holding talksync's first tokens."""
+    return Exact(sandbox_of(SYSTEM), tmp_path)
 
 
 class ConcurrentWriterOnce:

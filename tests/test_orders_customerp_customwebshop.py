@@ -120,8 +120,8 @@ def a_line_not_in(h, lines: list[tuple]) -> tuple:
     erp_skus = {p["ItemNo"] for p in h.list_all("customerp", "Products")}
     product = next(p for p in sorted(h.shop_all("products"), key=lambda p: p["sku"])
                    if p["sku"] in erp_skus and p["sku"] not in used)
-    return (product["sku"], product["name"], Decimal("2"), Decimal(product["price"]),
-            Decimal("0"))
+    return (product["sku"], product["name"], Decimal(2), Decimal(product["price"]),
+            Decimal(0))
 
 
 CHANGES = ("add", "remove", "reorder", "edit")

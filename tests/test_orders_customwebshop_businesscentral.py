@@ -87,8 +87,8 @@ def a_line_not_in(h, lines: list[tuple]) -> tuple:
     used = {line[0] for line in lines}
     product = next(p for p in sorted(h.shop_all("products"), key=lambda p: p["sku"])
                    if p["sku"] not in used)
-    return (product["sku"], product["name"], Decimal("2"), Decimal(product["price"]),
-            Decimal("0"))
+    return (product["sku"], product["name"], Decimal(2), Decimal(product["price"]),
+            Decimal(0))
 
 
 # -- editing either side ------------------------------------------------------------------------

@@ -7,15 +7,21 @@ import threading
 
 import pytest
 
-from transforms import runlock
-
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
+
 # every store of the link-store contract: SQLite and Firestore (emulator)
 from tests.test_link_stores import store, store_url  # noqa: F401
-from transforms.runlock import KeepRunLock, RunLock, RunLockedError, lock_key, release_run_lock
+from transforms import runlock
+from transforms.runlock import (
+    KeepRunLock,
+    RunLock,
+    RunLockedError,
+    lock_key,
+    release_run_lock,
+)
 
 DATAFLOW = "customerp-customwebshop"
-T0 = datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.UTC)
 
 
 class FakeClock:

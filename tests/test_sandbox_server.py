@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
-from sandbox import seed as seed_data
 from sandbox import common as sandbox_common
+from sandbox import seed as seed_data
 from sandbox.common import RateLimit, RateLimiter
 from sandbox.server import REGISTRY, SYSTEMS, Sandbox
 
