@@ -25,9 +25,9 @@ SEED = exact_seed(42)
 class Exact:
     """The running emulator, a link store with talksync's first tokens, and connectors."""
 
-    def __init__(self, sandbox, tmp_path):
+    def __init__(self, sandbox, tmp_path, store_url=None):
         self.sandbox = sandbox
-        self.store_url = f"sqlite:///{tmp_path / 'links.db'}"
+        self.store_url = store_url or f"sqlite:///{tmp_path / 'links.db'}"
         settings = ex.ExactOnline.connector_settings(sandbox.root_url(SYSTEM))
         self.config = SystemConfig(
             name=SYSTEM, type=SYSTEM, base_url=sandbox.url(SYSTEM),

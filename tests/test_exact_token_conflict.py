@@ -16,15 +16,19 @@ import requests
 
 from connectors import exact
 from connectors.linkstore import StaleStateError, open_link_store
+from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
 from tests.test_connector_exact import SEED, SYSTEM, Exact
 
 KEY = "tokens/exact"
 
 
-@pytest.fixture
-def ex_env(sandbox_of, tmp_path):
-    """The Exact emulator and a link store holding talksync's first tokens."""
-    return Exact(sandbox_of(SYSTEM), tmp_path)
+@pytest.fixture(params=["sqlite", "firestore"])
+def ex_env(request, sandbox_of, tmp_path):
+    """The Exact emulator and a link store (SQLite or Firestore) holding talksync's first
+    tokens."""
+    store_url = request.getfixturevalue("firestore_url") if request.param == "firestore" \
+        else None
+    return Exact(sandbox_of(SYSTEM), tmp_path, store_url)
 
 
 class ConcurrentWriterOnce:
