@@ -4,12 +4,14 @@ Exact has rotated the refresh token the moment it answers a refresh: the old one
 the new one exists only in the answer. If the compare-and-set that stores it loses to another
 writer (:class:`~connectors.linkstore.StaleStateError`), :meth:`ExactTokens._persist` must
 write it again over whatever is there now; giving up would lose the only valid refresh token,
-and nobody could sync until someone authorised again (issue 19).
+and nobody could sync until someone authorised again (issue 19). Workers rotating at once
+must end with the one rotation Exact kept. Both link stores (SQLite, Firestore emulator).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 import requests
@@ -98,3 +100,56 @@ def test_a_rotated_refresh_token_is_saved_despite_a_write_conflict_and_used_next
     assert len(list(next_run.read("Items"))) == len(SEED["Items"])
     assert [e["status"] for e in ex_env.token_requests()] == [200]
     assert ex_env.stored()["access_token"] != access
+
+
+class TellsWhenTokensAreSaved:
+    """A worker's link store that sets ``saved`` once any worker's tokens were written."""
+
+    def __init__(self, store, saved: threading.Event):
+        self._store, self._saved = store, saved
+
+    def write_state(self, key, value, expected_version):
+        entry = self._store.write_state(key, value, expected_version)
+        if key == KEY:
+            self._saved.set()
+        return entry
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_workers_rotating_at_once_end_with_one_valid_token(ex_env):
+    """Four workers (each its own token cache and store connection) find the access token
+    expired at the same moment: Exact rotates once, every worker ends with that rotation's
+    access token, and the stored refresh token is the one Exact holds valid. A worker whose
+    refresh was refused waits for the winner's entry (an event, not a timed sleep)."""
+    _expire_stored_access_token(ex_env)
+    saved = threading.Event()
+    workers = []
+    for _ in range(4):
+        tokens = exact.ExactTokens(ex_env.config, ex_env.sandbox.api_key(SYSTEM),
+                                   sleep=lambda s: saved.wait(30))
+        store = TellsWhenTokensAreSaved(tokens.store(), saved)
+        tokens.store = lambda store=store: store
+        workers.append(tokens)
+    start = threading.Barrier(len(workers))
+    results: list = [None] * len(workers)
+
+    def work(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = workers[index].token()
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            results[index] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    stored = ex_env.stored()
+    assert results == [stored["access_token"]] * len(workers), results
+    assert [e["status"] for e in ex_env.token_requests()].count(200) == 1
+    assert hashlib.sha256(stored["refresh_token"].encode()).hexdigest() == \
+        _current_refresh_sha(ex_env.sandbox)
