@@ -14,17 +14,20 @@ from connectors import exact
 from connectors.base import PermanentApiError, SystemConfig, WriteOp
 from connectors.linkstore import open_link_store
 from sandbox import exact as ex
+from sandbox.seed_exact import exact_seed
 from tests.test_sync_exact_customwebshop import consent_code
 
 SYSTEM = "exact"
+#: what the emulator starts from (seed 42): the expected counts are computed from it
+SEED = exact_seed(42)
 
 
 class Exact:
     """The running emulator, a link store with talksync's first tokens, and connectors."""
 
-    def __init__(self, sandbox, tmp_path):
+    def __init__(self, sandbox, tmp_path, store_url=None):
         self.sandbox = sandbox
-        self.store_url = f"sqlite:///{tmp_path / 'links.db'}"
+        self.store_url = store_url or f"sqlite:///{tmp_path / 'links.db'}"
         settings = ex.ExactOnline.connector_settings(sandbox.root_url(SYSTEM))
         self.config = SystemConfig(
             name=SYSTEM, type=SYSTEM, base_url=sandbox.url(SYSTEM),
@@ -34,16 +37,23 @@ class Exact:
             exact.exchange_code(self.config, consent_code(sandbox), settings["redirect_uri"], store)
         sandbox.clear_requests(SYSTEM)
         self.sleeps: list[float] = []
+        #: the connectors' clock and sleep (a test may put both on a :class:`FakeTime`)
+        self.clock, self.wait = time.time, time.sleep
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        time.sleep(seconds)
+        self.wait(seconds)
 
     def connector(self, worker: str = "w1") -> exact.ExactConnector:
         """A connector as a separate worker process would have it (its own token cache)."""
         exact._SHARED.pop(("tokens", self.store_url, SYSTEM, self.config.base_url), None)
         exact._SHARED.pop(("rate", self.config.base_url, str(ex.DIVISION)), None)
-        return exact.ExactConnector(self.config, sleep=self.sleep)
+        connector = exact.ExactConnector(self.config, clock=lambda: self.clock(),
+                                         sleep=self.sleep)
+        # HttpConnector does not hand ``sleep`` on to its client: its retry waits (a 429's)
+        # would otherwise really sleep, on a clock the emulator does not share
+        connector._http._sleep = self.sleep
+        return connector
 
     def control(self, path: str, body=None) -> dict:
         response = requests.post(self.sandbox.root_url(SYSTEM) + path, json=body, timeout=10)
@@ -67,6 +77,31 @@ def ex_env(sandbox_of, tmp_path):
     return Exact(sandbox_of(SYSTEM), tmp_path)
 
 
+class FakeTime:
+    """One clock for the emulator's rate-limit windows (it runs in this process) and the
+    connector: it moves only when the connector sleeps, so a window ends exactly when the
+    connector waited for it, however slow the machine is."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(ex_env, monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(ex, "time", fake)
+    ex_env.clock, ex_env.wait = fake.time, fake.sleep
+    return fake
+
+
 def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
     ex_env.control("/_sandbox/limits", {"bulk_page_size": 7})
     connector = ex_env.connector()
@@ -74,9 +109,9 @@ def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
 
     accounts = list(connector.read("Accounts"))
 
-    assert len(accounts) == len({a.id for a in accounts}) == 40
+    assert len(accounts) == len({a.id for a in accounts}) == len(SEED["Accounts"])
     sync_pages = [e for e in ex_env.log() if e["path"].endswith("/sync/CRM/Accounts")]
-    assert len(sync_pages) == 6                                 # 40 rows, 7 a page
+    assert len(sync_pages) == -(-len(SEED["Accounts"]) // 7)    # 7 rows a page, rounded up
     account = accounts[0]
     assert account.fields["Code"].isdigit()                     # trimmed from 18 characters
     assert account.modified is not None and account.modified.tzinfo is not None
@@ -102,7 +137,8 @@ def test_reads_page_through_sync_and_start_after_the_checkpoint(ex_env):
     assert gone.id == accounts[4].id and gone.modified > watermark
 
     orders = list(connector.read("SalesOrders"))
-    assert len(orders) == 20 and all(o.fields["SalesOrderLines"] for o in orders)
+    assert len(orders) == len(SEED["SalesOrders"])
+    assert all(o.fields["SalesOrderLines"] for o in orders)
     assert all(len(o.fields["OrderDate"]) == 10 for o in orders)        # a date
     line = orders[0].fields["SalesOrderLines"][0]
     assert isinstance(line["Quantity"], (int, Decimal)) and line["LineNumber"] == 1
@@ -161,7 +197,7 @@ def test_a_4xx_is_never_retried_and_carries_exacts_message(ex_env):
     assert missing.error.status == 404 and len(ex_env.log()) == 1
 
 
-def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env):
+def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env, fake_time):
     ex_env.control("/_sandbox/limits", {"minutely": 4, "daily": 5000, "minute_s": 1})
     connector = ex_env.connector()
     ids = [a.id for a in connector.read("Accounts")][:10]
@@ -175,7 +211,7 @@ def test_requests_are_paced_by_the_rate_limit_headers_without_429s(ex_env):
     assert len(ex_env.sleeps) >= 2 and all(0 < s <= 1.1 for s in ex_env.sleeps)
 
 
-def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env):
+def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env, fake_time):
     connector = ex_env.connector()
     ids = [a.id for a in connector.read("Accounts")][:2]
     ex_env.control("/_sandbox/limits", {"minutely": 2, "daily": 5000, "minute_s": 1})
@@ -247,7 +283,7 @@ def test_the_division_is_looked_up_when_not_configured(ex_env):
     config = SystemConfig(name=SYSTEM, type=SYSTEM, base_url=ex_env.config.base_url,
                           settings=settings, state_store=ex_env.store_url)
     connector = exact.ExactConnector(config)
-    assert len(list(connector.read("Items"))) == 30
+    assert len(list(connector.read("Items"))) == len(SEED["Items"])
     assert ex_env.log()[0]["path"] == "/api/v1/current/Me"
 
 

@@ -3,16 +3,45 @@
 import datetime
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
+
 # every store of the link-store contract: SQLite and Firestore (emulator)
 from tests.test_link_stores import store, store_url  # noqa: F401
-from transforms.runlock import KeepRunLock, RunLock, RunLockedError, lock_key, release_run_lock
+from transforms import runlock
+from transforms.runlock import (
+    KeepRunLock,
+    RunLock,
+    RunLockedError,
+    lock_key,
+    release_run_lock,
+)
 
 DATAFLOW = "customerp-customwebshop"
+T0 = datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.UTC)
+
+
+class FakeClock:
+    """The lock's clock (``runlock._now``), moved by the test instead of by waiting."""
+
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += datetime.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(runlock, "_now", fake)
+    return fake
 
 
 def test_a_second_run_is_refused_with_the_holder_named(store):
@@ -34,11 +63,12 @@ def test_release_frees_the_lock_only_for_its_holder(store):
     RunLock(DATAFLOW, "run-2").acquire(store)
 
 
-def test_an_expired_lock_is_taken_over(store):
+def test_an_expired_lock_is_taken_over(store, clock):
     RunLock(DATAFLOW, "run-1", ttl=datetime.timedelta(seconds=0.2), host="elsewhere").acquire(store)
+    clock.advance(0.19)
     with pytest.raises(RunLockedError):
         RunLock(DATAFLOW, "run-2").acquire(store)
-    time.sleep(0.3)
+    clock.advance(0.02)
     RunLock(DATAFLOW, "run-2").acquire(store)
     assert store.read_state(lock_key(DATAFLOW)).value["run_id"] == "run-2"
 
@@ -59,11 +89,11 @@ def test_a_live_process_on_another_host_keeps_its_lock_until_broken(store):
     assert store.read_state(lock_key(DATAFLOW)).value["run_id"] == "run-2"
 
 
-def test_renewal_pushes_the_expiry_and_fails_once_the_lock_is_lost(store):
+def test_renewal_pushes_the_expiry_and_fails_once_the_lock_is_lost(store, clock):
     lock = RunLock(DATAFLOW, "run-1", ttl=datetime.timedelta(minutes=1))
     lock.acquire(store)
     before = store.read_state(lock_key(DATAFLOW)).value
-    time.sleep(0.01)
+    clock.advance(0.01)
     lock.renew(store)
     after = store.read_state(lock_key(DATAFLOW)).value
     assert after["expires_at"] > before["expires_at"]
@@ -73,10 +103,19 @@ def test_renewal_pushes_the_expiry_and_fails_once_the_lock_is_lost(store):
         lock.renew(store)
 
 
-def test_keep_run_lock_renews_in_the_background(store_url, store):
-    lock = RunLock(DATAFLOW, "run-1", ttl=datetime.timedelta(seconds=0.6))
+def test_keep_run_lock_renews_in_the_background(store_url, store, clock, monkeypatch):
+    lock = RunLock(DATAFLOW, "run-1", ttl=datetime.timedelta(seconds=0.3))
     lock.acquire(store)
+    clock.advance(10)                   # far past the lifetime: alive only if renewed
+    renewed = threading.Event()
+    renew = RunLock.renew
+
+    def renew_and_tell(self, store_):
+        renew(self, store_)
+        renewed.set()
+
+    monkeypatch.setattr(RunLock, "renew", renew_and_tell)
     with KeepRunLock(lock, store_url):
-        time.sleep(1.0)                 # longer than the lifetime: alive only if renewed
+        assert renewed.wait(timeout=30), "the lock was never renewed"
         with pytest.raises(RunLockedError):
             RunLock(DATAFLOW, "run-2", host="elsewhere").acquire(store)
