@@ -33,7 +33,7 @@ setuptools.setup(
         "sandbox": ["graphql-core>=3.2,<3.3", "werkzeug>=3"],
         # the tests build Dataflow jobs (dry runs) and read Secret Manager fakes: with [gcp]
         "test": ["pytest>=8", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6", "mypy>=1.10",
-                 "import-linter>=2.0", "mutmut>=3"],
+                 "import-linter>=2.0", "mutmut>=3", "pytest-xdist>=3.5"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )
