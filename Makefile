@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/talksync demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # The full seeded fault campaign (100 seeds, ~30 min); `make test` runs a fast subset.
 reliability: $(STAMP)
