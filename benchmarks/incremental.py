@@ -61,10 +61,11 @@ def _grow_state(path: pathlib.Path, resource: str, rows) -> None:
 
 def set_up(workdir: pathlib.Path, n: int):
     """The grown sandbox's state and the link store; returns the config path."""
-    from connectors.linkstore import Link, open_link_store
-    from pipelines.spec import get_dataflow
+    from core.model import Link
+    from connectors.stores import open_link_store
+    from core.spec import get_dataflow
     from sandbox.server import Sandbox
-    from transforms.mapping import PairMapper
+    from core.mapping import PairMapper
     state = workdir / "sandbox"
     Sandbox(state_dir=state, base_port=0, systems=("customwebshop", "customerp"),
             seed=42).start().stop()            # writes the seed state files

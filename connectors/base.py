@@ -1,97 +1,27 @@
 """The contract between the sync engine and the systems it talks to.
 
-A connector turns one system's API into plain :class:`Record` values and applies
-:class:`WriteOp` batches. Everything system-specific (paging, auth, wire quirks such as
+A connector turns one system's API into plain :class:`~core.model.Record` values and applies
+:class:`~core.model.WriteOp` batches (the data types live in :mod:`core.model`; the connector
+semantics, :class:`Connector` and the :class:`ApiError` family, live here). Everything system-specific (paging, auth, wire quirks such as
 JSON numbers for money, error bodies) stays inside the connector; the engine only sees
 records whose ``fields`` are JSON-like values in the system's own vocabulary.
 
 Connectors are created inside DoFns (``setup``) from a :class:`SystemConfig`, so they must
 be cheap to construct and must resolve secrets themselves (never at pipeline build time).
+:class:`~core.model.SystemConfig` says how to reach the system.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import datetime
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 #: the logger of progress lines (one per stage, batch or retry, never per record); the CLI
 #: shows it on stderr unless ``-q``
 PROGRESS_LOGGER = "talksync.progress"
-
-
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """One entity as read from (or written to) a system.
-
-    ``fields`` holds the entity in the system's own vocabulary and JSON-like values (money may
-    be ``decimal.Decimal`` when the wire format is a JSON number, to avoid float rounding).
-    ``modified`` is timezone-aware UTC. ``etag`` is the system's version token, if it has one.
-    """
-
-    system: str
-    entity: str
-    id: str
-    fields: Mapping[str, Any]
-    modified: Optional[datetime.datetime] = None
-    deleted: bool = False
-    etag: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class UnreadableRecord:
-    """A row a system returned in a read that is not a record: not an object, without an id,
-    with a modified time or deleted flag that cannot be read. :meth:`Connector.read` yields it
-    in place of the :class:`Record` and reads on; the engine makes it a dead letter of the read
-    stage, so one bad row never stops the others. ``id`` is the row's id when it has a usable
-    one (the next run reads it again by that id); ``reason`` says what is wrong."""
-
-    system: str
-    entity: str
-    id: Optional[str]
-    reason: str
-    payload: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteOp:
-    """One create or update to apply to a system.
-
-    ``kind`` is ``"create"`` or ``"update"``. For updates ``id`` names the entity and
-    ``fields`` holds only the changed properties (nested objects are merge-patched; lists
-    are replaced whole). Values are JSON-like, except that money and quantities arrive as
-    ``decimal.Decimal``: each connector writes them in its system's own form (a decimal
-    string, a JSON number) without going through float. ``if_match`` is the ETag the change was planned against.
-    ``idempotency_key`` is stable across retries of the same create, so a repeated create
-    returns the first result instead of a duplicate. ``ref`` is the caller's correlation id,
-    echoed in the :class:`WriteResult`.
-    """
-
-    kind: str
-    entity: str
-    fields: Mapping[str, Any]
-    ref: str
-    id: Optional[str] = None
-    if_match: Optional[str] = None
-    idempotency_key: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    """The outcome of one :class:`WriteOp`: the entity as the system now has it, or an error."""
-
-    ref: str
-    record: Optional[Record] = None
-    error: Optional["ApiError"] = None
-    #: True when a create found the entity already there (an idempotent replay, or a
-    #: duplicate-key answer followed by a read of that key): ``record`` is the existing entity,
-    #: whose values may differ from the ones sent.
-    adopted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class ApiError(Exception):
@@ -159,21 +89,6 @@ class ConsentMissingError(PermanentApiError):
 
 class PreconditionFailedError(ApiError):
     """409/412: the entity changed since it was read; re-read and re-plan, never overwrite."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SystemConfig:
-    """How to reach one system: its base URL and settings (secrets as ``${ENV}`` references).
-
-    ``state_store`` is the run's link store URL, where a connector keeps what must outlive a
-    run and be shared by workers (e.g. rotating OAuth refresh tokens, as state entries).
-    """
-
-    name: str
-    type: str
-    base_url: str
-    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    state_store: Optional[str] = None
 
 
 class Connector(abc.ABC):

@@ -35,8 +35,8 @@ import threading
 import urllib.parse
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
-from connectors.base import (ApiError, PermanentApiError, PreconditionFailedError, Record,
-                             SystemConfig, TransientApiError, WriteOp, WriteResult)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.base import ApiError, PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
                              format_timestamp, parse_timestamp, unique_by_id)
 

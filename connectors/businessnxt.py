@@ -32,8 +32,8 @@ import datetime
 import decimal
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
-from connectors.base import (ApiError, PermanentApiError, Record, SystemConfig,
-                             TransientApiError, WriteOp, WriteResult)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.base import ApiError, PermanentApiError, TransientApiError
 from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
                              format_timestamp, unique_by_id)
 

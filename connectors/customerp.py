@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from connectors.base import (ApiError, PreconditionFailedError, Record, SystemConfig, WriteOp,
-                             WriteResult)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.base import ApiError, PreconditionFailedError
 from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_key,
                              row_timestamp, unique_by_id)
 

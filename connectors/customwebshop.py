@@ -15,8 +15,8 @@ import datetime
 import decimal
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from connectors.base import (ApiError, Record, SystemConfig, TransientApiError, WriteOp,
-                             WriteResult)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.base import ApiError, TransientApiError
 from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_flag,
                              row_key, row_timestamp, unique_by_id)
 

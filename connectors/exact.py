@@ -43,12 +43,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import requests
 
 from connectors import secrets
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
-                             PermanentApiError, Record,
-                             SystemConfig, TransientApiError, UnreachableError, WriteOp,
-                             WriteResult)
+                             PermanentApiError, TransientApiError, UnreachableError)
 from connectors.http import HttpConnector, describe_error_body
-from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
+from core.model import StateEntry
+from connectors.linkstore import LinkStore, StaleStateError
+from connectors.stores import open_link_store
 
 ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
 #: entity -> (service path, sync path, key property, sync/Deleted entity type)

@@ -44,8 +44,8 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  StaleStateError, StateEntry, decode_values, encode_values)
+from core.model import LINKED, PENDING, DeadLetter, decode_values, encode_values, Link, StateEntry
+from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")

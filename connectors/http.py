@@ -33,10 +33,10 @@ import requests
 import urllib3
 
 from connectors import secrets, waiting
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp
 from connectors.base import (ApiError, Connector, CredentialsRefusedError, PermanentApiError,
-                             PreconditionFailedError,
-                             RateLimitedError, Record, SystemConfig, TransientApiError,
-                             UnreachableError, UnreadableRecord, WriteOp)
+                             PreconditionFailedError, RateLimitedError, TransientApiError,
+                             UnreachableError)
 
 #: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
 _CONNECT_TIMEOUT_S = 5.0

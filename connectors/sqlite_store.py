@@ -30,8 +30,8 @@ import stat
 import threading
 from typing import Iterable, Iterator, Optional, Sequence
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  StaleStateError, StateEntry, decode_values, encode_values)
+from core.model import LINKED, PENDING, DeadLetter, decode_values, encode_values, Link, StateEntry
+from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
 
 _LOG = logging.getLogger(__name__)
 _URL_PREFIX = "sqlite:///"

@@ -22,7 +22,7 @@ from typing import Optional, TextIO
 
 from connectors.base import ApiError
 from connectors.exact import authorize_url, exchange_code, tokens_key
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from pipelines.config import load_config
 
 #: seconds to wait for the browser to come back to the loopback redirect

@@ -43,7 +43,7 @@ from pipelines.arguments import (MIN_EVERY_SECONDS, Parser, UsageError, add_sync
                                  beam_flags, every_seconds)
 from pipelines.config import ConfigError, load_config
 from pipelines.preflight import PreflightError
-from pipelines.spec import SpecError, available_dataflows, get_dataflow
+from core.spec import SpecError, available_dataflows, get_dataflow
 from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
 from pipelines import sync_pipeline

@@ -31,7 +31,7 @@ import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.base import SystemConfig
+from core.model import SystemConfig
 
 _LOG = logging.getLogger(__name__)
 

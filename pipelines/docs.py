@@ -12,7 +12,7 @@ import datetime
 import pathlib
 from typing import Optional
 
-from pipelines.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
+from core.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
 
 _DIRECTION_NOTE = {"to_target": "(one way: {s} → {t})", "to_source": "(one way: {t} → {s})"}
 
@@ -67,7 +67,7 @@ def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] =
            _heading("Introduction", "-"),
            f"This document describes the talksync dataflow ``{spec.name}`` between "
            f"{document.source_label} and {document.target_label}. It is generated from "
-           f"``pipelines/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
+           f"``core/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
            "tables below are exactly what is synchronized. "
            + (spec.description.strip() + " " if spec.description else "")
            + "Links are made by the match keys marked below; after that, edits made in either "

@@ -9,7 +9,7 @@ watermarks and the open dead letters to a JSON Lines file and imports it into th
     {"kind": "watermark", "dataflow": "...", "pair": "...", "system": "...", "value": "..."}
     {"kind": "dead_letter", "run_id": "...", ...}
 
-Snapshots use the store's tagged JSON form (:func:`connectors.linkstore.encode_value`), so
+Snapshots use the store's tagged JSON form (:func:`core.model.encode_value`), so
 decimals, dates and timestamps come back exactly. Versions are the store's own counters and
 are not carried over: an imported link starts at version 1.
 
@@ -34,8 +34,9 @@ import pathlib
 import sqlite3
 from typing import Iterator, Optional, Sequence
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  decode_value, decode_values, encode_value, open_link_store)
+from core.model import LINKED, PENDING, DeadLetter, decode_value, decode_values, encode_value, Link
+from connectors.linkstore import LinkStore, StaleLinkError
+from connectors.stores import open_link_store
 
 FORMAT = "talksync-links"
 VERSION = 1

@@ -25,8 +25,9 @@ from typing import Iterable, Sequence
 
 from connectors import SYSTEM_TYPES, connector_for
 from connectors import secrets
+from core.model import SystemConfig
 from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
-                             PermanentApiError, SystemConfig, UnreachableError)
+                             PermanentApiError, UnreachableError)
 from pipelines.config import Config, ConfigError
 from pipelines.exit_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE, combined
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|^secretmanager://")
@@ -196,7 +197,7 @@ def _in_parallel(probe, config: Config, systems: Sequence[str]) -> list[SystemCh
 
 def check_link_store(link_store: str) -> SystemCheck:
     """Whether the link store opens and answers a read (``talksync check``)."""
-    from connectors.linkstore import open_link_store
+    from connectors.stores import open_link_store
     kind = link_store.split(":", 1)[0]
     started = time.monotonic()
     try:

@@ -25,10 +25,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import exit_status
 from pipelines.history import read_report
-from pipelines.spec import SpecError, get_dataflow
+from core.spec import SpecError, get_dataflow
 from transforms import audit
 from transforms.breaker import held_message
-from transforms.planner import SOURCE, TARGET
+from core.planner import SOURCE, TARGET
 
 #: rows shown per table; the rest are counted and left to the run's JSON Lines files
 MAX_ROWS = 1000

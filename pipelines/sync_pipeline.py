@@ -26,15 +26,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from connectors.linkstore import LinkStore, open_link_store
+from connectors.linkstore import LinkStore
+from connectors.stores import open_link_store
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import SyncOptions
-from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
-from transforms import audit, finish, planner, runlock
+from core.spec import DataflowSpec, PairSpec, get_dataflow
+from core import planner
+from transforms import audit, finish, runlock
 from transforms.breaker import DEFAULT_MAX_UPDATES, HELD, HELD_UPDATES
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
-from transforms.planner import SOURCE, TARGET
+from core.planner import SOURCE, TARGET
 
 #: The entities read per pair, each counted once (an entity in both the changed read and the
 #: retry read is one entity).

@@ -1,7 +1,7 @@
 """The Dataflow flex template of talksync: its ``metadata.json``, generated from the options.
 
 One template runs every dataflow: the ``dataflow`` parameter picks it (an enum of the dataflows
-shipped in ``pipelines/dataflows/``), and the other parameters are the options of
+shipped in ``core/dataflows/``), and the other parameters are the options of
 :class:`~pipelines.options.SyncOptions`. The metadata is generated, never written by hand, so
 the template cannot drift from the options: each parameter's help text is the option's
 ``help``, its label and type come from :data:`~pipelines.options.TEMPLATE_PARAMETERS`, and
@@ -21,7 +21,7 @@ import pathlib
 from typing import Any, Iterable, Optional
 
 from pipelines.options import TEMPLATE_PARAMETERS, SyncOptions, parse_boolean
-from pipelines.spec import DataflowSpec, available_dataflows
+from core.spec import DataflowSpec, available_dataflows
 
 #: the folder of the template's files (Dockerfile, requirements, launcher, metadata)
 TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / "dataflow"

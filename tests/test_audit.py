@@ -17,15 +17,15 @@ import pyarrow.parquet
 from hypothesis import given, settings, strategies as st
 
 from connectors import connector_for
-from connectors.base import SystemConfig
-from connectors.linkstore import LINKED, Link
+from core.model import SystemConfig
+from core.model import LINKED, Link
 from pipelines import cli, history
 from pipelines.config import load_config, parse_config
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from transforms import audit
 from transforms.common import PairContext
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import SOURCE, TARGET, Entity, other, plan_group
+from core.mapping import MappingError, PairMapper
+from core.planner import SOURCE, TARGET, Entity, other, plan_group
 from tests.conftest import group_by
 
 DATAFLOW = "customerp-customwebshop"

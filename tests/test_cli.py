@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from pipelines import cli, docs
-from pipelines.spec import available_dataflows
+from core.spec import available_dataflows
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_document_has_the_seed_structure_with_filled_tables():
 
 def test_a_dataflow_can_have_more_documents_under_other_labels():
     import yaml as yaml_
-    from pipelines.spec import DATAFLOWS_DIR, parse_dataflow
+    from core.spec import DATAFLOWS_DIR, parse_dataflow
     doc = yaml_.safe_load((DATAFLOWS_DIR / "customerp-customwebshop.yaml").read_text())
     doc["documents"] = [{"name": "custom-erp-webshop", "title": "Custom ERP to Web Shop",
                          "source_label": "Custom", "target_label": "Shop",

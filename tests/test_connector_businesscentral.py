@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from connectors import businesscentral as conn
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             WriteOp)
+from core.model import SystemConfig, WriteOp
+from connectors.base import PermanentApiError, PreconditionFailedError
 from sandbox import businesscentral as bc
 from sandbox.server import Sandbox
 

@@ -11,10 +11,11 @@ import requests
 import yaml
 
 from connectors import connector_for
-from connectors.base import PermanentApiError, RateLimitedError, SystemConfig, WriteOp
+from core.model import SystemConfig, WriteOp
+from connectors.base import PermanentApiError, RateLimitedError
 from connectors.businessnxt import changed_at, date_to_int, int_to_date, since_filter
 from tests.test_sandbox_businessnxt import Gql
-from transforms.types import InvalidValue, to_canonical
+from core.types import InvalidValue, to_canonical
 
 UTC = datetime.timezone.utc
 

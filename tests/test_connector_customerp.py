@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             TransientApiError, WriteOp)
+from core.model import SystemConfig, WriteOp
+from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customerp import CustomErpConnector
 from sandbox import seed
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             TransientApiError, WriteOp)
+from core.model import SystemConfig, WriteOp
+from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customwebshop import CustomWebshopConnector
 from connectors.secrets import SecretError
 from sandbox import seed

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from connectors import exact
-from connectors.base import PermanentApiError, SystemConfig, WriteOp
-from connectors.linkstore import open_link_store
+from core.model import SystemConfig, WriteOp
+from connectors.base import PermanentApiError
+from connectors.stores import open_link_store
 from sandbox import exact as ex
 from tests.test_sync_exact_customwebshop import consent_code
 

@@ -18,13 +18,14 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from connectors.base import Record, SystemConfig, UnreadableRecord
-from connectors.linkstore import DeadLetter, Link, open_link_store
-from pipelines.spec import get_dataflow
+from core.model import Record, SystemConfig, UnreadableRecord
+from core.model import DeadLetter, Link
+from connectors.stores import open_link_store
+from core.spec import get_dataflow
 from transforms import finish, read
 from transforms.common import METRICS_NAMESPACE, PairContext
-from transforms.planner import (DEAD, DELETED, SKIPPED, SOURCE, TARGET, Entity, Rejection,
-                                SyncPlan, account_group)
+from core.planner import (DEAD, DELETED, SKIPPED, SOURCE, TARGET, Entity, Rejection, SyncPlan,
+                          account_group)
 
 DATAFLOW = "customerp-customwebshop"
 

@@ -12,7 +12,9 @@ import time
 import pytest
 import yaml
 
-from connectors.linkstore import DeadLetter, Link, StaleLinkError, open_link_store
+from core.model import DeadLetter, Link
+from connectors.linkstore import StaleLinkError
+from connectors.stores import open_link_store
 from pipelines import cli
 from sandbox.server import Sandbox
 from tests.conftest import SyncHarness

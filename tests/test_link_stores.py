@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, StaleLinkError,
-                                  StaleStateError, open_link_store)
+from core.model import LINKED, PENDING, DeadLetter, Link
+from connectors.linkstore import StaleLinkError, StaleStateError
+from connectors.stores import open_link_store
 from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
 
 PAIR = "customerp-customwebshop/customers"
@@ -192,7 +193,7 @@ def test_lookups_are_batched_and_leave_unknown_ids_out(store):
     {"price": decimal.Decimal("1.50"), "tags": ("a", "b"), "when": datetime.date(2026, 1, 2)},
 ])
 def test_snapshot_text_decodes_to_the_values_encoded(values):
-    from connectors.linkstore import decode_values, encode_values
+    from core.model import decode_values, encode_values
     decoded = decode_values(encode_values(values))
     assert decoded == values
     assert {k: type(v) for k, v in decoded.items()} == {k: type(v) for k, v in values.items()}

@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from connectors.linkstore import LINKED, PENDING, DeadLetter, Link, open_link_store
+from core.model import LINKED, PENDING, DeadLetter, Link
+from connectors.stores import open_link_store
 from pipelines import cli
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
 

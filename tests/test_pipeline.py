@@ -8,10 +8,10 @@ from apache_beam.testing.util import assert_that, equal_to, is_empty
 
 import pytest
 
-from connectors.base import Record, SystemConfig
-from connectors.linkstore import open_link_store
+from core.model import Record, SystemConfig
+from connectors.stores import open_link_store
 from pipelines.config import load_config
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from pipelines.sync_pipeline import RunSettings, build_pipeline
 from transforms import read
 from transforms.common import PairContext

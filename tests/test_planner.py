@@ -5,10 +5,10 @@ from decimal import Decimal
 
 from hypothesis import given, settings, strategies as st
 
-from connectors.linkstore import LINKED, PENDING, Link
-from pipelines.spec import DATAFLOWS_DIR, load_dataflow, parse_dataflow
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED,
-                                UPDATE, Entity, idempotency_key, plan_group)
+from core.model import LINKED, PENDING, Link
+from core.spec import DATAFLOWS_DIR, load_dataflow, parse_dataflow
+from core.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED, UPDATE,
+                          Entity, idempotency_key, plan_group)
 
 SPEC = load_dataflow(DATAFLOWS_DIR / "customerp-customwebshop.yaml")
 PRODUCT = SPEC.pair("product")

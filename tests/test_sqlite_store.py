@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 
-from connectors.linkstore import Link, open_link_store
+from core.model import Link
+from connectors.stores import open_link_store
 from connectors.sqlite_store import SqliteLinkStore
 
 PAIR = "customerp-customwebshop/customers"

@@ -17,7 +17,7 @@ import requests
 
 from tests.conftest import SyncHarness, group_by
 
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from sandbox import businesscentral as bc
 from sandbox.server import Sandbox
 

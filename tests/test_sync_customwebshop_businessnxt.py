@@ -16,7 +16,7 @@ import requests
 
 from tests.conftest import SyncHarness, group_by
 
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from sandbox import businessnxt as bnxt
 from sandbox.seed_businessnxt import COUNTRY_NUMBERS, CURRENCY_NUMBERS
 from tests.test_sandbox_businessnxt import Gql

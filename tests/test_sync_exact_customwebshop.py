@@ -25,9 +25,9 @@ import requests
 
 from tests.conftest import SyncHarness, group_by
 
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from pipelines import auth
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from sandbox import exact as ex
 from sandbox.server import Sandbox
 

@@ -6,12 +6,12 @@ letters, so there is never an event for a write that did not happen. Each event 
 the time, the dataflow, pair, direction and system, the ids on both sides, the operation, and per
 property the value before, the value after (as the written system answered it), the side it came
 from with its value there, and the rule that chose it — the planner's
-:class:`~transforms.planner.Provenance`, not a guess made afterwards.
+:class:`~core.planner.Provenance`, not a guess made afterwards.
 
 :class:`WriteAuditLog` writes a run's events as Parquet, partitioned the Hive way by dataflow and
 date (``<audit_dir>/dataflow=<D>/date=<YYYY-MM-DD>/<run_id>-<n>.parquet``) through Beam's
 ``FileSystems``, so a local folder and a ``gs://`` path work alike; :func:`read_events` reads
-them back. Values are canonical values as JSON text (:func:`connectors.linkstore.encode_value`):
+them back. Values are canonical values as JSON text (:func:`core.model.encode_value`):
 business data only, never settings or credentials.
 """
 
@@ -25,10 +25,10 @@ import apache_beam as beam
 import pyarrow
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.linkstore import DeadLetter, Link, decode_value, encode_value
+from core.model import DeadLetter, decode_value, encode_value, Link
 from transforms.common import PairContext
 from transforms.finish import write_parquet
-from transforms.planner import LINK, SOURCE, TARGET, Provenance, SyncPlan, other
+from core.planner import LINK, SOURCE, TARGET, Provenance, SyncPlan, other
 
 # operations
 CREATE = "create"

@@ -15,9 +15,11 @@ from typing import Any, Mapping, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from connectors.base import PROGRESS_LOGGER, SystemConfig
-from connectors.linkstore import DeadLetter, LinkStore
-from pipelines.spec import PairSpec
+from core.model import SystemConfig
+from connectors.base import PROGRESS_LOGGER
+from core.model import DeadLetter
+from connectors.linkstore import LinkStore
+from core.spec import PairSpec
 
 METRICS_NAMESPACE = "talksync"
 #: one line per stage or batch (never per record): reads done, batches written, links committed

@@ -16,7 +16,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.linkstore import DeadLetter, open_link_store
+from core.model import DeadLetter
+from connectors.stores import open_link_store
 from transforms.common import METRICS_NAMESPACE
 
 _DEAD_LETTER_COLUMNS = [

@@ -8,12 +8,13 @@ from typing import Optional, Sequence
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import ApiError, UnreachableError, UnreadableRecord
-from connectors.linkstore import open_link_store
+from core.model import UnreadableRecord
+from connectors.base import ApiError, UnreachableError
+from connectors.stores import open_link_store
 from transforms.common import (PairContext, RequestCounting, Resolver, progress, this_run_links,
                                unreachable_counter)
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import DEAD, Entity
+from core.mapping import MappingError, PairMapper
+from core.planner import DEAD, Entity
 
 DEAD_LETTERS = "dead_letters"
 WATERMARKS = "watermarks"
@@ -189,7 +190,7 @@ class _CountRowsFn(beam.DoFn):
 
 
 class MapToViews(beam.PTransform):
-    """Maps records of one side to :class:`~transforms.planner.Entity` views.
+    """Maps records of one side to :class:`~core.planner.Entity` views.
 
     Records that cannot be mapped (invalid values, references not linked yet) go to the
     ``dead_letters`` output with every problem named; the rest of the run goes on.

@@ -31,7 +31,9 @@ from typing import Optional
 
 import apache_beam as beam
 
-from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
+from core.model import StateEntry
+from connectors.linkstore import LinkStore, StaleStateError
+from connectors.stores import open_link_store
 
 _LOG = logging.getLogger(__name__)
 #: how long a lock lives without renewal unless the run says otherwise

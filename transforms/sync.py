@@ -9,7 +9,7 @@ import apache_beam as beam
 
 from transforms import breaker, plan, read, write
 from transforms.common import PairContext
-from transforms.planner import HELD, SOURCE, TARGET, SyncPlan
+from core.planner import HELD, SOURCE, TARGET, SyncPlan
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,14 +23,16 @@ from typing import Any, Mapping, Optional, Tuple
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import Record, SystemConfig, WriteOp
-from connectors.linkstore import LINKED, PENDING, Link, StaleLinkError, open_link_store
+from core.model import Record, SystemConfig, WriteOp
+from core.model import LINKED, PENDING, Link
+from connectors.linkstore import StaleLinkError
+from connectors.stores import open_link_store
 from transforms import audit
 from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
                                progress, this_run_links)
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, DEAD, LINK, SOURCE, TARGET,
-                                UNCHANGED, SyncPlan, Write, other)
+from core.mapping import MappingError, PairMapper
+from core.planner import (CREATE_SOURCE, CREATE_TARGET, DEAD, LINK, SOURCE, TARGET, UNCHANGED,
+                          SyncPlan, Write, other)
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"

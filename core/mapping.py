@@ -16,8 +16,8 @@ import re
 import string
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from pipelines.spec import PairSpec, PropertySpec
-from transforms import types
+from core.spec import PairSpec, PropertySpec
+from core import types
 
 #: ``resolve(pair, direction, id)`` → the id on the other side, or None when not linked.
 #: ``direction`` is "to_target" (a source id in, a target id out) or "to_source".

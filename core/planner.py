@@ -24,9 +24,9 @@ import datetime
 import hashlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from connectors.linkstore import LINKED, PENDING, Link
-from pipelines.spec import PairSpec, PropertySpec
-from transforms import types
+from core.model import LINKED, PENDING, Link
+from core.spec import PairSpec, PropertySpec
+from core import types
 
 SOURCE = "source"
 TARGET = "target"

@@ -1,4 +1,4 @@
-"""Dataflow specs: what syncs, declared as data in ``pipelines/dataflows/*.yaml``.
+"""Dataflow specs: what syncs, declared as data in ``core/dataflows/*.yaml``.
 
 A dataflow ties a source system to a target system through entity *pairs*. Each pair has match
 keys, a conflict policy, a delete policy and a property table: source property, target property,
