@@ -32,7 +32,7 @@ PAIR_KEY = f"{DATAFLOW}/{PAIR}"
 _CHUNK = 5_000
 #: ids per link-store look-up, as LookUpLinks batches them
 _LOOKUP_BATCH = 500
-_MODIFIED = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_MODIFIED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def base_view(i: int) -> dict:
@@ -156,6 +156,7 @@ def run_floor(n: int, store_url: str) -> tuple[float, dict]:
 
 def run_engine(n: int, store_url: str) -> tuple[float, dict]:
     import apache_beam as beam
+
     from transforms import plan
     ctx = _context(store_url)
 

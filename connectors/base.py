@@ -1,21 +1,23 @@
 """The contract between the sync engine and the systems it talks to.
 
 A connector turns one system's API into plain :class:`~core.model.Record` values and applies
-:class:`~core.model.WriteOp` batches (the data types live in :mod:`core.model`; the connector
-semantics, :class:`Connector` and the :class:`ApiError` family, live here). Everything system-specific (paging, auth, wire quirks such as
-JSON numbers for money, error bodies) stays inside the connector; the engine only sees
-records whose ``fields`` are JSON-like values in the system's own vocabulary.
+:class:`~core.model.WriteOp` batches. The data types live in :mod:`core.model`; the connector
+semantics live here: :class:`Connector` and the :class:`ApiError` family. Everything
+system-specific (paging, auth, wire quirks such as JSON numbers for money, error bodies) stays
+inside the connector; the engine only sees records whose ``fields`` are JSON-like values in the
+system's own vocabulary.
 
-Connectors are created inside DoFns (``setup``) from a :class:`SystemConfig`, so they must
-be cheap to construct and must resolve secrets themselves (never at pipeline build time).
-:class:`~core.model.SystemConfig` says how to reach the system.
+Connectors are created inside DoFns (``setup``) from a :class:`~core.model.SystemConfig`, so
+they must be cheap to construct and must resolve secrets themselves (never at pipeline build
+time).
 """
 
 from __future__ import annotations
 
 import abc
 import datetime
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
@@ -31,7 +33,7 @@ class ApiError(Exception):
     as opposed to a permanent rejection of the request (other 4xx).
     """
 
-    def __init__(self, message: str, *, status: Optional[int] = None,
+    def __init__(self, message: str, *, status: int | None = None,
                  transient: bool = False, system: str = "", body: Any = None):
         super().__init__(message)
         self.message = message
@@ -111,7 +113,7 @@ class Connector(abc.ABC):
         return self.config.name
 
     @abc.abstractmethod
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         """Every entity changed at or after ``since`` (all when None), deleted ones included.
 
         A row that is not a record is yielded as an :class:`UnreadableRecord` (and the read
@@ -137,7 +139,7 @@ class Connector(abc.ABC):
         raises :class:`ApiError` (:class:`CredentialsRefusedError`, :class:`UnreachableError`)
         otherwise."""
 
-    def stored_credentials(self) -> Optional[str]:
+    def stored_credentials(self) -> str | None:
         """What ``talksync check`` says of credentials kept in the link store (tokens of a
         one-time consent), or None for a system without any."""
         return None
@@ -147,7 +149,7 @@ class Connector(abc.ABC):
         """How many HTTP requests this instance has made (for the run report)."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release connections."""
 
     def __enter__(self):

@@ -15,7 +15,7 @@ with :func:`connectors.stores.open_link_store`.
 from __future__ import annotations
 
 import abc
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from core.model import DeadLetter, Link, StateEntry
 
@@ -84,7 +84,7 @@ class LinkStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
         """The read position (ISO 8601 UTC) of ``system`` for ``pair``, or None (full read)."""
 
     @abc.abstractmethod
@@ -104,12 +104,12 @@ class LinkStore(abc.ABC):
         """Forget the dead letters of ``pair`` that earlier runs left (the run retried them)."""
 
     @abc.abstractmethod
-    def read_state(self, key: str) -> Optional[StateEntry]:
+    def read_state(self, key: str) -> StateEntry | None:
         """The state entry at ``key``, or None."""
 
     @abc.abstractmethod
     def write_state(self, key: str, value: dict,
-                    expected_version: Optional[int]) -> StateEntry:
+                    expected_version: int | None) -> StateEntry:
         """Store ``value`` at ``key`` if the entry is still at ``expected_version``.
 
         ``expected_version`` None: only if no entry exists. Returns the stored entry (its
@@ -124,7 +124,7 @@ class LinkStore(abc.ABC):
         Raises :class:`StaleStateError` when it is not (or is gone).
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release the connection."""
 
     def __enter__(self):

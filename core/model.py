@@ -14,7 +14,8 @@ import dataclasses
 import datetime
 import decimal
 import json
-from typing import Any, Mapping, Optional, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 # --- records and writes (a connector's side) --------------------------------------------
 
@@ -24,7 +25,7 @@ class CallError(Protocol):
     network errors) and the dead letter's error class. :class:`connectors.base.ApiError` is
     the one implementation; core names only this shape, so it imports no connector."""
 
-    status: Optional[int]
+    status: int | None
 
     @property
     def error_class(self) -> str: ...
@@ -43,9 +44,9 @@ class Record:
     entity: str
     id: str
     fields: Mapping[str, Any]
-    modified: Optional[datetime.datetime] = None
+    modified: datetime.datetime | None = None
     deleted: bool = False
-    etag: Optional[str] = None
+    etag: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ class UnreadableRecord:
 
     system: str
     entity: str
-    id: Optional[str]
+    id: str | None
     reason: str
     payload: Any = None
 
@@ -71,7 +72,8 @@ class WriteOp:
     ``fields`` holds only the changed properties (nested objects are merge-patched; lists
     are replaced whole). Values are JSON-like, except that money and quantities arrive as
     ``decimal.Decimal``: each connector writes them in its system's own form (a decimal
-    string, a JSON number) without going through float. ``if_match`` is the ETag the change was planned against.
+    string, a JSON number) without going through float. ``if_match`` is the ETag the change was
+    planned against.
     ``idempotency_key`` is stable across retries of the same create, so a repeated create
     returns the first result instead of a duplicate. ``ref`` is the caller's correlation id,
     echoed in the :class:`WriteResult`.
@@ -81,9 +83,9 @@ class WriteOp:
     entity: str
     fields: Mapping[str, Any]
     ref: str
-    id: Optional[str] = None
-    if_match: Optional[str] = None
-    idempotency_key: Optional[str] = None
+    id: str | None = None
+    if_match: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +93,8 @@ class WriteResult:
     """The outcome of one :class:`WriteOp`: the entity as the system now has it, or an error."""
 
     ref: str
-    record: Optional[Record] = None
-    error: Optional["CallError"] = None
+    record: Record | None = None
+    error: CallError | None = None
     #: True when a create found the entity already there (an idempotent replay, or a
     #: duplicate-key answer followed by a read of that key): ``record`` is the existing entity,
     #: whose values may differ from the ones sent.
@@ -115,7 +117,7 @@ class SystemConfig:
     type: str
     base_url: str
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    state_store: Optional[str] = None
+    state_store: str | None = None
 
 
 
@@ -138,18 +140,18 @@ class Link:
 
     pair: str
     link_id: str
-    source_id: Optional[str] = None
-    target_id: Optional[str] = None
+    source_id: str | None = None
+    target_id: str | None = None
     state: str = LINKED
     snapshot_source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     snapshot_target: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    source_etag: Optional[str] = None
-    target_etag: Optional[str] = None
-    attempt_id: Optional[str] = None
+    source_etag: str | None = None
+    target_etag: str | None = None
+    attempt_id: str | None = None
     version: int = 0
-    updated_at: Optional[str] = None
+    updated_at: str | None = None
 
-    def replace(self, **changes) -> "Link":
+    def replace(self, **changes: Any) -> Link:
         return dataclasses.replace(self, **changes)
 
 
@@ -168,15 +170,15 @@ class DeadLetter:
     direction: str          # "to_target" | "to_source" | "read"
     system: str
     entity: str
-    entity_id: Optional[str]
+    entity_id: str | None
     stage: str              # "read" | "map" | "plan" | "reference" | "write" | "commit"
     error_class: str        # "validation" | "permanent" | "transient" | "conflict" | "reference"
     message: str
-    status: Optional[int] = None
-    payload: Optional[str] = None      # JSON text of the offending record (secrets masked)
-    created_at: Optional[str] = None
+    status: int | None = None
+    payload: str | None = None      # JSON text of the offending record (secrets masked)
+    created_at: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -189,7 +191,7 @@ class StateEntry:
     """
 
     key: str
-    value: dict
+    value: dict[str, Any]
     version: int
 
 
@@ -243,11 +245,11 @@ def encode_values(values: Mapping[str, Any]) -> str:
                       ensure_ascii=False, separators=(",", ":"))
 
 
-def decode_values(text: Optional[str]) -> dict[str, Any]:
+def decode_values(text: str | None) -> dict[str, Any]:
     """A snapshot from JSON text (empty for None)."""
     if not text:
         return {}
-    values = json.loads(text)
+    values: dict[str, Any] = json.loads(text)
     if "{" not in text[1:] and "[" not in text:
         return values       # no nested object or list, so no tagged value: nothing to decode
     return {k: decode_value(v) for k, v in values.items()}

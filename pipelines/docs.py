@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import pathlib
-from typing import Optional
 
 from core.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
 
@@ -54,10 +53,10 @@ def _rows(spec: DataflowSpec, pair: PairSpec, properties, target_label: str,
                              f"{prop.target}[].")
 
 
-def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None,
-                    document: Optional[DocumentSpec] = None) -> str:
+def render_dataflow(spec: DataflowSpec, generated: datetime.datetime | None = None,
+                    document: DocumentSpec | None = None) -> str:
     """The RST document of one dataflow, under the labels of ``document`` when given."""
-    generated = generated or datetime.datetime.now(datetime.timezone.utc)
+    generated = generated or datetime.datetime.now(datetime.UTC)
     if document is None:
         document = DocumentSpec(name=spec.name, title=f"{spec.source.label} to "
                                 f"{spec.target.label}", source_label=spec.source.label,
@@ -95,7 +94,7 @@ def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] =
 
 
 def write_documents(specs, directory: pathlib.Path,
-                    generated: Optional[datetime.datetime] = None) -> list[pathlib.Path]:
+                    generated: datetime.datetime | None = None) -> list[pathlib.Path]:
     """Writes ``<dataflow>.rst`` for each spec, and one file per extra document it declares,
     into ``directory``; returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)

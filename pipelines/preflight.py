@@ -21,15 +21,20 @@ import dataclasses
 import re
 import time
 import urllib.parse
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from connectors import SYSTEM_TYPES, connector_for
-from connectors import secrets
+from connectors import SYSTEM_TYPES, connector_for, secrets
+from connectors.base import (
+    ApiError,
+    ConsentMissingError,
+    CredentialsRefusedError,
+    PermanentApiError,
+    UnreachableError,
+)
 from core.model import SystemConfig
-from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
-                             PermanentApiError, UnreachableError)
 from pipelines.config import Config, ConfigError
 from pipelines.exit_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE, combined
+
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|^secretmanager://")
 
 
@@ -239,5 +244,5 @@ def describe(checks: Sequence[SystemCheck]) -> str:
     rows += [(check.system, check.type, check.status, f"{check.seconds:.1f} s",
               check.message or check.url) for check in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths))
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
                      + "  " + row[4] for row in rows)

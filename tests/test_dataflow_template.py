@@ -32,10 +32,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors import secrets
 from core.model import SystemConfig
+from core.spec import available_dataflows
 from pipelines import cli, sync_pipeline, template
 from pipelines.config import ConfigError, load_config
 from pipelines.options import TEMPLATE_PARAMETERS, SyncOptions
-from core.spec import available_dataflows
 from tests.conftest import group_by
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401 (fixtures)
 from transforms import write

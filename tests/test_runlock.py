@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
+
 # every store of the link-store contract: SQLite and Firestore (emulator)
 from tests.test_link_stores import store, store_url  # noqa: F401
 from transforms.runlock import KeepRunLock, RunLock, RunLockedError, lock_key, release_run_lock

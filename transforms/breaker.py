@@ -22,8 +22,8 @@ import logging
 import apache_beam as beam
 
 from core import planner
-from transforms.common import PROGRESS_LOGGER, PairContext
 from core.planner import SyncPlan
+from transforms.common import PROGRESS_LOGGER, PairContext
 from transforms.write import count_entities
 
 #: the tagged output of :class:`HoldMassChanges` with the name of a held pair (0 or 1 element)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from core.model import LINKED
 from connectors.stores import open_link_store
-from transforms.common import PairContext, in_global_window
 from core.mapping import PairMapper
+from core.model import LINKED
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
+from transforms.common import PairContext, in_global_window
 
 DEAD_LETTERS = "dead_letters"
 _LOOKUP_BATCH = 500

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 
+from core.planner import HELD, SOURCE, TARGET, SyncPlan
 from transforms import breaker, plan, read, write
 from transforms.common import PairContext
-from core.planner import HELD, SOURCE, TARGET, SyncPlan
 
 
 @dataclasses.dataclass(frozen=True)
 class ReadPosition:
     """Where one side's read starts (None: everything) and which entities it reads again."""
 
-    since: Optional[str] = None
+    since: str | None = None
     retry_ids: Sequence[str] = ()
 
 

@@ -18,21 +18,37 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import zlib
-from typing import Any, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 
 from connectors import connector_for
-from core.model import Record, SystemConfig, WriteOp
-from core.model import LINKED, PENDING, Link
 from connectors.linkstore import StaleLinkError
 from connectors.stores import open_link_store
-from transforms import audit
-from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
-                               progress, this_run_links)
 from core.mapping import MappingError, PairMapper
-from core.planner import (CREATE_SOURCE, CREATE_TARGET, DEAD, LINK, SOURCE, TARGET, UNCHANGED,
-                          SyncPlan, Write, other)
+from core.model import LINKED, PENDING, Link, Record, SystemConfig, WriteOp
+from core.planner import (
+    CREATE_SOURCE,
+    CREATE_TARGET,
+    DEAD,
+    LINK,
+    SOURCE,
+    TARGET,
+    UNCHANGED,
+    SyncPlan,
+    Write,
+    other,
+)
+from transforms import audit
+from transforms.common import (
+    PairContext,
+    RequestCounting,
+    Resolver,
+    in_global_window,
+    progress,
+    this_run_links,
+)
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
@@ -52,9 +68,9 @@ class WriteOutcome:
     link_id: str
     side: str
     ok: bool
-    entity_id: Optional[str] = None
-    etag: Optional[str] = None
-    view: Optional[Mapping[str, Any]] = None
+    entity_id: str | None = None
+    etag: str | None = None
+    view: Mapping[str, Any] | None = None
 
 
 class ReserveLinks(beam.PTransform):
@@ -107,7 +123,7 @@ class _ReserveLinksFn(beam.DoFn):
         wanted = [plan.link.replace(state=PENDING,
                                     attempt_id=plan.link.attempt_id or self._ctx.run_id)
                   for plan in plans]
-        for plan, want, stored in zip(plans, wanted, self._store.reserve_many(wanted)):
+        for plan, want, stored in zip(plans, wanted, self._store.reserve_many(wanted), strict=True):
             yield from self._decide(plan, want, stored)
 
     def _decide(self, plan: SyncPlan, wanted: Link, stored: Link):
@@ -159,7 +175,7 @@ class WriteChanges(beam.PTransform):
                 | "KeyBySystemShard" >> beam.FlatMap(
                     lambda plan: [((w.side, _shard(plan.link.link_id, shards[w.side])),
                                    (plan.link, w)) for w in plan.writes]
-                ).with_output_types(Tuple[Tuple[str, int], Any])
+                ).with_output_types(tuple[tuple[str, int], Any])
                 | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
                 | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
                                         **self._reference_inputs).with_outputs(
@@ -349,7 +365,7 @@ class _CommitLinksFn(beam.DoFn):
             stale, committed = set(exc.link_ids), exc.committed
         by_id = {link.link_id: link for link in committed}
         progress.info("%s: committed %d links", self._ctx.pair.name, len(by_id))
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
                 count_entities(self._ctx, plan, DEAD)
@@ -408,7 +424,7 @@ def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
         ctx.counter("conflicts").inc(len(plan.conflicts))
 
 
-def _iso(moment: Optional[datetime.datetime]) -> Optional[str]:
+def _iso(moment: datetime.datetime | None) -> str | None:
     """A record's modified time as conflicts.jsonl holds it (ISO 8601, None when unknown)."""
     return moment.isoformat() if moment else None
 
