@@ -1,4 +1,5 @@
-"""The sync pipeline of one dataflow (DESIGN.md §3) and the driver that runs it.
+"""The sync pipeline of one dataflow and the driver that runs it (docs/architecture.md, "One
+record's path through a run").
 
 :func:`build_pipeline` adds, per pair in dependency order::
 

@@ -1,4 +1,5 @@
-"""Grouping entities with their links and planning each group (DESIGN.md §3, steps 3–4)."""
+"""Grouping entities with their links and planning each group (docs/architecture.md, "One
+record's path through a run", steps 3–4)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class ReadPosition:
 
 
 class SyncPair(beam.PTransform):
-    """Syncs one pair (DESIGN.md §3, steps 1–6 for that pair).
+    """Syncs one pair (docs/architecture.md, "One record's path through a run", steps 1–7).
 
     ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
     with this run's links of the pairs this one refers to. With ``apply_changes=False`` (plan

@@ -1,4 +1,5 @@
-"""Writing planned changes and committing links (DESIGN.md §3, steps 5–6).
+"""Reserving links, writing planned changes and committing links (docs/architecture.md, "One
+record's path through a run", steps 5–7).
 
 Writes are keyed by system and shard and batched, so each system sees a bounded number of
 writers per pair (``write_shards``) however many workers run, and full batches (the webshop's
