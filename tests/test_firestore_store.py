@@ -124,7 +124,7 @@ def test_without_credentials_the_message_says_how_to_get_them(tmp_path, monkeypa
 def test_without_the_client_library_the_message_says_what_to_install():
     # a fresh interpreter in which google.cloud.firestore cannot be imported
     code = ("import sys; sys.modules['google.cloud.firestore'] = None\n"
-            "from connectors.linkstore import open_link_store\n"
+            "from connectors.stores import open_link_store\n"
             "try:\n    open_link_store('firestore://my-proj')\n"
             "except ValueError as exc:\n    print(exc)\n")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
