@@ -13,10 +13,10 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "transforms",
-                                               "transforms.*", "connectors", "connectors.*",
-                                               "sandbox", "sandbox.*"]),
-    package_data={"pipelines": ["dataflows/*.yaml"], "sandbox": ["*.xml", "*.graphql"]},
+    packages=setuptools.find_packages(include=["core", "core.*", "connectors", "connectors.*",
+                                               "transforms", "transforms.*", "pipelines",
+                                               "pipelines.*", "sandbox", "sandbox.*"]),
+    package_data={"core": ["dataflows/*.yaml"], "sandbox": ["*.xml", "*.graphql"]},
     # Ranges say what talksync works with; requirements.lock says exactly what `make demo`,
     # `make test`, CI and Dataflow install (`make lock` refreshes it; README "Dependencies").
     install_requires=[

@@ -39,8 +39,10 @@ def p1_engine(runs: int, n: int) -> dict:
     seconds = {v: [row[v].result["seconds"] for row in rows] for v in rows[0]}
     return {"n": n, "runs": runs, "seconds": seconds,
             "rss_mb": {v: [row[v].peak_rss_mb for row in rows] for v in rows[0]},
-            "engine_over_floor": [e / f for e, f in zip(seconds["engine"], seconds["floor"])],
-            "engine_over_python": [e / p for e, p in zip(seconds["engine"], seconds["python"])],
+            "engine_over_floor": [e / f for e, f in zip(seconds["engine"], seconds["floor"],
+                                                        strict=True)],
+            "engine_over_python": [e / p for e, p in zip(seconds["engine"], seconds["python"],
+                                                         strict=True)],
             "counts": rows[0]["engine"].result["counts"]}
 
 

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 RESULT_MARKER = "BENCHMARK-RESULT "
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +51,8 @@ def run_case(module: str, *args: str, env: dict | None = None,
     except subprocess.TimeoutExpired:
         child.kill()
         out, err = child.communicate()
-        raise RuntimeError(f"{' '.join(command)} timed out after {timeout_s} s:\n{err[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} timed out after {timeout_s} s:\n{err[-4000:]}") from None
     # communicate() has reaped the child; its rusage is in RUSAGE_CHILDREN only as a running
     # maximum over all children, so the child reports its own peak (see report()).
     wall = time.perf_counter() - started
@@ -95,7 +97,7 @@ class Spread:
     high: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Spread":
+    def of(cls, values: Sequence[float]) -> Spread:
         if not values:
             raise ValueError("no measurements")
         return cls(min(values), statistics.median(values), max(values))
@@ -128,7 +130,7 @@ def machine() -> dict[str, Any]:
                     memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
             "python": platform.python_version(), "beam": apache_beam.__version__,
             "os": f"{platform.system()} {platform.release()}"}

@@ -8,7 +8,7 @@ Three variants of the same work, each run as its own process (``--variant``):
 * ``floor``: Beam's floor, the same generated entities and links through one CoGroupByKey by
   link id and nothing else;
 * ``python``: a plain-Python reference of the same planning: links looked up in the same store
-  in the same batches, a dict for the groups, :func:`~transforms.planner.plan_group` per group.
+  in the same batches, a dict for the groups, :func:`~core.planner.plan_group` per group.
 
 Every entity is linked; every 10th source and every 10th (other) target has one edited
 property, so a fifth of the plans update one side. ``--prepare`` writes the N links into the
@@ -32,7 +32,7 @@ PAIR_KEY = f"{DATAFLOW}/{PAIR}"
 _CHUNK = 5_000
 #: ids per link-store look-up, as LookUpLinks batches them
 _LOOKUP_BATCH = 500
-_MODIFIED = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_MODIFIED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def base_view(i: int) -> dict:
@@ -59,7 +59,7 @@ def target_view(i: int) -> dict:
 
 
 def entities(side: str, start: int, stop: int):
-    from transforms.planner import Entity
+    from core.planner import Entity
     view = source_view if side == "source" else target_view
     prefix = "S" if side == "source" else "T"
     for i in range(start, stop):
@@ -67,7 +67,7 @@ def entities(side: str, start: int, stop: int):
 
 
 def links(start: int, stop: int):
-    from connectors.linkstore import Link
+    from core.model import Link
     for i in range(start, stop):
         snapshot = base_view(i)
         yield Link(pair=PAIR_KEY, link_id=f"s:S{i}", source_id=f"S{i}", target_id=f"T{i}",
@@ -81,7 +81,7 @@ def expected_outcomes(n: int) -> dict:
 
 def prepare(store_url: str, n: int) -> None:
     """Writes the N links (committed, version 1) into the store."""
-    from connectors.linkstore import open_link_store
+    from connectors.stores import open_link_store
     with open_link_store(store_url) as store:
         for start in range(0, n, _CHUNK):
             store.commit([link.replace(version=0)
@@ -89,8 +89,8 @@ def prepare(store_url: str, n: int) -> None:
 
 
 def _context(store_url: str):
-    from connectors.base import SystemConfig
-    from pipelines.spec import get_dataflow
+    from core.model import SystemConfig
+    from core.spec import get_dataflow
     from transforms.common import PairContext
     spec = get_dataflow(DATAFLOW)
     return PairContext(
@@ -156,6 +156,7 @@ def run_floor(n: int, store_url: str) -> tuple[float, dict]:
 
 def run_engine(n: int, store_url: str) -> tuple[float, dict]:
     import apache_beam as beam
+
     from transforms import plan
     ctx = _context(store_url)
 
@@ -173,8 +174,8 @@ def run_engine(n: int, store_url: str) -> tuple[float, dict]:
 
 def run_python(n: int, store_url: str) -> tuple[float, dict]:
     """The same planning in plain Python: batched link look-ups, a dict of groups, plan_group."""
-    from connectors.linkstore import open_link_store
-    from transforms.planner import plan_group
+    from connectors.stores import open_link_store
+    from core.planner import plan_group
     ctx = _context(store_url)
     started = time.perf_counter()
     groups: dict = {}

@@ -61,10 +61,11 @@ def _grow_state(path: pathlib.Path, resource: str, rows) -> None:
 
 def set_up(workdir: pathlib.Path, n: int):
     """The grown sandbox's state and the link store; returns the config path."""
-    from connectors.linkstore import Link, open_link_store
-    from pipelines.spec import get_dataflow
+    from connectors.stores import open_link_store
+    from core.mapping import PairMapper
+    from core.model import Link
+    from core.spec import get_dataflow
     from sandbox.server import Sandbox
-    from transforms.mapping import PairMapper
     state = workdir / "sandbox"
     Sandbox(state_dir=state, base_port=0, systems=("customwebshop", "customerp"),
             seed=42).start().stop()            # writes the seed state files
@@ -88,7 +89,7 @@ def set_up(workdir: pathlib.Path, n: int):
                         k: v for k, v in shop.items()
                         if k not in ("id", "updated_at", "deleted")}, None)))
             store.commit(links)
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        now = datetime.datetime.now(datetime.UTC).isoformat()
         for system in ("customwebshop", "customerp"):
             store.advance_watermark(DATAFLOW, PAIR, system, now)
     return url

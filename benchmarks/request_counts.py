@@ -138,7 +138,7 @@ def measure(case: str, n: int, workdir: pathlib.Path) -> dict:
 
 
 def systems_of(dataflow: str) -> tuple[str, str]:
-    from pipelines.spec import get_dataflow
+    from core.spec import get_dataflow
     spec = get_dataflow(dataflow)
     return spec.source.system, spec.target.system
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from connectors.base import Connector, SystemConfig
+from connectors.base import Connector
+from core.model import SystemConfig
 
 #: system type -> "module:class" of its connector; a new system is one line here
 _CONNECTORS = {

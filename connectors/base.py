@@ -1,97 +1,29 @@
 """The contract between the sync engine and the systems it talks to.
 
-A connector turns one system's API into plain :class:`Record` values and applies
-:class:`WriteOp` batches. Everything system-specific (paging, auth, wire quirks such as
-JSON numbers for money, error bodies) stays inside the connector; the engine only sees
-records whose ``fields`` are JSON-like values in the system's own vocabulary.
+A connector turns one system's API into plain :class:`~core.model.Record` values and applies
+:class:`~core.model.WriteOp` batches. The data types live in :mod:`core.model`; the connector
+semantics live here: :class:`Connector` and the :class:`ApiError` family. Everything
+system-specific (paging, auth, wire quirks such as JSON numbers for money, error bodies) stays
+inside the connector; the engine only sees records whose ``fields`` are JSON-like values in the
+system's own vocabulary.
 
-Connectors are created inside DoFns (``setup``) from a :class:`SystemConfig`, so they must
-be cheap to construct and must resolve secrets themselves (never at pipeline build time).
+Connectors are created inside DoFns (``setup``) from a :class:`~core.model.SystemConfig`, so
+they must be cheap to construct and must resolve secrets themselves (never at pipeline build
+time).
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import datetime
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 #: the logger of progress lines (one per stage, batch or retry, never per record); the CLI
 #: shows it on stderr unless ``-q``
 PROGRESS_LOGGER = "talksync.progress"
-
-
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """One entity as read from (or written to) a system.
-
-    ``fields`` holds the entity in the system's own vocabulary and JSON-like values (money may
-    be ``decimal.Decimal`` when the wire format is a JSON number, to avoid float rounding).
-    ``modified`` is timezone-aware UTC. ``etag`` is the system's version token, if it has one.
-    """
-
-    system: str
-    entity: str
-    id: str
-    fields: Mapping[str, Any]
-    modified: Optional[datetime.datetime] = None
-    deleted: bool = False
-    etag: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class UnreadableRecord:
-    """A row a system returned in a read that is not a record: not an object, without an id,
-    with a modified time or deleted flag that cannot be read. :meth:`Connector.read` yields it
-    in place of the :class:`Record` and reads on; the engine makes it a dead letter of the read
-    stage, so one bad row never stops the others. ``id`` is the row's id when it has a usable
-    one (the next run reads it again by that id); ``reason`` says what is wrong."""
-
-    system: str
-    entity: str
-    id: Optional[str]
-    reason: str
-    payload: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteOp:
-    """One create or update to apply to a system.
-
-    ``kind`` is ``"create"`` or ``"update"``. For updates ``id`` names the entity and
-    ``fields`` holds only the changed properties (nested objects are merge-patched; lists
-    are replaced whole). Values are JSON-like, except that money and quantities arrive as
-    ``decimal.Decimal``: each connector writes them in its system's own form (a decimal
-    string, a JSON number) without going through float. ``if_match`` is the ETag the change was planned against.
-    ``idempotency_key`` is stable across retries of the same create, so a repeated create
-    returns the first result instead of a duplicate. ``ref`` is the caller's correlation id,
-    echoed in the :class:`WriteResult`.
-    """
-
-    kind: str
-    entity: str
-    fields: Mapping[str, Any]
-    ref: str
-    id: Optional[str] = None
-    if_match: Optional[str] = None
-    idempotency_key: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    """The outcome of one :class:`WriteOp`: the entity as the system now has it, or an error."""
-
-    ref: str
-    record: Optional[Record] = None
-    error: Optional["ApiError"] = None
-    #: True when a create found the entity already there (an idempotent replay, or a
-    #: duplicate-key answer followed by a read of that key): ``record`` is the existing entity,
-    #: whose values may differ from the ones sent.
-    adopted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class ApiError(Exception):
@@ -101,7 +33,7 @@ class ApiError(Exception):
     as opposed to a permanent rejection of the request (other 4xx).
     """
 
-    def __init__(self, message: str, *, status: Optional[int] = None,
+    def __init__(self, message: str, *, status: int | None = None,
                  transient: bool = False, system: str = "", body: Any = None):
         super().__init__(message)
         self.message = message
@@ -161,21 +93,6 @@ class PreconditionFailedError(ApiError):
     """409/412: the entity changed since it was read; re-read and re-plan, never overwrite."""
 
 
-@dataclasses.dataclass(frozen=True)
-class SystemConfig:
-    """How to reach one system: its base URL and settings (secrets as ``${ENV}`` references).
-
-    ``state_store`` is the run's link store URL, where a connector keeps what must outlive a
-    run and be shared by workers (e.g. rotating OAuth refresh tokens, as state entries).
-    """
-
-    name: str
-    type: str
-    base_url: str
-    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    state_store: Optional[str] = None
-
-
 class Connector(abc.ABC):
     """A client of one system. One instance per DoFn (created in ``setup``)."""
 
@@ -196,7 +113,7 @@ class Connector(abc.ABC):
         return self.config.name
 
     @abc.abstractmethod
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         """Every entity changed at or after ``since`` (all when None), deleted ones included.
 
         A row that is not a record is yielded as an :class:`UnreadableRecord` (and the read
@@ -222,7 +139,7 @@ class Connector(abc.ABC):
         raises :class:`ApiError` (:class:`CredentialsRefusedError`, :class:`UnreachableError`)
         otherwise."""
 
-    def stored_credentials(self) -> Optional[str]:
+    def stored_credentials(self) -> str | None:
         """What ``talksync check`` says of credentials kept in the link store (tokens of a
         one-time consent), or None for a system without any."""
         return None
@@ -232,7 +149,7 @@ class Connector(abc.ABC):
         """How many HTTP requests this instance has made (for the run report)."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release connections."""
 
     def __enter__(self):

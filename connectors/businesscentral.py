@@ -33,12 +33,19 @@ import hashlib
 import re
 import threading
 import urllib.parse
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from connectors.base import (ApiError, PermanentApiError, PreconditionFailedError, Record,
-                             SystemConfig, TransientApiError, WriteOp, WriteResult)
-from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
-                             format_timestamp, parse_timestamp, unique_by_id)
+from connectors.base import ApiError, PermanentApiError, PreconditionFailedError, TransientApiError
+from connectors.http import (
+    ClientCredentialsToken,
+    HttpConnector,
+    describe_error_body,
+    format_timestamp,
+    parse_timestamp,
+    unique_by_id,
+)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 ORDERS, LINES = "salesOrders", "salesOrderLines"
 #: requests per ``$batch`` (BC's limit)
@@ -105,7 +112,7 @@ class _Call:
     """One request of a ``$batch``, and the op it belongs to."""
 
     def __init__(self, op_index: int, method: str, url: str, body: Any = None,
-                 if_match: Optional[str] = None, result: bool = False):
+                 if_match: str | None = None, result: bool = False):
         self.op_index, self.method, self.url, self.body = op_index, method, url, body
         self.if_match = if_match
         #: this call's answer is the op's record
@@ -155,9 +162,9 @@ class BusinessCentralConnector(HttpConnector):
             settings["client_id"], secret, settings.get("scope", SCOPE), config.name)
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
                          auth=self._token)
-        self._company_id: Optional[str] = settings.get("company_id")
+        self._company_id: str | None = settings.get("company_id")
         # BC leaves a sales order's currency blank when it is the company's own (LCY)
-        self._local_currency: Optional[str] = settings.get("local_currency") or None
+        self._local_currency: str | None = settings.get("local_currency") or None
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -193,12 +200,12 @@ class BusinessCentralConnector(HttpConnector):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
         return unique_by_id(self._pages(entity, since))
 
-    def _pages(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
-        params: Optional[dict[str, str]] = {"$orderby": "lastModifiedDateTime,id"}
+    def _pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
+        params: dict[str, str] | None = {"$orderby": "lastModifiedDateTime,id"}
         if since is not None:
             params["$filter"] = f"lastModifiedDateTime ge {format_timestamp(since)}"
         if entity == ORDERS:
@@ -226,7 +233,7 @@ class BusinessCentralConnector(HttpConnector):
         for start in range(0, len(ids), MAX_BATCH):
             calls = [_Call(i, "GET", self._entity_url(entity, entity_id) + self._expand(entity))
                      for i, entity_id in enumerate(ids[start:start + MAX_BATCH])]
-            for call, response in zip(calls, self._batch(calls)):
+            for call, response in zip(calls, self._batch(calls), strict=True):
                 if response["status"] == 404:
                     continue
                 if response["status"] != 200:
@@ -234,7 +241,7 @@ class BusinessCentralConnector(HttpConnector):
                 bodies.append(response["body"])
         return bodies
 
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         fields = {k: v for k, v in data.items() if not k.startswith("@odata.")}
         if LINES in fields:
             fields[LINES] = [{k: v for k, v in line.items() if not k.startswith("@odata.")}
@@ -262,7 +269,8 @@ class BusinessCentralConnector(HttpConnector):
             try:
                 if current_error is not None and op.id in self._line_updates(ops):
                     raise current_error
-                op_calls = self._calls(index, op, current.get(op.id) if op.entity == ORDERS else None)
+                op_calls = self._calls(index, op,
+                                       current.get(op.id) if op.entity == ORDERS else None)
             except ApiError as exc:
                 results[index] = WriteResult(ref=op.ref, error=exc)
                 continue
@@ -286,7 +294,7 @@ class BusinessCentralConnector(HttpConnector):
         ids = self._line_updates(ops)
         return {body["id"]: body for body in self._get_bodies(ORDERS, ids)} if ids else {}
 
-    def _calls(self, index: int, op: WriteOp, order: Optional[Mapping[str, Any]]) -> list[_Call]:
+    def _calls(self, index: int, op: WriteOp, order: Mapping[str, Any] | None) -> list[_Call]:
         body = _enums(op.entity, op.fields, escape_enum)
         if op.entity == ORDERS and self._local_currency \
                 and body.get("currencyCode") == self._local_currency:
@@ -325,7 +333,8 @@ class BusinessCentralConnector(HttpConnector):
         """A line to insert: an item line unless it says otherwise."""
         return {"lineType": "Item", **line} if "itemId" in line else dict(line)
 
-    def _line_calls(self, index: int, url: str, order: Mapping[str, Any], lines: list) -> list[_Call]:
+    def _line_calls(self, index: int, url: str, order: Mapping[str, Any],
+                    lines: list) -> list[_Call]:
         """Line operations that turn the order's lines into ``lines``, position by position,
         each PATCH and DELETE with the line's own ETag."""
         current = order.get(LINES) or []
@@ -359,7 +368,7 @@ class BusinessCentralConnector(HttpConnector):
         except ApiError as exc:
             return {i: WriteResult(ref=ops[i].ref, error=exc) for i in indexes}
         results: dict[int, WriteResult] = {}
-        for call, response in zip(calls, responses):
+        for call, response in zip(calls, responses, strict=True):
             op = ops[call.op_index]
             if call.op_index in results and not results[call.op_index].ok:
                 continue
@@ -382,7 +391,7 @@ class BusinessCentralConnector(HttpConnector):
                 return WriteResult(ref=op.ref, record=existing, adopted=True)
         return WriteResult(ref=op.ref, error=error)
 
-    def _find_by_number(self, entity: str, number: str) -> Optional[Record]:
+    def _find_by_number(self, entity: str, number: str) -> Record | None:
         literal = number.replace("'", "''")
         params = {"$filter": f"number eq '{literal}'"}
         if entity == ORDERS:

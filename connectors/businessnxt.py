@@ -30,12 +30,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from connectors.base import (ApiError, PermanentApiError, Record, SystemConfig,
-                             TransientApiError, WriteOp, WriteResult)
-from connectors.http import (ClientCredentialsToken, HttpConnector, describe_error_body,
-                             format_timestamp, unique_by_id)
+from connectors.base import ApiError, PermanentApiError, TransientApiError
+from connectors.http import (
+    ClientCredentialsToken,
+    HttpConnector,
+    describe_error_body,
+    format_timestamp,
+    unique_by_id,
+)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 SCOPE = "business-graphql-service-api:access-group-based"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
@@ -45,7 +51,7 @@ MAX_BATCH = 32
 ROWS_PER_MUTATION = 50
 #: how far before the watermark the minute-resolution changedDate/changedTime filter starts
 OVERLAP = datetime.timedelta(minutes=2)
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +67,8 @@ class Table:
     type: str
     key: str
     columns: Mapping[str, str]
-    natural_key: Optional[str] = None
-    lines: Optional["Table"] = None
+    natural_key: str | None = None
+    lines: Table | None = None
 
     @property
     def key_kind(self) -> str:
@@ -73,8 +79,9 @@ class Table:
         """The GraphQL selection of a row (and its lines) with the change columns."""
         text = " ".join(self.columns) + " changedTimestamp changedDate changedTime"
         if self.lines is not None:
+            line_columns = " ".join(self.lines.columns)
             text += (f" {LINES}: joindown_{self.lines.type}_via_{self.type}(first: {MAX_LINES})"
-                     f" {{ pageInfo {{ hasNextPage }} items {{ {' '.join(self.lines.columns)} }} }}")
+                     f" {{ pageInfo {{ hasNextPage }} items {{ {line_columns} }} }}")
         return text
 
 
@@ -105,15 +112,16 @@ TABLES: Mapping[str, Table] = {t.field: t for t in (
 # Wire values
 
 
-def date_to_int(value: Any) -> Optional[int]:
+def date_to_int(value: Any) -> int | None:
     """An ISO date (or ``date``) as BNXT's integer ``yyyymmdd``; None for no date."""
     if value in (None, ""):
         return None
-    day = value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value)[:10])
+    day = value if isinstance(value,
+                              datetime.date) else datetime.date.fromisoformat(str(value)[:10])
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def int_to_date(value: Any) -> Optional[str]:
+def int_to_date(value: Any) -> str | None:
     """BNXT's integer ``yyyymmdd`` as an ISO date; 0 and null mean no date. A value that is no
     date (``20261340``) is passed on as text, so the mapping refuses that one record with a
     dead letter naming it instead of the read failing."""
@@ -125,11 +133,12 @@ def int_to_date(value: Any) -> Optional[str]:
         return str(value)
 
 
-def changed_at(row: Mapping[str, Any]) -> Optional[datetime.datetime]:
+def changed_at(row: Mapping[str, Any]) -> datetime.datetime | None:
     """When the row last changed: ``changedTimestamp`` (no zone: the server's time, UTC), else
     ``changedDate`` + ``changedTime`` (``hhmm``)."""
     if row.get("changedTimestamp"):
-        moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z",
+                                                                                      "+00:00"))
         return (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
     if row.get("changedDate"):
         time = row.get("changedTime") or 0
@@ -170,7 +179,8 @@ def _to_wire(table: Table, fields: Mapping[str, Any]) -> dict[str, Any]:
         elif kind == "Int":
             out[name] = int(value)
         elif kind == "Decimal":
-            out[name] = decimal.Decimal(str(value)) if isinstance(value, float) else decimal.Decimal(value)
+            out[name] = decimal.Decimal(str(value)) if isinstance(value,
+                                                                  float) else decimal.Decimal(value)
         else:
             out[name] = str(value)
     return out
@@ -206,7 +216,7 @@ class _Unit:
     failed (nothing of it was applied): the ops are then sent again one row per field.
     """
 
-    def __init__(self, connector: "BusinessNxtConnector", table: Table, kind: str,
+    def __init__(self, connector: BusinessNxtConnector, table: Table, kind: str,
                  ops: Sequence[WriteOp]):
         self.connector, self.table, self.kind, self.ops = connector, table, kind, list(ops)
 
@@ -260,7 +270,7 @@ class _Unit:
         value = int(key) if self.table.key_kind == "Int" else key
         return {self.table.key: {"_eq": value}}
 
-    def parse(self, answer: Any) -> Optional[list[WriteResult]]:
+    def parse(self, answer: Any) -> list[WriteResult] | None:
         errors = answer.get("errors") if isinstance(answer, Mapping) else None
         if errors:
             if self.multi_row and all(_in_field(e) for e in errors):
@@ -278,7 +288,7 @@ class _Unit:
                                           system=self.connector.name)
                 return [WriteResult(ref=op.ref, error=error) for op in self.ops]
             return [WriteResult(ref=op.ref, record=self.connector.record(self.table, item))
-                    for op, item in zip(self.ops, items)]
+                    for op, item in zip(self.ops, items, strict=True)]
         by_key = {str(item[self.table.key]): item for item in items}
         return [WriteResult(ref=op.ref, record=self.connector.record(self.table, by_key[op.id]))
                 if op.id in by_key else
@@ -287,7 +297,7 @@ class _Unit:
                     "(the update affected no row)", status=404, system=self.connector.name))
                 for op in self.ops]
 
-    def split(self) -> list["_Unit"]:
+    def split(self) -> list[_Unit]:
         return [_Unit(self.connector, self.table, self.kind, [op]) for op in self.ops]
 
 
@@ -344,7 +354,8 @@ class BusinessNxtConnector(HttpConnector):
     def _describe_error(body: Any) -> str:
         """The ``errors[].message`` texts of a GraphQL answer (or the gateway's page)."""
         if isinstance(body, Mapping) and isinstance(body.get("errors"), list):
-            return "; ".join(str(e.get("message")) for e in body["errors"] if isinstance(e, Mapping))
+            return "; ".join(str(e.get("message")) for e in body["errors"] if isinstance(e,
+                                                                                         Mapping))
         return describe_error_body(body)
 
     def graphql_error(self, errors: Sequence[Mapping[str, Any]], what: str) -> ApiError:
@@ -370,15 +381,15 @@ class BusinessNxtConnector(HttpConnector):
         return Record(system=self.name, entity=table.field, id=str(row[table.key]),
                       fields=_from_wire(table, row), modified=changed_at(row))
 
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         return self.record(TABLES[entity], data)
 
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
         table = TABLES[entity]
         return unique_by_id(self._rows(table, since_filter(since) if since else None))
 
-    def _rows(self, table: Table, expression: Optional[Mapping[str, Any]]) -> Iterator[Record]:
+    def _rows(self, table: Table, expression: Mapping[str, Any] | None) -> Iterator[Record]:
         query = (f"query read($cid: Int!, $first: Int!, $after: String, "
                  f"$filter: FilterExpression_{table.type}) {{ useCompany(no: $cid) {{ "
                  f"{table.field}(first: $first, after: $after, filter: $filter, "
@@ -470,7 +481,7 @@ class BusinessNxtConnector(HttpConnector):
                     for op in unit.ops:
                         results[op.ref] = WriteResult(ref=op.ref, error=exc)
                 continue
-            for unit, answer in zip(batch, answers):
+            for unit, answer in zip(batch, answers, strict=True):
                 parsed = unit.parse(answer)
                 if parsed is None:
                     retry += unit.split()

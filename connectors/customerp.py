@@ -6,19 +6,26 @@ money as JSON numbers (decoded as ``Decimal``), offset paging and no batch endpo
 
 Offset paging skips or repeats rows when rows change during the read, so reads page by keyset:
 from the last ``ModifiedAt`` seen, skipping the rows already seen with exactly that timestamp
-(see :meth:`CustomErpConnector._keyset_pages`). A create whose key exists (``409``, e.g. our own earlier
-create whose answer was lost) adopts the existing entity.
+(see :meth:`CustomErpConnector._keyset_pages`). A create whose key exists (``409``, e.g. our
+own earlier create whose answer was lost) adopts the existing entity.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from connectors.base import (ApiError, PreconditionFailedError, Record, SystemConfig, WriteOp,
-                             WriteResult)
-from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_key,
-                             row_timestamp, unique_by_id)
+from connectors.base import ApiError, PreconditionFailedError
+from connectors.http import (
+    HttpConnector,
+    describe_error_body,
+    format_timestamp,
+    row_key,
+    row_timestamp,
+    unique_by_id,
+)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 #: entity -> its key property
 _KEYS = {"Customers": "CustomerNo", "Products": "ItemNo", "Orders": "OrderNo"}
@@ -53,11 +60,11 @@ class CustomErpConnector(HttpConnector):
         text = f"{error.get('Code')}: {error.get('Message')}"
         return f"{text} (field {error['Field']})" if error.get("Field") else text
 
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
         return unique_by_id(self._keyset_pages(entity, since))
 
-    def _keyset_pages(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+    def _keyset_pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
         """Every row modified at or after ``since``; a row changed meanwhile may come twice.
 
         Each page starts at the last ``ModifiedAt`` seen (the cursor) and skips the rows seen
@@ -89,7 +96,7 @@ class CustomErpConnector(HttpConnector):
             if len(items) < self._page_size:
                 return
 
-    def _list(self, entity: str, since: Optional[datetime.datetime], offset: int) -> list:
+    def _list(self, entity: str, since: datetime.datetime | None, offset: int) -> list:
         params: dict[str, Any] = {"offset": offset, "limit": self._page_size}
         if since is not None:
             params["modifiedSince"] = format_timestamp(since)
@@ -131,7 +138,7 @@ class CustomErpConnector(HttpConnector):
     def _key_field(self, entity: str) -> str:
         return _KEYS[entity]
 
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         entity_id = row_key(data, _KEYS[entity])
         return Record(system=self.name, entity=entity, id=entity_id,
                       fields={k: v for k, v in data.items() if k != _MODIFIED},

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from connectors.base import (ApiError, Record, SystemConfig, TransientApiError, WriteOp,
-                             WriteResult)
-from connectors.http import (HttpConnector, describe_error_body, format_timestamp, row_flag,
-                             row_key, row_timestamp, unique_by_id)
+from connectors.base import ApiError, TransientApiError
+from connectors.http import (
+    HttpConnector,
+    describe_error_body,
+    format_timestamp,
+    row_flag,
+    row_key,
+    row_timestamp,
+    unique_by_id,
+)
+from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 #: operations per batch request (the API's limit)
 _MAX_BATCH = 100
@@ -68,11 +76,11 @@ class CustomWebshopConnector(HttpConnector):
                             for d in error.get("details") or ())
         return f"{text} ({details})" if details and details not in text else text
 
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
         return unique_by_id(self._pages(entity, since))
 
-    def _pages(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+    def _pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
         params = {"page_size": self._page_size}
         if since is not None:
             params["updated_since"] = format_timestamp(since)
@@ -95,7 +103,7 @@ class CustomWebshopConnector(HttpConnector):
             for start in range(0, len(indexes), _MAX_BATCH):
                 chunk = indexes[start:start + _MAX_BATCH]
                 batch = [ops[i] for i in chunk]
-                results.update(zip(chunk, self._write_batch(entity, batch)))
+                results.update(zip(chunk, self._write_batch(entity, batch), strict=True))
         return [results[i] for i in range(len(ops))]
 
     def _write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
@@ -117,7 +125,7 @@ class CustomWebshopConnector(HttpConnector):
                 f"{self.name}: POST /{entity}:batch answered {len(results)} results for "
                 f"{len(ops)} operations", system=self.name)
             return [WriteResult(ref=op.ref, error=error) for op in ops]
-        return [self._result(entity, op, result) for op, result in zip(ops, results)]
+        return [self._result(entity, op, result) for op, result in zip(ops, results, strict=True)]
 
     @staticmethod
     def _operation(op: WriteOp) -> dict:
@@ -142,7 +150,7 @@ class CustomWebshopConnector(HttpConnector):
         return WriteResult(ref=op.ref, error=self._http.error_for(
             status, result.get("body"), _METHODS[op.kind], f"{path} (in a batch)"))
 
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         entity_id = row_key(data, "id")
         return Record(system=self.name, entity=entity, id=entity_id,
                       fields={k: v for k, v in data.items() if k not in _META_FIELDS},

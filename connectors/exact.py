@@ -38,17 +38,24 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import requests
 
 from connectors import secrets
-from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
-                             PermanentApiError, Record,
-                             SystemConfig, TransientApiError, UnreachableError, WriteOp,
-                             WriteResult)
+from connectors.base import (
+    ApiError,
+    ConsentMissingError,
+    CredentialsRefusedError,
+    PermanentApiError,
+    TransientApiError,
+    UnreachableError,
+)
 from connectors.http import HttpConnector, describe_error_body
-from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
+from connectors.linkstore import LinkStore, StaleStateError
+from connectors.stores import open_link_store
+from core.model import Record, StateEntry, SystemConfig, WriteOp, WriteResult
 
 ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
 #: entity -> (service path, sync path, key property, sync/Deleted entity type)
@@ -88,7 +95,7 @@ _CHECKPOINTS = 50
 #: how long a worker whose refresh was refused waits for the worker that rotated first
 _ROTATION_WAITS = (0.2, 0.5, 1.0, 2.0)
 _DATE = re.compile(r"^/Date\((-?\d+)\)/$")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 class ExactError(ApiError):
@@ -111,7 +118,7 @@ def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) 
 
 
 def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30.0,
-           issued: Optional[list] = None) -> dict[str, Any]:
+           issued: list | None = None) -> dict[str, Any]:
     """One call of the token endpoint; the tokens, or an :class:`ApiError` (secrets masked).
 
     ``invalid_grant`` (a used or rotated refresh token, a spent code) is permanent, as are
@@ -186,8 +193,8 @@ class ExactTokens:
                         "client_secret": client_secret}
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._store: Optional[LinkStore] = None
-        self._access: Optional[str] = None
+        self._store: LinkStore | None = None
+        self._access: str | None = None
         self._expires = 0.0
         self._seen: list[str] = []
         #: token requests made (they count as requests to the system)
@@ -238,7 +245,7 @@ class ExactTokens:
     def _persist(self, read: StateEntry, value: dict[str, Any]) -> dict[str, Any]:
         """Store the new tokens before anyone uses them. Exact has just rotated the refresh
         token to ours, so ours is the valid one even if the entry moved since it was read."""
-        expected: Optional[int] = read.version
+        expected: int | None = read.version
         while True:
             try:
                 self.store().write_state(self._key, value, expected)
@@ -289,16 +296,16 @@ class RateHeaders:
         self._system = system
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._minute_left: Optional[int] = None
+        self._minute_left: int | None = None
         self._minute_reset = 0.0
-        self._day_left: Optional[int] = None
+        self._day_left: int | None = None
         self._day_reset = 0.0
 
     def before_request(self) -> None:
         with self._lock:
             now = self._clock()
             if self._day_left is not None and self._day_left <= 0 and now < self._day_reset:
-                reset = datetime.datetime.fromtimestamp(self._day_reset, datetime.timezone.utc)
+                reset = datetime.datetime.fromtimestamp(self._day_reset, datetime.UTC)
                 raise TransientApiError(f"{self._system}: Exact's daily API limit is spent; it "
                                         f"resets at {reset.isoformat()}", status=429,
                                         system=self._system)
@@ -313,7 +320,7 @@ class RateHeaders:
         if wait > 0:
             self._sleep(wait + random.uniform(0, 0.05))
 
-    def after_response(self, status: int, headers: Mapping[str, str]) -> Optional[float]:
+    def after_response(self, status: int, headers: Mapping[str, str]) -> float | None:
         with self._lock:
             minute_left = _int(headers.get("X-RateLimit-Minutely-Remaining"))
             minute_reset = _epoch(headers.get("X-RateLimit-Minutely-Reset"))
@@ -329,14 +336,14 @@ class RateHeaders:
             return max(0.0, min(self._minute_reset - self._clock(), 60.0)) + 0.05
 
 
-def _int(text: Optional[str]) -> Optional[int]:
+def _int(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
     except ValueError:
         return None
 
 
-def _epoch(text: Optional[str]) -> Optional[float]:
+def _epoch(text: str | None) -> float | None:
     """A reset header as epoch seconds (Exact sends milliseconds)."""
     value = _int(text)
     if value is None:
@@ -403,7 +410,7 @@ class ExactConnector(HttpConnector):
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
                          auth=self._tokens, pacer=self._pacer)
         division = config.settings.get("division")
-        self._division: Optional[str] = str(division) if division else None
+        self._division: str | None = str(division) if division else None
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -430,13 +437,13 @@ class ExactConnector(HttpConnector):
         first."""
         self._http.request("GET", "/v1/current/Me", params={"$select": "CurrentDivision"})
 
-    def stored_credentials(self) -> Optional[str]:
+    def stored_credentials(self) -> str | None:
         entry = self._tokens.store().read_state(tokens_key(self.name))
         if entry is None:
             return (f"no tokens in the link store: run `talksync auth exact --system "
                     f"{self.name}` once")
         refreshed = datetime.datetime.fromtimestamp(entry.value["refreshed_at"],
-                                                    datetime.timezone.utc)
+                                                    datetime.UTC)
         return f"tokens present (last refreshed {refreshed:%Y-%m-%d %H:%M} UTC)"
 
     def _set_path(self, entity: str) -> str:
@@ -445,7 +452,7 @@ class ExactConnector(HttpConnector):
     def _entity_path(self, entity: str, entity_id: str) -> str:  # noqa: D401 - HttpConnector hook
         return f"{self._set_path(entity)}({_guid_literal(entity_id)})"
 
-    def _pages(self, path: str, params: Optional[dict[str, str]]) -> Iterator[Mapping[str, Any]]:
+    def _pages(self, path: str, params: dict[str, str] | None) -> Iterator[Mapping[str, Any]]:
         """The rows of every page, following ``d.__next``."""
         while True:
             data = self._http.request("GET", path, params=params).data["d"]
@@ -457,11 +464,11 @@ class ExactConnector(HttpConnector):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: Optional[datetime.datetime] = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
         return self._read(entity, since)
 
-    def _read(self, entity: str, since: Optional[datetime.datetime]) -> Iterator[Record]:
+    def _read(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
         cursors = _Cursors(self._tokens.store if self.config.state_store else None,
                            f"cursors/{self.name}/{entity}")
         start = cursors.start(since)
@@ -486,7 +493,7 @@ class ExactConnector(HttpConnector):
         cursors.save()
         yield from self._deleted(entity, entity_type, since, seen)
 
-    def _deleted(self, entity: str, entity_type: int, since: Optional[datetime.datetime],
+    def _deleted(self, entity: str, entity_type: int, since: datetime.datetime | None,
                  seen: set[str]) -> Iterator[Record]:
         """Entities deleted since ``since`` (``sync/Deleted``), as deleted records."""
         if since is None:
@@ -532,7 +539,7 @@ class ExactConnector(HttpConnector):
             records += [self._to_record(entity, row, None) for row in rows]
         return records
 
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         fields = {name: from_wire(name, value) for name, value in data.items()
                   if name not in ("__metadata", "Timestamp", LINES)}
         if entity == ORDERS:
@@ -585,7 +592,7 @@ class ExactConnector(HttpConnector):
             return existing, True
         return self._to_record(op.entity, answer.data["d"], None), False
 
-    def _existing_item(self, op: WriteOp, exc: ApiError) -> Optional[Record]:
+    def _existing_item(self, op: WriteOp, exc: ApiError) -> Record | None:
         """An item whose code exists already (our own create whose answer was lost, say)."""
         if op.entity != ITEMS or "already exists" not in exc.message or not op.fields.get("Code"):
             return None
@@ -647,11 +654,11 @@ def _same(current: Any, wanted: Any) -> bool:
     return current == wanted
 
 
-def _parse(text: Optional[str]) -> Optional[datetime.datetime]:
+def _parse(text: str | None) -> datetime.datetime | None:
     if not text:
         return None
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(
-        datetime.timezone.utc)
+        datetime.UTC)
 
 
 class _Cursors:
@@ -667,13 +674,13 @@ class _Cursors:
     #: how far back from the newest modified time checkpoints are kept (seconds)
     SPACING = (0, 1, 10, 60, 300, 1800, 7200, 86400, 7 * 86400)
 
-    def __init__(self, store: Optional[Callable[[], LinkStore]], key: str):
+    def __init__(self, store: Callable[[], LinkStore] | None, key: str):
         self._store = store
         self._key = key
-        self._running: Optional[datetime.datetime] = None
+        self._running: datetime.datetime | None = None
         self._points: list[tuple[datetime.datetime, int]] = []
 
-    def start(self, since: Optional[datetime.datetime]) -> int:
+    def start(self, since: datetime.datetime | None) -> int:
         """The Timestamp to read after: 1 (everything) without ``since`` or a checkpoint."""
         entry = self._store().read_state(self._key) if self._store else None
         start = 1
@@ -683,7 +690,7 @@ class _Cursors:
                     start, self._running = stamp, _parse(modified)
         return start
 
-    def see(self, modified: Optional[str], stamp: int) -> None:
+    def see(self, modified: str | None, stamp: int) -> None:
         """A row read, in Timestamp order."""
         moment = _parse(from_wire("Modified", modified)) if modified else None
         if moment is not None and (self._running is None or moment > self._running):

@@ -36,7 +36,8 @@ import logging
 import re
 import urllib.parse
 import uuid
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
@@ -44,8 +45,8 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  StaleStateError, StateEntry, decode_values, encode_values)
+from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
+from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -98,13 +99,13 @@ _DEAD_LETTER_FIELDS = tuple(field.name for field in dataclasses.fields(DeadLette
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def _instant(value: str) -> datetime.datetime:
     """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), for comparing."""
     parsed = datetime.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _doc_id(*parts: str) -> str:
@@ -137,11 +138,11 @@ def _link(document: Mapping[str, Any]) -> Link:
                 snapshot_target=decode_values(document["snapshot_target"]))
 
 
-def _ids(link: Link) -> dict[str, Optional[str]]:
+def _ids(link: Link) -> dict[str, str | None]:
     return {"source": link.source_id, "target": link.target_id}
 
 
-def _written_by(document: Optional[Mapping[str, Any]], token: str, version: int) -> bool:
+def _written_by(document: Mapping[str, Any] | None, token: str, version: int) -> bool:
     """Whether ``document`` is the link at ``version`` that the operation ``token`` wrote."""
     return (document is not None and document.get("write_token") == token
             and document["version"] == version)
@@ -160,7 +161,7 @@ class FirestoreLocation:
     prefix: str = _DEFAULT_PREFIX
 
     @classmethod
-    def parse(cls, url: str) -> "FirestoreLocation":
+    def parse(cls, url: str) -> FirestoreLocation:
         """``firestore://PROJECT[/DATABASE][?prefix=PREFIX]``."""
         usage = "expected firestore://PROJECT[/DATABASE][?prefix=PREFIX]"
         if not url.startswith(_SCHEME):
@@ -235,7 +236,7 @@ class _UnitOfWork:
     def __init__(self, client: firestore.Client):
         self._client = client
         self._read: dict[str, Any] = {}           # path -> snapshot as read
-        self._now: dict[str, Optional[dict]] = {}  # path -> document as decided (None: absent)
+        self._now: dict[str, dict | None] = {}  # path -> document as decided (None: absent)
         self._created: dict[str, tuple[Any, dict]] = {}   # path -> (ref, doc), never read
 
     def add_read(self, snapshots: Iterable[Any]) -> None:
@@ -247,7 +248,7 @@ class _UnitOfWork:
     def has(self, ref) -> bool:
         return ref.path in self._now
 
-    def get(self, ref) -> Optional[dict]:
+    def get(self, ref) -> dict | None:
         """The document at ``ref`` as decided so far (None: absent); ``ref`` must be read."""
         return self._now[ref.path]
 
@@ -257,7 +258,7 @@ class _UnitOfWork:
     def remove(self, ref) -> None:
         self._decide(ref, None)
 
-    def _decide(self, ref, document: Optional[dict]) -> None:
+    def _decide(self, ref, document: dict | None) -> None:
         if ref.path not in self._read:
             raise KeyError(f"{ref.path} was not read; read it before changing it")
         self._now[ref.path] = document
@@ -319,7 +320,7 @@ class FirestoreLinkStore(LinkStore):
             predicate=api_retry.if_exception_type(*_TRANSIENT, *_CONTENTION), **backoff)
 
     @classmethod
-    def from_url(cls, url: str) -> "FirestoreLinkStore":
+    def from_url(cls, url: str) -> FirestoreLinkStore:
         return cls(FirestoreLocation.parse(url))
 
     def __repr__(self) -> str:
@@ -449,7 +450,7 @@ class FirestoreLinkStore(LinkStore):
         work.commit()
         return stored
 
-    def _claim_holder(self, work: _UnitOfWork, link: Link) -> Optional[dict]:
+    def _claim_holder(self, work: _UnitOfWork, link: Link) -> dict | None:
         """In ``work``: the document of the link holding ``link``'s source (else target) id."""
         for claim in self._docs.claims(link):
             held = work.get(claim)
@@ -522,7 +523,7 @@ class FirestoreLinkStore(LinkStore):
         work.commit()
         return committed, stale
 
-    def _commit_one(self, work: _UnitOfWork, link: Link, token: str) -> Optional[Link]:
+    def _commit_one(self, work: _UnitOfWork, link: Link, token: str) -> Link | None:
         """Decide the commit of ``link`` in ``work``; the stored link, or None if stale."""
         ref = self._docs.link(link.pair, link.link_id)
         stored = work.get(ref)
@@ -555,7 +556,7 @@ class FirestoreLinkStore(LinkStore):
 
     # --- watermarks --------------------------------------------------------------------------
 
-    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
         snapshot = self._get_all([self._docs.watermark(dataflow, pair, system)])[0]
         return snapshot.get("value") if snapshot.exists else None
 
@@ -637,20 +638,20 @@ class FirestoreLinkStore(LinkStore):
 
     # --- state entries -----------------------------------------------------------------------
 
-    def read_state(self, key: str) -> Optional[StateEntry]:
+    def read_state(self, key: str) -> StateEntry | None:
         snapshot = self._get_all([self._docs.state(key)])[0]
         if not snapshot.exists:
             return None
         return StateEntry(key, json.loads(snapshot.get("value")), snapshot.get("version"))
 
     def write_state(self, key: str, value: dict,
-                    expected_version: Optional[int]) -> StateEntry:
+                    expected_version: int | None) -> StateEntry:
         """Compare-and-set in one conditional commit; a commit raced by another writer is
         decided again on a fresh read (and then fails the version check)."""
         text, token = json.dumps(value, sort_keys=True), uuid.uuid4().hex
         return self._retry_contended(self._write_state)(key, text, expected_version, token)
 
-    def _write_state(self, key: str, text: str, expected_version: Optional[int],
+    def _write_state(self, key: str, text: str, expected_version: int | None,
                      token: str) -> StateEntry:
         ref = self._docs.state(key)
         work = _UnitOfWork(self._client)

@@ -27,16 +27,24 @@ import random
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 import requests
 import urllib3
 
 from connectors import secrets, waiting
-from connectors.base import (ApiError, Connector, CredentialsRefusedError, PermanentApiError,
-                             PreconditionFailedError,
-                             RateLimitedError, Record, SystemConfig, TransientApiError,
-                             UnreachableError, UnreadableRecord, WriteOp)
+from connectors.base import (
+    ApiError,
+    Connector,
+    CredentialsRefusedError,
+    PermanentApiError,
+    PreconditionFailedError,
+    RateLimitedError,
+    TransientApiError,
+    UnreachableError,
+)
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp
 
 #: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
 _CONNECT_TIMEOUT_S = 5.0
@@ -44,7 +52,8 @@ _CONNECT_TIMEOUT_S = 5.0
 _READ_TIMEOUT_S = 30.0
 #: retries after the first attempt, so at most 6 attempts per request
 _MAX_RETRIES = 5
-#: the backoff before retry n (0-based) is uniform in [0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2**n)]
+#: the backoff before retry n (0-based) is uniform in
+#: [0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2**n)]
 _BASE_BACKOFF_S = 0.5
 #: the cap of one backoff wait
 _MAX_BACKOFF_S = 30.0
@@ -110,14 +119,14 @@ def parse_timestamp(text: str) -> datetime.datetime:
     value = datetime.datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")
-    return value.astimezone(datetime.timezone.utc)
+    return value.astimezone(datetime.UTC)
 
 
 def format_timestamp(value: datetime.datetime) -> str:
     """An aware datetime as the APIs write it: UTC, microseconds, ``Z``."""
     if value.tzinfo is None:
         raise ValueError(f"a naive datetime is ambiguous, give a time zone: {value!r}")
-    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +138,7 @@ class HttpResponse:
     data: Any = None
 
     @property
-    def etag(self) -> Optional[str]:
+    def etag(self) -> str | None:
         return self.headers.get("ETag")
 
 
@@ -190,7 +199,7 @@ class Pacer(Protocol):
     def before_request(self) -> None:
         """Called before every attempt; may sleep until the system accepts calls again."""
 
-    def after_response(self, status: int, headers: Mapping[str, str]) -> Optional[float]:
+    def after_response(self, status: int, headers: Mapping[str, str]) -> float | None:
         """Called with every answer; returns the seconds to wait before retrying it (429), or
         None for the client's own backoff."""
 
@@ -212,7 +221,7 @@ class ClientCredentialsToken:
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
                  system: str = "", timeout_s: float = _READ_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic,
-                 extra_form: Optional[Mapping[str, str]] = None):
+                 extra_form: Mapping[str, str] | None = None):
         """``extra_form`` adds provider-specific fields to the token request (Visma Connect's
         ``tenant_id``)."""
         self._url = token_url
@@ -222,7 +231,7 @@ class ClientCredentialsToken:
         self._timeout = (_CONNECT_TIMEOUT_S, timeout_s)
         self._clock = clock
         self._lock = threading.Lock()
-        self._token: Optional[str] = None
+        self._token: str | None = None
         self._expires = 0.0
         self._issued: list[str] = []
         self._session = requests.Session()
@@ -301,19 +310,19 @@ class HttpClient:
     """
 
     def __init__(self, base_url: str, *, system: str = "",
-                 headers: Optional[Mapping[str, str]] = None,
-                 masker: Optional[secrets.Masker] = None,
+                 headers: Mapping[str, str] | None = None,
+                 masker: secrets.Masker | None = None,
                  describe_error: Callable[[Any], str] = describe_error_body,
                  decimal_numbers: bool = False,
                  connect_timeout_s: float = _CONNECT_TIMEOUT_S,
                  read_timeout_s: float = _READ_TIMEOUT_S,
-                 requests_per_second: Optional[float] = None,
+                 requests_per_second: float | None = None,
                  max_retries: int = _MAX_RETRIES,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 auth: Optional[TokenProvider] = None,
-                 pacer: Optional[Pacer] = None,
-                 still_waiting: Optional[waiting.StillWaiting] = None):
+                 auth: TokenProvider | None = None,
+                 pacer: Pacer | None = None,
+                 still_waiting: waiting.StillWaiting | None = None):
         self._base_url = base_url.rstrip("/")
         self._key = (system, self._base_url)
         self._still_waiting = still_waiting or waiting.STILL_WAITING
@@ -338,7 +347,7 @@ class HttpClient:
         self.request_count = 0
 
     @classmethod
-    def from_config(cls, config: SystemConfig, **kwargs) -> "HttpClient":
+    def from_config(cls, config: SystemConfig, **kwargs) -> HttpClient:
         """A client for ``config``: its base URL, name and the common settings.
 
         Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit),
@@ -353,9 +362,9 @@ class HttpClient:
             kwargs.setdefault("requests_per_second", float(settings["requests_per_second"]))
         return cls(config.base_url, system=config.name, **kwargs)
 
-    def request(self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
-                json: Any = None, headers: Optional[Mapping[str, str]] = None,
-                idempotent: Optional[bool] = None) -> HttpResponse:
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json: Any = None, headers: Mapping[str, str] | None = None,
+                idempotent: bool | None = None) -> HttpResponse:
         """Send ``method path`` (relative to the base URL), retrying what is safe to retry.
 
         ``json`` is the request body. ``idempotent`` defaults to True except for a ``POST``
@@ -385,8 +394,8 @@ class HttpClient:
         finally:
             self._still_waiting.done(pending)
 
-    def _attempts(self, method: str, path: str, params: Optional[Mapping[str, Any]],
-                  data: Optional[bytes], headers: dict[str, str], idempotent: bool,
+    def _attempts(self, method: str, path: str, params: Mapping[str, Any] | None,
+                  data: bytes | None, headers: dict[str, str], idempotent: bool,
                   pending: waiting.PendingRequest) -> HttpResponse:
         """The attempts of :meth:`request` (``pending`` follows them)."""
         url = self._base_url + path
@@ -557,7 +566,7 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
+def _retry_after(response: requests.Response) -> float | None:
     """Seconds the server asked us to wait (``Retry-After`` as seconds or an HTTP date)."""
     value = response.headers.get("Retry-After")
     if value is None:
@@ -568,7 +577,8 @@ def _retry_after(response: requests.Response) -> Optional[float]:
         return None
 
 
-def unique_by_id(records: Iterable[Record | UnreadableRecord]) -> Iterator[Record | UnreadableRecord]:
+def unique_by_id(records: Iterable[Record | UnreadableRecord]
+                 ) -> Iterator[Record | UnreadableRecord]:
     """``records`` without repeats of an id: a row changed during a paged read shows up again
     later in it, and each entity must reach the engine once per read (its newer state is read
     by the next run, as it changed after this one started). Unreadable rows pass through."""
@@ -657,8 +667,8 @@ class HttpConnector(Connector):
     default_page_size = 100
 
     def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
-                 secret_values: Iterable[str], auth: Optional[TokenProvider] = None,
-                 pacer: Optional[Pacer] = None):
+                 secret_values: Iterable[str], auth: TokenProvider | None = None,
+                 pacer: Pacer | None = None):
         """``headers`` carry the authentication (or ``auth`` supplies bearer tokens);
         ``secret_values`` are masked in messages; ``pacer`` follows the system's own rate
         headers."""
@@ -708,7 +718,7 @@ class HttpConnector(Connector):
         return records
 
     @abc.abstractmethod
-    def _to_record(self, entity: str, data: Mapping[str, Any], etag: Optional[str]) -> Record:
+    def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         """The record of one entity as the system returned it; :class:`UnreadableRow` when
         the row is not a record (use :func:`row_key`, :func:`row_timestamp`,
         :func:`row_flag`)."""
@@ -718,14 +728,14 @@ class HttpConnector(Connector):
         return "id"
 
     def _read_row(self, entity: str, data: Any,
-                  etag: Optional[str] = None) -> Record | UnreadableRecord:
+                  etag: str | None = None) -> Record | UnreadableRecord:
         """A row of a read as a :class:`Record`, or as an :class:`UnreadableRecord` saying
         what is wrong with it (with its id when it has a usable one)."""
         try:
             return self._to_record(entity, data, etag)
         except UnreadableRow as exc:
             try:
-                entity_id: Optional[str] = row_key(data, self._key_field(entity))
+                entity_id: str | None = row_key(data, self._key_field(entity))
             except UnreadableRow:
                 entity_id = None
             return UnreadableRecord(system=self.name, entity=entity, id=entity_id,

@@ -1,83 +1,23 @@
-"""The link store: what talksync remembers between runs.
+"""The link store interface: what talksync remembers between runs.
 
-A :class:`Link` ties one source entity to one target entity of a pair and keeps, per side, the
-*snapshot*: the canonical values of that side after the last successful sync. The planner's
+The store keeps :class:`~core.model.Link` values (one source entity tied to one target entity of
+a pair, with each side's snapshot: the canonical values of that side after the last successful
+sync), the watermarks (where the next incremental read starts), the open dead letters (retried
+on the next run) and small state entries (run locks, connector tokens). The planner's
 three-way merge compares each side with its own snapshot, so a system that normalises a value
 (lower-cases an e-mail, rounds a price) never looks like an edit and never causes an echo.
 
-Besides links the store keeps watermarks (where the next incremental read starts) and the
-open dead letters (retried on the next run). Implementations: :mod:`connectors.sqlite_store`
-(embedded default, one machine) and :mod:`connectors.firestore_store` (Cloud Firestore, shared
-by distributed workers). Open one with :func:`open_link_store`.
+Implementations: :mod:`connectors.sqlite_store` (embedded default, one machine) and
+:mod:`connectors.firestore_store` (Cloud Firestore, shared by distributed workers). Open one
+with :func:`connectors.stores.open_link_store`.
 """
 
 from __future__ import annotations
 
 import abc
-import base64
-import dataclasses
-import datetime
-import decimal
-import json
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
-PENDING = "pending"
-LINKED = "linked"
-
-
-@dataclasses.dataclass(frozen=True)
-class Link:
-    """One source entity tied to one target entity of a pair.
-
-    ``link_id`` is stable from the moment the link is reserved: ``"s:<source id>"`` when the
-    source entity came first (a create in the target), ``"t:<target id>"`` when the target came
-    first. ``state`` is ``pending`` between the reservation and the commit of a create, then
-    ``linked``. ``version`` is the store's optimistic-concurrency counter (0 = not stored yet).
-    Snapshots map canonical property names to canonical values (see :func:`encode_values`).
-    """
-
-    pair: str
-    link_id: str
-    source_id: Optional[str] = None
-    target_id: Optional[str] = None
-    state: str = LINKED
-    snapshot_source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    snapshot_target: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    source_etag: Optional[str] = None
-    target_etag: Optional[str] = None
-    attempt_id: Optional[str] = None
-    version: int = 0
-    updated_at: Optional[str] = None
-
-    def replace(self, **changes) -> "Link":
-        return dataclasses.replace(self, **changes)
-
-
-@dataclasses.dataclass(frozen=True)
-class DeadLetter:
-    """An entity that could not be synced this run, with why; retried on the next run.
-
-    ``system``/``entity``/``entity_id`` name the entity the next run reads again: the record
-    that failed to map, or — for a failed write — the record whose change the write carried
-    (``direction`` says which way; the message names the system that refused it).
-    """
-
-    run_id: str
-    dataflow: str
-    pair: str
-    direction: str          # "to_target" | "to_source" | "read"
-    system: str
-    entity: str
-    entity_id: Optional[str]
-    stage: str              # "read" | "map" | "plan" | "reference" | "write" | "commit"
-    error_class: str        # "validation" | "permanent" | "transient" | "conflict" | "reference"
-    message: str
-    status: Optional[int] = None
-    payload: Optional[str] = None      # JSON text of the offending record (secrets masked)
-    created_at: Optional[str] = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+from core.model import DeadLetter, Link, StateEntry
 
 
 class StaleLinkError(Exception):
@@ -88,26 +28,13 @@ class StaleLinkError(Exception):
     """
 
     def __init__(self, message: str, link_ids: Sequence[str] = (),
-                 committed: Sequence["Link"] = ()):
+                 committed: Sequence[Link] = ()):
         super().__init__(message)
         self.link_ids = tuple(link_ids)
         self.committed = list(committed)
 
     def __reduce__(self):
         return (StaleLinkError, (str(self), self.link_ids, self.committed))
-
-
-@dataclasses.dataclass(frozen=True)
-class StateEntry:
-    """A small versioned document kept beside the links: a run lock, a connector's tokens.
-
-    ``version`` is 1 when the entry is created and grows by one with every write, so writers
-    can compare-and-set (:meth:`LinkStore.write_state`).
-    """
-
-    key: str
-    value: dict
-    version: int
 
 
 class StaleStateError(Exception):
@@ -157,7 +84,7 @@ class LinkStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
         """The read position (ISO 8601 UTC) of ``system`` for ``pair``, or None (full read)."""
 
     @abc.abstractmethod
@@ -177,12 +104,12 @@ class LinkStore(abc.ABC):
         """Forget the dead letters of ``pair`` that earlier runs left (the run retried them)."""
 
     @abc.abstractmethod
-    def read_state(self, key: str) -> Optional[StateEntry]:
+    def read_state(self, key: str) -> StateEntry | None:
         """The state entry at ``key``, or None."""
 
     @abc.abstractmethod
     def write_state(self, key: str, value: dict,
-                    expected_version: Optional[int]) -> StateEntry:
+                    expected_version: int | None) -> StateEntry:
         """Store ``value`` at ``key`` if the entry is still at ``expected_version``.
 
         ``expected_version`` None: only if no entry exists. Returns the stored entry (its
@@ -197,7 +124,7 @@ class LinkStore(abc.ABC):
         Raises :class:`StaleStateError` when it is not (or is gone).
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release the connection."""
 
     def __enter__(self):
@@ -205,83 +132,3 @@ class LinkStore(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
-def open_link_store(url: str) -> LinkStore:
-    """The link store at ``url``: ``sqlite:///path/to/links.db`` (or ``sqlite:///:memory:``),
-    or ``firestore://PROJECT[/DATABASE][?prefix=PREFIX]`` (Cloud Firestore)."""
-    if url.startswith("sqlite://"):
-        from connectors.sqlite_store import SqliteLinkStore
-        return SqliteLinkStore.from_url(url)
-    if url.startswith("firestore://"):
-        try:
-            from connectors.firestore_store import FirestoreLinkStore
-        except ImportError as exc:
-            raise ValueError(
-                f"link_store: {url!r} needs the google-cloud-firestore package ({exc}); "
-                "install it with: pip install 'talksync[gcp]'") from exc
-        return FirestoreLinkStore.from_url(url)
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ValueError(
-        f"link_store: unsupported URL scheme {scheme!r} in {url!r}; "
-        "use sqlite:///PATH (e.g. sqlite:///.talksync/links.db) or firestore://PROJECT")
-
-
-# --- canonical values <-> JSON -------------------------------------------------------------
-# Snapshots hold canonical Python values (str, int, bool, Decimal, date, datetime, lists and
-# dicts of those). Stores keep them as JSON; these tags make the round trip exact.
-
-def encode_value(value: Any) -> Any:
-    """A JSON-safe form of a canonical value that :func:`decode_value` turns back exactly."""
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, decimal.Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, datetime.datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, datetime.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, float):
-        return {"$decimal": repr(value)}
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, (list, tuple)):
-        return [encode_value(v) for v in value]
-    if isinstance(value, Mapping):
-        return {"$map": {str(k): encode_value(v) for k, v in value.items()}}
-    raise TypeError(f"cannot store a value of type {type(value).__name__}")
-
-
-def decode_value(value: Any) -> Any:
-    """The inverse of :func:`encode_value`."""
-    if isinstance(value, list):
-        return tuple(decode_value(v) for v in value)
-    if isinstance(value, dict):
-        if "$decimal" in value:
-            return decimal.Decimal(value["$decimal"])
-        if "$datetime" in value:
-            return datetime.datetime.fromisoformat(value["$datetime"])
-        if "$date" in value:
-            return datetime.date.fromisoformat(value["$date"])
-        if "$bytes" in value:
-            return base64.b64decode(value["$bytes"])
-        if "$map" in value:
-            return {k: decode_value(v) for k, v in value["$map"].items()}
-        raise ValueError(f"unknown tagged value {sorted(value)}")
-    return value
-
-
-def encode_values(values: Mapping[str, Any]) -> str:
-    """A snapshot as JSON text."""
-    return json.dumps({k: encode_value(v) for k, v in values.items()}, sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
-
-
-def decode_values(text: Optional[str]) -> dict[str, Any]:
-    """A snapshot from JSON text (empty for None)."""
-    if not text:
-        return {}
-    values = json.loads(text)
-    if "{" not in text[1:] and "[" not in text:
-        return values       # no nested object or list, so no tagged value: nothing to decode
-    return {k: decode_value(v) for k, v in values.items()}

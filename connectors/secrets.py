@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_MANAGER_SCHEME = "secretmanager://"

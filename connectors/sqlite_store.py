@@ -28,10 +28,10 @@ import pathlib
 import sqlite3
 import stat
 import threading
-from typing import Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  StaleStateError, StateEntry, decode_values, encode_values)
+from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
+from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
 
 _LOG = logging.getLogger(__name__)
 _URL_PREFIX = "sqlite:///"
@@ -165,13 +165,13 @@ def _warn_if_open_to_others(path: str) -> None:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def _instant(value: str) -> datetime.datetime:
     """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), for comparing."""
     parsed = datetime.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _link_row(link: Link, *, state: str, version: int, updated_at: str) -> tuple:
@@ -208,7 +208,7 @@ class SqliteLinkStore(LinkStore):
         self._migrate()
 
     @classmethod
-    def from_url(cls, url: str) -> "SqliteLinkStore":
+    def from_url(cls, url: str) -> SqliteLinkStore:
         """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or ``sqlite:///:memory:``."""
         if not url.startswith(_URL_PREFIX) or url == _URL_PREFIX:
             raise ValueError(f"link_store: expected sqlite:///PATH or sqlite:///:memory:, "
@@ -322,7 +322,7 @@ class SqliteLinkStore(LinkStore):
 
     # --- watermarks --------------------------------------------------------------------------
 
-    def get_watermark(self, dataflow: str, pair: str, system: str) -> Optional[str]:
+    def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT value FROM watermarks WHERE dataflow = ? AND pair = ? AND system = ?",
@@ -377,14 +377,14 @@ class SqliteLinkStore(LinkStore):
 
     # --- state entries -----------------------------------------------------------------------
 
-    def read_state(self, key: str) -> Optional[StateEntry]:
+    def read_state(self, key: str) -> StateEntry | None:
         with self._lock:
             row = self._db.execute("SELECT value, version FROM state WHERE key = ?",
                                    (key,)).fetchone()
         return StateEntry(key, json.loads(row["value"]), row["version"]) if row else None
 
     def write_state(self, key: str, value: dict,
-                    expected_version: Optional[int]) -> StateEntry:
+                    expected_version: int | None) -> StateEntry:
         text = json.dumps(value, sort_keys=True)
         with self._transaction():
             if expected_version is None:

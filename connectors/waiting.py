@@ -22,7 +22,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from connectors.base import PROGRESS_LOGGER, UnreachableError
 
@@ -74,7 +74,7 @@ class StillWaiting:
         self._changed = False
         #: when the thread wakes next (a request due earlier wakes it at once)
         self._wake_at = math.inf
-        self._thread_pid: Optional[int] = None
+        self._thread_pid: int | None = None
 
     def clock(self) -> float:
         return self._clock()
@@ -102,7 +102,7 @@ class StillWaiting:
             request.next_line = self._clock() + self._every
         progress.info("%s", line)
 
-    def check(self) -> Optional[float]:
+    def check(self) -> float | None:
         """Says the lines that are due; returns the seconds until the next one (None: idle)."""
         now = self._clock()
         with self._lock:
@@ -145,7 +145,7 @@ class UnreachableSystems:
             with self._lock:
                 self._found.pop(key, None)
 
-    def refusal(self, key: tuple[str, str], what: str) -> Optional[UnreachableError]:
+    def refusal(self, key: tuple[str, str], what: str) -> UnreachableError | None:
         """The error for a request ``what`` (``"GET /items"``) to a system remembered as
         unreachable, naming the earlier failure; None when the system may be asked."""
         with self._lock:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from typing import Any, Iterable, NoReturn, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
 
 from pipelines.options import SyncOptions
 
@@ -101,7 +102,7 @@ class _Recorder:
     def add_argument(self, *flags: str, **kwargs: Any) -> None:
         self.calls.append((flags, kwargs))
 
-    def add_argument_group(self, *_: Any, **__: Any) -> "_Recorder":
+    def add_argument_group(self, *_: Any, **__: Any) -> _Recorder:
         return self
 
 
@@ -130,7 +131,7 @@ class _BeamParser(Parser):
         raise UsageError(message)
 
 
-def beam_flags(options: Optional[Sequence[str]]) -> list[str]:
+def beam_flags(options: Sequence[str] | None) -> list[str]:
     """``--beam NAME=VALUE`` options as Beam's ``--NAME=VALUE`` flags, each checked against the
     options Beam knows (name, type, choices); a :class:`UsageError` names the one refused."""
     if not options:

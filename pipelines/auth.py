@@ -18,11 +18,11 @@ import http.server
 import secrets
 import threading
 import urllib.parse
-from typing import Optional, TextIO
+from typing import TextIO
 
 from connectors.base import ApiError
 from connectors.exact import authorize_url, exchange_code, tokens_key
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from pipelines.config import load_config
 
 #: seconds to wait for the browser to come back to the loopback redirect
@@ -33,7 +33,7 @@ class AuthError(ValueError):
     """The consent could not be completed; the message says why and what to do."""
 
 
-def auth_exact(config_path: str, system: str, *, redirect_port: Optional[int] = None,
+def auth_exact(config_path: str, system: str, *, redirect_port: int | None = None,
                stdin: TextIO, out: TextIO, timeout_s: float = REDIRECT_TIMEOUT_S) -> str:
     """Run the consent for ``system`` of the config; returns the state key the tokens are in."""
     config = load_config(config_path)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 class _WithoutBeamImportNoise(logging.Filter):
@@ -34,25 +34,38 @@ class _WithoutBeamImportNoise(logging.Filter):
 
 logging.getLogger().addFilter(_WithoutBeamImportNoise())
 
-from connectors.waiting import forget_unreachable_systems  # noqa: E402
-from pipelines import docs as docs_module  # noqa: E402  (after the filter: imports Beam)
-from pipelines import links_io
+# Beam is imported from here on, after the filter (pyproject.toml: E402 here).
 from apache_beam.options.pipeline_options import PipelineOptions
-from connectors.linkstore import open_link_store
-from pipelines import preflight
-from pipelines.arguments import (MIN_EVERY_SECONDS, Parser, UsageError, add_sync_options,
-                                 beam_flags, every_seconds)
+
+from connectors.stores import open_link_store
+from connectors.waiting import forget_unreachable_systems
+from core.spec import SpecError, available_dataflows, get_dataflow
+from pipelines import docs as docs_module
+from pipelines import links_io, preflight, sync_pipeline
+from pipelines.arguments import (
+    MIN_EVERY_SECONDS,
+    Parser,
+    UsageError,
+    add_sync_options,
+    beam_flags,
+    every_seconds,
+)
 from pipelines.config import ConfigError, load_config
+from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's statuses)
+    EXIT_BROKEN_PIPE,
+    EXIT_DEAD_LETTERS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    combined,
+    held_pairs,
+    section_status,
+)
 from pipelines.preflight import PreflightError
-from pipelines.spec import SpecError, available_dataflows, get_dataflow
+from pipelines.sync_pipeline import OUTCOME_COUNTERS, READ_COUNTERS, REPORT_COUNTERS, new_run_id
 from transforms.breaker import held_message
 from transforms.common import PROGRESS_LOGGER
-from pipelines import sync_pipeline
-from pipelines.sync_pipeline import (OUTCOME_COUNTERS, READ_COUNTERS, REPORT_COUNTERS,
-                                     new_run_id)
-from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's statuses)
-    EXIT_BROKEN_PIPE, EXIT_DEAD_LETTERS, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-    combined, held_pairs, section_status)
 
 _LOG = logging.getLogger("talksync")
 
@@ -165,7 +178,7 @@ def _parser() -> Parser:
     return parser
 
 
-def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments, or :class:`UsageError` naming an unknown option and the one meant."""
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
@@ -175,7 +188,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``talksync``: the exit status of the command; Ctrl-C is 130, a closed pipe ends quietly."""
     try:
         return _main(argv)
@@ -190,7 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-def _main(argv: Optional[Sequence[str]]) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parse(argv)
     except UsageError as exc:
@@ -251,7 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_once(args, config, specs, options, full=args.full_rescan)
 
 
-def _pair_names(text: Optional[str]) -> Optional[list[str]]:
+def _pair_names(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
@@ -365,7 +378,7 @@ def _show_progress(enabled: bool) -> None:
         logger.propagate = False
 
 
-def _write_json(path: "str | pathlib.Path", data) -> None:
+def _write_json(path: str | pathlib.Path, data) -> None:
     """Writes a JSON file to a local path or a gs:// one (a Dataflow run's run_dir)."""
     from apache_beam.io.filesystems import FileSystems
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -418,7 +431,7 @@ def format_summary(section: dict) -> str:
 def _table_row(cells: list, widths: list) -> str:
     """One line of the table: the pair left-aligned, counts right-aligned, groups split by |."""
     out = cells[0].ljust(widths[0])
-    for index, (cell, width) in enumerate(zip(cells[1:], widths[1:])):
+    for index, (cell, width) in enumerate(zip(cells[1:], widths[1:], strict=True)):
         gap = " | " if index in (_OUTCOMES_FROM, _CHANGES_FROM) else "  "
         out += gap + cell.rjust(width)
     return out

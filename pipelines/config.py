@@ -25,13 +25,14 @@ import logging
 import pathlib
 import posixpath
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.base import SystemConfig
+from core.model import SystemConfig
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,10 +56,10 @@ class Config:
     link_store: str
     runs_dir: str
     systems: Mapping[str, SystemConfig]
-    path: Optional[str] = None
-    audit_dir: Optional[str] = None
+    path: str | None = None
+    audit_dir: str | None = None
 
-    def audit_location(self, runs_dir: Optional[str] = None) -> str:
+    def audit_location(self, runs_dir: str | None = None) -> str:
         """Where the audit log goes: ``audit_dir``, else next to the link store's data (the
         SQLite file's folder), else next to the runs folder (``runs_dir`` when a run overrides
         the config's) (docs/audit.md)."""
@@ -130,7 +131,7 @@ def _warn_plain_text_secret(path: str, system: str, key: str) -> None:
                  "or secretmanager:// instead", path, system, key)
 
 
-def load_config(path: "str | pathlib.Path") -> Config:
+def load_config(path: str | pathlib.Path) -> Config:
     """Read and validate a config file: a local path, or any path Beam's ``FileSystems``
     opens (``gs://BUCKET/talksync.yaml`` for a Dataflow template)."""
     path = str(path)

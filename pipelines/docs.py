@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime
 import pathlib
-from typing import Optional
 
-from pipelines.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
+from core.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
 
 _DIRECTION_NOTE = {"to_target": "(one way: {s} → {t})", "to_source": "(one way: {t} → {s})"}
 
@@ -54,10 +53,10 @@ def _rows(spec: DataflowSpec, pair: PairSpec, properties, target_label: str,
                              f"{prop.target}[].")
 
 
-def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] = None,
-                    document: Optional[DocumentSpec] = None) -> str:
+def render_dataflow(spec: DataflowSpec, generated: datetime.datetime | None = None,
+                    document: DocumentSpec | None = None) -> str:
     """The RST document of one dataflow, under the labels of ``document`` when given."""
-    generated = generated or datetime.datetime.now(datetime.timezone.utc)
+    generated = generated or datetime.datetime.now(datetime.UTC)
     if document is None:
         document = DocumentSpec(name=spec.name, title=f"{spec.source.label} to "
                                 f"{spec.target.label}", source_label=spec.source.label,
@@ -67,7 +66,7 @@ def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] =
            _heading("Introduction", "-"),
            f"This document describes the talksync dataflow ``{spec.name}`` between "
            f"{document.source_label} and {document.target_label}. It is generated from "
-           f"``pipelines/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
+           f"``core/dataflows/{spec.name}.yaml``, the specification talksync runs, so the "
            "tables below are exactly what is synchronized. "
            + (spec.description.strip() + " " if spec.description else "")
            + "Links are made by the match keys marked below; after that, edits made in either "
@@ -95,7 +94,7 @@ def render_dataflow(spec: DataflowSpec, generated: Optional[datetime.datetime] =
 
 
 def write_documents(specs, directory: pathlib.Path,
-                    generated: Optional[datetime.datetime] = None) -> list[pathlib.Path]:
+                    generated: datetime.datetime | None = None) -> list[pathlib.Path]:
     """Writes ``<dataflow>.rst`` for each spec, and one file per extra document it declares,
     into ``directory``; returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ back by the circuit breaker, or the run itself failed); 2 bad usage, config or c
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
 #: Ctrl-C; a reader that closed the pipe (as a process ended by SIGPIPE would say)

@@ -12,7 +12,7 @@ import datetime
 import json
 import pathlib
 import re
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -26,8 +26,8 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 # --- where the files are -------------------------------------------------------------------
 
-def locations(config_path: Optional[str], runs_dir: Optional[str] = None,
-              audit_dir: Optional[str] = None) -> tuple[str, str]:
+def locations(config_path: str | None, runs_dir: str | None = None,
+              audit_dir: str | None = None) -> tuple[str, str]:
     """(runs folder, audit folder): the options given, else the config's, else the defaults.
     The config is read when it is named or ``talksync.yaml`` exists here."""
     config = None
@@ -39,13 +39,13 @@ def locations(config_path: Optional[str], runs_dir: Optional[str] = None,
     return runs_dir or config.runs_dir, audit_dir or config.audit_location(runs_dir)
 
 
-def parse_since(text: Optional[str],
-                now: Optional[datetime.datetime] = None) -> Optional[datetime.datetime]:
+def parse_since(text: str | None,
+                now: datetime.datetime | None = None) -> datetime.datetime | None:
     """``--since``: a date (2026-11-20), a moment (2026-11-20T08:00, UTC unless it says), or
     a span back from now (``7d``, ``12h``, ``30m``)."""
     if not text:
         return None
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
@@ -55,7 +55,7 @@ def parse_since(text: Optional[str],
     except ValueError:
         raise ValueError(f"--since: {text!r} is not a date (2026-11-20), a time "
                          "(2026-11-20T08:00) or a span (7d, 12h, 30m)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 # --- history -------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def _event_lines(event: dict) -> list[str]:
     return out
 
 
-def _value(text: Optional[str]) -> str:
+def _value(text: str | None) -> str:
     value = audit.value_of(text)
     if value is None:
         return "(empty)"
@@ -133,11 +133,11 @@ def _value(text: Optional[str]) -> str:
 
 
 def _time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def history(audit_dir: str, entity_id: str, dataflow: Optional[str] = None,
-            since: Optional[datetime.datetime] = None) -> str:
+def history(audit_dir: str, entity_id: str, dataflow: str | None = None,
+            since: datetime.datetime | None = None) -> str:
     """`talksync history`: the readable story of one record."""
     return format_history(
         record_events(audit.read_events(audit_dir, dataflow, since), entity_id), entity_id)
@@ -189,5 +189,6 @@ def format_runs(sections: Iterable[dict]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     text = [headers] + [["-" * w for w in widths]] + rows
     return "\n".join("  ".join(cell.rjust(w) if i > 3 else cell.ljust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                               for i, (cell, w) in enumerate(zip(row, widths,
+                                                                 strict=False))).rstrip()
                      for row in text)

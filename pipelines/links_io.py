@@ -9,7 +9,7 @@ watermarks and the open dead letters to a JSON Lines file and imports it into th
     {"kind": "watermark", "dataflow": "...", "pair": "...", "system": "...", "value": "..."}
     {"kind": "dead_letter", "run_id": "...", ...}
 
-Snapshots use the store's tagged JSON form (:func:`connectors.linkstore.encode_value`), so
+Snapshots use the store's tagged JSON form (:func:`core.model.encode_value`), so
 decimals, dates and timestamps come back exactly. Versions are the store's own counters and
 are not carried over: an imported link starts at version 1.
 
@@ -32,10 +32,11 @@ import json
 import os
 import pathlib
 import sqlite3
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, LinkStore, StaleLinkError,
-                                  decode_value, decode_values, encode_value, open_link_store)
+from connectors.linkstore import LinkStore, StaleLinkError
+from connectors.stores import open_link_store
+from core.model import LINKED, PENDING, DeadLetter, Link, decode_value, decode_values, encode_value
 
 FORMAT = "talksync-links"
 VERSION = 1
@@ -165,7 +166,7 @@ def _numbered(lines: Iterator[str], path: pathlib.Path) -> Iterator[tuple[int, s
         raise LinksFileError(f"{path}: not UTF-8 text") from None
 
 
-def _problem(kind: str, record: dict) -> Optional[str]:
+def _problem(kind: str, record: dict) -> str | None:
     """What is wrong with the values of a record that has every field, if anything."""
     if kind == "link":
         if record["state"] not in (PENDING, LINKED):
@@ -246,7 +247,7 @@ def export_links(url: str, out: pathlib.Path) -> ExportCounts:
                 write(_link_record(link))
                 counts.links += 1
             for values in source.scan_watermarks():
-                write({"kind": "watermark", **dict(zip(_WATERMARK_FIELDS, values))})
+                write({"kind": "watermark", **dict(zip(_WATERMARK_FIELDS, values, strict=True))})
                 counts.watermarks += 1
             for dataflow, pair in source.dead_letter_pairs():
                 for letter in store.open_dead_letters(dataflow, pair):
@@ -296,9 +297,9 @@ def _import_link_batch(store: LinkStore, links: Sequence[Link], counts: ImportCo
         by_pair.setdefault(link.pair, []).append(link)
     for pair, group in by_pair.items():
         by_source = store.lookup_by_source(
-            pair, [l.source_id for l in group if l.source_id is not None])
+            pair, [link.source_id for link in group if link.source_id is not None])
         by_target = store.lookup_by_target(
-            pair, [l.target_id for l in group if l.target_id is not None])
+            pair, [link.target_id for link in group if link.target_id is not None])
         to_commit: list[Link] = []
         for link in group:
             holders = {held.link_id: held for held in (

@@ -10,7 +10,7 @@ accepts ``--name=true|false``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -25,8 +25,8 @@ class TemplateParameter:
     """
 
     label: str
-    param_type: Optional[str] = None
-    optional: Optional[bool] = None
+    param_type: str | None = None
+    optional: bool | None = None
 
 
 #: the template parameter of every :class:`SyncOptions` option, by option name
@@ -49,7 +49,7 @@ TEMPLATE_PARAMETERS: Mapping[str, TemplateParameter] = {
 }
 
 
-def parse_boolean(value: "str | bool") -> bool:
+def parse_boolean(value: str | bool) -> bool:
     """``true``/``false`` (and yes/no, 1/0) as a bool: how templates pass boolean options."""
     if isinstance(value, bool):
         return value

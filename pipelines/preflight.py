@@ -21,14 +21,20 @@ import dataclasses
 import re
 import time
 import urllib.parse
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from connectors import SYSTEM_TYPES, connector_for
-from connectors import secrets
-from connectors.base import (ApiError, ConsentMissingError, CredentialsRefusedError,
-                             PermanentApiError, SystemConfig, UnreachableError)
+from connectors import SYSTEM_TYPES, connector_for, secrets
+from connectors.base import (
+    ApiError,
+    ConsentMissingError,
+    CredentialsRefusedError,
+    PermanentApiError,
+    UnreachableError,
+)
+from core.model import SystemConfig
 from pipelines.config import Config, ConfigError
 from pipelines.exit_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE, combined
+
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|^secretmanager://")
 
 
@@ -196,7 +202,7 @@ def _in_parallel(probe, config: Config, systems: Sequence[str]) -> list[SystemCh
 
 def check_link_store(link_store: str) -> SystemCheck:
     """Whether the link store opens and answers a read (``talksync check``)."""
-    from connectors.linkstore import open_link_store
+    from connectors.stores import open_link_store
     kind = link_store.split(":", 1)[0]
     started = time.monotonic()
     try:
@@ -238,5 +244,5 @@ def describe(checks: Sequence[SystemCheck]) -> str:
     rows += [(check.system, check.type, check.status, f"{check.seconds:.1f} s",
               check.message or check.url) for check in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths))
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
                      + "  " + row[4] for row in rows)

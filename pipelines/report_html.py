@@ -19,16 +19,17 @@ from __future__ import annotations
 import datetime
 import html
 import json
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from core.planner import SOURCE, TARGET
+from core.spec import SpecError, get_dataflow
 from pipelines import exit_status
 from pipelines.history import read_report
-from pipelines.spec import SpecError, get_dataflow
 from transforms import audit
 from transforms.breaker import held_message
-from transforms.planner import SOURCE, TARGET
 
 #: rows shown per table; the rest are counted and left to the run's JSON Lines files
 MAX_ROWS = 1000
@@ -74,7 +75,7 @@ rect.request{fill:#0891b2}.legend{display:flex;gap:14px;flex-wrap:wrap;font-size
 """
 
 
-def render(run_dir: str, audit_dir: Optional[str] = None) -> str:
+def render(run_dir: str, audit_dir: str | None = None) -> str:
     """The HTML page of the run whose files are in ``run_dir``; its record changes are read
     from the audit log in ``audit_dir`` (none shown without one)."""
     section = read_report(run_dir)
@@ -92,7 +93,7 @@ def render(run_dir: str, audit_dir: Optional[str] = None) -> str:
         _dead_letters(letters), _requests(section), "</body></html>", ""])
 
 
-def write_html(run_dir: str, out: str, audit_dir: Optional[str] = None) -> str:
+def write_html(run_dir: str, out: str, audit_dir: str | None = None) -> str:
     """Writes the page of the run in ``run_dir`` to ``out`` (local or ``gs://``)."""
     with FileSystems.create(out) as handle:
         handle.write(render(run_dir, audit_dir).encode("utf-8"))
@@ -217,7 +218,7 @@ def _counts_table(section: dict) -> str:
                      "pair-row", "nothing read or written") + "</section>")
 
 
-def _changes(section: dict, audit_dir: Optional[str], systems: dict) -> str:
+def _changes(section: dict, audit_dir: str | None, systems: dict) -> str:
     """Each record the run created or updated, with every written property before → after."""
     head = '<section id="changes"><h2>Records created and updated</h2>'
     if section["mode"] != "sync":
@@ -324,14 +325,14 @@ def _systems(dataflow: str) -> dict:
     return {"source": spec.source.system, "target": spec.target.system}
 
 
-def _moment(iso: Optional[str], precise: bool = False) -> str:
+def _moment(iso: str | None, precise: bool = False) -> str:
     """An ISO time as ``2026-11-22 01:02:03 UTC`` (``precise``: with its milliseconds, when it
     has any: two edits in one second still tell which was later)."""
     if not iso:
         return "?"
     moment = datetime.datetime.fromisoformat(iso)
     if moment.tzinfo:
-        moment = moment.astimezone(datetime.timezone.utc)
+        moment = moment.astimezone(datetime.UTC)
     if precise and moment.microsecond:
         return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -368,7 +369,7 @@ def _cell(value: Any, css: str) -> str:
     return f'<td class="{css}">{_e(text)}</td>'
 
 
-def _run_events(section: dict, audit_dir: Optional[str]) -> list[dict]:
+def _run_events(section: dict, audit_dir: str | None) -> list[dict]:
     """The run's events in the audit log (only the date folders from its start on are read)."""
     if not audit_dir:
         return []
@@ -377,7 +378,7 @@ def _run_events(section: dict, audit_dir: Optional[str]) -> list[dict]:
     return audit.read_events(audit_dir, section["dataflow"], since, section["run_id"])
 
 
-def _written_id(event: dict) -> Optional[str]:
+def _written_id(event: dict) -> str | None:
     return event["target_id"] if event["direction"] == "to_target" else event["source_id"]
 
 
@@ -387,7 +388,7 @@ def _before(row: dict, event: dict) -> str:
     return _shown(row["before"])
 
 
-def _shown(text: Optional[str]) -> str:
+def _shown(text: str | None) -> str:
     """An audit value (canonical JSON text) as a reader writes it: text as is, numbers and
     dates plainly, lists and objects as JSON."""
     value = audit.value_of(text)
@@ -402,7 +403,7 @@ def _shown(text: Optional[str]) -> str:
     return str(value)
 
 
-def _edited(iso: Optional[str], side: str) -> str:
+def _edited(iso: str | None, side: str) -> str:
     """A conflict side's modified time (unknown in runs from before the times were kept)."""
     return (f'<td class="edited" data-side="{side}" data-time="{_e(iso)}">'
             f'{_e(_moment(iso, precise=True) if iso else "unknown")}</td>')
@@ -412,7 +413,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _num(value: Optional[int]) -> str:
+def _num(value: int | None) -> str:
     return f'<td class="n">{"" if value is None else value}</td>'
 
 

@@ -1,4 +1,5 @@
-"""The sync pipeline of one dataflow (DESIGN.md §3) and the driver that runs it.
+"""The sync pipeline of one dataflow and the driver that runs it (docs/architecture.md, "One
+record's path through a run").
 
 :func:`build_pipeline` adds, per pair in dependency order::
 
@@ -19,22 +20,24 @@ import datetime
 import logging
 import secrets
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from connectors.linkstore import LinkStore, open_link_store
+from connectors.linkstore import LinkStore
+from connectors.stores import open_link_store
+from core import planner
+from core.planner import SOURCE, TARGET
+from core.spec import DataflowSpec, PairSpec, get_dataflow
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import SyncOptions
-from pipelines.spec import DataflowSpec, PairSpec, get_dataflow
-from transforms import audit, finish, planner, runlock
+from transforms import audit, finish, runlock
 from transforms.breaker import DEFAULT_MAX_UPDATES, HELD, HELD_UPDATES
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
-from transforms.planner import SOURCE, TARGET
 
 #: The entities read per pair, each counted once (an entity in both the changed read and the
 #: retry read is one entity).
@@ -58,10 +61,10 @@ class RunSettings:
     run_id: str
     mode: str = "sync"                      # "sync" | "plan"
     full_rescan: bool = False
-    pairs: Optional[Sequence[str]] = None   # None: every pair
+    pairs: Sequence[str] | None = None   # None: every pair
     runs_dir: str = ".talksync/runs"
     read_overlap_seconds: int = 60
-    audit_dir: Optional[str] = None         # None: no audit log (docs/audit.md)
+    audit_dir: str | None = None         # None: no audit log (docs/audit.md)
     max_updates_per_pair: int = DEFAULT_MAX_UPDATES   # the circuit breaker's limit
     confirm_mass_changes: bool = False
     run_lock_ttl_minutes: int = runlock.DEFAULT_TTL_MINUTES
@@ -82,12 +85,12 @@ class SyncResult:
     conflicts: beam.PCollection
 
 
-def new_run_id(now: Optional[datetime.datetime] = None) -> str:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+def new_run_id(now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def selected_pairs(spec: DataflowSpec, names: Optional[Sequence[str]]) -> list[PairSpec]:
+def selected_pairs(spec: DataflowSpec, names: Sequence[str] | None) -> list[PairSpec]:
     if not names:
         return list(spec.pairs)
     unknown = sorted(set(names) - {p.name for p in spec.pairs})
@@ -261,7 +264,7 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "FnApiRunner"   # docs/decisions/0004-local-runner.md
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     lock = runlock.RunLock(spec.name, settings.run_id, datetime.timedelta(
         minutes=settings.run_lock_ttl_minutes)) if settings.mode == "sync" else None
@@ -289,7 +292,7 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
         if lock:
             with open_link_store(config.link_store) as store:
                 runlock.release_run_lock(store, spec.name, settings.run_id)
-    finished = datetime.datetime.now(datetime.timezone.utc)
+    finished = datetime.datetime.now(datetime.UTC)
     return report_section(spec, settings, result, started, finished,
                           time.monotonic() - clock)
 

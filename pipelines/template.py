@@ -1,7 +1,7 @@
 """The Dataflow flex template of talksync: its ``metadata.json``, generated from the options.
 
 One template runs every dataflow: the ``dataflow`` parameter picks it (an enum of the dataflows
-shipped in ``pipelines/dataflows/``), and the other parameters are the options of
+shipped in ``core/dataflows/``), and the other parameters are the options of
 :class:`~pipelines.options.SyncOptions`. The metadata is generated, never written by hand, so
 the template cannot drift from the options: each parameter's help text is the option's
 ``help``, its label and type come from :data:`~pipelines.options.TEMPLATE_PARAMETERS`, and
@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
+from core.spec import DataflowSpec, available_dataflows
 from pipelines.options import TEMPLATE_PARAMETERS, SyncOptions, parse_boolean
-from pipelines.spec import DataflowSpec, available_dataflows
 
 #: the folder of the template's files (Dockerfile, requirements, launcher, metadata)
 TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / "dataflow"
@@ -37,7 +38,7 @@ class TemplateError(ValueError):
     """An option that cannot be described as a template parameter."""
 
 
-def template_metadata(dataflows: Optional[Iterable[DataflowSpec]] = None) -> dict[str, Any]:
+def template_metadata(dataflows: Iterable[DataflowSpec] | None = None) -> dict[str, Any]:
     """The flex template's ``TemplateMetadata`` (the content of ``metadata.json``)."""
     specs = sorted(dataflows if dataflows is not None else available_dataflows().values(),
                    key=lambda spec: spec.name)
@@ -79,12 +80,12 @@ def _parameter(action: argparse.Action, specs: list[DataflowSpec]) -> dict[str, 
     return parameter
 
 
-def metadata_text(dataflows: Optional[Iterable[DataflowSpec]] = None) -> str:
+def metadata_text(dataflows: Iterable[DataflowSpec] | None = None) -> str:
     """``metadata.json`` as written: indented, keys in a stable order, a final newline."""
     return json.dumps(template_metadata(dataflows), indent=2, ensure_ascii=False) + "\n"
 
 
-def write_metadata(path: "str | pathlib.Path" = METADATA_PATH) -> pathlib.Path:
+def write_metadata(path: str | pathlib.Path = METADATA_PATH) -> pathlib.Path:
     """Writes ``metadata.json`` for the shipped dataflows to ``path``."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

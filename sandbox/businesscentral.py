@@ -38,17 +38,29 @@ import threading
 import uuid
 import xml.etree.ElementTree as ElementTree
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (CONTROL_ROUTES, ApiError, BearerTokens, Emulator, RateLimit, Route,
-                            Router, Row,
-                            constant_time_equal, dumps, format_timestamp, loads,
-                            parse_timestamp)
+from sandbox.common import (
+    CONTROL_ROUTES,
+    ApiError,
+    BearerTokens,
+    Emulator,
+    RateLimit,
+    Route,
+    Router,
+    Row,
+    constant_time_equal,
+    dumps,
+    format_timestamp,
+    loads,
+    parse_timestamp,
+)
 from sandbox.odata import FilterError, parse_filter
 from sandbox.seed_businesscentral import businesscentral_seed
 
@@ -107,7 +119,7 @@ class EdmProperty:
 
     name: str
     type: str
-    max_length: Optional[int] = None
+    max_length: int | None = None
     nullable: bool = True
     members: tuple[str, ...] = ()
 
@@ -130,7 +142,8 @@ class Metadata:
         schema = root.find(f".//{_EDM}Schema")
         namespace = schema.get("Namespace")
         enums = {
-            f"{namespace}.{enum.get('Name')}": tuple(m.get("Name") for m in enum.findall(f"{_EDM}Member"))
+            f"{namespace}.{enum.get('Name')}": tuple(m.get("Name")
+                                                     for m in enum.findall(f"{_EDM}Member"))
             for enum in schema.findall(f"{_EDM}EnumType")
         }
         types: dict[str, EdmEntityType] = {}
@@ -143,7 +156,8 @@ class Metadata:
                     name=prop.get("Name"), type=kind,
                     max_length=int(length) if length and length.isdigit() else None,
                     nullable=prop.get("Nullable") != "false", members=enums.get(kind, ()))
-            types[f"{namespace}.{entity.get('Name')}"] = EdmEntityType(entity.get("Name"), properties)
+            types[f"{namespace}.{entity.get('Name')}"] = EdmEntityType(entity.get("Name"),
+                                                                       properties)
         self.entity_sets: dict[str, EdmEntityType] = {
             entity_set.get("Name"): types[entity_set.get("EntityType")]
             for entity_set in root.iter(f"{_EDM}EntitySet")
@@ -228,7 +242,7 @@ def check_value(prop: EdmProperty, value: Any) -> Any:
     raise ApiError("bad_request", f"Property '{prop.name}' of type {kind} cannot be written.")
 
 
-def comparable(prop: Optional[EdmProperty], value: Any) -> Any:
+def comparable(prop: EdmProperty | None, value: Any) -> Any:
     """A stored value or a ``$filter`` literal in a form that compares the way OData does."""
     if value is None or prop is None:
         return value
@@ -420,7 +434,8 @@ class BusinessCentral(Emulator):
     def initial_counters(self) -> dict[str, int]:
         counters = {}
         for resource, prefix in NUMBER_SERIES.items():
-            numbers = [row.entity["number"][len(prefix):] for row in self.collections[resource].values()
+            numbers = [row.entity["number"][len(prefix):]
+                       for row in self.collections[resource].values()
                        if row.entity["number"].startswith(prefix)]
             counters[resource] = max((int(n) for n in numbers if n.isdigit()), default=0)
         return counters
@@ -523,12 +538,13 @@ class BusinessCentral(Emulator):
         while True:
             self.counters[resource] += 1
             number = f"{prefix}{self.counters[resource]}"
-            if not any(row.entity["number"] == number for row in self.collections[resource].values()):
+            if not any(row.entity["number"] == number
+                       for row in self.collections[resource].values()):
                 return number
 
     # -- output ---------------------------------------------------------------------------
 
-    def _out(self, resource: str, row: Row, request: Optional[Request]) -> dict[str, Any]:
+    def _out(self, resource: str, row: Row, request: Request | None) -> dict[str, Any]:
         """An entity as BC sends it: ``@odata.etag`` first, lines only when expanded."""
         expand = self._expand(request)
         select = self._select(request, resource)
@@ -548,23 +564,25 @@ class BusinessCentral(Emulator):
         return out
 
     @staticmethod
-    def _expand(request: Optional[Request]) -> set[str]:
+    def _expand(request: Request | None) -> set[str]:
         if request is None:
             return set()
-        names = {name.strip() for name in request.args.get("$expand", "").split(",") if name.strip()}
+        names = {name.strip() for name in request.args.get("$expand",
+                                                           "").split(",") if name.strip()}
         unknown = names - {LINES}
         if unknown:
             raise ApiError("bad_request", f"Could not find a property named '{sorted(unknown)[0]}' "
                                           "to expand.")
         return names
 
-    def _select(self, request: Optional[Request], resource: str) -> set[str]:
+    def _select(self, request: Request | None, resource: str) -> set[str]:
         if request is None or not request.args.get("$select"):
             return set()
         names = {name.strip() for name in request.args["$select"].split(",")}
         unknown = names - set(self._edm(resource).properties)
         if unknown:
-            raise ApiError("bad_request", f"Could not find a property named '{sorted(unknown)[0]}'.")
+            raise ApiError("bad_request",
+                           f"Could not find a property named '{sorted(unknown)[0]}'.")
         return names | {"id"}
 
     def _entity_response(self, status: int, resource: str, row: Row, request: Request) -> Response:
@@ -663,7 +681,8 @@ class BusinessCentral(Emulator):
         page, rest = rows[:page_size], rows[page_size:]
         root = request.host_url.rstrip("/")
         body: dict[str, Any] = {
-            "@odata.context": f"{root}{self.api_prefix}/$metadata#companies({COMPANY_ID})/{resource}",
+            "@odata.context":
+                f"{root}{self.api_prefix}/$metadata#companies({COMPANY_ID})/{resource}",
             "value": [self._out(resource, row, request) for row in page],
         }
         if rest:
@@ -710,12 +729,14 @@ class BusinessCentral(Emulator):
     # -- creating and rules -----------------------------------------------------------------
 
     def _create(self, resource: str, body: Mapping[str, Any]) -> Row:
-        accepted = self._validate(resource, body, nested=(LINES,) if resource == "salesOrders" else ())
+        accepted = self._validate(resource, body, nested=(LINES,
+                                                          ) if resource == "salesOrders" else ())
         lines_body = accepted.pop(LINES, None)
         entity = {**self._blank(resource), **accepted, "id": str(uuid.uuid4())}
         if not entity.get("number"):
             entity["number"] = self._next_number(resource)
-        elif any(row.entity["number"] == entity["number"] for row in self.collections[resource].values()):
+        elif any(row.entity["number"] == entity["number"]
+                 for row in self.collections[resource].values()):
             raise ApiError("conflict", f"The record in table {self.singular[resource]} already "
                                        f"exists. Identification fields and values: "
                                        f"No.='{entity['number']}'")
@@ -732,12 +753,14 @@ class BusinessCentral(Emulator):
                     entity[LINES].append(self._new_line(entity, line_body))
         return self.commit(resource, entity["id"], self._with_totals(resource, entity))
 
-    def _apply_rules(self, resource: str, entity: dict[str, Any], written: Mapping[str, Any]) -> None:
+    def _apply_rules(self, resource: str, entity: dict[str, Any], written: Mapping[str,
+                                                                                   Any]) -> None:
         """BC's validation beyond types: a sales order's customer (by id or number) must exist,
         and its number, name and bill-to customer come from it."""
         if resource != "salesOrders":
             return
-        if "customerId" in written or "customerNumber" in written or entity["customerId"] == EMPTY_GUID:
+        if ("customerId" in written or "customerNumber" in written
+                or entity["customerId"] == EMPTY_GUID):
             customer = self._customer_for(entity, written)
             entity.update(customerId=customer["id"], customerNumber=customer["number"],
                           customerName=customer["displayName"], billToCustomerId=customer["id"],
@@ -746,12 +769,14 @@ class BusinessCentral(Emulator):
             if not entity.get("currencyCode"):
                 entity["currencyCode"] = customer.get("currencyCode") or ""
 
-    def _customer_for(self, entity: Mapping[str, Any], written: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _customer_for(self, entity: Mapping[str, Any], written: Mapping[str, Any]) -> Mapping[str,
+                                                                                              Any]:
         if "customerId" in written and entity["customerId"] != EMPTY_GUID:
             row = self.collections["customers"].get(entity["customerId"])
             if row is None:
-                raise ApiError("record_not_found", "The Customer does not exist. Identification "
-                                                   f"fields and values: Id='{entity['customerId']}'")
+                raise ApiError("record_not_found",
+                               "The Customer does not exist. Identification fields and values: "
+                               f"Id='{entity['customerId']}'")
             return row.entity
         number = entity.get("customerNumber")
         if not number:
@@ -767,14 +792,16 @@ class BusinessCentral(Emulator):
         line = {**self._blank(LINES), "lineType": "Item", **accepted, "id": str(uuid.uuid4()),
                 "documentId": order["id"], "_version": 1}
         if not line.get("sequence"):
-            line["sequence"] = max((l["sequence"] for l in order.get(LINES, [])), default=0) + 10000
+            line["sequence"] = max((other["sequence"] for other in order.get(LINES, [])),
+                                   default=0) + 10000
         self._line_rules(line, accepted, new=True)
         return line
 
     def _line_rules(self, line: dict[str, Any], written: Mapping[str, Any], *, new: bool) -> None:
         """An item line takes its item's number, and description, price and unit where not
         given; amounts are recomputed."""
-        if line["lineType"] == "Item" and (new or "itemId" in written or "lineObjectNumber" in written):
+        if line["lineType"] == "Item" and (new or "itemId" in written
+                                           or "lineObjectNumber" in written):
             item = self._item_for(line, written)
             line["itemId"], line["lineObjectNumber"] = item["id"], item["number"]
             line["unitOfMeasureCode"] = item["baseUnitOfMeasureCode"]
@@ -795,14 +822,15 @@ class BusinessCentral(Emulator):
         for row in self.collections["items"].values():
             if number and row.entity["number"] == number:
                 return row.entity
-        raise ApiError("dialog", "You must specify an itemId or a lineObjectNumber for an item line.")
+        raise ApiError("dialog",
+                       "You must specify an itemId or a lineObjectNumber for an item line.")
 
     def _with_totals(self, resource: str, entity: dict[str, Any]) -> dict[str, Any]:
         if resource != "salesOrders":
             return entity
         lines = entity.get(LINES, [])
-        net = sum((decimal.Decimal(l["netAmount"]) for l in lines), decimal.Decimal(0))
-        tax = sum((decimal.Decimal(l["totalTaxAmount"]) for l in lines), decimal.Decimal(0))
+        net = sum((decimal.Decimal(line["netAmount"]) for line in lines), decimal.Decimal(0))
+        tax = sum((decimal.Decimal(line["totalTaxAmount"]) for line in lines), decimal.Decimal(0))
         net -= decimal.Decimal(entity.get("discountAmount") or 0)
         entity.update(totalAmountExcludingTax=_round(net), totalTaxAmount=_round(tax),
                       totalAmountIncludingTax=_round(net + tax))
@@ -868,7 +896,8 @@ class BusinessCentral(Emulator):
         order = self._row("salesOrders", id)
         index, current = self._line(order, line)
         self._check_if_match(request, current["id"], current["_version"])
-        self._commit_lines(order, [l for i, l in enumerate(order.entity[LINES]) if i != index])
+        self._commit_lines(order, [line for i,
+                                   line in enumerate(order.entity[LINES]) if i != index])
         return self.respond(204)
 
     # -- $batch -----------------------------------------------------------------------------
@@ -903,7 +932,8 @@ class BusinessCentral(Emulator):
                     "body": self.error_payload(error)}
         try:
             inner = self._inner_request(outer, item)
-            path = inner.path[len(self.api_prefix):] if inner.path.startswith(self.api_prefix) else None
+            path = (inner.path[len(self.api_prefix):] if inner.path.startswith(self.api_prefix)
+                    else None)
             if path is None or path == "/$batch":
                 raise ApiError("bad_request", f"The batch request URL '{item.get('url')}' is not "
                                               "a resource of this service.")

@@ -38,14 +38,26 @@ import decimal
 import functools
 import json
 import re
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import graphql
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (CONTROL_ROUTES, ApiError, BearerTokens, Emulator, RateLimit, Route,
-                            Router, Row,
-                            constant_time_equal, format_timestamp, loads, parse_timestamp)
+from sandbox.common import (
+    CONTROL_ROUTES,
+    ApiError,
+    BearerTokens,
+    Emulator,
+    RateLimit,
+    Route,
+    Router,
+    Row,
+    constant_time_equal,
+    format_timestamp,
+    loads,
+    parse_timestamp,
+)
 
 TENANT_ID = "6f1c2b3a-0d4e-4b5f-9a8c-7e6d5c4b3a21"
 CLIENT_ID = "talksync_sandbox"  # a User row is named after it: at most 24 characters
@@ -68,7 +80,7 @@ class Column:
 
     name: str
     type: str = "String"
-    max_length: Optional[int] = None
+    max_length: int | None = None
     auto: bool = False
 
 
@@ -162,7 +174,8 @@ def schema_sdl() -> str:
         filters = " ".join(f"{c.name}: FilterExpression_{c.type}" for c in table.columns)
         out.append(f"input FilterExpression_{t} {{ {filters} _and: [FilterExpression_{t}] "
                    f"_or: [FilterExpression_{t}] }}")
-        out.append(f"input OrderBy_{t} {{ {' '.join(f'{c.name}: SortOrder' for c in table.columns)} }}")
+        out.append(f"input OrderBy_{t} "
+                   f"{{ {' '.join(f'{c.name}: SortOrder' for c in table.columns)} }}")
         inputs = " ".join(f"{c.name}: {c.type}" for c in table.columns
                           if not c.auto and c.name not in _UTILITY)
         if table is ORDER:
@@ -236,7 +249,8 @@ def _encode_cursor(position: list[Any]) -> str:
 
 def _decode_cursor(cursor: str) -> list[Any]:
     try:
-        position = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        position = json.loads(
+            base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
     except ValueError:
         raise graphql.GraphQLError(f"Invalid cursor: {cursor}") from None
     if not isinstance(position, list):
@@ -260,7 +274,8 @@ def _comparable(column: Column, value: Any) -> Any:
 
 def _like(pattern: str, text: Any) -> bool:
     regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return isinstance(text, str) and re.fullmatch(regex, text, re.IGNORECASE | re.DOTALL) is not None
+    return isinstance(text, str) and re.fullmatch(regex, text,
+                                                  re.IGNORECASE | re.DOTALL) is not None
 
 
 def _check(op: str, value: Any, arg: Any) -> bool:
@@ -281,7 +296,7 @@ def _check(op: str, value: Any, arg: Any) -> bool:
     return {"_gt": value > arg, "_gte": value >= arg, "_lt": value < arg, "_lte": value <= arg}[op]
 
 
-def matches(table: Table, row: Mapping[str, Any], expression: Optional[Mapping[str, Any]]) -> bool:
+def matches(table: Table, row: Mapping[str, Any], expression: Mapping[str, Any] | None) -> bool:
     """Whether ``row`` satisfies a ``FilterExpression_<Table>`` (all its parts: AND)."""
     for name, condition in (expression or {}).items():
         if name == "_and":
@@ -301,9 +316,11 @@ def matches(table: Table, row: Mapping[str, Any], expression: Optional[Mapping[s
     return True
 
 
-def _order_spec(table: Table, order_by: Optional[Sequence[Mapping[str, str]]]) -> list[tuple[str, bool]]:
+def _order_spec(table: Table, order_by: Sequence[Mapping[str, str]] | None) -> list[tuple[str,
+                                                                                          bool]]:
     """``[(column, descending)]`` from ``orderBy``, always ending with the key (a total order)."""
-    spec = [(name, direction == "DESC") for item in order_by or [] for name, direction in item.items()]
+    spec = [(name, direction == "DESC") for item in order_by or [] for name,
+            direction in item.items()]
     for key in table.primary_key:
         if key not in [name for name, _ in spec]:
             spec.append((key, False))
@@ -311,7 +328,7 @@ def _order_spec(table: Table, order_by: Optional[Sequence[Mapping[str, str]]]) -
 
 
 def _compare(spec: list[tuple[str, bool]], a: Sequence[Any], b: Sequence[Any]) -> int:
-    for (_, descending), x, y in zip(spec, a, b):
+    for (_, descending), x, y in zip(spec, a, b, strict=False):
         if x == y:
             continue
         if x is None or y is None:  # nulls first
@@ -388,7 +405,7 @@ class BusinessNxt(Emulator):
     def seed_collections(self) -> Mapping[str, list[dict[str, Any]]]:
         from sandbox.seed_businessnxt import businessnxt_seed
         data = businessnxt_seed(self.seed)
-        for table, rows in data.items():
+        for rows in data.values():
             for row in rows:
                 self._stamp(row, created=True,
                             moment=parse_timestamp(row["changedTimestamp"]))
@@ -489,7 +506,7 @@ class BusinessNxt(Emulator):
 
     # -- resolvers: reading -------------------------------------------------------------------
 
-    def use_company(self, no: int) -> "BusinessNxt":
+    def use_company(self, no: int) -> BusinessNxt:
         if no != COMPANY_NO:
             raise graphql.GraphQLError(
                 f"Error: Could not get authorize user using VismaNetCompanyId: {no}. "
@@ -499,7 +516,8 @@ class BusinessNxt(Emulator):
     def rows(self, table: Table) -> list[dict[str, Any]]:
         """The rows of a table as stored (order lines flattened out of their orders)."""
         if table is ORDER_LINE:
-            return [line for row in self.collections["order"].values() for line in row.entity[LINES]]
+            return [line for row in self.collections["order"].values()
+                    for line in row.entity[LINES]]
         return [row.entity for row in self.collections[table.field].values()]
 
     def connection(self, table: Table, rows: list[dict[str, Any]], args: Mapping[str, Any]) -> dict:
@@ -511,10 +529,12 @@ class BusinessNxt(Emulator):
         columns = [table.column(name) for name, _ in spec]
         position = lambda row: [_comparable(c, row.get(c.name)) for c in columns]  # noqa: E731
         selected = [row for row in rows if matches(table, row, args.get("filter"))]
-        selected.sort(key=functools.cmp_to_key(lambda a, b: _compare(spec, position(a), position(b))))
+        selected.sort(key=functools.cmp_to_key(lambda a, b: _compare(spec, position(a),
+                                                                     position(b))))
         start = 0
         if args.get("after"):
-            after = [_comparable(c, v) for c, v in zip(columns, _decode_cursor(args["after"]))]
+            after = [_comparable(c, v) for c, v in zip(columns, _decode_cursor(args["after"]),
+                                                       strict=False)]
             start = next((i for i, row in enumerate(selected)
                           if _compare(spec, position(row), after) > 0), len(selected))
         start += args.get("skip") or 0
@@ -552,7 +572,7 @@ class BusinessNxt(Emulator):
             items.append(self.commit(table.field, key, entity).entity)
         return {"affectedRows": len(items), "items": [_out(table, row) for row in items]}
 
-    def update(self, table: Table, pairs: list[tuple[Optional[dict], dict]]) -> dict:
+    def update(self, table: Table, pairs: list[tuple[dict | None, dict]]) -> dict:
         """Apply ``value i`` to the rows ``filter i`` selects; all pairs or none."""
         if table is ORDER_LINE:
             return self._update_lines(pairs)
@@ -572,11 +592,12 @@ class BusinessNxt(Emulator):
             items.append(self.commit(table.field, key, {**current, **value}).entity)
         return {"affectedRows": len(items), "items": [_out(table, row) for row in items]}
 
-    def delete(self, table: Table, expression: Optional[dict]) -> dict:
+    def delete(self, table: Table, expression: dict | None) -> dict:
         if table is ORDER_LINE:
             changed = 0
             for order in list(self.collections["order"].values()):
-                kept = [l for l in order.entity[LINES] if not matches(ORDER_LINE, l, expression)]
+                kept = [line for line in order.entity[LINES] if not matches(ORDER_LINE, line,
+                                                                            expression)]
                 if len(kept) != len(order.entity[LINES]):
                     changed += len(order.entity[LINES]) - len(kept)
                     self.commit("order", order.entity["orderNo"], {**order.entity, LINES: kept})
@@ -651,12 +672,13 @@ class BusinessNxt(Emulator):
         created = []
         for value in values:
             order = self._order_row(value["orderNo"]).entity
-            line = self._new_line(order, value, max((l["lineNo"] for l in order[LINES]), default=0) + 1)
+            line = self._new_line(order, value, max((item["lineNo"] for item in order[LINES]),
+                                                    default=0) + 1)
             self.commit("order", order["orderNo"], {**order, LINES: [*order[LINES], line]})
             created.append(line)
-        return {"affectedRows": len(created), "items": [_out(ORDER_LINE, l) for l in created]}
+        return {"affectedRows": len(created), "items": [_out(ORDER_LINE, line) for line in created]}
 
-    def _update_lines(self, pairs: list[tuple[Optional[dict], dict]]) -> dict:
+    def _update_lines(self, pairs: list[tuple[dict | None, dict]]) -> dict:
         for _, value in pairs:
             self._check_line(value)
             if "orderNo" in value or "lineNo" in value:
@@ -665,7 +687,7 @@ class BusinessNxt(Emulator):
         for expression, value in pairs:
             for order in list(self.collections["order"].values()):
                 lines = order.entity[LINES]
-                if not any(matches(ORDER_LINE, l, expression) for l in lines):
+                if not any(matches(ORDER_LINE, line, expression) for line in lines):
                     continue
                 new_lines = []
                 for line in lines:
@@ -675,7 +697,7 @@ class BusinessNxt(Emulator):
                         items.append(line)
                     new_lines.append(line)
                 self.commit("order", order.entity["orderNo"], {**order.entity, LINES: new_lines})
-        return {"affectedRows": len(items), "items": [_out(ORDER_LINE, l) for l in items]}
+        return {"affectedRows": len(items), "items": [_out(ORDER_LINE, line) for line in items]}
 
 
 def _check_date(value: int, name: str) -> None:
@@ -698,7 +720,8 @@ def _errors(message: str) -> dict[str, Any]:
 
 
 _NGINX_401 = ("<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n"
-              "<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n"
+              "<center><h1>401 Authorization Required</h1></center>\r\n"
+              "<hr><center>nginx</center>\r\n"
               "</body>\r\n</html>\r\n")
 
 
@@ -721,7 +744,7 @@ def _update_args(emulator: BusinessNxt, table: Table, args: Mapping[str, Any]) -
         filters, values = args.get("filters") or [], args.get("values") or []
         if len(filters) != len(values):
             raise _RowError("'filters' and 'values' must have the same number of elements.")
-        pairs = list(zip(filters, values))
+        pairs = list(zip(filters, values, strict=True))
     else:
         if args.get("value") is None:
             raise _RowError("Give 'filter' and 'value', or 'filters' and 'values'.")
@@ -747,7 +770,8 @@ def _schema() -> graphql.GraphQLSchema:
     mutation = schema.type_map["Mutation_UseCompany"]
     for table in TABLES.values():
         query.fields[table.field].resolve = (
-            lambda emulator, info, _t=table, **args: emulator.connection(_t, emulator.rows(_t), args))
+            lambda emulator, info, _t=table, **args: emulator.connection(_t, emulator.rows(_t),
+                                                                         args))
         mutation.fields[f"{table.field}_create"].resolve = _field_resolver(
             lambda e, t, args: e.create(t, args["values"]), table)
         mutation.fields[f"{table.field}_update"].resolve = _field_resolver(_update_args, table)

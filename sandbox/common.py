@@ -26,19 +26,20 @@ import math
 import os
 import random
 import re
-import socket
 import secrets
+import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence
+from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
 logger = logging.getLogger(__name__)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 ONE_MICROSECOND = datetime.timedelta(microseconds=1)
 
 #: Money, rates and quantities sent as decimal strings (the webshop's wire format).
@@ -172,8 +173,8 @@ class ApiError(Exception):
         message: str,
         details: Sequence[tuple[str, str]] = (),
         *,
-        status: Optional[int] = None,
-        headers: Optional[Mapping[str, str]] = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -203,11 +204,11 @@ class FieldSpec:
     type: str = "string"
     required: bool = False
     read_only: bool = False
-    max_length: Optional[int] = None
-    pattern: Optional[str] = None
+    max_length: int | None = None
+    pattern: str | None = None
     pattern_issue: str = ""
     choices: tuple[str, ...] = ()
-    fields: tuple["FieldSpec", ...] = ()
+    fields: tuple[FieldSpec, ...] = ()
     default: Any = None
 
 
@@ -315,7 +316,7 @@ def _is_date(text: str) -> bool:
 
 
 def parse_int_param(
-    request: Request, name: str, default: int, minimum: int, maximum: Optional[int] = None
+    request: Request, name: str, default: int, minimum: int, maximum: int | None = None
 ) -> int:
     """An integer query parameter within bounds, or a ``validation_failed`` naming it."""
     raw = request.args.get(name)
@@ -331,7 +332,7 @@ def parse_int_param(
     return value
 
 
-def parse_since_param(request: Request, name: str) -> Optional[str]:
+def parse_since_param(request: Request, name: str) -> str | None:
     """A date-time query parameter as a canonical timestamp string (comparable as text)."""
     raw = request.args.get(name)
     if raw is None:
@@ -342,7 +343,7 @@ def parse_since_param(request: Request, name: str) -> Optional[str]:
         raise validation_error([(name, "must be an ISO 8601 date-time")]) from None
 
 
-def if_match_ok(header: Optional[str], version: int) -> bool:
+def if_match_ok(header: str | None, version: int) -> bool:
     """RFC 9110 ``If-Match`` with strong comparison: absent, ``*`` or a listed ``"<version>"``."""
     if header is None:
         return True
@@ -411,8 +412,10 @@ class RateLimit:
     sliding: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        window: float | int = int(self.window_s) if self.window_s == int(self.window_s) else self.window_s
-        return {"limit": self.limit, "window_s": window, **({"sliding": True} if self.sliding else {})}
+        window: float | int = (int(self.window_s) if self.window_s == int(self.window_s)
+                               else self.window_s)
+        return {"limit": self.limit, "window_s": window,
+                **({"sliding": True} if self.sliding else {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -606,12 +609,12 @@ class FaultSettings:
     status: int = 503
     latency_ms: float = 0
     lost_response_rate: float = 0.0
-    rate_limit: Optional[RateLimit] = None
-    seed: Optional[int] = None
+    rate_limit: RateLimit | None = None
+    seed: int | None = None
     only: tuple[str, ...] = ()
     corrupt: tuple[Corruption, ...] = ()
 
-    def corruption(self, method: str, path: str) -> Optional[Corruption]:
+    def corruption(self, method: str, path: str) -> Corruption | None:
         """The ``corrupt`` rule for a request (every matching request, not a random share)."""
         return next((rule for rule in self.corrupt if rule.matches(method, path)), None)
 
@@ -633,7 +636,7 @@ class FaultSettings:
         }
 
     @classmethod
-    def parse(cls, body: Any, system_limit: RateLimit) -> "FaultSettings":
+    def parse(cls, body: Any, system_limit: RateLimit) -> FaultSettings:
         """Read a faults request body; ``rate_limit: true`` means ``system_limit``.
 
         Raises a ``validation_failed`` :class:`ApiError` naming every bad field.
@@ -685,7 +688,8 @@ class FaultSettings:
                 rule = _parse_rate_limit(value, system_limit)
                 if rule is False:
                     problems.append(
-                        (name, 'must be true, false or {"limit": <int >= 1>, "window_s": <number > 0>}')
+                        (name,
+                         'must be true, false or {"limit": <int >= 1>, "window_s": <number > 0>}')
                     )
                 else:
                     values[name] = rule
@@ -725,7 +729,7 @@ class Verdict:
     """What the active faults do to one request."""
 
     latency_s: float = 0.0
-    fail_status: Optional[int] = None
+    fail_status: int | None = None
     lose_response: bool = False
 
 
@@ -760,7 +764,7 @@ class Faults:
             lose_response=lost_draw < settings.lost_response_rate,
         )
 
-    def admit(self, key: str, method: str) -> Optional[RateStatus]:
+    def admit(self, key: str, method: str) -> RateStatus | None:
         """Count a request against the rate limit; ``None`` when no limit applies to it."""
         with self._lock:
             limiter = self._limiter if self.settings.applies_to(method) else None
@@ -788,9 +792,9 @@ class StateFile:
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._flush_lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
         return loads(self.path.read_bytes())
@@ -894,7 +898,7 @@ class ResponseLost(ConnectionAbortedError):
 
 def drop_connection(environ: Mapping[str, Any]) -> None:
     """Close the client's TCP connection without a response, then raise :class:`ResponseLost`."""
-    connection: Optional[socket.socket] = environ.get("werkzeug.socket")
+    connection: socket.socket | None = environ.get("werkzeug.socket")
     if connection is not None:
         try:
             connection.shutdown(socket.SHUT_RDWR)
@@ -952,7 +956,8 @@ class Emulator:
     #: State file layout version, checked on load.
     STATE_FORMAT = 1
 
-    def __init__(self, *, api_key: str, seed: int, state_path: Optional[os.PathLike[str] | str] = None):
+    def __init__(self, *, api_key: str, seed: int,
+                 state_path: os.PathLike[str] | str | None = None):
         self.api_key = api_key
         self.seed = seed
         self.lock = threading.RLock()
@@ -1057,7 +1062,8 @@ class Emulator:
                                for key, row in rows.items()]
                     for resource, rows in self.collections.items()
                 },
-                "idempotency": {resource: dict(keys) for resource, keys in self.idempotency.items()},
+                "idempotency": {resource: dict(keys) for resource,
+                                keys in self.idempotency.items()},
             }
 
     def _changed(self) -> None:
@@ -1083,7 +1089,7 @@ class Emulator:
             raise ApiError("not_found", f"no {self.singular[resource]} {key}")
         return row
 
-    def check_if_match(self, resource: str, key: str, row: Row, header: Optional[str]) -> None:
+    def check_if_match(self, resource: str, key: str, row: Row, header: str | None) -> None:
         """Raise ``precondition_failed`` unless ``header`` (an ``If-Match`` value) matches."""
         if not if_match_ok(header, row.version):
             raise ApiError(
@@ -1097,13 +1103,13 @@ class Emulator:
         self._changed()
 
     def ordered_rows(
-        self, resource: str, since: Optional[str] = None, after: Optional[tuple[str, str]] = None
+        self, resource: str, since: str | None = None, after: tuple[str, str] | None = None
     ) -> list[Row]:
         """Rows ordered by (timestamp, key), from ``since`` (inclusive) and after ``after``."""
         return [row for _, row in self.keyed_rows(resource, since, after)]
 
     def keyed_rows(
-        self, resource: str, since: Optional[str] = None, after: Optional[tuple[str, str]] = None
+        self, resource: str, since: str | None = None, after: tuple[str, str] | None = None
     ) -> list[tuple[tuple[str, str], Row]]:
         """:meth:`ordered_rows` with each row's (timestamp, key): where a page after it starts."""
         # Rows stored through /_sandbox/raw may lack a timestamp (or hold one that is not
@@ -1122,7 +1128,7 @@ class Emulator:
 
     IDEMPOTENCY_TTL_S = 24 * 3600
 
-    def remembered(self, resource: str, idempotency_key: str) -> Optional[str]:
+    def remembered(self, resource: str, idempotency_key: str) -> str | None:
         """The entity key a create with this idempotency key made, if within the TTL."""
         entry = self.idempotency.get(resource, {}).get(idempotency_key)
         if entry is None or time.time() - entry["at"] > self.IDEMPOTENCY_TTL_S:
@@ -1145,7 +1151,7 @@ class Emulator:
     # -- responses ------------------------------------------------------------------------
 
     def respond(
-        self, status: int, body: Any = None, headers: Optional[Mapping[str, str]] = None
+        self, status: int, body: Any = None, headers: Mapping[str, str] | None = None
     ) -> Response:
         if status == 204:
             return Response(status=204, headers=dict(headers or {}))
@@ -1157,7 +1163,7 @@ class Emulator:
         )
 
     def entity_response(
-        self, status: int, row: Row, headers: Optional[Mapping[str, str]] = None
+        self, status: int, row: Row, headers: Mapping[str, str] | None = None
     ) -> Response:
         return self.respond(status, row.entity, {"ETag": etag(row.version), **(headers or {})})
 
@@ -1183,7 +1189,8 @@ class Emulator:
 
     # -- the WSGI pipeline ----------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[...,
+                                                                         Any]) -> Iterable[bytes]:
         request = Request(environ)
         if request.path.startswith("/_sandbox/"):
             return self._control(request)(environ, start_response)
@@ -1211,7 +1218,7 @@ class Emulator:
                 headers={"Retry-After": "1"} if status == 429 else None,
             )
             return self.error_response(error), False
-        rate: Optional[RateStatus] = None
+        rate: RateStatus | None = None
         try:
             if not self.authenticate(request):
                 raise ApiError("unauthorized", "missing or invalid API key")
@@ -1225,7 +1232,8 @@ class Emulator:
         except ApiError as error:
             response = self.error_response(error)
         except Exception:
-            logger.exception("%s: unhandled error in %s %s", self.system, request.method, request.path)
+            logger.exception("%s: unhandled error in %s %s", self.system, request.method,
+                             request.path)
             response = self.error_response(ApiError("internal", "unexpected server error"))
         if rate is not None:
             response.headers.update(rate.headers())
@@ -1315,6 +1323,6 @@ class Emulator:
         return self.respond(200, {"stored": keys})
 
 
-def constant_time_equal(presented: Optional[str], expected: str) -> bool:
+def constant_time_equal(presented: str | None, expected: str) -> bool:
     """Compare a presented secret in constant time (no timing hint of how much matched)."""
     return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())

@@ -8,7 +8,8 @@ numbers (kept exact as :class:`~decimal.Decimal`), ``PUT`` of the fields to chan
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -72,7 +73,8 @@ ORDER_FIELDS = (
     FieldSpec("OrderNo", max_length=40, **_KEY),
     FieldSpec("CustomerNo", required=True),
     FieldSpec("OrderDate", "date"),
-    FieldSpec("Currency", default="NOK", pattern=r"^[A-Z]{3}$", pattern_issue="must be 3 capital letters"),
+    FieldSpec("Currency", default="NOK", pattern=r"^[A-Z]{3}$",
+              pattern_issue="must be 3 capital letters"),
     FieldSpec("Reference", max_length=80),
     FieldSpec("Status", "enum", choices=ORDER_STATUSES, default="Open"),
     FieldSpec("Lines", "array", fields=LINE_FIELDS),
@@ -115,9 +117,12 @@ class CustomErp(Emulator):
         for route in (
             Route("GET", f"/{resource}", "list_entities", {"resource": resource}),
             Route("POST", f"/{resource}", "create_entity", {"resource": resource}),
-            Route("GET", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "get_entity", {"resource": resource}),
-            Route("PUT", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "put_entity", {"resource": resource}),
-            Route("DELETE", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "delete_entity", {"resource": resource}),
+            Route("GET", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "get_entity",
+                  {"resource": resource}),
+            Route("PUT", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "put_entity",
+                  {"resource": resource}),
+            Route("DELETE", f"/{resource}/{{{KEY_FIELDS[resource]}}}", "delete_entity",
+                  {"resource": resource}),
         )
     )
 
@@ -131,7 +136,8 @@ class CustomErp(Emulator):
         return {"WWW-Authenticate": 'ApiKey realm="erp"'}
 
     def error_body(self, code: str, message: str, details: Sequence[tuple[str, str]]) -> Any:
-        return {"Error": {"Code": code, "Message": message, "Field": (details[0][0] or None) if details else None}}
+        return {"Error": {"Code": code, "Message": message,
+                          "Field": (details[0][0] or None) if details else None}}
 
     def seed_collections(self) -> Mapping[str, list[dict[str, Any]]]:
         return seed_data.erp_seed(self.seed)
@@ -179,10 +185,12 @@ class CustomErp(Emulator):
                 [(key_field, "already exists")],
             )
         row = self.commit(resource, entity[key_field], entity)
-        return self.entity_response(201, row, {"Location": f"{self.api_prefix}/{resource}/{entity[key_field]}"})
+        location = f"{self.api_prefix}/{resource}/{entity[key_field]}"
+        return self.entity_response(201, row, {"Location": location})
 
     def put_entity(self, request: Request, resource: str, **path: str) -> Response:
-        """Change the fields sent; the others keep their value. A change to nothing writes nothing."""
+        """Change the fields sent; the others keep their value. A change to nothing writes
+        nothing."""
         key = path[KEY_FIELDS[resource]]
         row = self.row(resource, key)
         body = self.json_body(request)
@@ -230,7 +238,8 @@ class CustomErp(Emulator):
                 "UnitPrice": product.entity["SalesPrice"],
                 "DiscountPct": 0,
             }
-            lines.append({spec.name: line.get(spec.name, defaults.get(spec.name)) for spec in LINE_FIELDS})
+            lines.append({spec.name: line.get(spec.name,
+                                              defaults.get(spec.name)) for spec in LINE_FIELDS})
         if problems:
             raise validation_error(problems)
         if "Lines" in written:

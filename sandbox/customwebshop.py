@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -126,7 +127,8 @@ def order_total(order: Mapping[str, Any]) -> str:
     return f"{total + 0:.2f}"  # "+ 0" turns -0.00 into 0.00
 
 
-def merge_patch(entity: dict[str, Any], patch: Mapping[str, Any], specs: Sequence[FieldSpec]) -> dict[str, Any]:
+def merge_patch(entity: dict[str, Any], patch: Mapping[str, Any],
+                specs: Sequence[FieldSpec]) -> dict[str, Any]:
     """RFC 7396 on a validated patch: nested objects merge, lists and scalars replace, ``null``
     clears. Objects always keep every declared sub-field (absent ones are ``null``)."""
     merged = dict(entity)
@@ -222,7 +224,8 @@ class CustomWebshop(Emulator):
 
     def initial_counters(self) -> dict[str, int]:
         return {
-            resource: max((int(key.rsplit("_", 1)[1]) for key in self.collections[resource]), default=0)
+            resource: max((int(key.rsplit("_", 1)[1]) for key in self.collections[resource]),
+                          default=0)
             for resource in FIELDS
         }
 
@@ -258,7 +261,8 @@ class CustomWebshop(Emulator):
     def patch_entity(self, request: Request, resource: str, id: str) -> Response:
         self.row(resource, id)  # 404 before looking at the body
         body = self.json_body(request)
-        return self.entity_response(200, self._update(resource, id, body, request.headers.get("If-Match")))
+        return self.entity_response(200, self._update(resource, id, body,
+                                                      request.headers.get("If-Match")))
 
     def delete_entity(self, request: Request, resource: str, id: str) -> Response:
         row = self.row(resource, id)
@@ -281,7 +285,8 @@ class CustomWebshop(Emulator):
                 f"a batch holds at most {MAX_BATCH_OPERATIONS} operations, got {len(operations)}",
                 [("operations", f"must have at most {MAX_BATCH_OPERATIONS} items")],
             )
-        return self.respond(200, {"results": [self._apply_operation(resource, op) for op in operations]})
+        return self.respond(200, {"results": [self._apply_operation(resource,
+                                                                    op) for op in operations]})
 
     # -- operations -----------------------------------------------------------------------
 
@@ -293,18 +298,22 @@ class CustomWebshop(Emulator):
                 status = 201
                 row, replayed = self._create_or_replay(resource, key, lambda: body)
             else:
-                status, row, replayed = 200, self._update(resource, entity_id, body, if_match), False
+                status, row, replayed = 200, self._update(resource, entity_id, body,
+                                                          if_match), False
         except ApiError as error:
-            return {"status": self.error_status(error), "etag": None, "body": self.error_payload(error)}
+            return {"status": self.error_status(error), "etag": None,
+                    "body": self.error_payload(error)}
         result: dict[str, Any] = {"status": status, "etag": etag(row.version), "body": row.entity}
         if replayed:
             result["replayed"] = True
         return result
 
-    def _read_operation(self, operation: Any) -> tuple[str, dict[str, Any], Optional[str], Optional[str], Optional[str]]:
+    def _read_operation(self, operation: Any) -> tuple[str, dict[str, Any], str | None, str | None,
+                                                       str | None]:
         if not isinstance(operation, dict):
             raise validation_error([("", "operation must be an object")])
-        problems = [(name, "unknown field") for name in operation if name not in _BATCH_OPERATION_KEYS]
+        problems = [(name,
+                     "unknown field") for name in operation if name not in _BATCH_OPERATION_KEYS]
         method = operation.get("method")
         if method not in ("POST", "PATCH"):
             problems.append(("method", 'must be "POST" or "PATCH"'))
@@ -338,7 +347,7 @@ class CustomWebshop(Emulator):
             raise validation_error([(field, f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")])
 
     def _create_or_replay(
-        self, resource: str, key: Optional[str], body: Callable[[], dict[str, Any]]
+        self, resource: str, key: str | None, body: Callable[[], dict[str, Any]]
     ) -> tuple[Row, bool]:
         """The entity (as it is now) an earlier create with this idempotency key made, and
         ``True``; else create one from ``body()`` (not read for a replay), and ``False``."""
@@ -347,7 +356,7 @@ class CustomWebshop(Emulator):
             return self.collections[resource][existing], True
         return self._create(resource, body(), key), False
 
-    def _create(self, resource: str, body: dict[str, Any], key: Optional[str]) -> Row:
+    def _create(self, resource: str, body: dict[str, Any], key: str | None) -> Row:
         """Create an entity and remember the idempotency key that made it."""
         specs = FIELDS[resource]
         accepted, problems = validate_fields(body, specs, partial=False)
@@ -364,7 +373,8 @@ class CustomWebshop(Emulator):
             self.remember(resource, key, entity["id"])
         return row
 
-    def _update(self, resource: str, entity_id: str, patch: dict[str, Any], if_match: Optional[str]) -> Row:
+    def _update(self, resource: str, entity_id: str, patch: dict[str, Any],
+                if_match: str | None) -> Row:
         """Merge-patch an entity. A patch that changes nothing writes nothing."""
         row = self.row(resource, entity_id)
         if row.entity["deleted"]:
@@ -404,7 +414,8 @@ class CustomWebshop(Emulator):
                 "discount_percent": "0",
                 "vat_rate": product.entity["vat_rate"],
             }
-            lines.append({spec.name: line.get(spec.name, defaults.get(spec.name)) for spec in LINE_FIELDS})
+            lines.append({spec.name: line.get(spec.name,
+                                              defaults.get(spec.name)) for spec in LINE_FIELDS})
         if problems:
             raise validation_error(problems)
         if "lines" in written:
@@ -412,7 +423,8 @@ class CustomWebshop(Emulator):
         entity["total"] = order_total(entity)
 
     def _check_unique(
-        self, resource: str, entity: Mapping[str, Any], written: Mapping[str, Any], own_id: Optional[str]
+        self, resource: str, entity: Mapping[str, Any], written: Mapping[str, Any],
+        own_id: str | None
     ) -> None:
         field = UNIQUE_FIELDS.get(resource)
         if field is None or field not in written:

@@ -45,16 +45,28 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (CONTROL_ROUTES, ApiError, Emulator, RateLimit, Route,
-                            Router, Row, constant_time_equal, dumps, format_timestamp, loads,
-                            parse_timestamp)
+from sandbox.common import (
+    CONTROL_ROUTES,
+    ApiError,
+    Emulator,
+    RateLimit,
+    Route,
+    Router,
+    Row,
+    constant_time_equal,
+    dumps,
+    format_timestamp,
+    loads,
+    parse_timestamp,
+)
 from sandbox.odata import FilterError, parse_filter
 from sandbox.seed_exact import FIRST_ORDER_NUMBER, exact_seed
 
@@ -102,7 +114,7 @@ MAX_LENGTHS = {("Items", "Description"): 60, ("Items", "ExtraDescription"): 255}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _LITERAL = re.compile(r"\b(?:guid|datetime)'([^']*)'|\b(\d+)L\b")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _NUMBERS = ("Edm.Double", "Edm.Decimal")
 _INTEGERS = ("Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte")
 
@@ -119,7 +131,7 @@ def reference() -> dict[str, dict[str, dict[str, Any]]]:
     return {name: {p["name"]: p for p in endpoint["properties"]} for name, endpoint in data.items()}
 
 
-def to_wire_date(text: Optional[str]) -> Optional[str]:
+def to_wire_date(text: str | None) -> str | None:
     """A stored ISO 8601 UTC date-time as Exact writes it: ``/Date(<epoch ms>)/``."""
     if text is None:
         return None
@@ -174,7 +186,7 @@ def _convert(endpoint: str, name: str, prop: Mapping[str, Any], value: Any) -> A
     raise ApiError("bad_request", f"Property '{name}' of type {kind} cannot be written.")
 
 
-def _comparable(kind: Optional[str], value: Any) -> Any:
+def _comparable(kind: str | None, value: Any) -> Any:
     """A stored value or a ``$filter`` literal in a form that compares the way OData does."""
     if value is None or kind is None:
         return value
@@ -335,7 +347,7 @@ class ExactOnline(Emulator):
         self._token_time_offset = 0.0
         self._codes: dict[str, tuple[float, str]] = {}
         self._access: dict[str, float] = {}
-        self._refresh: Optional[str] = None
+        self._refresh: str | None = None
         self._refreshed_at = 0.0
         self._issued_refresh = 0
         self._limits = _Limits()
@@ -546,7 +558,7 @@ class ExactOnline(Emulator):
         return accepted
 
     def _out(self, request: Request, endpoint: str, entity: Mapping[str, Any],
-             uri: Optional[str], select: Optional[set[str]] = None,
+             uri: str | None, select: set[str] | None = None,
              expand: bool = False) -> dict[str, Any]:
         """An entity as Exact sends it: the reference's properties, ``/Date(ms)/`` dates."""
         out: dict[str, Any] = {}
@@ -566,7 +578,7 @@ class ExactOnline(Emulator):
             out[name] = value
         return out
 
-    def _lines_value(self, request: Request, order: Mapping[str, Any], uri: Optional[str],
+    def _lines_value(self, request: Request, order: Mapping[str, Any], uri: str | None,
                      expanded: bool) -> Any:
         if not expanded:
             return {"__deferred": {"uri": f"{uri}/SalesOrderLines"}}
@@ -580,7 +592,7 @@ class ExactOnline(Emulator):
             raise ApiError("bad_request", f"Invalid $expand: {sorted(names - {LINES})[0]}.")
         return names
 
-    def _select(self, request: Request, endpoint: str, required: bool) -> Optional[set[str]]:
+    def _select(self, request: Request, endpoint: str, required: bool) -> set[str] | None:
         text = request.args.get("$select")
         if not text:
             if required:
@@ -611,7 +623,7 @@ class ExactOnline(Emulator):
         return [row for row in rows if predicate(row)]
 
     def _page(self, request: Request, endpoint: str, rows: list[dict[str, Any]], key: str,
-              page_size: int, select: Optional[set[str]], resource: Optional[str]) -> Response:
+              page_size: int, select: set[str] | None, resource: str | None) -> Response:
         """Rows ordered by ``key`` from ``$skiptoken`` on, ``page_size`` per page, ``__next``."""
         rows = sorted(self._filter(request, endpoint, rows), key=lambda r: r[key])
         token = request.args.get("$skiptoken")
@@ -773,7 +785,7 @@ class ExactOnline(Emulator):
             "DeletedBy": "5b1d7a3c-0000-4000-8000-00000000e7ac",
             "DeletedDate": format_timestamp(self.clock.tick()), "Division": DIVISION})
 
-    def _account_code(self, code: Optional[str]) -> str:
+    def _account_code(self, code: str | None) -> str:
         if code is None:
             self.counters["AccountCode"] += 1
             code = str(self.counters["AccountCode"])
@@ -783,7 +795,7 @@ class ExactOnline(Emulator):
         self._unique_code("Accounts", padded, None)
         return padded
 
-    def _unique_code(self, resource: str, code: str, own_id: Optional[str]) -> None:
+    def _unique_code(self, resource: str, code: str, own_id: str | None) -> None:
         for row in self.collections[resource].values():
             if row.entity.get("Code") == code and row.entity["ID"] != own_id:
                 raise ApiError("conflict", f"Code '{code.strip()}' already exists.")
@@ -820,7 +832,7 @@ class ExactOnline(Emulator):
         return lines
 
     def _order_rules(self, order: dict[str, Any],
-                     seed: Optional[Mapping[str, list]] = None) -> None:
+                     seed: Mapping[str, list] | None = None) -> None:
         """Exact's derived values: the customer must exist; lines are numbered, take their
         item's code, description, price and VAT code, and amounts follow."""
         accounts = ({a["ID"]: a for a in seed["Accounts"]} if seed is not None else
@@ -879,7 +891,8 @@ class ExactOnline(Emulator):
         entity[LINES] = [*entity[LINES], line]
         self._order_rules(entity)
         stored = self.commit(ORDERS, order_id, entity)
-        created = next(l for l in stored.entity[LINES] if l["ID"] == line["ID"])
+        created = next(stored_line for stored_line in stored.entity[LINES]
+                       if stored_line["ID"] == line["ID"])
         return self.respond(201, {"d": self._out(request, LINES, created,
                                                  self._uri(request, LINES, line["ID"]))})
 
@@ -889,7 +902,7 @@ class ExactOnline(Emulator):
         accepted = self._accept(LINES, self.json_body(request), "put")
         accepted.pop("ID", None)
         accepted.pop("OrderID", None)
-        entity = {**order.entity, LINES: [dict(l) for l in order.entity[LINES]]}
+        entity = {**order.entity, LINES: [dict(line) for line in order.entity[LINES]]}
         entity[LINES][index].update(accepted)
         self._order_rules(entity)
         self.commit(ORDERS, entity["OrderID"], entity)
@@ -901,7 +914,7 @@ class ExactOnline(Emulator):
         if len(order.entity[LINES]) == 1:
             raise ApiError("bad_request", "A sales order must have at least one line.")
         entity = {**order.entity,
-                  LINES: [l for i, l in enumerate(order.entity[LINES]) if i != index]}
+                  LINES: [line for i, line in enumerate(order.entity[LINES]) if i != index]}
         self._order_rules(entity)
         self.commit(ORDERS, entity["OrderID"], entity)
         return self.respond(204)

@@ -3,7 +3,8 @@
 Grammar (OData v4 URL conventions §5.1.1, the part clients of BC use for sync):
 
 * comparisons ``property op literal`` with ``eq ne gt ge lt le``,
-* ``and``, ``or``, ``not`` and parentheses (``not`` binds tighter than ``and``, ``and`` than ``or``),
+* ``and``, ``or``, ``not`` and parentheses (``not`` binds tighter than ``and``, ``and`` than
+  ``or``),
 * literals: ``'text'`` (``''`` is a quote), numbers, ``true``/``false``/``null``, and the unquoted
   GUID, date and DateTimeOffset literals (``2024-05-01T00:00:00Z``).
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import decimal
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 #: (property name, raw value) -> a value comparable with the literal coerced the same way

@@ -24,10 +24,11 @@ import datetime
 import functools
 import random
 import unicodedata
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
-SEED_END = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+SEED_END = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SEED_WINDOW = datetime.timedelta(days=90)
 
 WEBSHOP_CUSTOMERS, ERP_CUSTOMERS, SHARED_CUSTOMERS = 300, 250, 40
@@ -81,7 +82,7 @@ def webshop_overlap(seed: int, *, orders: int, customers: int, products: int,
               and all(line["product_id"] in by_product for line in order["lines"])]
     shared = usable[-orders:] if last_orders else usable[:orders]
     customer_ids = list(dict.fromkeys(o["customer_id"] for o in shared))
-    product_ids = list(dict.fromkeys(l["product_id"] for o in shared for l in o["lines"]))
+    product_ids = list(dict.fromkeys(line["product_id"] for o in shared for line in o["lines"]))
     for ids, rows, wanted in ((customer_ids, live["customers"], customers),
                               (product_ids, live["products"], products)):
         for row in rows:
@@ -122,7 +123,8 @@ def _digits(rng: random.Random, count: int) -> str:
 
 
 def _weighted_mod11(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(int(digit) * weight for digit, weight in zip(digits, weights)) % 11
+    return sum(int(digit) * weight
+               for digit, weight in zip(digits, weights, strict=False)) % 11
 
 
 def _norwegian_org_no(rng: random.Random) -> str:
@@ -180,48 +182,70 @@ COUNTRIES: tuple[Country, ...] = (
     Country(
         code="NO",
         weight=45,
-        male=("Ola", "Håkon", "Øystein", "Bjørn", "Sigurd", "Jørgen", "Lars", "Eirik", "Anders", "Trond", "Magnus", "Sindre"),
-        female=("Kari", "Solveig", "Åse", "Ingrid", "Ragnhild", "Tuva", "Mari", "Siri", "Nora", "Marte", "Hege", "Sølvi"),
-        surnames_male=("Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Berg", "Haugen",
-                       "Hagen", "Bakken", "Sæther", "Løken", "Strøm", "Dahl", "Sørensen", "Ødegård", "Aasen", "Brække"),
+        male=("Ola", "Håkon", "Øystein", "Bjørn", "Sigurd", "Jørgen", "Lars", "Eirik", "Anders",
+              "Trond", "Magnus", "Sindre"),
+        female=("Kari", "Solveig", "Åse", "Ingrid", "Ragnhild", "Tuva", "Mari", "Siri", "Nora",
+                "Marte", "Hege", "Sølvi"),
+        surnames_male=("Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen",
+                       "Berg", "Haugen",
+                       "Hagen", "Bakken", "Sæther", "Løken", "Strøm", "Dahl", "Sørensen", "Ødegård",
+                       "Aasen", "Brække"),
         surnames_female=(),
-        streets=("Storgata", "Kongens gate", "Thorvald Meyers gate", "Bogstadveien", "Markveien", "Løkkeveien",
-                 "Kirkegata", "Torggata", "Strandgaten", "Øvre Holmegate", "Fjordveien", "Skippergata",
+        streets=("Storgata", "Kongens gate", "Thorvald Meyers gate", "Bogstadveien", "Markveien",
+                 "Løkkeveien",
+                 "Kirkegata", "Torggata", "Strandgaten", "Øvre Holmegate", "Fjordveien",
+                 "Skippergata",
                  "Bjørnstjerne Bjørnsons gate", "Kjøpmannsgata", "Sjøgata"),
-        places=(("0150", "Oslo"), ("0557", "Oslo"), ("0361", "Oslo"), ("5003", "Bergen"), ("5014", "Bergen"),
-                ("7010", "Trondheim"), ("4006", "Stavanger"), ("9008", "Tromsø"), ("3015", "Drammen"),
-                ("4612", "Kristiansand"), ("2317", "Hamar"), ("1606", "Fredrikstad"), ("6004", "Ålesund"),
+        places=(("0150", "Oslo"), ("0557", "Oslo"), ("0361", "Oslo"), ("5003", "Bergen"), ("5014",
+                                                                                           "Bergen"),
+                ("7010", "Trondheim"), ("4006", "Stavanger"), ("9008", "Tromsø"), ("3015",
+                                                                                   "Drammen"),
+                ("4612", "Kristiansand"), ("2317", "Hamar"), ("1606", "Fredrikstad"), ("6004",
+                                                                                       "Ålesund"),
                 ("8006", "Bodø"), ("2609", "Lillehammer")),
-        line2=("Leilighet H0203", "Leilighet H0101", "2. etasje", "c/o Hansen", "Inngang bakgården"),
-        company_prefixes=("Fjord", "Nordlys", "Bjørke", "Havgløtt", "Sørlands", "Fjell", "Øyrane", "Trollheimen", "Skårdal",
+        line2=("Leilighet H0203", "Leilighet H0101", "2. etasje", "c/o Hansen",
+               "Inngang bakgården"),
+        company_prefixes=("Fjord", "Nordlys", "Bjørke", "Havgløtt", "Sørlands", "Fjell", "Øyrane",
+                          "Trollheimen", "Skårdal",
              "Måkeskjær", "Lysaker", "Vestkyst", "Bakkebø", "Granli", "Stølen", "Åsen"),
-        company_trades=("Kaffe", "Interiør", "Bygg", "Bakeri", "Turutstyr", "Sjømat", "Regnskap", "Rør", "Elektro",
+        company_trades=("Kaffe", "Interiør", "Bygg", "Bakeri", "Turutstyr", "Sjømat", "Regnskap",
+                        "Rør", "Elektro",
              "Design", "Trelast", "Catering"),
         company_pattern="{prefix} {trade}{where} AS",
-        phone=lambda rng: f"+47 {rng.choice('49')}{_digits(rng, 2)} {_digits(rng, 2)} {_digits(rng, 3)}",
+        phone=lambda rng: (f"+47 {rng.choice('49')}{_digits(rng, 2)} {_digits(rng, 2)} "
+                           f"{_digits(rng, 3)}"),
         org_no=_norwegian_org_no,
         vat_no=lambda rng, org: f"NO{org}MVA",
-        house=lambda rng, street: f"{street} {rng.randrange(1, 120)}{rng.choice(['', '', '', 'A', 'B'])}",
+        house=lambda rng,
+        street: f"{street} {rng.randrange(1, 120)}{rng.choice(['', '', '', 'A', 'B'])}",
     ),
     Country(
         code="SE",
         weight=20,
-        male=("Erik", "Björn", "Lars", "Mikael", "Johan", "Gustav", "Oskar", "Nils", "Sören", "Måns"),
+        male=("Erik", "Björn", "Lars", "Mikael", "Johan", "Gustav", "Oskar", "Nils", "Sören",
+              "Måns"),
         female=("Anna", "Åsa", "Karin", "Elin", "Sofia", "Maja", "Ebba", "Linnéa", "Märta", "Ylva"),
-        surnames_male=("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson",
-                       "Persson", "Svensson", "Gustafsson", "Lindström", "Åkesson", "Sjöberg", "Bergqvist",
+        surnames_male=("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson",
+                       "Olsson",
+                       "Persson", "Svensson", "Gustafsson", "Lindström", "Åkesson", "Sjöberg",
+                       "Bergqvist",
                        "Holmgren", "Lindqvist"),
         surnames_female=(),
         streets=("Drottninggatan", "Kungsgatan", "Götgatan", "Storgatan", "Vasagatan", "Sveavägen",
                  "Hornsgatan", "Östra Hamngatan", "Linnégatan", "Södra Förstadsgatan"),
-        places=(("111 52", "Stockholm"), ("118 46", "Stockholm"), ("411 05", "Göteborg"), ("211 22", "Malmö"),
-                ("753 20", "Uppsala"), ("702 10", "Örebro"), ("903 26", "Umeå"), ("582 24", "Linköping")),
+        places=(("111 52", "Stockholm"), ("118 46", "Stockholm"), ("411 05", "Göteborg"), ("211 22",
+                                                                                           "Malmö"),
+                ("753 20", "Uppsala"), ("702 10", "Örebro"), ("903 26", "Umeå"), ("582 24",
+                                                                                  "Linköping")),
         line2=("Lgh 1102", "Lgh 1201", "c/o Lindqvist", "Port 2"),
-        company_prefixes=("Bergström & Söner", "Göteborgs", "Älvdalens", "Skärgårdens", "Norrlands", "Åkessons",
+        company_prefixes=("Bergström & Söner", "Göteborgs", "Älvdalens", "Skärgårdens", "Norrlands",
+                          "Åkessons",
              "Lindqvists", "Sjöbergs", "Österlens", "Vänerns"),
-        company_trades=("Kafferosteri", "Trä", "Delikatesser", "Friluft", "Blommor", "Design", "Bygg", "Elteknik"),
+        company_trades=("Kafferosteri", "Trä", "Delikatesser", "Friluft", "Blommor", "Design",
+                        "Bygg", "Elteknik"),
         company_pattern="{prefix} {trade}{where} AB",
-        phone=lambda rng: f"+46 7{rng.choice('0236')} {_digits(rng, 3)} {_digits(rng, 2)} {_digits(rng, 2)}",
+        phone=lambda rng: (f"+46 7{rng.choice('0236')} {_digits(rng, 3)} {_digits(rng, 2)} "
+                           f"{_digits(rng, 2)}"),
         org_no=_swedish_org_no,
         vat_no=lambda rng, org: f"SE{org.replace('-', '')}01",
         house=lambda rng, street: f"{street} {rng.randrange(1, 90)}",
@@ -231,19 +255,24 @@ COUNTRIES: tuple[Country, ...] = (
         weight=12,
         male=("Søren", "Frederik", "Rasmus", "Mads", "Jens", "Mikkel", "Anders", "Bjørn"),
         female=("Mette", "Sofie", "Ida", "Freja", "Line", "Signe", "Birthe", "Maja"),
-        surnames_male=("Nielsen", "Jensen", "Hansen", "Pedersen", "Andersen", "Christensen", "Larsen",
-                       "Sørensen", "Rasmussen", "Jørgensen", "Møller", "Madsen", "Kjær", "Østergaard"),
+        surnames_male=("Nielsen", "Jensen", "Hansen", "Pedersen", "Andersen", "Christensen",
+                       "Larsen",
+                       "Sørensen", "Rasmussen", "Jørgensen", "Møller", "Madsen", "Kjær",
+                       "Østergaard"),
         surnames_female=(),
         streets=("Nørrebrogade", "Vesterbrogade", "Østerbrogade", "Amagerbrogade", "Jægersborggade",
                  "Søndergade", "Vestergade", "Åboulevard", "Frederiksberg Allé"),
-        places=(("2200", "København N"), ("1620", "København V"), ("2100", "København Ø"), ("8000", "Aarhus C"),
+        places=(("2200", "København N"), ("1620", "København V"), ("2100", "København Ø"),
+                ("8000", "Aarhus C"),
                 ("5000", "Odense C"), ("9000", "Aalborg"), ("6700", "Esbjerg"), ("7100", "Vejle"),
                 ("5970", "Ærøskøbing")),
         line2=("2. th.", "st. tv.", "3. mf.", "1. tv."),
-        company_prefixes=("Kjær", "Østerbro", "Nørre Vold", "Søndergaard", "Aarhus", "Fyns", "Jyllands", "Møllers"),
+        company_prefixes=("Kjær", "Østerbro", "Nørre Vold", "Søndergaard", "Aarhus", "Fyns",
+                          "Jyllands", "Møllers"),
         company_trades=("Møbler", "Kaffebar", "Tryk", "Bageri", "Cykler", "Gartneri", "Smørrebrød"),
         company_pattern="{prefix} {trade}{where} ApS",
-        phone=lambda rng: f"+45 {rng.randrange(2, 10)}{_digits(rng, 1)} {_digits(rng, 2)} {_digits(rng, 2)} {_digits(rng, 2)}",
+        phone=lambda rng: (f"+45 {rng.randrange(2, 10)}{_digits(rng, 1)} {_digits(rng, 2)} "
+                           f"{_digits(rng, 2)} {_digits(rng, 2)}"),
         org_no=_danish_cvr,
         vat_no=lambda rng, org: f"DK{org}",
         house=lambda rng, street: f"{street} {rng.randrange(1, 150)}",
@@ -253,15 +282,19 @@ COUNTRIES: tuple[Country, ...] = (
         weight=8,
         male=("Mikko", "Juha", "Matti", "Jussi", "Ville", "Pekka", "Jyrki"),
         female=("Aino", "Sanna", "Elina", "Päivi", "Hanna", "Tiina", "Sari"),
-        surnames_male=("Korhonen", "Virtanen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine",
+        surnames_male=("Korhonen", "Virtanen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen",
+                       "Laine",
                        "Heikkinen", "Koskinen", "Järvinen"),
         surnames_female=(),
-        streets=("Mannerheimintie", "Aleksanterinkatu", "Hämeenkatu", "Läntinen Pitkäkatu", "Kauppakatu",
+        streets=("Mannerheimintie", "Aleksanterinkatu", "Hämeenkatu", "Läntinen Pitkäkatu",
+                 "Kauppakatu",
                  "Yliopistonkatu", "Kyläsaarenkatu"),
-        places=(("00100", "Helsinki"), ("00530", "Helsinki"), ("33100", "Tampere"), ("20100", "Turku"),
+        places=(("00100", "Helsinki"), ("00530", "Helsinki"), ("33100", "Tampere"), ("20100",
+                                                                                     "Turku"),
                 ("90100", "Oulu"), ("40100", "Jyväskylä"), ("02150", "Espoo")),
         line2=("as. 12", "B 22", "A 4"),
-        company_prefixes=("Mäkelän", "Järvisen", "Hämeen", "Lapin", "Saariston", "Pohjolan", "Kärkkäisen"),
+        company_prefixes=("Mäkelän", "Järvisen", "Hämeen", "Lapin", "Saariston", "Pohjolan",
+                          "Kärkkäisen"),
         company_trades=("Kahvila", "Puutyö", "Retkeily", "Kala", "Leipomo", "Sisustus"),
         company_pattern="{prefix} {trade}{where} Oy",
         phone=lambda rng: f"+358 4{rng.choice('0145')} {_digits(rng, 3)} {_digits(rng, 4)}",
@@ -274,21 +307,27 @@ COUNTRIES: tuple[Country, ...] = (
         weight=10,
         male=("Jürgen", "Lukas", "Maximilian", "Jörg", "Felix", "Günther", "René", "Björn"),
         female=("Sophie", "Anja", "Katrin", "Lena", "Bärbel", "Jördis", "Renée", "Ute"),
-        surnames_male=("Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Meyer", "Wagner", "Becker",
+        surnames_male=("Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Meyer", "Wagner",
+                       "Becker",
                        "Schäfer", "Groß", "Köhler", "Strauß", "Krüger", "Hoffmann"),
         surnames_female=(),
-        streets=("Hauptstraße", "Schloßstraße", "Bahnhofstraße", "Kurfürstendamm", "Friedrichstraße",
+        streets=("Hauptstraße", "Schloßstraße", "Bahnhofstraße", "Kurfürstendamm",
+                 "Friedrichstraße",
                  "Königsallee", "Maximilianstraße", "Lindenstraße", "Gartenstraße"),
-        places=(("10115", "Berlin"), ("10719", "Berlin"), ("80331", "München"), ("20095", "Hamburg"),
+        places=(("10115", "Berlin"), ("10719", "Berlin"), ("80331", "München"), ("20095",
+                                                                                 "Hamburg"),
                 ("50667", "Köln"), ("60311", "Frankfurt am Main"), ("70173", "Stuttgart"),
                 ("40213", "Düsseldorf"), ("01067", "Dresden"), ("04109", "Leipzig")),
         line2=("Hinterhaus", "2. OG", "c/o Müller", "Aufgang B"),
-        company_prefixes=("Groß", "Müller & Weiß", "Schäfer", "Köhler", "Strauß", "Krüger", "Weißmann", "Bäcker"),
-        company_trades=("Feinkost", "Holzbau", "Outdoor", "Kaffeerösterei", "Möbelwerkstatt", "Gartenbau"),
+        company_prefixes=("Groß", "Müller & Weiß", "Schäfer", "Köhler", "Strauß", "Krüger",
+                          "Weißmann", "Bäcker"),
+        company_trades=("Feinkost", "Holzbau", "Outdoor", "Kaffeerösterei", "Möbelwerkstatt",
+                        "Gartenbau"),
         company_pattern="{prefix} {trade}{where} GmbH",
         phone=lambda rng: f"+49 1{rng.choice('567')}{_digits(rng, 1)} {_digits(rng, 8)}",
         org_no=_german_register_no,
-        vat_no=lambda rng, org: f"DE{rng.randrange(1, 10)}{_digits(rng, 8)}",  # not derived from HRB
+        # not derived from HRB
+        vat_no=lambda rng, org: f"DE{rng.randrange(1, 10)}{_digits(rng, 8)}",
         house=lambda rng, street: f"{street} {rng.randrange(1, 200)}",
     ),
     Country(
@@ -296,19 +335,24 @@ COUNTRIES: tuple[Country, ...] = (
         weight=5,
         male=("Łukasz", "Paweł", "Wojciech", "Michał", "Grzegorz", "Tomasz"),
         female=("Małgorzata", "Agnieszka", "Katarzyna", "Zofia", "Joanna", "Magdalena"),
-        surnames_male=("Nowak", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński", "Lewandowski", "Zieliński",
+        surnames_male=("Nowak", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński", "Lewandowski",
+                       "Zieliński",
                        "Woźniak", "Dąbrowski"),
-        surnames_female=("Nowak", "Wiśniewska", "Wójcik", "Kowalczyk", "Kamińska", "Lewandowska", "Zielińska",
+        surnames_female=("Nowak", "Wiśniewska", "Wójcik", "Kowalczyk", "Kamińska", "Lewandowska",
+                         "Zielińska",
                          "Woźniak", "Dąbrowska"),
-        streets=("ul. Floriańska", "ul. Marszałkowska", "ul. Długa", "ul. Piotrkowska", "ul. Świętojańska",
+        streets=("ul. Floriańska", "ul. Marszałkowska", "ul. Długa", "ul. Piotrkowska",
+                 "ul. Świętojańska",
                  "ul. Grodzka"),
-        places=(("31-019", "Kraków"), ("00-001", "Warszawa"), ("80-831", "Gdańsk"), ("90-001", "Łódź"),
+        places=(("31-019", "Kraków"), ("00-001", "Warszawa"), ("80-831", "Gdańsk"), ("90-001",
+                                                                                     "Łódź"),
                 ("81-001", "Gdynia"), ("50-001", "Wrocław"), ("61-001", "Poznań")),
         line2=("lok. 4", "lok. 12", "II piętro"),
         company_prefixes=("Łódzka", "Gdańska", "Krakowska", "Wrocławska", "Poznańska"),
         company_trades=("Drukarnia", "Piekarnia", "Kawiarnia", "Stolarnia", "Hurtownia"),
         company_pattern="{trade} {prefix}{where} Sp. z o.o.",
-        phone=lambda rng: f"+48 {rng.choice('5678')}{_digits(rng, 2)} {_digits(rng, 3)} {_digits(rng, 3)}",
+        phone=lambda rng: (f"+48 {rng.choice('5678')}{_digits(rng, 2)} {_digits(rng, 3)} "
+                           f"{_digits(rng, 3)}"),
         org_no=_polish_nip,
         vat_no=lambda rng, org: f"PL{org.replace('-', '')}",
         house=lambda rng, street: f"{street} {rng.randrange(1, 60)}/{rng.randrange(1, 30)}",
@@ -352,11 +396,11 @@ class Party:
     first_name: str
     last_name: str
     email: str
-    phone: Optional[str]
+    phone: str | None
     address: dict[str, Any]
-    company: Optional[str] = None
-    org_no: Optional[str] = None
-    vat_no: Optional[str] = None
+    company: str | None = None
+    org_no: str | None = None
+    vat_no: str | None = None
 
 
 def customer_name(row: dict[str, Any]) -> str:
@@ -424,7 +468,8 @@ class _Parties:
         country = rng.choices(COUNTRIES, weights=[c.weight for c in COUNTRIES])[0]
         female = rng.random() < 0.5
         first = rng.choice(country.female if female else country.male)
-        last = rng.choice(country.surnames_female if female and country.surnames_female else country.surnames_male)
+        last = rng.choice(country.surnames_female if female and country.surnames_female
+                          else country.surnames_male)
         address = _address(rng, country)
         phone = country.phone(rng) if rng.random() < 0.85 else None
         if rng.random() >= company_share:
@@ -433,12 +478,15 @@ class _Parties:
         company, domain = self._company_name(country, address["city"])
         org_no = country.org_no(rng)
         email = self._unique_email(rng.choice(_COMPANY_ROLES), domain)
-        return Party(first, last, email, phone, address, company, org_no, country.vat_no(rng, org_no))
+        return Party(first, last, email, phone, address, company, org_no, country.vat_no(rng,
+                                                                                         org_no))
 
     def rtl_person(self) -> Party:
         """One customer whose name is written right to left."""
-        address = {"line1": "Tøyengata 31", "line2": None, "postal_code": "0578", "city": "Oslo", "country": "NO"}
-        return Party("ليلى", "حداد", self._unique_email("laila.haddad", "example.com"), "+47 934 12 870", address)
+        address = {"line1": "Tøyengata 31", "line2": None, "postal_code": "0578", "city": "Oslo",
+                   "country": "NO"}
+        return Party("ليلى", "حداد", self._unique_email("laila.haddad", "example.com"),
+                     "+47 934 12 870", address)
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +501,7 @@ class Item:
     name: str
     description: str
     price: Decimal
-    cost: Optional[Decimal]
+    cost: Decimal | None
     vat_rate: int
     unit: str
     gtin: str = ""
@@ -490,7 +538,8 @@ def _expand(template: str, *choices: tuple[str, ...]) -> tuple[str, ...]:
 
 _COLOURS = ("grå", "rød", "blå", "natur", "skogsgrønn", "sennepsgul")
 _PATTERNS = ("Fjellrype", "Rosemaling", "Marius", "Selbu", "Nordlys", "Fjord")
-_ORIGINS = ("Etiopia Yirgacheffe", "Colombia Huila", "Kenya Nyeri AA", "Brasil Cerrado", "Guatemala Antigua",
+_ORIGINS = ("Etiopia Yirgacheffe", "Colombia Huila", "Kenya Nyeri AA", "Brasil Cerrado",
+            "Guatemala Antigua",
             "Rwanda Huye", "Costa Rica Tarrazú", "Peru Cajamarca")
 _ROASTS = ("lysbrent", "mellombrent", "mørkbrent")
 
@@ -498,30 +547,39 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "KAF", 15,
         ("Ferskbrent i Oslo hver uke.", "Smaker av karamell, nøtter og mørk sjokolade.",
-         "Passer til filter og presskanne.", "Direkte handel med små gårder.", "Økologisk sertifisert."),
+         "Passer til filter og presskanne.", "Direkte handel med små gårder.",
+         "Økologisk sertifisert."),
         "☕",
         (
             Group(_expand("Kaffe {0}, {1}, 250 g", _ORIGINS, _ROASTS), (119, 189)),
             Group(_expand("Kaffe {0}, {1}, 500 g", _ORIGINS, _ROASTS), (219, 329)),
             Group(_expand("Kaffe {0}, {1}, 1 kg", _ORIGINS, _ROASTS), (389, 549)),
-            Group(_expand("{0} {1}", ("Grønn te Sencha", "Earl Grey øko", "Rooibos vanilje", "Chai krydderte",
-                                      "Hvit te Pai Mu Tan", "Fjellte med blåbær"), ("100 g", "250 g")), (69, 199)),
+            Group(_expand("{0} {1}", ("Grønn te Sencha", "Earl Grey øko", "Rooibos vanilje",
+                                      "Chai krydderte",
+                                      "Hvit te Pai Mu Tan", "Fjellte med blåbær"), ("100 g",
+                                                                                    "250 g")), (69,
+                                                                                                199)),
         ),
     ),
     Category(
         "MAT", 15,
-        ("Laget etter tradisjonell oppskrift.", "Uten tilsetningsstoffer.", "Fra små produsenter i Norge.",
+        ("Laget etter tradisjonell oppskrift.", "Uten tilsetningsstoffer.",
+         "Fra små produsenter i Norge.",
          "Perfekt til frokostbordet.", "Holdbar i 12 måneder uåpnet."),
         "🍫",
         (
             Group(("Brunost Gudbrandsdalen 500 g", "Flatbrød tynt 300 g", "Multebærsyltetøy 350 g",
                    "Müsli økologisk 750 g", "Sjokolade 70 % kakao 100 g", "Salt lakris 150 g",
                    "Tyttebærsyltetøy 400 g", "Knekkebrød rug 280 g", "Honning fra Hardanger 350 g",
-                   "Sennep grov 200 g", "Krumkaker 12 stk", "Lefser med kanel 6 stk", "Fenalår skivet 100 g",
-                   "Jordbærsaft 0,5 l", "Havregryn lettkokt 1 kg", "Rømmegrøt 450 g", "Geitost mild 250 g",
-                   "Kanelboller 6 stk", "Sild i tomat 160 g", "Tørrfisk fra Lofoten 200 g", "Æbleskiver 20 stk"),
+                   "Sennep grov 200 g", "Krumkaker 12 stk", "Lefser med kanel 6 stk",
+                   "Fenalår skivet 100 g",
+                   "Jordbærsaft 0,5 l", "Havregryn lettkokt 1 kg", "Rømmegrøt 450 g",
+                   "Geitost mild 250 g",
+                   "Kanelboller 6 stk", "Sild i tomat 160 g", "Tørrfisk fra Lofoten 200 g",
+                   "Æbleskiver 20 stk"),
                   (29, 189)),
-            Group(("Brunost Gudbrandsdalen, løsvekt", "Røkelaks skivet, løsvekt", "Spekemat fra Voss, løsvekt"),
+            Group(("Brunost Gudbrandsdalen, løsvekt", "Røkelaks skivet, løsvekt",
+                   "Spekemat fra Voss, løsvekt"),
                   (189, 459), unit="kg"),
         ),
     ),
@@ -533,27 +591,35 @@ CATEGORIES: tuple[Category, ...] = (
         (
             Group(_expand("Ullpledd {0} 130×170 cm, {1}", _PATTERNS, _COLOURS), (899, 1899)),
             Group(_expand("Strikket lue {0}, {1}", _PATTERNS, _COLOURS), (249, 549)),
-            Group(_expand("Genser {0}, {1}, str. {2}", ("Marius", "Setesdal", "Fana"), ("dame", "herre"),
+            Group(_expand("Genser {0}, {1}, str. {2}", ("Marius", "Setesdal", "Fana"), ("dame",
+                                                                                        "herre"),
                           ("XS", "S", "M", "L", "XL", "XXL")), (1299, 2499)),
-            Group(_expand("Ullsokker {0}, str. {1}", ("tursokk", "hyttesokk", "lett"), ("36–40", "41–45")),
+            Group(_expand("Ullsokker {0}, str. {1}", ("tursokk", "hyttesokk", "lett"), ("36–40",
+                                                                                        "41–45")),
                   (149, 299)),
             Group(_expand("Ullstoff metervare, {0}", _COLOURS), (149, 329), unit="m"),
         ),
     ),
     Category(
         "KJK", 25,
-        ("Håndlaget i Norge.", "Tåler oppvaskmaskin.", "Livstidsgaranti.", "Oljes jevnlig med matolje.",
+        ("Håndlaget i Norge.", "Tåler oppvaskmaskin.", "Livstidsgaranti.",
+         "Oljes jevnlig med matolje.",
          "Gir perfekt resultat hver gang."),
         "🔥",
         (
             Group(_expand("Kaffekopp håndlaget {0}, {1}", ("20 cl", "30 cl"),
                           ("hvit", "skiferblå", "mosegrønn", "sand")), (149, 299)),
             Group(_expand("Støpejernsgryte {0}", ("2,5 l", "4 l", "6 l")), (1299, 2499)),
-            Group(_expand("Skjærebrett {0} {1}", ("eik", "bjørk", "valnøtt"), ("30×20 cm", "40×25 cm")), (299, 699)),
-            Group(_expand("Kokkekniv {0} {1}", ("Santoku", "Gyuto", "Nakiri"), ("16 cm", "18 cm", "21 cm")),
+            Group(_expand("Skjærebrett {0} {1}", ("eik", "bjørk", "valnøtt"), ("30×20 cm",
+                                                                               "40×25 cm")), (299,
+                                                                                              699)),
+            Group(_expand("Kokkekniv {0} {1}", ("Santoku", "Gyuto", "Nakiri"), ("16 cm", "18 cm",
+                                                                                "21 cm")),
                   (799, 1999)),
-            Group(_expand("Ostehøvel {0}", ("stål", "messing", "eik")) + ("Kaffefilter nr. 4, 100 stk",), (39, 399)),
-            Group(_expand("Kaffekjele emalje {0}", ("1,5 l", "2,5 l")) + _expand("Presskanne {0}", ("0,35 l", "1 l"))
+            Group(_expand("Ostehøvel {0}", ("stål", "messing",
+                                            "eik")) + ("Kaffefilter nr. 4, 100 stk",), (39, 399)),
+            Group(_expand("Kaffekjele emalje {0}", ("1,5 l", "2,5 l")) + _expand("Presskanne {0}",
+                                                                                 ("0,35 l", "1 l"))
                   + ("Kaffekvern manuell, stål",), (299, 899)),
         ),
     ),
@@ -564,27 +630,35 @@ CATEGORIES: tuple[Category, ...] = (
         "🏔️",
         (
             Group(_expand("Bålpanne Ø{0} cm", ("50", "60", "70", "80")), (799, 1999)),
-            Group(_expand("Sovepose dun {0}, {1}", ("−5 °C", "−10 °C", "−20 °C"), ("regular", "long")),
+            Group(_expand("Sovepose dun {0}, {1}", ("−5 °C", "−10 °C", "−20 °C"), ("regular",
+                                                                                   "long")),
                   (1999, 4999)),
-            Group(_expand("Termos {0}, {1}", ("0,5 l", "0,75 l", "1 l"), ("svart", "grønn", "oransje"))
+            Group(_expand("Termos {0}, {1}", ("0,5 l", "0,75 l", "1 l"), ("svart", "grønn",
+                                                                          "oransje"))
                   + _expand("Turstol lett, {0}", ("svart", "grønn", "blå"))
                   + _expand("Kuksa bjørk, {0}", ("liten", "stor")), (249, 599)),
             Group(_expand("Hodelykt {0} lm", ("200", "400", "750")), (399, 1299)),
-            Group(_expand("Ryggsekk {0} l, {1}", ("20", "30", "45", "65"), ("svart", "grønn", "rød")), (799, 2999)),
-            Group(_expand("Ullundertøy {0}, {1}, str. {2}", ("trøye", "bukse"), ("dame", "herre"), ("S", "M", "L")),
+            Group(_expand("Ryggsekk {0} l, {1}", ("20", "30", "45", "65"), ("svart", "grønn",
+                                                                            "rød")), (799, 2999)),
+            Group(_expand("Ullundertøy {0}, {1}, str. {2}", ("trøye", "bukse"), ("dame", "herre"),
+                          ("S", "M", "L")),
                   (499, 899)),
         ),
     ),
     Category(
         "INT", 25,
-        ("Skaper hygge i hjemmet.", "Munnblåst og unik.", "Naturlige materialer.", "Lages i små serier."),
+        ("Skaper hygge i hjemmet.", "Munnblåst og unik.", "Naturlige materialer.",
+         "Lages i små serier."),
         "🕯️",
         (
-            Group(_expand("Lysestake {0}, {1}", ("messing", "jern", "eik"), ("15 cm", "25 cm")), (199, 699)),
-            Group(_expand("Putetrekk {0} 50×50 cm, {1}", _PATTERNS, ("grå", "natur", "blå", "rød")), (249, 449)),
+            Group(_expand("Lysestake {0}, {1}", ("messing", "jern", "eik"), ("15 cm", "25 cm")),
+                  (199, 699)),
+            Group(_expand("Putetrekk {0} 50×50 cm, {1}", _PATTERNS, ("grå", "natur", "blå", "rød")),
+                  (249, 449)),
             Group(_expand("Saueskinn {0}", ("hvit", "grå", "brun", "sort")), (899, 1499)),
             Group(_expand("Vase munnblåst, {0}", ("klar", "røyk", "grønn", "rav")), (399, 999)),
-            Group(_expand("Duftlys {0}", ("einer", "bjørk", "lyng", "tyttebær", "havbris")), (99, 249)),
+            Group(_expand("Duftlys {0}", ("einer", "bjørk", "lyng", "tyttebær", "havbris")), (99,
+                                                                                              249)),
         ),
     ),
     Category(
@@ -592,7 +666,8 @@ CATEGORIES: tuple[Category, ...] = (
         ("Innbundet, 240 sider.", "Rikt illustrert.", "På norsk.", "Signert av forfatteren."),
         "📚",
         (
-            Group(_expand("Kokebok: {0}", ("Nordisk hverdagsmat", "Fra fjord til bord", "Bakst fra bestemor",
+            Group(_expand("Kokebok: {0}", ("Nordisk hverdagsmat", "Fra fjord til bord",
+                                           "Bakst fra bestemor",
                                            "Sopp i norsk natur", "Kaffe og kaker"))
                   + _expand("Turguide: {0}", ("Jotunheimen", "Lofoten", "Rondane", "Hardangervidda",
                                               "Trollheimen", "Femundsmarka"))
@@ -608,7 +683,8 @@ CATEGORIES: tuple[Category, ...] = (
             Group(("Kinobillett gavekort", "Museumsbillett Vikingtidsmuseet, voksen",
                    "Fjordcruise Nærøyfjorden, voksen", "Fjordcruise Nærøyfjorden, barn",
                    "Gavekort hurtigbåt Bergen–Stavanger", "Flåmsbana tur/retur, voksen",
-                   "Fornøyelsespark dagspass, barn", "Museumsbillett Munchmuseet, voksen"), (99, 899)),
+                   "Fornøyelsespark dagspass, barn", "Museumsbillett Munchmuseet, voksen"), (99,
+                                                                                             899)),
         ),
     ),
 )
@@ -630,7 +706,8 @@ def _price(rng: random.Random, low: int, high: int) -> Decimal:
 
 def _items(rng: random.Random, count: int) -> list[Item]:
     """``count`` distinct products with unique GTINs, in random order."""
-    pool = [(category, group, name) for category in CATEGORIES for group in category.groups for name in group.names]
+    pool = [(category, group,
+             name) for category in CATEGORIES for group in category.groups for name in group.names]
     chosen = rng.sample(pool, count)
     gtins: set[str] = set()
     items = []
@@ -645,7 +722,8 @@ def _items(rng: random.Random, count: int) -> list[Item]:
         while not gtin or gtin in gtins:
             gtin = gtin13(rng.choice(_GTIN_PREFIXES) + _digits(rng, 10))
         gtins.add(gtin)
-        items.append(Item(category.code, name, description, price, cost, category.vat_rate, group.unit, gtin))
+        items.append(Item(category.code, name, description, price, cost, category.vat_rate,
+                          group.unit, gtin))
     return items
 
 
@@ -669,7 +747,8 @@ WEBSHOP_STATUSES = ("pending", "processing", "shipped", "completed", "cancelled"
 ERP_STATUSES = ("Open", "Released", "Shipped", "Invoiced", "Cancelled")
 
 
-def _status_for_age(rng: random.Random, modified: datetime.datetime, statuses: tuple[str, ...]) -> str:
+def _status_for_age(rng: random.Random, modified: datetime.datetime, statuses: tuple[str,
+                                                                                     ...]) -> str:
     """Orders move one stage on about every ten days; 5 % are cancelled. ``statuses`` runs
     from new to done, then "cancelled"."""
     if rng.random() < 0.05:
@@ -691,14 +770,16 @@ class Sale:
     status: str = ""
 
 
-def _sale(rng: random.Random, party: Party, items: list[Item], modified: datetime.datetime, max_qty: int) -> Sale:
+def _sale(rng: random.Random, party: Party, items: list[Item], modified: datetime.datetime,
+          max_qty: int) -> Sale:
     chosen = rng.sample(items, rng.randrange(1, 6))
     lines = [
         (item, rng.randrange(1, max_qty + 1), Decimal(rng.choice(["0", "0", "0", "0", "10", "15"])))
         for item in chosen
     ]
     subtotal = sum(item.price * qty for item, qty, _ in lines)
-    discount = Decimal(rng.choice(["50.00", "100.00"])) if subtotal > 800 and rng.random() < 0.1 else Decimal("0.00")
+    discount = (Decimal(rng.choice(["50.00", "100.00"])) if subtotal > 800 and rng.random() < 0.1
+                else Decimal("0.00"))
     placed = max(modified - datetime.timedelta(hours=rng.randrange(0, 72)), SEED_END - SEED_WINDOW)
     order_date = placed.date()
     return Sale(party, lines, modified, order_date, discount)
@@ -728,7 +809,8 @@ def _business(rng: random.Random) -> _Business:
         party.phone = party.phone or country.phone(rng)
         if index % 7 == 3:
             party.address["line2"] = party.address["line2"] or rng.choice(country.line2)
-    shop = [parties.make(company_share=0.15) for _ in range(WEBSHOP_CUSTOMERS - SHARED_CUSTOMERS - 1)]
+    shop = [parties.make(company_share=0.15)
+            for _ in range(WEBSHOP_CUSTOMERS - SHARED_CUSTOMERS - 1)]
     shop.insert(rng.randrange(DELETED_CUSTOMERS, len(shop)), parties.rtl_person())
     erp = [parties.make(company_share=0.55) for _ in range(ERP_CUSTOMERS - SHARED_CUSTOMERS)]
 
@@ -766,10 +848,12 @@ def _generate(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, lis
     return webshop, _erp_data(rng, business, shared_sales)
 
 
-def _webshop_data(rng: random.Random, business: _Business) -> tuple[dict[str, list[dict[str, Any]]], list[Sale]]:
+def _webshop_data(rng: random.Random, business: _Business) -> tuple[dict[str, list[dict[str, Any]]],
+                                                                    list[Sale]]:
     """The webshop's entities, and the sales that are also in the ERP."""
     stamps = iter(_timestamps(rng, WEBSHOP_CUSTOMERS + WEBSHOP_PRODUCTS + WEBSHOP_ORDERS))
-    variants = {party: _shared_variant(index) for index, party in enumerate(business.shared_parties)}
+    variants = {party: _shared_variant(index) for index,
+                party in enumerate(business.shared_parties)}
     deleted_parties = set(business.shop_parties[:DELETED_CUSTOMERS])
     parties = business.shared_parties + business.shop_parties
     rng.shuffle(parties)
@@ -861,9 +945,11 @@ def _webshop_data(rng: random.Random, business: _Business) -> tuple[dict[str, li
     return {"customers": customers, "products": products, "orders": orders}, shared_sales
 
 
-def _erp_data(rng: random.Random, business: _Business, shared_sales: list[Sale]) -> dict[str, list[dict[str, Any]]]:
+def _erp_data(rng: random.Random, business: _Business, shared_sales: list[Sale]
+              ) -> dict[str, list[dict[str, Any]]]:
     stamps = iter(_timestamps(rng, ERP_CUSTOMERS + ERP_PRODUCTS + ERP_ORDERS))
-    variants = {party: _shared_variant(index) for index, party in enumerate(business.shared_parties)}
+    variants = {party: _shared_variant(index) for index,
+                party in enumerate(business.shared_parties)}
     parties = business.shared_parties + business.erp_parties
     rng.shuffle(parties)
     customer_nos = {party: f"C{number}" for number, party in enumerate(parties, start=10001)}
@@ -914,17 +1000,20 @@ def _erp_data(rng: random.Random, business: _Business, shared_sales: list[Sale])
     orders = []
     for sale in shared_sales:  # imported from the webshop some minutes after it was placed
         delay = datetime.timedelta(minutes=rng.randrange(5, 120))
-        modified = sale.modified + delay if sale.modified + delay < SEED_END else sale.modified - delay
+        modified = (sale.modified + delay if sale.modified + delay < SEED_END
+                    else sale.modified - delay)
         webshop_prices = {item.sku: item.price for item, _, _ in sale.lines}
         orders.append(_erp_order(sale, sale.number, customer_nos[sale.party], modified,
-                                 f"Nettbutikk {sale.number}", ORDER_STATUS_TO_ERP[sale.status], webshop_prices))
+                                 f"Nettbutikk {sale.number}", ORDER_STATUS_TO_ERP[sale.status],
+                                 webshop_prices))
     own_sales = sorted(
         (_sale(rng, rng.choice(parties), business.erp_items, next(stamps), 20)
          for _ in range(ERP_ORDERS - SHARED_ORDERS)),
         key=lambda sale: (sale.order_date, sale.modified),
     )
     for number, sale in enumerate(own_sales, start=100001):
-        reference = rng.choice([None, None, f"PO {rng.randrange(1000, 9999)}", f"Bestilling {sale.order_date:%Y-%m}"])
+        reference = rng.choice([None, None, f"PO {rng.randrange(1000, 9999)}",
+                                f"Bestilling {sale.order_date:%Y-%m}"])
         status = _status_for_age(rng, sale.modified, ERP_STATUSES)
         orders.append(_erp_order(sale, f"SO-{number}", customer_nos[sale.party], sale.modified,
                                  reference, status, prices))
@@ -936,7 +1025,7 @@ def _erp_order(
     order_no: str,
     customer_no: str,
     modified: datetime.datetime,
-    reference: Optional[str],
+    reference: str | None,
     status: str,
     prices: dict[str, Decimal],
 ) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
         row = shop_customers[shop_id]
         name = webshop.customer_name(row)
         phone = None if index % 5 == 1 else row["phone"]
-        customer = _customer(rng, 10000 + index + 1, row["email"], name, phone, row["address"] or {},
+        customer = _customer(rng, 10000 + index + 1, row["email"], name, phone,
+                             row["address"] or {},
                              next(stamps))
         customers.append(customer)
         by_shop_customer[shop_id] = customer
@@ -101,8 +102,8 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
 
     orders = []
     for index, shop_order in enumerate(shared_orders):
-        lines = [(by_shop_product[l["product_id"]], Decimal(l["quantity"]),
-                  Decimal(l["discount_percent"] or 0)) for l in shop_order["lines"]]
+        lines = [(by_shop_product[line["product_id"]], Decimal(line["quantity"]),
+                  Decimal(line["discount_percent"] or 0)) for line in shop_order["lines"]]
         orders.append(_order(rng, 101001 + index, by_shop_customer[shop_order["customer_id"]],
                              lines, shop_order["number"], shop_order["order_date"], next(stamps)))
     while len(orders) < ORDERS:
@@ -112,7 +113,8 @@ def businesscentral_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
                  for item in chosen]
         stamp = next(stamps)
         orders.append(_order(rng, 101001 + len(orders), customer, lines, "",
-                             (stamp - datetime.timedelta(days=rng.randrange(0, 5))).date().isoformat(),
+                             (stamp - datetime.timedelta(days=rng.randrange(0,
+                                                                            5))).date().isoformat(),
                              stamp))
     return {"customers": customers, "items": items, "salesOrders": orders}
 
@@ -138,7 +140,8 @@ def _order(rng: random.Random, number: int, customer: dict[str, Any], lines, ext
         "billToCustomerNumber": customer["number"], "billToName": customer["displayName"],
         **{f"{prefix}{suffix}": customer[source]
            for prefix in ("sellTo", "billTo", "shipTo")
-           for suffix, source in (("AddressLine1", "addressLine1"), ("AddressLine2", "addressLine2"),
+           for suffix, source in (("AddressLine1", "addressLine1"), ("AddressLine2",
+                                                                     "addressLine2"),
                                   ("City", "city"), ("Country", "country"),
                                   ("PostCode", "postalCode"))},
         "currencyCode": "NOK", "status": "Open", "email": customer["email"],

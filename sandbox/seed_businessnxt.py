@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import random
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from sandbox import seed as webshop
 
@@ -39,8 +39,8 @@ def _date(text: str) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def _address(number: int, email: str, name: str, phone: Optional[str], address: dict,
-             stamp: datetime.datetime, employees: Optional[int]) -> dict[str, Any]:
+def _address(number: int, email: str, name: str, phone: str | None, address: dict,
+             stamp: datetime.datetime, employees: int | None) -> dict[str, Any]:
     return {
         "addressNo": number, "name": name[:80], "emailAddress": email, "phone": phone,
         "mobilePhone": None, "addressLine1": address.get("line1"),
@@ -56,7 +56,7 @@ def _product(number: str, name: str, price: Decimal, cost, stamp: datetime.datet
             "changedTimestamp": webshop._stamp(stamp)}
 
 
-def _order(number: int, customer: dict, lines: list, external: Optional[str], order_date: str,
+def _order(number: int, customer: dict, lines: list, external: str | None, order_date: str,
            stamp: datetime.datetime) -> dict[str, Any]:
     return {
         "orderNo": number, "orderDate": _date(order_date), "customerNo": customer["addressNo"],
@@ -116,8 +116,8 @@ def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
 
     orders = []
     for shop_order in shared_orders:
-        lines = [(by_product[l["product_id"]], Decimal(l["quantity"]),
-                  Decimal(l["discount_percent"] or 0)) for l in shop_order["lines"]]
+        lines = [(by_product[line["product_id"]], Decimal(line["quantity"]),
+                  Decimal(line["discount_percent"] or 0)) for line in shop_order["lines"]]
         orders.append(_order(1001 + len(orders), by_customer[shop_order["customer_id"]], lines,
                              shop_order["number"], shop_order["order_date"], next(stamps)))
     while len(orders) < ORDERS:

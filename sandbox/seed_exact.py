@@ -102,8 +102,8 @@ def exact_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
 
     orders = []
     for shop_order in overlap.orders:
-        lines = [(by_shop_product[l["product_id"]], Decimal(l["quantity"]),
-                  Decimal(l["unit_price"])) for l in shop_order["lines"]]
+        lines = [(by_shop_product[line["product_id"]], Decimal(line["quantity"]),
+                  Decimal(line["unit_price"])) for line in shop_order["lines"]]
         orders.append(_order(rng, FIRST_ORDER_NUMBER + len(orders),
                              by_shop_customer[shop_order["customer_id"]], lines,
                              shop_order["number"], shop_order["order_date"], next(stamps)))

@@ -20,8 +20,9 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -112,7 +113,7 @@ class Sandbox:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         """Load (or seed) every emulator, serve it, and write ``talksync.yaml``."""
         if self._running:
             raise RuntimeError("sandbox is already running")
@@ -136,7 +137,7 @@ class Sandbox:
         for entry in running.values():
             entry.app.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -240,7 +241,8 @@ class Sandbox:
         self._control(system, "DELETE", "/_sandbox/requests")
 
     def set_faults(self, system: str, **faults: Any) -> dict[str, Any]:
-        """``POST /_sandbox/faults`` with ``faults`` (none: clear all); returns the active faults."""
+        """``POST /_sandbox/faults`` with ``faults`` (none: clear all); returns the active
+        faults."""
         return self._control(system, "POST", "/_sandbox/faults", faults)
 
     def put_raw(self, system: str, resource: str, records: list) -> list[str]:
@@ -251,7 +253,8 @@ class Sandbox:
         """Back to the seed data; request log and faults cleared."""
         self._control(system, "POST", "/_sandbox/reset")
 
-    def _control(self, system: str, method: str, path: str, body: Optional[dict[str, Any]] = None) -> Any:
+    def _control(self, system: str, method: str, path: str, body: dict[str,
+                                                                       Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             self.root_url(system) + path,
@@ -264,7 +267,8 @@ class Sandbox:
                 payload = response.read()
         except urllib.error.HTTPError as error:
             detail = error.read().decode("utf-8", "replace")
-            raise ValueError(f"{system} {method} {path} failed with {error.code}: {detail}") from None
+            raise ValueError(
+                f"{system} {method} {path} failed with {error.code}: {detail}") from None
         return json.loads(payload) if payload else None
 
 

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Optional
 
 import pytest
 import requests
@@ -33,7 +32,7 @@ _POLL_S = 0.1
 _EMULATOR_COMPONENT = pathlib.Path("platform", "cloud-firestore-emulator")
 
 
-def missing_reason() -> Optional[str]:
+def missing_reason() -> str | None:
     """Why the emulator cannot run here, or None when it can."""
     try:
         import google.cloud.firestore  # noqa: F401
@@ -73,7 +72,7 @@ class FirestoreEmulator:
     def __init__(self, port: int, workdir: pathlib.Path):
         self.port = port
         self.workdir = workdir
-        self._process: Optional[subprocess.Popen] = None
+        self._process: subprocess.Popen | None = None
         self._starts = 0
 
     @property
@@ -138,7 +137,7 @@ class FirestoreEmulator:
 class _Shared:
     """The session's one emulator, however many test modules import the fixture."""
 
-    emulator: Optional[FirestoreEmulator] = None
+    emulator: FirestoreEmulator | None = None
     users = 0
 
 

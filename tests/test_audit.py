@@ -14,24 +14,24 @@ import pathlib
 from decimal import Decimal
 
 import pyarrow.parquet
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import connector_for
-from connectors.base import SystemConfig
-from connectors.linkstore import LINKED, Link
+from core.mapping import MappingError, PairMapper
+from core.model import LINKED, Link, SystemConfig
+from core.planner import SOURCE, TARGET, Entity, other, plan_group
+from core.spec import get_dataflow
 from pipelines import cli, history
 from pipelines.config import load_config, parse_config
-from pipelines.spec import get_dataflow
+from tests.conftest import group_by
 from transforms import audit
 from transforms.common import PairContext
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import SOURCE, TARGET, Entity, other, plan_group
-from tests.conftest import group_by
 
 DATAFLOW = "customerp-customwebshop"
 SPEC = get_dataflow(DATAFLOW)
 PAIRS = ("customer", "product")
-T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 
 
 # --- the planner's provenance ----------------------------------------------------------------
@@ -272,12 +272,12 @@ def test_audit_log_holds_exactly_the_writes_that_happened_and_replays_to_the_end
 
     # Partitioned by dataflow and date; secrets never in the log.
     files = sorted(pathlib.Path(audit_dir).rglob("*.parquet"))
-    days = {e["time"].astimezone(datetime.timezone.utc).date().isoformat() for e in every_event}
+    days = {e["time"].astimezone(datetime.UTC).date().isoformat() for e in every_event}
     assert {f.parent.relative_to(audit_dir).as_posix() for f in files} == {
         f"dataflow={DATAFLOW}/date={day}" for day in days}
     for file in files:
         day = file.parent.name[len("date="):]
-        assert {t.astimezone(datetime.timezone.utc).date().isoformat() for t in
+        assert {t.astimezone(datetime.UTC).date().isoformat() for t in
                 pyarrow.parquet.read_table(file, columns=["time"]).column("time").to_pylist()
                 } == {day}
     assert {f.name.rsplit("-", 1)[0] for f in files} == {
@@ -318,9 +318,9 @@ def test_audit_log_holds_exactly_the_writes_that_happened_and_replays_to_the_end
 
 
 def test_history_since_accepts_dates_times_and_spans():
-    now = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
     assert history.parse_since("2026-11-20", now) == datetime.datetime(
-        2026, 11, 20, tzinfo=datetime.timezone.utc)
+        2026, 11, 20, tzinfo=datetime.UTC)
     assert history.parse_since("2026-11-20T08:30+01:00", now).hour == 8
     assert history.parse_since("7d", now) == now - datetime.timedelta(days=7)
     assert history.parse_since("12h", now) == now - datetime.timedelta(hours=12)

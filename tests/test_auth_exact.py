@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from pipelines import auth, cli
 from sandbox import exact as ex
 from tests.test_sync_exact_customwebshop import consent_code

@@ -18,7 +18,8 @@ import dataclasses
 import datetime
 import json
 import pathlib
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import requests
@@ -31,7 +32,7 @@ DROP = object()          # an override that removes the field
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 NOW = _now()
@@ -54,7 +55,7 @@ class Case:
     stage: str
     error_class: str
     reason: str
-    twin: Optional[Mapping[str, Any]] = None
+    twin: Mapping[str, Any] | None = None
 
 
 def erp_customer(name, changes, stage, cls, reason, twin=None):
@@ -125,7 +126,8 @@ CASES = [
     erp_customer("erp orgno oversize", {"OrgNo": "9" * 21}, "map", V,
                  "vat_number (OrgNo): 21 characters, more than the maximum of 20"),
     erp_customer("erp duplicate email", {"Email": "dup@corpus.test"}, "plan", V,
-                 "duplicate match key: 2 source Customer records", twin={"Email": "DUP@corpus.test"}),
+                 "duplicate match key: 2 source Customer records",
+                 twin={"Email": "DUP@corpus.test"}),
     # --- ERP products
     erp_product("erp item key missing", {"ItemNo": DROP}, "read", V,
                 "unreadable Products row: it has no ItemNo"),
@@ -324,7 +326,7 @@ def _bad_record(case: Case, index: int, refs, changes=None, suffix="") -> dict:
     return record
 
 
-def _usable_id(record: dict, key_field: str) -> Optional[str]:
+def _usable_id(record: dict, key_field: str) -> str | None:
     value = record.get(key_field)
     return value if isinstance(value, str) and value.strip() else None
 
@@ -449,7 +451,7 @@ def test_no_other_dead_letters_and_every_valid_record_syncs_one_to_one(corpus):
     h = corpus.harness
     expected = sum(len(v) for v in corpus.expected.values()) + len(JUNK_ROWS)
     assert len(corpus.letters) == expected, sorted(
-        (l["stage"], l["message"][:80]) for l in corpus.letters)
+        (letter["stage"], letter["message"][:80]) for letter in corpus.letters)
     now = _valid_one_to_one(h)
     # what the corpus holds was not written anywhere: no bad record has a counterpart
     shop_emails = set(group_by(now["shop_customers"], "email", True))
@@ -490,13 +492,13 @@ def test_valid_but_tricky_text_arrives_byte_identical(corpus):
     assert erp_product["Description"] == tricky["shop_product"]["name"]
     ids = {tricky["erp_customer"]["CustomerNo"], tricky["shop_customer"]["id"],
            tricky["shop_named"]["id"], TRICKY_ITEM, tricky["shop_product"]["id"]}
-    assert not [l for l in corpus.letters if l["entity_id"] in ids]
+    assert not [letter for letter in corpus.letters if letter["entity_id"] in ids]
 
 
 def _read_failures(report) -> dict:
     """(system, entity) -> message of each read that failed as a whole."""
-    failed = {(l["system"], l["entity"]): l["message"] for l in _letters(report)
-              if l["stage"] == "read" and l["message"].startswith("reading ")}
+    failed = {(letter["system"], letter["entity"]): letter["message"] for letter in _letters(report)
+              if letter["stage"] == "read" and letter["message"].startswith("reading ")}
     return failed
 
 

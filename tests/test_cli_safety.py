@@ -106,6 +106,7 @@ def test_run_help_lists_every_option_the_readme_lists(capsys):
 def test_tuning_options_take_their_defaults_from_the_sync_options():
     args = cli._parse(["run", FLOW])
     from apache_beam.options.pipeline_options import PipelineOptions
+
     from pipelines.options import SyncOptions
     defaults = PipelineOptions([]).view_as(SyncOptions)
     for name in cli._TUNING_OPTIONS:

@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from connectors.linkstore import LINKED, Link
-from pipelines.spec import DATAFLOWS_DIR, parse_dataflow
-from transforms.planner import SOURCE, TARGET, UPDATE, Entity, plan_group
+from core.model import LINKED, Link
+from core.planner import SOURCE, TARGET, UPDATE, Entity, plan_group
+from core.spec import DATAFLOWS_DIR, parse_dataflow
 
 KEY = "customerp-customwebshop/product"
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)

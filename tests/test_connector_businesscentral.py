@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from connectors import businesscentral as conn
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             WriteOp)
+from connectors.base import PermanentApiError, PreconditionFailedError
+from core.model import SystemConfig, WriteOp
 from sandbox import businesscentral as bc
 from sandbox.server import Sandbox
 
@@ -220,7 +220,8 @@ def test_order_create_deep_inserts_lines_and_updates_become_line_operations(sand
                              "unitPrice": Decimal("99")}]})])
     assert created.ok
     order = created.record
-    assert [(l["lineType"], l["itemId"], l["quantity"]) for l in order.fields["salesOrderLines"]] \
+    assert [(line["lineType"], line["itemId"],
+             line["quantity"]) for line in order.fields["salesOrderLines"]] \
         == [("Item", items[0].id, 2), ("Item", items[1].id, 1)]
     sandbox.clear_requests(SYSTEM)
 
@@ -232,7 +233,7 @@ def test_order_create_deep_inserts_lines_and_updates_become_line_operations(sand
 
     assert updated.ok, updated.error
     lines = updated.record.fields["salesOrderLines"]
-    assert [(l["itemId"], l["quantity"], l["unitPrice"]) for l in lines] == [
+    assert [(line["itemId"], line["quantity"], line["unitPrice"]) for line in lines] == [
         (items[2].id, 5, Decimal("10.50"))]
     assert updated.record.fields["shipToCity"] == "Narvik"
     assert updated.record.etag != order.etag

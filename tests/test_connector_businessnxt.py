@@ -11,12 +11,13 @@ import requests
 import yaml
 
 from connectors import connector_for
-from connectors.base import PermanentApiError, RateLimitedError, SystemConfig, WriteOp
+from connectors.base import PermanentApiError, RateLimitedError
 from connectors.businessnxt import changed_at, date_to_int, int_to_date, since_filter
+from core.model import SystemConfig, WriteOp
+from core.types import InvalidValue, to_canonical
 from tests.test_sandbox_businessnxt import Gql
-from transforms.types import InvalidValue, to_canonical
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 @pytest.fixture
@@ -89,7 +90,8 @@ def test_multi_row_create_and_update_in_one_request_each(bnxt):
     with connect(bnxt) as connector:
         bnxt.clear_requests("businessnxt")
         results = connector.write([
-            WriteOp("create", "address", {"name": f"Firma {n} AS", "emailAddress": f"f{n}@x.example",
+            WriteOp("create", "address", {"name": f"Firma {n} AS",
+                                          "emailAddress": f"f{n}@x.example",
                                           "countryNo": 47}, f"c{n}") for n in range(3)] + [
             WriteOp("update", "address", {"phone": "+47 22 00 00 00"}, "u1", id="7")])
         assert posts(bnxt) == 2  # the natural-key lookup, then one batch with both mutations
@@ -106,7 +108,8 @@ def test_a_row_the_server_refuses_fails_alone(bnxt):
         results = connector.write([
             WriteOp("create", "address", {"name": "Ok AS", "emailAddress": "ok@x.example"}, "a"),
             WriteOp("create", "address", {"name": "N" * 81, "emailAddress": "long@x.example"}, "b"),
-            WriteOp("create", "address", {"name": "Also AS", "emailAddress": "also@x.example"}, "c"),
+            WriteOp("create", "address", {"name": "Also AS", "emailAddress": "also@x.example"},
+                    "c"),
             WriteOp("update", "address", {"phone": "1"}, "d", id="4"),
             WriteOp("update", "address", {"phone": "2"}, "e", id="4040")])
     assert [r.ok for r in results] == [True, False, True, True, False]
@@ -126,20 +129,23 @@ def test_orders_with_lines_and_line_replacement(bnxt):
                             "priceInCurrency": Decimal("99.50")}]}, "o")])
         order = created.record
         assert order.fields["orderDate"] == "2026-01-05" and order.fields["customerNo"] == 12
-        assert [(l["productNo"], l["quantity"], l["priceInCurrency"])
-                for l in order.fields["orderLines"]] == [(products[0], 2, Decimal("99.50"))]
+        assert [(line["productNo"], line["quantity"], line["priceInCurrency"])
+                for line in order.fields["orderLines"]] == [(products[0], 2, Decimal("99.50"))]
         [updated] = connector.write([WriteOp("update", "order", {
             "orderDate": "2026-01-06", "orderLines": [
-                {"productNo": products[1], "quantity": Decimal("1"), "priceInCurrency": Decimal("5")},
-                {"productNo": products[2], "quantity": Decimal("3"), "priceInCurrency": Decimal("7")}]},
+                {"productNo": products[1], "quantity": Decimal("1"),
+                 "priceInCurrency": Decimal("5")},
+                {"productNo": products[2], "quantity": Decimal("3"),
+                 "priceInCurrency": Decimal("7")}]},
             "u", id=order.id)])
         assert updated.ok and updated.record.fields["orderDate"] == "2026-01-06"
-        assert [(l["lineNo"], l["productNo"], l["quantity"]) for l in updated.record.fields["orderLines"]] \
+        assert [(line["lineNo"], line["productNo"],
+                 line["quantity"]) for line in updated.record.fields["orderLines"]] \
             == [(1, products[1], 1), (2, products[2], 3)]
         [only_lines] = connector.write([WriteOp("update", "order", {"orderLines": [
             {"productNo": products[0], "quantity": Decimal("4"), "priceInCurrency": Decimal("1")}]},
             "l", id=order.id)])
-        assert [l["quantity"] for l in only_lines.record.fields["orderLines"]] == [4]
+        assert [line["quantity"] for line in only_lines.record.fields["orderLines"]] == [4]
     raw = Gql(bnxt)("query($cid: Int!, $no: Int) { useCompany(no: $cid) { order(filter: "
                     "{orderNo: {_eq: $no}}) { items { orderDate } } } }", no=int(order.id))
     assert raw["data"]["useCompany"]["order"]["items"] == [{"orderDate": 20260106}]

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             TransientApiError, WriteOp)
+from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customerp import CustomErpConnector
+from core.model import SystemConfig, WriteOp
 from sandbox import seed
 
 SYSTEM = "customerp"
@@ -74,7 +74,7 @@ def test_full_read_returns_every_seeded_entity_once(erp, sandbox, entity):
     for record in records:
         assert record.fields[KEYS[entity]] == record.id
         assert "ModifiedAt" not in record.fields
-        assert record.modified.tzinfo == datetime.timezone.utc and not record.deleted
+        assert record.modified.tzinfo == datetime.UTC and not record.deleted
 
 
 def test_incremental_read_starts_at_since_inclusive(erp):

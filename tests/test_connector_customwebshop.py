@@ -9,10 +9,10 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import (PermanentApiError, PreconditionFailedError, SystemConfig,
-                             TransientApiError, WriteOp)
+from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customwebshop import CustomWebshopConnector
 from connectors.secrets import SecretError
+from core.model import SystemConfig, WriteOp
 from sandbox import seed
 
 SYSTEM = "customwebshop"
@@ -93,7 +93,7 @@ def test_full_read_returns_every_seeded_entity_once(shop, sandbox, entity):
     assert shop.request_count == expected_pages
     for record in records:
         assert record.system == "shop" and record.entity == entity
-        assert record.modified.tzinfo == datetime.timezone.utc
+        assert record.modified.tzinfo == datetime.UTC
         assert not {"id", "updated_at", "deleted"} & set(record.fields)
         assert record.etag is None
 
@@ -124,7 +124,7 @@ def test_incremental_read_starts_at_since_inclusive(shop):
 
 
 def test_incremental_read_sees_a_write(shop):
-    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     (result,) = shop.write([WriteOp("update", "products", {"stock_quantity": 5}, "r1",
                                     id="prd_000003")])
     assert result.ok

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from connectors import exact
-from connectors.base import PermanentApiError, SystemConfig, WriteOp
-from connectors.linkstore import open_link_store
+from connectors.base import PermanentApiError
+from connectors.stores import open_link_store
+from core.model import SystemConfig, WriteOp
 from sandbox import exact as ex
 from sandbox.seed_exact import exact_seed
 from tests.test_sync_exact_customwebshop import consent_code
@@ -159,7 +160,7 @@ def test_writes_are_one_entity_per_request_with_lines_nested_on_create(ex_env):
     assert created.ok, created.error
     order = created.record
     assert order.fields["YourRef"] == "10999" and order.fields["OrderDate"] == "2026-02-01"
-    assert [l["Quantity"] for l in order.fields["SalesOrderLines"]] == [2, 1]
+    assert [line["Quantity"] for line in order.fields["SalesOrderLines"]] == [2, 1]
     assert [(e["method"], e["path"].rsplit("/", 1)[-1]) for e in ex_env.log()] == [
         ("POST", "SalesOrders")]
 
@@ -168,7 +169,7 @@ def test_writes_are_one_entity_per_request_with_lines_nested_on_create(ex_env):
         {"Item": items[0].id, "Quantity": Decimal("5"), "UnitPrice": Decimal("12.50")}],
         "Remarks": "gift wrap"}, "u1", id=order.id)])
     assert updated.ok, updated.error
-    assert [l["Quantity"] for l in updated.record.fields["SalesOrderLines"]] == [5]
+    assert [line["Quantity"] for line in updated.record.fields["SalesOrderLines"]] == [5]
     assert updated.record.fields["Remarks"] == "gift wrap"
     writes = [(e["method"], e["path"].split("/")[-1].split("(")[0]) for e in ex_env.log()
               if e["method"] != "GET"]

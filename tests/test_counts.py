@@ -18,13 +18,22 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from connectors.base import Record, SystemConfig, UnreadableRecord
-from connectors.linkstore import DeadLetter, Link, open_link_store
-from pipelines.spec import get_dataflow
+from connectors.stores import open_link_store
+from core.model import DeadLetter, Link, Record, SystemConfig, UnreadableRecord
+from core.planner import (
+    DEAD,
+    DELETED,
+    SKIPPED,
+    SOURCE,
+    TARGET,
+    Entity,
+    Rejection,
+    SyncPlan,
+    account_group,
+)
+from core.spec import get_dataflow
 from transforms import finish, read
 from transforms.common import METRICS_NAMESPACE, PairContext
-from transforms.planner import (DEAD, DELETED, SKIPPED, SOURCE, TARGET, Entity, Rejection,
-                                SyncPlan, account_group)
 
 DATAFLOW = "customerp-customwebshop"
 
@@ -85,16 +94,17 @@ def test_a_retried_dead_letter_in_the_read_overlap_is_read_and_lettered_once(har
         assert "product: read again 1 of 1 Products" in capsys.readouterr().err
         product = report["pairs"]["product"]
         assert product["dead"] == 1 and product["dead_letters"] == 1
-        letters = [l for l in _letters(report) if l["entity_id"] == bad]
+        letters = [letter for letter in _letters(report) if letter["entity_id"] == bad]
         assert len(letters) == 1 and letters[0]["stage"] == "map"
     with open_link_store(store_url) as store:
-        stored = [l for l in store.open_dead_letters(DATAFLOW, "product") if l.entity_id == bad]
+        stored = [letter for letter in store.open_dead_letters(DATAFLOW, "product")
+                  if letter.entity_id == bad]
     assert len(stored) == 1
 
 
 # --- the pieces ----------------------------------------------------------------------------------
 
-_T1 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_T1 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 _T2 = _T1 + datetime.timedelta(minutes=5)
 
 
@@ -132,7 +142,7 @@ def test_a_record_read_twice_is_passed_on_counted_and_lettered_once(monkeypatch)
     out = p | read.ReadChanges(ctx, SOURCE, since=None, retry_ids=["C1", "U1"])
     assert_that(out["records"] | beam.Map(lambda r: (r.id, r.fields["v"])),
                 equal_to([("C1", 3), ("C2", 2)]))
-    assert_that(out[read.DEAD_LETTERS] | beam.Map(lambda l: (l.entity_id, l.stage)),
+    assert_that(out[read.DEAD_LETTERS] | beam.Map(lambda item: (item.entity_id, item.stage)),
                 equal_to([("U1", "read")]), label="one letter")
     result = p.run()
     result.wait_until_finish()
@@ -154,7 +164,7 @@ def test_one_dead_letter_per_entity_the_earliest_stage_kept():
                _letter(None, "read", "page 4 was garbled")]
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         kept = p | beam.Create(letters) | finish.OneLetterPerEntity()
-        assert_that(kept | beam.Map(lambda l: (l.entity_id, l.stage)),
+        assert_that(kept | beam.Map(lambda item: (item.entity_id, item.stage)),
                     equal_to([("P1", "map"), ("P2", "write"), (None, "read"), (None, "read")]))
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from tests.test_sync_customerp_customwebshop import _assert_one_to_one, _writes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

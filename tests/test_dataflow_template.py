@@ -31,11 +31,11 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors import secrets
-from connectors.base import SystemConfig
+from core.model import SystemConfig
+from core.spec import available_dataflows
 from pipelines import cli, sync_pipeline, template
 from pipelines.config import ConfigError, load_config
 from pipelines.options import TEMPLATE_PARAMETERS, SyncOptions
-from pipelines.spec import available_dataflows
 from tests.conftest import group_by
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401 (fixtures)
 from transforms import write
@@ -154,8 +154,8 @@ def test_dockerfile_builds_a_python_launcher_of_the_packages():
         "/requirements.txt")
     assert env["FLEX_TEMPLATE_PYTHON_SETUP_FILE"].strip('"').endswith("/setup.py")
     copied = " ".join(line for line in lines if line.startswith("COPY"))
-    for needed in ("pipelines", "transforms", "connectors", "setup.py", "requirements.txt",
-                   "main.py"):
+    for needed in ("pipelines", "transforms", "connectors", "core", "setup.py",
+                   "requirements.txt", "main.py"):
         assert needed in copied, needed
     assert any("pip install" in line and "requirements.txt" in line for line in lines)
 
@@ -167,7 +167,7 @@ def test_setup_ships_the_packages_and_the_gcp_extra_has_secret_manager():
     keywords = {k.arg: k.value for k in call.keywords}
     include = ast.literal_eval(next(k.value for k in keywords["packages"].keywords
                                     if k.arg == "include"))
-    assert {"pipelines", "transforms", "connectors"} <= set(include)
+    assert {"pipelines", "transforms", "connectors", "core"} <= set(include)
     gcp = ast.literal_eval(keywords["extras_require"])["gcp"]
     assert any(r.startswith("google-cloud-secret-manager") for r in gcp)
     assert any(r.startswith("apache-beam[gcp]") for r in gcp)

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from connectors import exact
-from connectors.linkstore import StaleStateError, open_link_store
+from connectors.linkstore import StaleStateError
+from connectors.stores import open_link_store
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
 from tests.test_connector_exact import SEED, SYSTEM, Exact
 

@@ -12,12 +12,20 @@ import time
 import pytest
 import yaml
 
-from connectors.linkstore import DeadLetter, Link, StaleLinkError, open_link_store
+from connectors.linkstore import StaleLinkError
+from connectors.stores import open_link_store
+from core.model import DeadLetter, Link
 from pipelines import cli
 from sandbox.server import Sandbox
 from tests.conftest import SyncHarness
-from tests.firestore_emulator import (PROJECT, REQUIRE_VARIABLE, firestore_emulator,  # noqa
-                                      firestore_url, free_port, require_emulator)
+from tests.firestore_emulator import (  # noqa
+    PROJECT,
+    REQUIRE_VARIABLE,
+    firestore_emulator,
+    firestore_url,
+    free_port,
+    require_emulator,
+)
 
 PAIR = "customerp-customwebshop/customers"
 
@@ -116,7 +124,7 @@ def test_without_credentials_the_message_says_how_to_get_them(tmp_path, monkeypa
 def test_without_the_client_library_the_message_says_what_to_install():
     # a fresh interpreter in which google.cloud.firestore cannot be imported
     code = ("import sys; sys.modules['google.cloud.firestore'] = None\n"
-            "from connectors.linkstore import open_link_store\n"
+            "from connectors.stores import open_link_store\n"
             "try:\n    open_link_store('firestore://my-proj')\n"
             "except ValueError as exc:\n    print(exc)\n")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -188,7 +196,7 @@ def test_a_commit_larger_than_one_batch_reports_the_stale_link_of_a_later_batch(
     with pytest.raises(StaleLinkError) as caught:
         store.commit(batch)
     assert list(caught.value.link_ids) == ["s:S5000"]
-    assert [l.link_id for l in caught.value.committed] == [f"s:S{n}" for n in range(260)]
+    assert [link.link_id for link in caught.value.committed] == [f"s:S{n}" for n in range(260)]
     assert len(store.lookup_by_target(PAIR, [f"T{n}" for n in range(260)])) == 260
     assert store.lookup_by_source(PAIR, ["S5000"])["S5000"].snapshot_source == {
         "name": "moved on"}
@@ -201,7 +209,7 @@ def test_a_commit_larger_than_one_batch_reports_the_stale_link_of_a_later_batch(
 def test_a_repeated_commit_attempt_whose_first_went_through_is_not_stale(store):
     first = store._commit_group([linked(1), linked(2)], "token-1")
     again = store._commit_group([linked(1), linked(2)], "token-1")
-    assert again == first and [l.version for l in again[0]] == [1, 1] and again[1] == []
+    assert again == first and [item.version for item in again[0]] == [1, 1] and again[1] == []
     assert store._commit_group([linked(1)], "token-2") == ([], ["s:S1"])
 
 
@@ -290,7 +298,7 @@ def test_concurrent_dead_letter_runs_each_keep_all_their_letters_in_order(store,
         thread.join(60)
     opened = store.open_dead_letters("df", PAIR)
     run = opened[0].run_id
-    assert [l.entity_id for l in opened] == [f"{run}-{n}" for n in range(30)]
+    assert [item.entity_id for item in opened] == [f"{run}-{n}" for n in range(30)]
     seqs = [doc.get("seq") for doc in client.collection_group("letters").stream()]
     assert sorted(seqs) == list(range(120))
 
@@ -319,13 +327,14 @@ def test_an_operation_outlives_an_emulator_restart(firestore_emulator, firestore
     firestore_emulator.start()               # same port; a restarted emulator starts empty
     worker.join(90)
     assert not worker.is_alive() and "error" not in outcome, outcome
-    assert [(l.link_id, l.version) for l in outcome["links"]] == [("s:S2", 1)]
+    assert [(link.link_id, link.version) for link in outcome["links"]] == [("s:S2", 1)]
     assert set(store.lookup_by_source(PAIR, ["S1", "S2"])) == {"S2"}
     store.close()
 
 
 def test_an_unreachable_store_gives_up_after_its_deadline(firestore_emulator, monkeypatch):
     from google.api_core.exceptions import RetryError
+
     from connectors.firestore_store import FirestoreLinkStore, FirestoreLocation
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     store = FirestoreLinkStore(FirestoreLocation(PROJECT), retry_deadline_s=1.0)
@@ -352,8 +361,8 @@ def _run_all(sandbox, tmp_path, link_store):
     (section,) = json.loads(report.read_text(encoding="utf-8"))["dataflows"]
     systems = SyncHarness(sandbox, tmp_path)
     state = {(system, resource): sorted(
-        (json.dumps({k: v for k, v in row.items() if k not in _VOLATILE}, sort_keys=True)
-         for row in systems.list_all(system, resource)))
+        json.dumps({k: v for k, v in row.items() if k not in _VOLATILE}, sort_keys=True)
+         for row in systems.list_all(system, resource))
         for system, resources in (("customerp", ("Customers", "Products", "Orders")),
                                   ("customwebshop", ("customers", "products", "orders")))
         for resource in resources}

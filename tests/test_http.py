@@ -1,4 +1,5 @@
-"""The shared HTTP layer (connectors.http) against a real local HTTP server with scripted answers."""
+"""The shared HTTP layer (connectors.http) against a real local HTTP server with scripted
+answers."""
 
 import dataclasses
 import datetime
@@ -14,8 +15,14 @@ import pytest
 
 from connectors import http as talkhttp
 from connectors import secrets
-from connectors.base import (ApiError, CredentialsRefusedError, PermanentApiError, PreconditionFailedError,
-                             RateLimitedError, TransientApiError)
+from connectors.base import (
+    ApiError,
+    CredentialsRefusedError,
+    PermanentApiError,
+    PreconditionFailedError,
+    RateLimitedError,
+    TransientApiError,
+)
 
 SECRET = "s3cr3t-api-key-0123456789"
 
@@ -389,7 +396,7 @@ def test_dumps_json_refuses_what_json_cannot_carry():
 
 def test_dumps_json_writes_dates_as_iso_8601():
     value = {"d": datetime.date(2026, 1, 31),
-             "at": datetime.datetime(2026, 1, 31, 8, 0, tzinfo=datetime.timezone.utc)}
+             "at": datetime.datetime(2026, 1, 31, 8, 0, tzinfo=datetime.UTC)}
     assert talkhttp.dumps_json(value) == '{"d":"2026-01-31","at":"2026-01-31T08:00:00+00:00"}'
 
 

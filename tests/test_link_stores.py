@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
-from connectors.linkstore import (LINKED, PENDING, DeadLetter, Link, StaleLinkError,
-                                  StaleStateError, open_link_store)
+from connectors.linkstore import StaleLinkError, StaleStateError
+from connectors.stores import open_link_store
+from core.model import LINKED, PENDING, DeadLetter, Link
 from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
 
 PAIR = "customerp-customwebshop/customers"
@@ -64,6 +65,7 @@ def test_reopening_keeps_the_data(store_url):
 
 def test_only_the_shared_store_runs_on_distributed_runners(store):
     from apache_beam.options.pipeline_options import PipelineOptions
+
     from pipelines.sync_pipeline import refuse_embedded_store_on_distributed_runner
     dataflow = PipelineOptions(["--runner=DataflowRunner", "--project=p", "--region=r"])
     if store.distributed:
@@ -80,10 +82,11 @@ def test_only_the_shared_store_runs_on_distributed_runners(store):
 
 def test_commit_inserts_new_links_and_returns_their_versions(store):
     committed = store.commit([linked(1), linked(2, state=PENDING)])
-    assert [(l.link_id, l.version, l.state) for l in committed] == [
+    assert [(link.link_id, link.version, link.state) for link in committed] == [
         ("s:S1", 1, LINKED), ("s:S2", 1, LINKED)]
-    assert all(l.updated_at for l in committed)
-    assert store.lookup_by_source(PAIR, ["S1", "S2"]) == {l.source_id: l for l in committed}
+    assert all(item.updated_at for item in committed)
+    assert store.lookup_by_source(PAIR, ["S1",
+                                         "S2"]) == {item.source_id: item for item in committed}
 
 
 def test_commit_updates_only_the_expected_version(store):
@@ -101,7 +104,7 @@ def test_stale_commit_raises_after_committing_the_others(store):
     with pytest.raises(StaleLinkError, match="s:S1") as caught:
         store.commit([one.replace(snapshot_source={"name": "loser"}), linked(2)])
     assert list(caught.value.link_ids) == ["s:S1"]
-    assert [l.link_id for l in caught.value.committed] == ["s:S2"]
+    assert [link.link_id for link in caught.value.committed] == ["s:S2"]
     links = store.lookup_by_source(PAIR, ["S1", "S2"])
     assert links["S1"].snapshot_source == {"name": "winner"} and links["S1"].version == 2
     assert links["S2"].version == 1
@@ -137,7 +140,7 @@ def test_two_new_links_with_one_target_in_one_commit_the_first_wins(store):
     with pytest.raises(StaleLinkError) as caught:
         store.commit([linked(1), linked(2, target_id="T1")])
     assert list(caught.value.link_ids) == ["s:S2"]
-    assert [l.link_id for l in caught.value.committed] == ["s:S1"]
+    assert [link.link_id for link in caught.value.committed] == ["s:S1"]
     assert store.lookup_by_target(PAIR, ["T1"])["T1"].source_id == "S1"
     assert store.lookup_by_source(PAIR, ["S2"]) == {}
 
@@ -192,7 +195,7 @@ def test_lookups_are_batched_and_leave_unknown_ids_out(store):
     {"price": decimal.Decimal("1.50"), "tags": ("a", "b"), "when": datetime.date(2026, 1, 2)},
 ])
 def test_snapshot_text_decodes_to_the_values_encoded(values):
-    from connectors.linkstore import decode_values, encode_values
+    from core.model import decode_values, encode_values
     decoded = decode_values(encode_values(values))
     assert decoded == values
     assert {k: type(v) for k, v in decoded.items()} == {k: type(v) for k, v in values.items()}
@@ -202,7 +205,7 @@ def test_snapshots_round_trip_exactly(store):
     snapshot = {
         "price": decimal.Decimal("199.9000"),
         "order_date": datetime.date(2026, 11, 21),
-        "at": datetime.datetime(2026, 11, 21, 10, 15, 0, 123456, tzinfo=datetime.timezone.utc),
+        "at": datetime.datetime(2026, 11, 21, 10, 15, 0, 123456, tzinfo=datetime.UTC),
         "lines": ({"sku": "A-1", "qty": 2, "unit_price": decimal.Decimal("10.50"),
                    "tags": ("x", "y")}, {"sku": "B-2", "qty": 1, "unit_price": None}),
         "address": {"city": "Bergen", "country": "NO"},
@@ -254,7 +257,7 @@ def test_pending_lists_only_the_pairs_reservations_in_id_order(store):
         store.reserve(Link(pair=PAIR, link_id=f"s:S{n}", source_id=f"S{n}", attempt_id="a"))
     store.reserve(Link(pair="other/pair", link_id="s:S9", source_id="S9", attempt_id="a"))
     store.commit([linked(4)])
-    assert [l.link_id for l in store.pending(PAIR)] == ["s:S1", "s:S2", "s:S3"]
+    assert [link.link_id for link in store.pending(PAIR)] == ["s:S1", "s:S2", "s:S3"]
 
 
 def test_reserve_many_decides_each_link_as_reserve_does(store):
@@ -265,14 +268,14 @@ def test_reserve_many_decides_each_link_as_reserve_does(store):
     clash = Link(pair=PAIR, link_id="s:S1", source_id="S1", attempt_id="mine")
     twin = Link(pair=PAIR, link_id="t:T9", source_id="S2", target_id="T9", attempt_id="mine")
     stored = store.reserve_many([fresh[0], clash, fresh[1], twin])
-    assert [l.link_id for l in stored] == ["s:S2", "t:T1", "s:S3", "s:S2"]
+    assert [link.link_id for link in stored] == ["s:S2", "t:T1", "s:S3", "s:S2"]
     assert stored[1] == existing
     assert stored[3] == stored[0]       # the first link of the batch got the id
-    assert [(l.state, l.version, l.attempt_id) for l in (stored[0], stored[2])] == [
+    assert [(item.state, item.version, item.attempt_id) for item in (stored[0], stored[2])] == [
         (PENDING, 1, "mine")] * 2
     assert store.pending(PAIR) == [stored[0], stored[2]]
     assert store.lookup_by_target(PAIR, ["T9"]) == {}
-    again = store.reserve_many([l.replace(attempt_id="theirs") for l in fresh])
+    again = store.reserve_many([item.replace(attempt_id="theirs") for item in fresh])
     assert again == [stored[0], stored[2]]
     assert store.reserve_many([]) == []
 
@@ -281,8 +284,8 @@ def test_reserve_many_reserves_batches_beyond_one_commit(store):
     links = [Link(pair=PAIR, link_id=f"s:S{n:04d}", source_id=f"S{n:04d}",
                   target_id=f"T{n:04d}", attempt_id="a") for n in range(400)]
     stored = store.reserve_many(links)
-    assert [l.link_id for l in stored] == [l.link_id for l in links]
-    assert {(l.state, l.attempt_id) for l in stored} == {(PENDING, "a")}
+    assert [link.link_id for link in stored] == [link.link_id for link in links]
+    assert {(item.state, item.attempt_id) for item in stored} == {(PENDING, "a")}
     assert len(store.pending(PAIR)) == 400
     assert store.lookup_by_target(PAIR, ["T0399"])["T0399"].link_id == "s:S0399"
 
@@ -291,7 +294,7 @@ def _reserve_batch(store, attempt, barrier, results):
     barrier.wait()
     batch = [reservation(attempt).replace(link_id=f"s:S{n}", source_id=f"S{n}")
              for n in (1, 2, 3)]
-    results.append([l.attempt_id for l in store.reserve_many(batch)])
+    results.append([item.attempt_id for item in store.reserve_many(batch)])
 
 
 def test_batches_racing_to_reserve_one_owner_per_link(store_url, store):
@@ -307,7 +310,7 @@ def test_batches_racing_to_reserve_one_owner_per_link(store_url, store):
     for thread in threads:
         thread.join()
     assert len(results) == 2 and results[0] == results[1]
-    assert [l.attempt_id for l in store.pending(PAIR)] == results[0]
+    assert [item.attempt_id for item in store.pending(PAIR)] == results[0]
 
 
 def _reserve(store, attempt, barrier, results):
@@ -334,7 +337,7 @@ def test_threads_racing_to_reserve_one_owner(store_url, store):
     for thread in threads:
         thread.join()
     assert len(results) == 8 and len(set(results)) == 1
-    assert [l.attempt_id for l in store.pending(PAIR)] == results[:1]
+    assert [item.attempt_id for item in store.pending(PAIR)] == results[:1]
 
 
 def _reserve_in_process(url, attempt, barrier, queue):
@@ -358,7 +361,7 @@ def test_processes_racing_to_reserve_one_owner(store_url, store):
         assert process.exitcode == 0
     owners = [attempt for attempt, owner in answers.items() if attempt == owner]
     assert len(owners) == 1 and set(answers.values()) == set(owners)
-    assert [l.attempt_id for l in store.pending(PAIR)] == owners
+    assert [item.attempt_id for item in store.pending(PAIR)] == owners
 
 
 def test_two_writers_committing_the_same_version_one_wins(store_url, store):
@@ -415,17 +418,18 @@ def test_dead_letters_of_the_latest_run_are_open(store, store_url):
                             letter("r1", "C2", created_at="2026-11-21T10:00:00Z")])
     store.add_dead_letters([letter("r1", "C9", pair="other/pair")])
     opened = store.open_dead_letters("df", PAIR)
-    assert [l.entity_id for l in opened] == ["C1", "C2"]
+    assert [item.entity_id for item in opened] == ["C1", "C2"]
     assert opened[0].status == 400 and opened[0].payload == '{"Name": ""}'
     assert opened[0].created_at and opened[1].created_at == "2026-11-21T10:00:00Z"
     assert opened[1] == letter("r1", "C2", created_at="2026-11-21T10:00:00Z")
 
     store.add_dead_letters([letter("r2", "C2")])
-    assert [(l.run_id, l.entity_id) for l in store.open_dead_letters("df", PAIR)] == [
+    assert [(letter.run_id, letter.entity_id) for letter in store.open_dead_letters("df",
+                                                                                    PAIR)] == [
         ("r2", "C2")]
     store.retire_dead_letters("df", PAIR, keep_run_id="r2")
     assert stored_letter_count(store_url) == 2              # r2's C2 and the other pair's C9
-    assert [l.entity_id for l in store.open_dead_letters("df", "other/pair")] == ["C9"]
+    assert [letter.entity_id for letter in store.open_dead_letters("df", "other/pair")] == ["C9"]
     store.retire_dead_letters("df", PAIR, keep_run_id="r3")
     assert store.open_dead_letters("df", PAIR) == []
     assert stored_letter_count(store_url) == 1
@@ -435,17 +439,18 @@ def test_retiring_keeps_the_kept_runs_letters_open(store):
     store.add_dead_letters([letter("r1", "C1")])
     store.add_dead_letters([letter("r2", "C2")])
     store.retire_dead_letters("df", PAIR, keep_run_id="r1")
-    assert [(l.run_id, l.entity_id) for l in store.open_dead_letters("df", PAIR)] == [
+    assert [(letter.run_id, letter.entity_id) for letter in store.open_dead_letters("df",
+                                                                                    PAIR)] == [
         ("r1", "C1")]
 
 
 def test_many_dead_letters_keep_their_order(store):
     store.add_dead_letters([letter("r1", f"C{n}") for n in range(620)])    # > 1 commit
-    assert [l.entity_id for l in store.open_dead_letters("df", PAIR)] == [
+    assert [letter.entity_id for letter in store.open_dead_letters("df", PAIR)] == [
         f"C{n}" for n in range(620)]
     store.add_dead_letters([letter("r2", "D1"), letter("r2", "D2")])
     store.retire_dead_letters("df", PAIR, keep_run_id="r2")
-    assert [l.entity_id for l in store.open_dead_letters("df", PAIR)] == ["D1", "D2"]
+    assert [letter.entity_id for letter in store.open_dead_letters("df", PAIR)] == ["D1", "D2"]
 
 
 # --- state entries ------------------------------------------------------------------------------

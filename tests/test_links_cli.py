@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from connectors.linkstore import LINKED, PENDING, DeadLetter, Link, open_link_store
+from connectors.stores import open_link_store
+from core.model import LINKED, PENDING, DeadLetter, Link
 from pipelines import cli
 from tests.firestore_emulator import firestore_emulator, firestore_url  # noqa: F401
 
@@ -68,7 +69,7 @@ def contents(url):
                 links[(pair, link.link_id)] = link.replace(version=0, updated_at=None)
         return {
             "links": links,
-            "pending": [l.link_id for l in store.pending(PRODUCTS)],
+            "pending": [link.link_id for link in store.pending(PRODUCTS)],
             "watermarks": {(pair, system): store.get_watermark("customerp-customwebshop",
                                                                pair, system)
                            for pair in ("customer", "product")
@@ -167,8 +168,8 @@ def test_import_keeps_what_the_store_knows_better_and_reports_conflicts(
     assert (upgraded.state, upgraded.snapshot_target) == (LINKED, {"price": 1})
     assert after["watermarks"][("customer", "customerp")] == "2026-11-22T00:00:00+00:00"
     assert after["watermarks"][("product", "customwebshop")] == "2026-11-21T11:00:00+00:00"
-    assert [l.run_id for l in after["dead_letters"]["customer"]] == ["r3"]
-    assert [l.entity_id for l in after["dead_letters"]["product"]] == ["P9"]
+    assert [letter.run_id for letter in after["dead_letters"]["customer"]] == ["r3"]
+    assert [letter.entity_id for letter in after["dead_letters"]["product"]] == ["P9"]
 
 
 # --- usage errors -------------------------------------------------------------------------------

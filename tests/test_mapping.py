@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.spec import DATAFLOWS_DIR, load_dataflow
-from transforms import types
-from transforms.mapping import MappingError, PairMapper
+from core import types
+from core.mapping import MappingError, PairMapper
+from core.spec import DATAFLOWS_DIR, load_dataflow
 
 SPEC = load_dataflow(DATAFLOWS_DIR / "customerp-customwebshop.yaml")
 
@@ -31,7 +31,7 @@ def _links(pairs):
     ("email", "  Ola.Nordmann@Example.NO ", "ola.nordmann@example.no"),
     ("date", "2026-11-21", datetime.date(2026, 11, 21)),
     ("datetime", "2026-11-21T10:00:00.5Z",
-     datetime.datetime(2026, 11, 21, 10, 0, 0, 500000, tzinfo=datetime.timezone.utc)),
+     datetime.datetime(2026, 11, 21, 10, 0, 0, 500000, tzinfo=datetime.UTC)),
     ("country", "no", "NO"),
     ("currency", "nok", "NOK"),
     ("boolean", "true", True),
@@ -160,7 +160,8 @@ def test_match_key_uses_the_first_key_with_a_value():
 
 def test_source_fallback_stands_in_for_an_empty_source_value():
     import yaml
-    from pipelines.spec import parse_dataflow
+
+    from core.spec import parse_dataflow
     doc = yaml.safe_load((DATAFLOWS_DIR / "customerp-customwebshop.yaml").read_text())
     row = doc["pairs"][0]["properties"][1]
     row.pop("target_fallback")

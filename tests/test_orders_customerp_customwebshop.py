@@ -15,8 +15,8 @@ from decimal import Decimal
 
 import pytest
 
+from core.spec import get_dataflow
 from pipelines import cli
-from pipelines.spec import get_dataflow
 from tests.conftest import SyncHarness, group_by
 from tests.synced import synced_sandbox
 
@@ -131,7 +131,7 @@ CHANGES = ("add", "remove", "reorder", "edit")
 def test_order_lines_added_removed_reordered_and_edited_on_one_side(h, side):
     numbers = fresh_orders(h, len(CHANGES))
     wanted = {}
-    for number, change in zip(numbers, CHANGES):
+    for number, change in zip(numbers, CHANGES, strict=True):
         lines = shop_lines(h, number)
         assert erp_lines(h, number) == lines                 # in agreement after the sync
         wanted[number] = edited(lines, change, a_line_not_in(h, lines))

@@ -156,7 +156,7 @@ def edit_in_bc(h, number: str, change: str) -> list[tuple]:
 def test_order_lines_added_removed_reordered_and_edited_on_one_side(h, side):
     numbers = fresh_orders(h, len(CHANGES))
     wanted = {}
-    for number, change in zip(numbers, CHANGES):
+    for number, change in zip(numbers, CHANGES, strict=True):
         assert bc_lines(h, number) == shop_lines(h, number)      # in agreement after the sync
         edit = edit_in_shop if side == "webshop" else edit_in_bc
         wanted[number] = edit(h, number, change)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to, is_empty
 
-import pytest
-
-from connectors.base import Record, SystemConfig
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
+from core.model import Record, SystemConfig
+from core.spec import get_dataflow
 from pipelines.config import load_config
-from pipelines.spec import get_dataflow
 from pipelines.sync_pipeline import RunSettings, build_pipeline
 from transforms import read
 from transforms.common import PairContext
@@ -34,14 +33,14 @@ def test_build_pipeline_returns_plans_links_and_dead_letters(harness, tmp_path):
             assert_that(outcomes, equal_to([("created_in_target", len(erp - shop)),
                                             ("created_in_source", len(shop - erp)),
                                             ("linked_by_match", len(erp & shop))]))
-            linked = result.links["product"] | beam.Map(lambda l: (l.state, l.source_id))
+            linked = result.links["product"] | beam.Map(lambda item: (item.state, item.source_id))
             assert_that(linked, equal_to([("linked", sku) for sku in erp | shop]),
                         label="every product linked")
             assert_that(result.dead_letters, is_empty(), label="no dead letters")
 
         links = store.lookup_by_source("customerp-customwebshop/product", sorted(erp | shop))
     assert len(links) == len(erp | shop)
-    assert {l.state for l in links.values()} == {"linked"}
+    assert {link.state for link in links.values()} == {"linked"}
     assert store_watermark_moved(config.link_store)
 
 

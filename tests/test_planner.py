@@ -3,17 +3,28 @@
 import datetime
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from connectors.linkstore import LINKED, PENDING, Link
-from pipelines.spec import DATAFLOWS_DIR, load_dataflow, parse_dataflow
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, LINK, SOURCE, TARGET, UNCHANGED,
-                                UPDATE, Entity, idempotency_key, plan_group)
+from core.model import LINKED, PENDING, Link
+from core.planner import (
+    CREATE_SOURCE,
+    CREATE_TARGET,
+    LINK,
+    SOURCE,
+    TARGET,
+    UNCHANGED,
+    UPDATE,
+    Entity,
+    idempotency_key,
+    plan_group,
+)
+from core.spec import DATAFLOWS_DIR, load_dataflow, parse_dataflow
 
 SPEC = load_dataflow(DATAFLOWS_DIR / "customerp-customwebshop.yaml")
 PRODUCT = SPEC.pair("product")
 KEY = "customerp-customwebshop/product"
-T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 
 
 def _at(minutes):

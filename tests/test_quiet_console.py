@@ -38,7 +38,7 @@ def test_a_run_prints_no_ignored_type_hints_and_warns_once_per_plain_text_secret
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "-q", "run", "customerp-customwebshop",
          "--config", str(path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+        env=env, capture_output=True, text=True, timeout=600)
 
     assert result.returncode == 0, result.stderr
     assert "type hint will be ignored" not in result.stderr

@@ -298,7 +298,7 @@ def scenario(tmp_path_factory):
         result.runs["edited"] = harness.run("--pairs", "customer,product")
 
         harness.sandbox.set_faults("customerp")
-        for sku, price in zip(edits["more_priced"], ("101.50", "202.75")):
+        for sku, price in zip(edits["more_priced"], ("101.50", "202.75"), strict=True):
             harness.put_erp("Products", sku, {"SalesPrice": Decimal(price)})
         result.runs["held"] = harness.run("--pairs", "customer,product",
                                           "--max_updates_per_pair=1")
@@ -323,7 +323,7 @@ def _edit_both_sides(harness: SyncHarness) -> tuple[dict, tuple]:
              "priced": priced, "old_price": Decimal(shop_products[priced][0]["price"]),
              "priced_shop_id": shop_products[priced][0]["id"], "renamed": renamed,
              "renamed_shop_id": shop_products[renamed][0]["id"], "more_priced": more_priced}
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     edits["new"] = harness.post("customwebshop", "customers", {
         "email": "report.page@example.no", "first_name": "Ada", "last_name": "Rapport",
         "phone": "+47 400 11 222"})
@@ -331,7 +331,7 @@ def _edit_both_sides(harness: SyncHarness) -> tuple[dict, tuple]:
     harness.patch_shop("customers", edits["shop_customer"]["id"], {"phone": "+47 999 88 777"})
     harness.patch_shop("products", edits["renamed_shop_id"], {"name": SCRIPT_NAME})
     harness.put_erp("Products", renamed, {"Description": "Navn i ERP, sist endret"})
-    after = datetime.datetime.now(datetime.timezone.utc)
+    after = datetime.datetime.now(datetime.UTC)
     # every update the ERP receives fails (a create is a POST and goes through)
     harness.sandbox.set_faults("customerp", error_rate=1.0, status=500, only=["PUT"], seed=3)
     harness.configure("customerp", max_retries=0)
@@ -469,7 +469,7 @@ def test_report_of_a_run_that_could_not_reach_the_erp_says_so_with_exit_1(scenar
 def _utc(shown: str) -> datetime.datetime:
     """A time as the page shows it (``2026-11-22 01:02:03.250 UTC``)."""
     return datetime.datetime.strptime(shown, "%Y-%m-%d %H:%M:%S.%f UTC").replace(
-        tzinfo=datetime.timezone.utc)
+        tzinfo=datetime.UTC)
 
 
 def test_the_exit_status_is_the_gravest_of_the_runs_whatever_their_order():

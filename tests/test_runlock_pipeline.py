@@ -11,7 +11,7 @@ entry is exactly what the pipeline left. The lock must also be held while writes
 from __future__ import annotations
 
 from connectors.customwebshop import CustomWebshopConnector
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from pipelines import sync_pipeline
 from transforms.runlock import RunLock, lock_key
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import yaml
 
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
 from tests.conftest import group_by
 from tests.test_sync_customerp_customwebshop import _assert_one_to_one, _writes
 from transforms.runlock import lock_key

@@ -95,7 +95,8 @@ def test_service_documents(client):
     assert len(body["value"]) == 1
     metadata = client.call("GET", f"{client.service}/$metadata")
     assert metadata.status_code == 200 and metadata.content == bc.METADATA_PATH.read_bytes()
-    other = client.call("GET", f"{client.service}/companies(00000000-0000-0000-0000-000000000001)/items")
+    other = client.call("GET",
+                        f"{client.service}/companies(00000000-0000-0000-0000-000000000001)/items")
     assert _error(other)[:2] == (404, "BadRequest_NotFound")
 
 
@@ -105,7 +106,8 @@ def test_service_documents(client):
 @pytest.mark.parametrize("body, expected", [
     ({"displayName": "x", "nickname": "y"}, (400, "BadRequest", "The property 'nickname' does not "
                                              "exist on type 'Microsoft.NAV.customer'. Make sure to "
-                                             "only use property names that are defined by the type.")),
+                                             "only use property names that are defined by the "
+                                             "type.")),
     ({"displayName": "x", "balanceDue": 5}, (400, "BadRequest_InvalidOperation",
                                              "The property 'balanceDue' is read-only.")),
     ({"displayName": "x", "city": "C" * 31}, (400, "Application_StringExceededLength",
@@ -267,11 +269,12 @@ def test_deep_insert_line_operations_and_totals(client):
     assert client.call("DELETE", f"{lines_url}({line['id']})",
                        headers={"If-Match": line["@odata.etag"]}).status_code == 204
     _, left = client.json("GET", lines_url)
-    assert [l["id"] for l in left["value"]] == [added["id"]]
+    assert [item["id"] for item in left["value"]] == [added["id"]]
     assert _error(client.call("POST", "salesOrders", json={"externalDocumentNumber": "X"})) == (
         400, "Application_DialogException", "A customerNumber or a customerID must be provided.")
     assert _error(client.call("PATCH", f"salesOrders({order['id']})", json={"status": "Open"},
-                              headers={"If-Match": "*"}))[:2] == (400, "BadRequest_InvalidOperation")
+                              headers={"If-Match": "*"}))[:2] == (400,
+                                                                  "BadRequest_InvalidOperation")
 
 
 # -- $batch --------------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def gql(sandbox_of):
 
 def test_token_endpoint_wants_client_credentials_with_tenant(gql):
     assert gql.token().startswith("eyJ")
-    for bad, error in [({"tenant_id": ""}, "invalid_request"), ({"scope": "openid"}, "invalid_request"),
+    for bad, error in [({"tenant_id": ""}, "invalid_request"), ({"scope": "openid"},
+                                                                "invalid_request"),
                        ({"client_secret": "wrong"}, "invalid_client")]:
         response = requests.post(gql.token_url, data=gql.token_form(**bad), timeout=10)
         assert response.status_code == 400 and response.json()["error"] == error
@@ -167,7 +168,8 @@ def test_filters_and_order_by(gql):
     ordered = gql("query($cid: Int!) { useCompany(no: $cid) { product(first: 3, "
                   "orderBy: [{salesPrice1: DESC}]) { items { salesPrice1 } } } }")
     prices = [r["salesPrice1"] for r in ordered["data"]["useCompany"]["product"]["items"]]
-    all_prices = sorted((r["salesPrice1"] for r in gql.rows("product", "salesPrice1")), reverse=True)
+    all_prices = sorted((r["salesPrice1"] for r in gql.rows("product", "salesPrice1")),
+                        reverse=True)
     assert prices == all_prices[:3]
 
 
@@ -178,9 +180,9 @@ def test_orders_have_integer_dates_and_lines_via_joindown(gql):
                   )["data"]["useCompany"]["order"]["items"]
     assert isinstance(order["orderDate"], int) and 20250101 < order["orderDate"] < 20270101
     lines = order["lines"]["items"]
-    assert [l["lineNo"] for l in lines] == list(range(1, len(lines) + 1))
-    assert {l["orderNo"] for l in lines} == {order["orderNo"]}
-    assert all(isinstance(l["productNo"], str) for l in lines)
+    assert [line["lineNo"] for line in lines] == list(range(1, len(lines) + 1))
+    assert {line["orderNo"] for line in lines} == {order["orderNo"]}
+    assert all(isinstance(line["productNo"], str) for line in lines)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -198,13 +200,16 @@ def test_create_numbers_rows_and_keeps_change_columns(gql):
     assert (first["addressNo"], second["addressNo"]) == (201, 202)
     assert first["changedTimestamp"] and first["changedDate"] == int(
         first["changedTimestamp"][:10].replace("-", ""))
-    assert first["changedTime"] == int(first["changedTimestamp"][11:13] + first["changedTimestamp"][14:16])
+    stamp = first["changedTimestamp"]
+    assert first["changedTime"] == int(stamp[11:13] + stamp[14:16])
     update = gql("mutation($cid: Int!) { useCompany(no: $cid) { address_update("
                  "filters: [{addressNo: {_eq: 201}}, {addressNo: {_eq: 202}}], "
                  "values: [{phone: \"+47 1\"}, {phone: \"+47 2\"}]) { affectedRows items "
-                 "{ addressNo phone changedTimestamp } } } }")["data"]["useCompany"]["address_update"]
+                 "{ addressNo phone changedTimestamp } } } }"
+                 )["data"]["useCompany"]["address_update"]
     assert update["affectedRows"] == 2
-    assert [(r["addressNo"], r["phone"]) for r in update["items"]] == [(201, "+47 1"), (202, "+47 2")]
+    assert [(r["addressNo"], r["phone"]) for r in update["items"]] == [(201, "+47 1"), (202,
+                                                                                        "+47 2")]
     assert update["items"][0]["changedTimestamp"] > first["changedTimestamp"]
 
 
@@ -238,7 +243,8 @@ def test_order_create_with_nested_lines_and_line_rules(gql):
          "quantity": Decimal("1.5"), "priceInCurrency": 10}]
     for values, message in [
             ([{"customerNo": 99999}], "Customer 99999 does not exist."),
-            ([{"customerNo": 1, "orderLines": [{"productNo": "NOPE"}]}], "Product 'NOPE' does not exist."),
+            ([{"customerNo": 1, "orderLines": [{"productNo": "NOPE"}]}],
+             "Product 'NOPE' does not exist."),
             ([{"customerNo": 1, "orderDate": 20261340}], "is not a date")]:
         answer = gql("mutation($cid: Int!, $values: [Order_Input!]!) { useCompany(no: $cid) { "
                      "order_create(values: $values) { affectedRows } } }", values=values)
@@ -247,7 +253,8 @@ def test_order_create_with_nested_lines_and_line_rules(gql):
 
 
 def test_batches_hold_at_most_32_requests(gql):
-    one = {"query": "query($cid: Int!) { useCompany(no: $cid) { address(first: 1) { items { addressNo } } } }",
+    one = {"query": "query($cid: Int!) { useCompany(no: $cid) "
+                    "{ address(first: 1) { items { addressNo } } } }",
            "variables": {"cid": bnxt.COMPANY_NO}}
     response = gql.post([one, {"query": "{ nope }"}])
     assert response.status_code == 200
@@ -273,4 +280,4 @@ def test_order_lines_are_a_table_of_their_own_too(gql):
     lines = [(r["orderNo"], r["lineNo"]) for r in gql.rows("orderLine", "orderNo lineNo")]
     orders = gql.rows("order", "orderNo lines: joindown_OrderLine_via_Order { items { lineNo } }")
     assert lines == sorted(lines) and len(set(lines)) == len(lines)
-    assert lines == [(o["orderNo"], l["lineNo"]) for o in orders for l in o["lines"]["items"]]
+    assert lines == [(o["orderNo"], line["lineNo"]) for o in orders for line in o["lines"]["items"]]

@@ -35,7 +35,8 @@ class Api:
     def all(self, resource: str, **params) -> list[dict]:
         rows, token = [], None
         while True:
-            page = self("GET", f"/{resource}", params={**params, "page_size": 500, **({"page_token": token} if token else {})})
+            page = self("GET", f"/{resource}", params={**params, "page_size": 500,
+                                                       **({"page_token": token} if token else {})})
             assert page.status_code == 200, page.text
             rows += page.json()["data"]
             token = page.json()["next_page_token"]
@@ -56,7 +57,8 @@ def api(sandbox) -> Api:
 
 
 def error(code: str, message: str, details=()) -> dict:
-    return {"error": {"code": code, "message": message, "details": [{"field": f, "issue": i} for f, i in details]}}
+    return {"error": {"code": code, "message": message, "details": [{"field": f, "issue": i} for f,
+                                                                    i in details]}}
 
 
 def live(api: Api, resource: str) -> list[dict]:
@@ -64,7 +66,8 @@ def live(api: Api, resource: str) -> list[dict]:
 
 
 def new_customer(api: Api, headers=None, **fields) -> requests.Response:
-    response = api("POST", "/customers", json={"email": "ny.kunde@example.com", **fields}, headers=headers or {})
+    response = api("POST", "/customers", json={"email": "ny.kunde@example.com", **fields},
+                   headers=headers or {})
     assert response.status_code == 201, response.text
     return response
 
@@ -94,7 +97,8 @@ def test_unknown_path_is_404_and_wrong_method_is_405_with_allow(api):
 def test_list_is_ordered_by_updated_at_then_id_and_includes_soft_deleted(api):
     rows = api.all("customers")
     assert len(rows) == 300
-    assert [(r["updated_at"], r["id"]) for r in rows] == sorted((r["updated_at"], r["id"]) for r in rows)
+    assert [(r["updated_at"], r["id"]) for r in rows] == sorted((r["updated_at"],
+                                                                 r["id"]) for r in rows)
     assert sum(r["deleted"] for r in rows) == 4
     assert all(TIMESTAMP.match(r["updated_at"]) for r in rows)
 
@@ -104,7 +108,8 @@ def test_list_defaults_to_100_rows_and_pages_with_an_opaque_token(api):
     assert len(first["data"]) == 100 and isinstance(first["next_page_token"], str)
     second = api("GET", "/products", params={"page_token": first["next_page_token"]}).json()
     assert len(second["data"]) == 100 and second["next_page_token"] is None
-    assert {r["id"] for r in first["data"]} | {r["id"] for r in second["data"]} == {r["id"] for r in api.all("products")}
+    paged = {r["id"] for r in first["data"]} | {r["id"] for r in second["data"]}
+    assert paged == {r["id"] for r in api.all("products")}
 
 
 def test_a_page_that_ends_on_a_raw_row_without_updated_at_still_pages_on(api, sandbox):
@@ -195,7 +200,8 @@ def test_create_assigns_ids_and_returns_every_field(api):
         "company_name": None,
         "phone": None,
         "vat_number": None,
-        "address": {"line1": None, "line2": None, "postal_code": None, "city": "Tromsø", "country": "NO"},
+        "address": {"line1": None, "line2": None, "postal_code": None, "city": "Tromsø",
+                    "country": "NO"},
         "updated_at": body["updated_at"],
         "deleted": False,
     }
@@ -208,7 +214,8 @@ def test_create_assigns_ids_and_returns_every_field(api):
 
 def test_read_only_and_unknown_fields_are_refused_with_every_problem_named(api):
     response = api("POST", "/customers", json={
-        "id": "cus_9", "email": "a@b.no", "updated_at": "2026-01-01T00:00:00Z", "deleted": False, "nickname": "x",
+        "id": "cus_9", "email": "a@b.no", "updated_at": "2026-01-01T00:00:00Z", "deleted": False,
+        "nickname": "x",
     })
     assert response.status_code == 422
     assert response.json()["error"]["details"] == [
@@ -217,7 +224,8 @@ def test_read_only_and_unknown_fields_are_refused_with_every_problem_named(api):
         {"field": "deleted", "issue": "read-only field"},
         {"field": "nickname", "issue": "unknown field"},
     ]
-    order = api("POST", "/orders", json={"number": "X1", "customer_id": "cus_000001", "currency": "NOK", "total": "1.00"})
+    order = api("POST", "/orders", json={"number": "X1", "customer_id": "cus_000001",
+                                         "currency": "NOK", "total": "1.00"})
     assert order.status_code == 422
     assert order.json()["error"]["details"] == [{"field": "total", "issue": "read-only field"}]
 
@@ -243,7 +251,8 @@ def test_validation_names_each_offending_field(api):
         {"field": "vat_rate", "issue": "must be a string"},
         {"field": "sku", "issue": "is required"},
     ]
-    customer = api("POST", "/customers", json={"email": "no-at-sign", "address": {"country": "no", "zip": "1"}})
+    customer = api("POST", "/customers", json={"email": "no-at-sign", "address": {"country": "no",
+                                                                                  "zip": "1"}})
     assert customer.json()["error"]["details"] == [
         {"field": "email", "issue": "must contain @"},
         {"field": "address.country", "issue": "must be an ISO 3166-1 alpha-2 country code"},
@@ -253,7 +262,8 @@ def test_validation_names_each_offending_field(api):
 
 def test_a_body_that_is_not_a_json_object_is_422(api):
     for data in (b"{not json", b"[1, 2]"):
-        response = api("POST", "/customers", data=data, headers={"Content-Type": "application/json"})
+        response = api("POST", "/customers", data=data,
+                       headers={"Content-Type": "application/json"})
         assert response.status_code == 422
         assert response.json()["error"]["details"][0]["field"] == ""
 
@@ -280,11 +290,14 @@ def test_idempotency_keys_are_per_resource_and_failed_creates_are_not_remembered
     headers = {"Idempotency-Key": "k"}
     assert api("POST", "/customers", json={}, headers=headers).status_code == 422
     assert "Idempotent-Replayed" not in new_customer(api, headers=headers).headers
-    product = api("POST", "/products", json={"sku": "S", "name": "N", "price": "1.00"}, headers=headers)
+    product = api("POST", "/products", json={"sku": "S", "name": "N", "price": "1.00"},
+                  headers=headers)
     assert product.status_code == 201 and "Idempotent-Replayed" not in product.headers
-    too_long = api("POST", "/customers", json={"email": "a@b.no"}, headers={"Idempotency-Key": "x" * 256})
+    too_long = api("POST", "/customers", json={"email": "a@b.no"},
+                   headers={"Idempotency-Key": "x" * 256})
     assert too_long.status_code == 422
-    assert too_long.json()["error"]["details"] == [{"field": "Idempotency-Key", "issue": "must be 1 to 255 characters"}]
+    assert too_long.json()["error"]["details"] == [{"field": "Idempotency-Key",
+                                                    "issue": "must be 1 to 255 characters"}]
 
 
 # -- update, delete ---------------------------------------------------------------------------
@@ -315,15 +328,19 @@ def test_a_patch_that_changes_nothing_writes_nothing(api):
 
 def test_if_match_mismatch_is_412_and_writes_nothing(api):
     product = live(api, "products")[0]["id"]
-    stale = api("PATCH", f"/products/{product}", json={"price": "1.00"}, headers={"If-Match": '"7"'})
+    stale = api("PATCH", f"/products/{product}", json={"price": "1.00"},
+                headers={"If-Match": '"7"'})
     assert stale.status_code == 412
-    assert stale.json() == error("precondition_failed", f'product {product} is at version "1"; If-Match does not match')
+    assert stale.json() == error("precondition_failed",
+                                 f'product {product} is at version "1"; If-Match does not match')
     assert api("GET", f"/products/{product}").json()["price"] != "1.00"
     for quantity, tag in enumerate(('"1"', '"9", "2"', "*")):
-        fresh = api("PATCH", f"/products/{product}", json={"stock_quantity": 1000 + quantity}, headers={"If-Match": tag})
+        fresh = api("PATCH", f"/products/{product}", json={"stock_quantity": 1000 + quantity},
+                    headers={"If-Match": tag})
         assert fresh.status_code == 200, tag
         assert fresh.headers["ETag"] == f'"{quantity + 2}"'
-    weak = api("PATCH", f"/products/{product}", json={"stock_quantity": 1}, headers={"If-Match": 'W/"4"'})
+    weak = api("PATCH", f"/products/{product}", json={"stock_quantity": 1},
+               headers={"If-Match": 'W/"4"'})
     assert weak.status_code == 412
     assert api("DELETE", f"/products/{product}", headers={"If-Match": '"1"'}).status_code == 412
     assert api("DELETE", f"/products/{product}", headers={"If-Match": '"4"'}).status_code == 204
@@ -370,13 +387,15 @@ def test_order_total_is_computed_and_line_fields_default_from_the_product(api):
         "currency": "NOK",
         "discount_total": "10.00",
         "lines": [
-            {"product_id": p1["id"], "quantity": "3", "unit_price": "99.90", "discount_percent": "10"},
+            {"product_id": p1["id"], "quantity": "3", "unit_price": "99.90",
+             "discount_percent": "10"},
             {"product_id": p2["id"], "quantity": "1.5", "unit_price": "20.00", "sku": "own-sku"},
         ],
     })
     assert response.status_code == 201, response.text
     order = response.json()
-    expected = Decimal("3") * Decimal("99.90") * Decimal("0.9") + Decimal("1.5") * Decimal("20.00") - Decimal("10.00")
+    expected = (Decimal("3") * Decimal("99.90") * Decimal("0.9")
+                + Decimal("1.5") * Decimal("20.00") - Decimal("10.00"))
     assert order["total"] == f"{expected.quantize(Decimal('0.01')):.2f}" == "289.73"
     assert order["status"] == "pending"
     assert order["lines"][0] == {
@@ -384,7 +403,9 @@ def test_order_total_is_computed_and_line_fields_default_from_the_product(api):
         "unit_price": "99.90", "discount_percent": "10", "vat_rate": p1["vat_rate"],
     }
     assert order["lines"][1]["sku"] == "own-sku" and order["lines"][1]["discount_percent"] == "0"
-    replaced = api("PATCH", f"/orders/{order['id']}", json={"lines": [{"product_id": p2["id"], "quantity": "2", "unit_price": "5.00"}]})
+    replaced = api("PATCH", f"/orders/{order['id']}", json={"lines": [{"product_id": p2["id"],
+                                                                       "quantity": "2",
+                                                                       "unit_price": "5.00"}]})
     assert len(replaced.json()["lines"]) == 1 and replaced.json()["total"] == "0.00"
     emptied = api("PATCH", f"/orders/{order['id']}", json={"lines": None, "discount_total": None})
     assert emptied.json()["lines"] == [] and emptied.json()["total"] == "0.00"
@@ -393,7 +414,8 @@ def test_order_total_is_computed_and_line_fields_default_from_the_product(api):
 def test_order_references_must_exist_and_not_be_deleted(api):
     product = live(api, "products")[0]
     line = {"product_id": "prd_999999", "quantity": "1", "unit_price": "1.00"}
-    response = api("POST", "/orders", json={"number": "W-2", "customer_id": "cus_999999", "currency": "NOK", "lines": [line]})
+    response = api("POST", "/orders", json={"number": "W-2", "customer_id": "cus_999999",
+                                            "currency": "NOK", "lines": [line]})
     assert response.status_code == 422
     assert response.json()["error"]["details"] == [
         {"field": "customer_id", "issue": "no customer cus_999999"},
@@ -404,11 +426,18 @@ def test_order_references_must_exist_and_not_be_deleted(api):
         "number": "W-3", "customer_id": deleted_customer["id"], "currency": "NOK",
         "lines": [{"product_id": product["id"], "quantity": "x", "unit_price": "1.00"}],
     })
-    assert response.json()["error"]["details"] == [{"field": "lines.0.quantity", "issue": 'must be a decimal string like "199.00" (up to 4 decimals)'}]
-    missing = api("POST", "/orders", json={"number": "W-3", "customer_id": deleted_customer["id"], "currency": "NOK", "lines": [{}]})
-    assert [d["field"] for d in missing.json()["error"]["details"]] == ["lines.0.product_id", "lines.0.quantity", "lines.0.unit_price"]
-    gone = api("POST", "/orders", json={"number": "W-3", "customer_id": deleted_customer["id"], "currency": "NOK"})
-    assert gone.json()["error"]["details"] == [{"field": "customer_id", "issue": f"no customer {deleted_customer['id']}"}]
+    assert response.json()["error"]["details"] == [{
+        "field": "lines.0.quantity",
+        "issue": 'must be a decimal string like "199.00" (up to 4 decimals)'}]
+    missing = api("POST", "/orders", json={"number": "W-3", "customer_id": deleted_customer["id"],
+                                           "currency": "NOK", "lines": [{}]})
+    assert [d["field"] for d in missing.json()["error"]["details"]] == ["lines.0.product_id",
+                                                                        "lines.0.quantity",
+                                                                        "lines.0.unit_price"]
+    gone = api("POST", "/orders", json={"number": "W-3", "customer_id": deleted_customer["id"],
+                                        "currency": "NOK"})
+    assert gone.json()["error"]["details"] == [{"field": "customer_id",
+                                                "issue": f"no customer {deleted_customer['id']}"}]
 
 
 def test_patching_an_order_field_does_not_recheck_untouched_references(api):
@@ -423,7 +452,8 @@ def test_patching_an_order_field_does_not_recheck_untouched_references(api):
 
 def test_batch_applies_each_operation_on_its_own(api):
     one, two, three = (r["id"] for r in live(api, "customers")[:3])
-    api("POST", "/customers", json={"email": "earlier@example.com"}, headers={"Idempotency-Key": "b-1"})
+    api("POST", "/customers", json={"email": "earlier@example.com"},
+        headers={"Idempotency-Key": "b-1"})
     operations = [
         {"method": "POST", "body": {"email": "batch@example.com"}},
         {"method": "POST", "body": {"email": "invalid"}},
@@ -438,14 +468,17 @@ def test_batch_applies_each_operation_on_its_own(api):
     results = response.json()["results"]
     assert [r["status"] for r in results] == [201, 422, 200, 412, 404, 201, 422]
     assert [r["etag"] for r in results] == ['"1"', None, '"2"', None, None, '"1"', None]
-    assert results[0]["body"]["id"] == "cus_000302" and results[0]["body"]["email"] == "batch@example.com"
-    assert results[1]["body"] == error("validation_failed", "email: must contain @", [("email", "must contain @")])
+    assert results[0]["body"]["id"] == "cus_000302"
+    assert results[0]["body"]["email"] == "batch@example.com"
+    assert results[1]["body"] == error("validation_failed", "email: must contain @",
+                                       [("email", "must contain @")])
     assert results[2]["body"]["first_name"] == "Bjørn"
     assert results[3]["body"]["error"]["code"] == "precondition_failed"
     assert results[4]["body"] == error("not_found", "no customer cus_999999")
     assert results[5]["body"]["email"] == "earlier@example.com" and results[5]["replayed"] is True
     assert "replayed" not in results[0]
-    assert results[6]["body"]["error"]["details"] == [{"field": "method", "issue": 'must be "POST" or "PATCH"'}]
+    assert results[6]["body"]["error"]["details"] == [{"field": "method",
+                                                       "issue": 'must be "POST" or "PATCH"'}]
     assert api("GET", f"/customers/{two}").headers["ETag"] == '"1"'
     assert api("GET", f"/customers/{three}").json()["deleted"] is False
 
@@ -471,7 +504,8 @@ def test_batch_body_must_hold_an_operations_array(api):
 
 def test_every_write_gets_a_strictly_later_timestamp(api):
     customers = live(api, "customers")[:60]
-    operations = [{"method": "PATCH", "id": r["id"], "body": {"phone": f"+47 4000 {i:04d}"}} for i, r in enumerate(customers)]
+    operations = [{"method": "PATCH", "id": r["id"], "body": {"phone": f"+47 4000 {i:04d}"}} for i,
+                  r in enumerate(customers)]
     results = api("POST", "/customers:batch", json={"operations": operations}).json()["results"]
     stamps = [r["body"]["updated_at"] for r in results]
     assert all(TIMESTAMP.match(s) for s in stamps)
@@ -484,7 +518,8 @@ def test_every_write_gets_a_strictly_later_timestamp(api):
 def test_openapi_spec_parses_and_lists_every_served_path():
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     assert spec["openapi"].startswith("3.1")
-    assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+    assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header",
+                                                               "name": "X-Api-Key"}
     for route in CustomWebshop.routes:
         assert route.method.lower() in spec["paths"][route.template], route
     for route in CONTROL_ROUTES:
@@ -507,6 +542,9 @@ def test_every_seeded_entity_passes_the_apis_own_validation(api):
         live_rows = [r for r in rows if not r["deleted"]]
         for start in range(0, len(live_rows), 100):
             chunk = live_rows[start:start + 100]
-            operations = [{"method": "PATCH", "id": r["id"], "body": {k: r[k] for k in writable}} for r in chunk]
-            results = api("POST", f"/{resource}:batch", json={"operations": operations}).json()["results"]
-            assert [(r["status"], r["etag"]) for r in results] == [(200, '"1"')] * len(chunk), resource
+            operations = [{"method": "PATCH", "id": r["id"],
+                           "body": {k: r[k] for k in writable}} for r in chunk]
+            results = api("POST", f"/{resource}:batch",
+                          json={"operations": operations}).json()["results"]
+            assert [(r["status"], r["etag"]) for r in results] == [(200,
+                                                                    '"1"')] * len(chunk), resource

@@ -28,7 +28,7 @@ def _clean_env() -> dict[str, str]:
 
 def _talksync(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=_clean_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          capture_output=True, text=True,
                           timeout=600, **kwargs)
 
 

@@ -5,8 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pipelines.spec import DATAFLOWS_DIR, SpecError, available_dataflows, load_dataflow, \
-    parse_dataflow
+from core.spec import DATAFLOWS_DIR, SpecError, available_dataflows, load_dataflow, parse_dataflow
 
 SHIPPED = DATAFLOWS_DIR / "customerp-customwebshop.yaml"
 

@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from connectors.linkstore import Link, open_link_store
 from connectors.sqlite_store import SqliteLinkStore
+from connectors.stores import open_link_store
+from core.model import Link
 
 PAIR = "customerp-customwebshop/customers"
 

@@ -187,7 +187,7 @@ def test_orders_arrive_with_translated_references_and_lines(harness):
         assert erp_customers[erp["CustomerNo"]]["Email"].lower() == \
             shop_customers[shop["customer_id"]]["email"].lower()
         assert len(erp["Lines"]) == len(shop["lines"]) > 0
-        for erp_line, shop_line in zip(erp["Lines"], shop["lines"]):
+        for erp_line, shop_line in zip(erp["Lines"], shop["lines"], strict=True):
             assert shop_products[shop_line["product_id"]]["sku"] == erp_line["ItemNo"]
             assert Decimal(shop_line["quantity"]) == Decimal(str(erp_line["Qty"]))
             assert Decimal(shop_line["unit_price"]) == Decimal(str(erp_line["UnitPrice"]))
@@ -227,14 +227,16 @@ def test_invalid_records_become_dead_letters_and_the_rest_syncs(harness):
 
     assert status == 3
     run_dir = pathlib.Path(report["run_dir"])
-    letters = [json.loads(l) for l in (run_dir / "dead_letters.jsonl").read_text().splitlines()]
-    by_id = {l["entity_id"]: l for l in letters if l["stage"] == "map"}
+    letters = [json.loads(letter)
+               for letter in (run_dir / "dead_letters.jsonl").read_text().splitlines()]
+    by_id = {letter["entity_id"]: letter for letter in letters if letter["stage"] == "map"}
     assert "stock_quantity (StockQty): 2.5 is not a whole number" in by_id[bad_product]["message"]
     assert by_id[bad_product]["error_class"] == "validation"
     assert "is not an e-mail address" in by_id[bad_customer]["message"]
-    assert {l["entity_id"] for l in letters} >= {bad_product, bad_customer}
+    assert {letter["entity_id"] for letter in letters} >= {bad_product, bad_customer}
     table = pyarrow.parquet.read_table(run_dir / "dead_letters.parquet").to_pylist()
-    assert sorted(r["entity_id"] for r in table) == sorted(l["entity_id"] for l in letters)
+    assert (sorted(r["entity_id"] for r in table)
+            == sorted(letter["entity_id"] for letter in letters))
     assert report["pairs"]["product"]["dead_letters"] >= 1
     # everything else synced
     assert report["pairs"]["product"]["created_in_target"] > 100

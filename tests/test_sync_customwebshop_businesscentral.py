@@ -15,12 +15,11 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.conftest import SyncHarness, group_by
-
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from sandbox import businesscentral as bc
 from sandbox.seed_businesscentral import SHARED_CUSTOMERS, SHARED_ITEMS, SHARED_ORDERS
 from sandbox.server import Sandbox
+from tests.conftest import SyncHarness, group_by
 
 DATAFLOW = "customwebshop-businesscentral"
 WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
@@ -202,8 +201,9 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
         assert bc_customers[order["customerId"]]["email"].lower() == \
             shop_customers[shop["customer_id"]]["email"].lower()
         assert len(order["salesOrderLines"]) == len(shop["lines"]) > 0
-        for line, shop_line in zip(order["salesOrderLines"], shop["lines"]):
-            assert bc_items[line["itemId"]]["number"] == shop_products[shop_line["product_id"]]["sku"]
+        for line, shop_line in zip(order["salesOrderLines"], shop["lines"], strict=True):
+            assert (bc_items[line["itemId"]]["number"]
+                    == shop_products[shop_line["product_id"]]["sku"])
             assert line["lineType"] == "Item"
             assert Decimal(line["quantity"]) == Decimal(shop_line["quantity"])
             assert Decimal(line["unitPrice"]) == Decimal(shop_line["unit_price"])
@@ -272,8 +272,8 @@ def test_edits_both_ways_and_order_line_changes(bch):
                            timeout=10).json()
     assert Decimal(product["price"]) == Decimal("1234.5")
     [bc_order] = group_by(bch.bc_all("salesOrders"), "externalDocumentNumber")[order["number"]]
-    assert [Decimal(l["quantity"]) for l in bc_order["salesOrderLines"]] == \
-        [Decimal(l["quantity"]) for l in lines]
+    assert [Decimal(line["quantity"]) for line in bc_order["salesOrderLines"]] == \
+        [Decimal(line["quantity"]) for line in lines]
     assert bc_order["salesOrderLines"][-1]["lineObjectNumber"] == sku
     assert report["pairs"]["order"]["updated_target"] == 1
     assert report["pairs"]["customer"]["conflicts"] == 0
@@ -319,7 +319,8 @@ def test_a_stale_etag_is_dead_lettered_alone_and_the_next_run_converges(bch):
     assert status == 3
     letters = [json.loads(line) for line in (pathlib.Path(report["run_dir"]) /
                                               "dead_letters.jsonl").read_text().splitlines()]
-    assert [(l["error_class"], l["status"], l["entity_id"]) for l in letters] == [
+    assert [(letter["error_class"], letter["status"],
+             letter["entity_id"]) for letter in letters] == [
         ("conflict", 409, shop[stale_email][0]["id"])]
     assert "Request_EntityChanged" in letters[0]["message"]
     assert bch.bc_get("customers", bc_id)["phoneNumber"] == before["phoneNumber"]  # not overwritten

@@ -14,18 +14,23 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.conftest import SyncHarness, group_by
-
-from pipelines.spec import get_dataflow
+from core.spec import get_dataflow
 from sandbox import businessnxt as bnxt
-from sandbox.seed_businessnxt import (COUNTRY_NUMBERS, CURRENCY_NUMBERS, SHARED_ADDRESSES,
-                                     SHARED_ORDERS, SHARED_PRODUCTS)
+from sandbox.seed_businessnxt import (
+    COUNTRY_NUMBERS,
+    CURRENCY_NUMBERS,
+    SHARED_ADDRESSES,
+    SHARED_ORDERS,
+    SHARED_PRODUCTS,
+)
+from tests.conftest import SyncHarness, group_by
 from tests.test_sandbox_businessnxt import Gql
 
 DATAFLOW = "customwebshop-businessnxt"
 WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
           "updated_source")
-ADDRESS = "addressNo name emailAddress phone addressLine1 postCode postalArea countryNo changedTimestamp"
+ADDRESS = ("addressNo name emailAddress phone addressLine1 postCode postalArea countryNo "
+           "changedTimestamp")
 PRODUCT = "productNo description salesPrice1 costPrice changedTimestamp"
 ORDER = ("orderNo orderDate customerNo customerOrderNo currencyNo changedTimestamp "
          "lines: joindown_OrderLine_via_Order { items { lineNo productNo description quantity "
@@ -164,7 +169,8 @@ def test_first_run_links_creates_orders_with_lines_then_the_rerun_writes_nothing
     assert set(products_by_no) == set(group_by(shop["products"], "sku"))
     for product in shop["products"]:
         [row] = products_by_no[product["sku"]]
-        assert (row["description"], row["salesPrice1"]) == (product["name"], Decimal(product["price"]))
+        assert (row["description"], row["salesPrice1"]) == (product["name"],
+                                                            Decimal(product["price"]))
     _assert_orders_arrived_with_lines_and_translated_references(nxt, after)
 
     nxt.sandbox.clear_requests("customwebshop")
@@ -182,13 +188,15 @@ def _assert_orders_arrived_with_lines_and_translated_references(nxt, after):
     shop_orders = nxt.shop_all("orders")
     for shop_order in shop_orders:
         [order] = orders[shop_order["number"]]
-        assert order["customerNo"] == address_no[shop_customers[shop_order["customer_id"]]["email"].lower()]
+        customer_email = shop_customers[shop_order["customer_id"]]["email"].lower()
+        assert order["customerNo"] == address_no[customer_email]
         assert order["orderDate"] == _date(shop_order["order_date"])
         assert order["currencyNo"] == CURRENCY_NUMBERS[shop_order["currency"]]
         lines = order["lines"]["items"]
-        assert [l["lineNo"] for l in lines] == list(range(1, len(lines) + 1))
-        assert [(l["productNo"], l["quantity"], l["priceInCurrency"], l["discountPercent1"])
-                for l in lines] == [
+        assert [line["lineNo"] for line in lines] == list(range(1, len(lines) + 1))
+        assert [(line["productNo"], line["quantity"], line["priceInCurrency"],
+                 line["discountPercent1"])
+                for line in lines] == [
             (shop_products[s["product_id"]]["sku"], Decimal(s["quantity"]),
              Decimal(s["unit_price"]), Decimal(s["discount_percent"]))
             for s in shop_order["lines"]]
@@ -207,7 +215,8 @@ def test_edits_reach_the_other_side_both_ways(nxt):
     [moved_row] = addresses[moved["email"].lower()]
     nxt.nxt_mutate("a: address_update(filter: $f1, value: $v1) { affectedRows } "
                    "b: address_update(filter: $f2, value: $v2) { affectedRows }",
-                   f1=("FilterExpression_Address", {"addressNo": {"_eq": renamed_row["addressNo"]}}),
+                   f1=("FilterExpression_Address",
+                       {"addressNo": {"_eq": renamed_row["addressNo"]}}),
                    v1=("Address_Input", {"name": "Nytt Navn AS"}),
                    f2=("FilterExpression_Address", {"addressNo": {"_eq": moved_row["addressNo"]}}),
                    v2=("Address_Input", {"countryNo": 358}))
@@ -237,8 +246,8 @@ def test_edits_reach_the_other_side_both_ways(nxt):
     [price_row] = nxt.gql.rows("product", PRODUCT, {"productNo": {"_eq": shop_products[0]["sku"]}})
     assert price_row["salesPrice1"] == Decimal("1234.50")
     [nxt_order] = nxt.gql.rows("order", ORDER, {"customerOrderNo": {"_eq": order["number"]}})
-    assert [l["quantity"] for l in nxt_order["lines"]["items"]] == \
-        [Decimal("9")] + [Decimal(l["quantity"]) for l in order["lines"][1:]]
+    assert [line["quantity"] for line in nxt_order["lines"]["items"]] == \
+        [Decimal("9")] + [Decimal(line["quantity"]) for line in order["lines"][1:]]
 
     status, report = nxt.run()
     assert status == 0 and _writes(report) == {}
@@ -268,7 +277,8 @@ def test_a_graphql_error_on_one_row_dead_letters_that_row_only(nxt):
     assert report["pairs"]["order"]["dead_letters"] == 1
     assert report["pairs"]["order"]["created_in_target"] == 1
     run_dir = pathlib.Path(report["run_dir"])
-    [letter] = [json.loads(l) for l in (run_dir / "dead_letters.jsonl").read_text().splitlines()]
+    [letter] = [json.loads(row)
+                for row in (run_dir / "dead_letters.jsonl").read_text().splitlines()]
     assert (letter["pair"], letter["entity_id"], letter["stage"], letter["error_class"]) == (
         "order", bad["id"], "write", "permanent")
     assert f"Product '{gone['sku']}' does not exist." in letter["message"]

@@ -23,13 +23,12 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.conftest import SyncHarness, group_by
-
-from connectors.linkstore import open_link_store
+from connectors.stores import open_link_store
+from core.spec import get_dataflow
 from pipelines import auth
-from pipelines.spec import get_dataflow
 from sandbox import exact as ex
 from sandbox.server import Sandbox
+from tests.conftest import SyncHarness, group_by
 
 DATAFLOW = "exact-customwebshop"
 WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
@@ -191,10 +190,10 @@ def test_first_run_rerun_with_rotated_tokens_edits_both_ways_and_a_4xx_dead_lett
     for shop_order in shop_orders:           # every webshop order is an Exact sales order
         [order] = by_ref[shop_order["number"]]
         lines = order["SalesOrderLines"]["results"]
-        assert [exact_items[l["Item"]] for l in lines] == \
-            [shop_items[l["product_id"]] for l in shop_order["lines"]]
-        assert [l["Quantity"] for l in lines] == \
-            [Decimal(l["quantity"]) for l in shop_order["lines"]]
+        assert [exact_items[line["Item"]] for line in lines] == \
+            [shop_items[line["product_id"]] for line in shop_order["lines"]]
+        assert [line["Quantity"] for line in lines] == \
+            [Decimal(line["quantity"]) for line in shop_order["lines"]]
     exact_only = [o for o in orders if not o["YourRef"]]
     numbers = {o["number"] for o in exh.shop_all("orders")}
     assert exact_only and all(str(o["OrderNumber"]) in numbers for o in exact_only)
@@ -257,13 +256,15 @@ def test_first_run_rerun_with_rotated_tokens_edits_both_ways_and_a_4xx_dead_lett
     [exact_order] = group_by(exh.exact_all("salesorder/SalesOrders", expand=True),
                              "YourRef")[order["number"]]
     exact_lines = exact_order["SalesOrderLines"]["results"]
-    assert [l["Quantity"] for l in exact_lines] == [Decimal(l["quantity"]) for l in lines]
+    assert ([line["Quantity"] for line in exact_lines]
+            == [Decimal(line["quantity"]) for line in lines])
     assert exact_lines[-1]["ItemCode"].strip() == sku
     assert report["pairs"]["order"]["updated_source"] == 1
 
     letters = [json.loads(line) for line in (pathlib.Path(report["run_dir"]) /
                                               "dead_letters.jsonl").read_text().splitlines()]
-    assert [(l["error_class"], l["status"], l["entity_id"], l["system"]) for l in letters] == [
+    assert [(letter["error_class"], letter["status"], letter["entity_id"],
+             letter["system"]) for letter in letters] == [
         ("permanent", 400, nameless["id"], "customwebshop")]
     assert "Mandatory: Name" in letters[0]["message"]
     posts = [e for e in exh.sandbox.requests("exact")["log"]

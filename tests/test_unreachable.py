@@ -7,6 +7,7 @@ never answers, with lowered timeouts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import socket
@@ -20,7 +21,7 @@ import urllib3
 from connectors import http as talkhttp
 from connectors import waiting
 from connectors.base import PROGRESS_LOGGER, UnreachableError
-from pipelines import cli, preflight
+from pipelines import preflight
 
 #: the whole run must end within this (issue 14)
 _RUN_LIMIT_S = 120.0
@@ -128,7 +129,7 @@ def test_with_the_defaults_a_system_that_never_answers_is_given_up_in_time_and_n
     assert gave_up + _PIPELINE_ALLOWANCE_S <= _RUN_LIMIT_S, \
         f"{how}: {session.attempts} attempts took {gave_up:.1f} s"
     times = [0.0, *(at for at, _ in simulated.lines), gave_up]
-    silences = [later - earlier for earlier, later in zip(times, times[1:])]
+    silences = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert max(silences) <= _LONGEST_SILENCE_S, (how, simulated.lines)
     for _, line in simulated.lines:
         assert line.startswith("erp: GET /Customers") and "skiptoken" not in line

@@ -6,12 +6,12 @@ letters, so there is never an event for a write that did not happen. Each event 
 the time, the dataflow, pair, direction and system, the ids on both sides, the operation, and per
 property the value before, the value after (as the written system answered it), the side it came
 from with its value there, and the rule that chose it — the planner's
-:class:`~transforms.planner.Provenance`, not a guess made afterwards.
+:class:`~core.planner.Provenance`, not a guess made afterwards.
 
 :class:`WriteAuditLog` writes a run's events as Parquet, partitioned the Hive way by dataflow and
 date (``<audit_dir>/dataflow=<D>/date=<YYYY-MM-DD>/<run_id>-<n>.parquet``) through Beam's
 ``FileSystems``, so a local folder and a ``gs://`` path work alike; :func:`read_events` reads
-them back. Values are canonical values as JSON text (:func:`connectors.linkstore.encode_value`):
+them back. Values are canonical values as JSON text (:func:`core.model.encode_value`):
 business data only, never settings or credentials.
 """
 
@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 import pyarrow
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.linkstore import DeadLetter, Link, decode_value, encode_value
+from core.model import DeadLetter, Link, decode_value, encode_value
+from core.planner import LINK, SOURCE, TARGET, Provenance, SyncPlan, other
 from transforms.common import PairContext
 from transforms.finish import write_parquet
-from transforms.planner import LINK, SOURCE, TARGET, Provenance, SyncPlan, other
 
 # operations
 CREATE = "create"
@@ -53,13 +54,13 @@ COLUMNS = [
 _ROWS_PER_FILE = 50_000
 
 
-def value_text(value: Any) -> Optional[str]:
+def value_text(value: Any) -> str | None:
     """A canonical value as the JSON text an event stores (None stays None)."""
     return None if value is None else json.dumps(encode_value(value), ensure_ascii=False,
                                                  sort_keys=True)
 
 
-def value_of(text: Optional[str]) -> Any:
+def value_of(text: str | None) -> Any:
     """The canonical value of an event's JSON text (the inverse of :func:`value_text`)."""
     return None if text is None else decode_value(json.loads(text))
 
@@ -134,7 +135,7 @@ def dead_letter_event(letter: DeadLetter, source_system: str) -> dict:
     """The event of a dead letter: the entity it names, on its side, and why it failed."""
     side = SOURCE if letter.system == source_system else TARGET
     time = (datetime.datetime.fromisoformat(letter.created_at) if letter.created_at
-            else datetime.datetime.now(datetime.timezone.utc))
+            else datetime.datetime.now(datetime.UTC))
     return {"event_id": f"{letter.run_id}/{letter.pair}/{letter.system}:{letter.entity_id}/"
                         f"{DEAD_LETTER}/{letter.stage}/{letter.direction}",
             "run_id": letter.run_id, "time": time, "dataflow": letter.dataflow,
@@ -169,7 +170,7 @@ class WriteAuditLog(beam.PTransform):
         return ((events, letters)
                 | "AllEvents" >> beam.Flatten()
                 | "KeyByDate" >> beam.Map(lambda event: (
-                    event["time"].astimezone(datetime.timezone.utc).date().isoformat(), event))
+                    event["time"].astimezone(datetime.UTC).date().isoformat(), event))
                 | "GroupByDate" >> beam.GroupByKey()
                 | "WriteParquet" >> beam.ParDo(_WriteDateFn(
                     self._audit_dir, self._dataflow, self._run_id)))
@@ -193,9 +194,9 @@ class _WriteDateFn(beam.DoFn):
             yield path
 
 
-def read_events(audit_dir: str, dataflow: Optional[str] = None,
-                since: Optional[datetime.datetime] = None,
-                run_id: Optional[str] = None) -> list[dict]:
+def read_events(audit_dir: str, dataflow: str | None = None,
+                since: datetime.datetime | None = None,
+                run_id: str | None = None) -> list[dict]:
     """The events under ``audit_dir`` (of one dataflow, from a moment on, of one run), oldest
     first.
 
@@ -204,7 +205,7 @@ def read_events(audit_dir: str, dataflow: Optional[str] = None,
     files = f"{run_id}-*.parquet" if run_id else "*.parquet"
     pattern = FileSystems.join(audit_dir, f"dataflow={dataflow or '*'}", "date=*", files)
     matched = FileSystems.match([pattern])[0].metadata_list
-    first_day = since.astimezone(datetime.timezone.utc).date().isoformat() if since else None
+    first_day = since.astimezone(datetime.UTC).date().isoformat() if since else None
     events = []
     for path in sorted(m.path for m in matched):
         folder_date = _partition(path, "date")
@@ -217,7 +218,7 @@ def read_events(audit_dir: str, dataflow: Optional[str] = None,
     return sorted(events, key=lambda e: (e["time"], e["event_id"]))
 
 
-def _partition(path: str, name: str) -> Optional[str]:
+def _partition(path: str, name: str) -> str | None:
     for part in path.replace("\\", "/").split("/"):
         if part.startswith(name + "="):
             return part[len(name) + 1:]

@@ -21,9 +21,9 @@ import logging
 
 import apache_beam as beam
 
-from transforms import planner
+from core import planner
+from core.planner import SyncPlan
 from transforms.common import PROGRESS_LOGGER, PairContext
-from transforms.planner import SyncPlan
 from transforms.write import count_entities
 
 #: the tagged output of :class:`HoldMassChanges` with the name of a held pair (0 or 1 element)

@@ -10,14 +10,16 @@ import dataclasses
 import datetime
 import json
 import logging
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from connectors.base import PROGRESS_LOGGER, SystemConfig
-from connectors.linkstore import DeadLetter, LinkStore
-from pipelines.spec import PairSpec
+from connectors.base import PROGRESS_LOGGER
+from connectors.linkstore import LinkStore
+from core.model import DeadLetter, SystemConfig
+from core.spec import PairSpec
 
 METRICS_NAMESPACE = "talksync"
 #: one line per stage or batch (never per record): reads done, batches written, links committed
@@ -47,13 +49,13 @@ class PairContext:
     def entity(self, side: str) -> str:
         return self.pair.source.entity if side == "source" else self.pair.target.entity
 
-    def counter(self, name: str) -> "beam.metrics.metric.Metrics.DelegatingCounter":
+    def counter(self, name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
         return beam.metrics.Metrics.counter(METRICS_NAMESPACE,
                                             f"{self.dataflow}/{self.pair.name}/{name}")
 
-    def dead_letter(self, *, side: Optional[str], entity_id: Optional[str], stage: str,
-                    error_class: str, message: str, status: Optional[int] = None,
-                    payload: Any = None, direction: Optional[str] = None) -> DeadLetter:
+    def dead_letter(self, *, side: str | None, entity_id: str | None, stage: str,
+                    error_class: str, message: str, status: int | None = None,
+                    payload: Any = None, direction: str | None = None) -> DeadLetter:
         """A dead letter about an entity of ``side`` (the side whose entity failed)."""
         system = self.system(side).name if side else ""
         return DeadLetter(
@@ -62,7 +64,7 @@ class PairContext:
             system=system, entity=self.entity(side) if side else "",
             entity_id=entity_id, stage=stage, error_class=error_class, message=message,
             status=status, payload=payload_text(payload),
-            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
+            created_at=datetime.datetime.now(datetime.UTC).isoformat())
 
 
 
@@ -101,7 +103,7 @@ class RequestCounting:
             self._seen = now
 
 
-def payload_text(payload: Any) -> Optional[str]:
+def payload_text(payload: Any) -> str | None:
     """A record as JSON text for a dead letter (truncated; canonical values made readable)."""
     if payload is None:
         return None
@@ -117,14 +119,14 @@ class Resolver:
     and cached for the life of the DoFn instance.
     """
 
-    def __init__(self, dataflow: str, store: Optional[LinkStore],
+    def __init__(self, dataflow: str, store: LinkStore | None,
                  this_run: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]]):
         self._dataflow = dataflow
         self._store = store
         self._this_run = this_run
-        self._cache: dict[tuple[str, str, str], Optional[str]] = {}
+        self._cache: dict[tuple[str, str, str], str | None] = {}
 
-    def __call__(self, pair: str, direction: str, entity_id: str) -> Optional[str]:
+    def __call__(self, pair: str, direction: str, entity_id: str) -> str | None:
         forward, backward = self._this_run.get(pair, ({}, {}))
         found = (forward if direction == "to_target" else backward).get(entity_id)
         if found is not None:
@@ -134,7 +136,7 @@ class Resolver:
             self._cache[key] = self._lookup(pair, direction, entity_id)
         return self._cache[key]
 
-    def _lookup(self, pair: str, direction: str, entity_id: str) -> Optional[str]:
+    def _lookup(self, pair: str, direction: str, entity_id: str) -> str | None:
         if self._store is None:
             return None
         pair_key = f"{self._dataflow}/{pair}"
@@ -155,10 +157,10 @@ def reference_side_inputs(links_by_pair: Mapping[str, beam.PCollection],
             continue  # that pair is not part of this run: its links come from the store
         side_inputs[f"{dep}__to_target"] = beam.pvalue.AsDict(
             links | f"{pair.name}: {dep} ids to target" >> beam.Map(
-                lambda l: (l.source_id, l.target_id)))
+                lambda link: (link.source_id, link.target_id)))
         side_inputs[f"{dep}__to_source"] = beam.pvalue.AsDict(
             links | f"{pair.name}: {dep} ids to source" >> beam.Map(
-                lambda l: (l.target_id, l.source_id)))
+                lambda link: (link.target_id, link.source_id)))
     return side_inputs
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime
 import io
 import json
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from connectors.linkstore import DeadLetter, open_link_store
+from connectors.stores import open_link_store
+from core.model import DeadLetter
 from transforms.common import METRICS_NAMESPACE
 
 _DEAD_LETTER_COLUMNS = [
@@ -118,11 +119,12 @@ class RecordDeadLetters(beam.PTransform):
     so the next run reads those entities again. Outputs the count when done.
 
     The letters of pairs in ``held`` (held back by the circuit breaker, or not planned because
-    a read failed) go to the run files only: stored, they would hide the letters of earlier runs, which the next run must retry.
+    a read failed) go to the run files only: stored, they would hide the letters of earlier
+    runs, which the next run must retry.
     """
 
-    def __init__(self, run_dir: str, link_store: Optional[str],
-                 held: Optional[beam.PCollection] = None):
+    def __init__(self, run_dir: str, link_store: str | None,
+                 held: beam.PCollection | None = None):
         super().__init__()
         self._run_dir = run_dir
         self._link_store = link_store
@@ -169,7 +171,7 @@ class AdvanceWatermarks(beam.PTransform):
     same letters)."""
 
     def __init__(self, link_store: str, dataflow: str, run_id: str, pairs: Sequence[str],
-                 barrier: Iterable[beam.PCollection], held: Optional[beam.PCollection] = None):
+                 barrier: Iterable[beam.PCollection], held: beam.PCollection | None = None):
         super().__init__()
         self._link_store = link_store
         self._dataflow = dataflow

@@ -1,13 +1,15 @@
-"""Grouping entities with their links and planning each group (DESIGN.md §3, steps 3–4)."""
+"""Grouping entities with their links and planning each group (docs/architecture.md, "One
+record's path through a run", steps 3–4)."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 
-from connectors.linkstore import LINKED, open_link_store
+from connectors.stores import open_link_store
+from core.mapping import PairMapper
+from core.model import LINKED
+from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
 from transforms.common import PairContext, in_global_window
-from transforms.mapping import PairMapper
-from transforms.planner import SOURCE, TARGET, Entity, account_group, plan_group
 
 DEAD_LETTERS = "dead_letters"
 _LOOKUP_BATCH = 500
@@ -82,7 +84,7 @@ class PlanSync(beam.PTransform):
     """Plans every group with the three-way merge: creates, links, updates, conflicts.
 
     Input: the keyed entities and links of :class:`LookUpLinks`. Output: one
-    :class:`~transforms.planner.SyncPlan` per link that exists or will, and under
+    :class:`~core.planner.SyncPlan` per link that exists or will, and under
     ``dead_letters`` the entities the planner refuses (duplicate match keys). Entities no
     plan carries are counted here (deleted, dead, skipped); the others with their plan's fate.
     """

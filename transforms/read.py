@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import datetime
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import ApiError, UnreachableError, UnreadableRecord
-from connectors.linkstore import open_link_store
-from transforms.common import (PairContext, RequestCounting, Resolver, progress, this_run_links,
-                               unreachable_counter)
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import DEAD, Entity
+from connectors.base import ApiError, UnreachableError
+from connectors.stores import open_link_store
+from core.mapping import MappingError, PairMapper
+from core.model import UnreadableRecord
+from core.planner import DEAD, Entity
+from transforms.common import (
+    PairContext,
+    RequestCounting,
+    Resolver,
+    progress,
+    this_run_links,
+    unreachable_counter,
+)
 
 DEAD_LETTERS = "dead_letters"
 WATERMARKS = "watermarks"
@@ -38,7 +45,7 @@ class ReadChanges(beam.PTransform):
     The pair must then not be planned: on half a picture it would wrongly create or overwrite.
     """
 
-    def __init__(self, ctx: PairContext, side: str, since: Optional[str],
+    def __init__(self, ctx: PairContext, side: str, since: str | None,
                  retry_ids: Sequence[str] = ()):
         super().__init__()
         self._ctx = ctx
@@ -159,7 +166,7 @@ def freshest(versions):
         readable = not isinstance(row, UnreadableRecord)
         modified = getattr(row, "modified", None)
         return (readable, modified is not None,
-                modified or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc))
+                modified or datetime.datetime.min.replace(tzinfo=datetime.UTC))
     return max(versions, key=rank)
 
 
@@ -189,7 +196,7 @@ class _CountRowsFn(beam.DoFn):
 
 
 class MapToViews(beam.PTransform):
-    """Maps records of one side to :class:`~transforms.planner.Entity` views.
+    """Maps records of one side to :class:`~core.planner.Entity` views.
 
     Records that cannot be mapped (invalid values, references not linked yet) go to the
     ``dead_letters`` output with every problem named; the rest of the run goes on.

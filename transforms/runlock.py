@@ -27,11 +27,12 @@ import logging
 import os
 import socket
 import threading
-from typing import Optional
 
 import apache_beam as beam
 
-from connectors.linkstore import LinkStore, StaleStateError, StateEntry, open_link_store
+from connectors.linkstore import LinkStore, StaleStateError
+from connectors.stores import open_link_store
+from core.model import StateEntry
 
 _LOG = logging.getLogger(__name__)
 #: how long a lock lives without renewal unless the run says otherwise
@@ -47,7 +48,7 @@ def lock_key(dataflow: str) -> str:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _process_is_gone(pid: int) -> bool:
@@ -74,7 +75,7 @@ class RunLock:
     ttl: datetime.timedelta = datetime.timedelta(minutes=DEFAULT_TTL_MINUTES)
     host: str = dataclasses.field(default_factory=socket.gethostname)
     pid: int = dataclasses.field(default_factory=os.getpid)
-    _entry: Optional[StateEntry] = dataclasses.field(default=None, repr=False)
+    _entry: StateEntry | None = dataclasses.field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -114,7 +115,7 @@ class RunLock:
             raise RunLockedError(f"run lock of {self.dataflow}: run {self.run_id} lost it to "
                                  "another run (it expired or was broken)") from None
 
-    def _takeover_reason(self, holder: dict) -> Optional[str]:
+    def _takeover_reason(self, holder: dict) -> str | None:
         expires = holder.get("expires_at")
         if not expires or datetime.datetime.fromisoformat(expires) <= _now():
             return "it expired"
@@ -152,7 +153,7 @@ class KeepRunLock:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="run-lock", daemon=True)
 
-    def __enter__(self) -> "KeepRunLock":
+    def __enter__(self) -> KeepRunLock:
         self._thread.start()
         return self
 

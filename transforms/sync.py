@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 
+from core.planner import HELD, SOURCE, TARGET, SyncPlan
 from transforms import breaker, plan, read, write
 from transforms.common import PairContext
-from transforms.planner import HELD, SOURCE, TARGET, SyncPlan
 
 
 @dataclasses.dataclass(frozen=True)
 class ReadPosition:
     """Where one side's read starts (None: everything) and which entities it reads again."""
 
-    since: Optional[str] = None
+    since: str | None = None
     retry_ids: Sequence[str] = ()
 
 
 class SyncPair(beam.PTransform):
-    """Syncs one pair (DESIGN.md §3, steps 1–6 for that pair).
+    """Syncs one pair (docs/architecture.md, "One record's path through a run", steps 1–7).
 
     ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
     with this run's links of the pairs this one refers to. With ``apply_changes=False`` (plan

@@ -1,4 +1,5 @@
-"""Writing planned changes and committing links (DESIGN.md §3, steps 5–6).
+"""Reserving links, writing planned changes and committing links (docs/architecture.md, "One
+record's path through a run", steps 5–7).
 
 Writes are keyed by system and shard and batched, so each system sees a bounded number of
 writers per pair (``write_shards``) however many workers run, and full batches (the webshop's
@@ -18,19 +19,37 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import zlib
-from typing import Any, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import Record, SystemConfig, WriteOp
-from connectors.linkstore import LINKED, PENDING, Link, StaleLinkError, open_link_store
+from connectors.linkstore import StaleLinkError
+from connectors.stores import open_link_store
+from core.mapping import MappingError, PairMapper
+from core.model import LINKED, PENDING, Link, Record, SystemConfig, WriteOp
+from core.planner import (
+    CREATE_SOURCE,
+    CREATE_TARGET,
+    DEAD,
+    LINK,
+    SOURCE,
+    TARGET,
+    UNCHANGED,
+    SyncPlan,
+    Write,
+    other,
+)
 from transforms import audit
-from transforms.common import (PairContext, RequestCounting, Resolver, in_global_window,
-                               progress, this_run_links)
-from transforms.mapping import MappingError, PairMapper
-from transforms.planner import (CREATE_SOURCE, CREATE_TARGET, DEAD, LINK, SOURCE, TARGET,
-                                UNCHANGED, SyncPlan, Write, other)
+from transforms.common import (
+    PairContext,
+    RequestCounting,
+    Resolver,
+    in_global_window,
+    progress,
+    this_run_links,
+)
 
 DEAD_LETTERS = "dead_letters"
 CONFLICTS = "conflicts"
@@ -50,9 +69,9 @@ class WriteOutcome:
     link_id: str
     side: str
     ok: bool
-    entity_id: Optional[str] = None
-    etag: Optional[str] = None
-    view: Optional[Mapping[str, Any]] = None
+    entity_id: str | None = None
+    etag: str | None = None
+    view: Mapping[str, Any] | None = None
 
 
 class ReserveLinks(beam.PTransform):
@@ -105,7 +124,7 @@ class _ReserveLinksFn(beam.DoFn):
         wanted = [plan.link.replace(state=PENDING,
                                     attempt_id=plan.link.attempt_id or self._ctx.run_id)
                   for plan in plans]
-        for plan, want, stored in zip(plans, wanted, self._store.reserve_many(wanted)):
+        for plan, want, stored in zip(plans, wanted, self._store.reserve_many(wanted), strict=True):
             yield from self._decide(plan, want, stored)
 
     def _decide(self, plan: SyncPlan, wanted: Link, stored: Link):
@@ -157,7 +176,7 @@ class WriteChanges(beam.PTransform):
                 | "KeyBySystemShard" >> beam.FlatMap(
                     lambda plan: [((w.side, _shard(plan.link.link_id, shards[w.side])),
                                    (plan.link, w)) for w in plan.writes]
-                ).with_output_types(Tuple[Tuple[str, int], Any])
+                ).with_output_types(tuple[tuple[str, int], Any])
                 | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
                 | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
                                         **self._reference_inputs).with_outputs(
@@ -347,7 +366,7 @@ class _CommitLinksFn(beam.DoFn):
             stale, committed = set(exc.link_ids), exc.committed
         by_id = {link.link_id: link for link in committed}
         progress.info("%s: committed %d links", self._ctx.pair.name, len(by_id))
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         for plan, link in batch:
             if link.link_id in stale or link.link_id not in by_id:
                 count_entities(self._ctx, plan, DEAD)
@@ -406,7 +425,7 @@ def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
         ctx.counter("conflicts").inc(len(plan.conflicts))
 
 
-def _iso(moment: Optional[datetime.datetime]) -> Optional[str]:
+def _iso(moment: datetime.datetime | None) -> str | None:
     """A record's modified time as conflicts.jsonl holds it (ISO 8601, None when unknown)."""
     return moment.isoformat() if moment else None
 

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -242,7 +241,7 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-99", help="e.g. 0-99 or 3,17,42")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Dataflow specs: what syncs, declared as data in ``pipelines/dataflows/*.yaml``.
+"""Dataflow specs: what syncs, declared as data in ``core/dataflows/*.yaml``.
 
 A dataflow ties a source system to a target system through entity *pairs*. Each pair has match
 keys, a conflict policy, a delete policy and a property table: source property, target property,
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -74,13 +75,13 @@ class PropertySpec:
     type: str
     direction: str = "both"
     required: bool = False
-    max_length: Optional[int] = None
-    values: Optional[Mapping[Any, Any]] = None
+    max_length: int | None = None
+    values: Mapping[Any, Any] | None = None
     immutable: bool = False
-    source_fallback: Optional[str] = None
-    target_fallback: Optional[str] = None
-    pair: Optional[str] = None
-    lines: tuple["PropertySpec", ...] = ()
+    source_fallback: str | None = None
+    target_fallback: str | None = None
+    pair: str | None = None
+    lines: tuple[PropertySpec, ...] = ()
     description: str = ""
 
     def writes_to(self, side: str) -> bool:
@@ -115,7 +116,8 @@ class PairSpec:
         """Names of the pairs whose links this pair's references need (in dependency order)."""
         names: list[str] = []
         for prop in _walk(self.properties):
-            if prop.type == "reference" and prop.pair not in names:
+            # a reference always names its pair (the parser refuses one without)
+            if prop.type == "reference" and prop.pair is not None and prop.pair not in names:
                 names.append(prop.pair)
         return tuple(names)
 
@@ -144,7 +146,7 @@ class DocumentSpec:
     title: str
     source_label: str
     target_label: str
-    pair_labels: Mapping[str, tuple[Optional[str], Optional[str]]] = dataclasses.field(
+    pair_labels: Mapping[str, tuple[str | None, str | None]] = dataclasses.field(
         default_factory=dict)
 
     def labels(self, pair: str) -> tuple[str, str]:
@@ -162,7 +164,7 @@ class DataflowSpec:
     target: SystemRef
     pairs: tuple[PairSpec, ...]
     description: str = ""
-    path: Optional[str] = None
+    path: str | None = None
     documents: tuple[DocumentSpec, ...] = ()
 
     def pair(self, name: str) -> PairSpec:
@@ -209,7 +211,7 @@ class _Validator:
     def choice(self, value: Any, allowed: Sequence[str], where: str, field: str) -> str:
         if value not in allowed:
             raise self.fail(where, f"{field}: {value!r} is not one of {', '.join(allowed)}")
-        return value
+        return str(value)
 
 
 def parse_dataflow(data: Any, path: str = "<dataflow>") -> DataflowSpec:
@@ -299,7 +301,7 @@ def _parse_pair(v: _Validator, raw: Any, where: str) -> PairSpec:
         description=str(pair.get("description") or ""))
 
 
-def _parse_properties(v: _Validator, rows: list, where: str,
+def _parse_properties(v: _Validator, rows: list[Any], where: str,
                       in_lines: bool = False) -> tuple[PropertySpec, ...]:
     properties: list[PropertySpec] = []
     for index, raw in enumerate(rows):
@@ -389,7 +391,7 @@ def _dependency_order(v: _Validator, pairs: list[PairSpec]) -> list[PairSpec]:
     return ordered
 
 
-def load_dataflow(path: "str | pathlib.Path") -> DataflowSpec:
+def load_dataflow(path: str | pathlib.Path) -> DataflowSpec:
     """Read and validate one dataflow spec file."""
     path = pathlib.Path(path)
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import re
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
@@ -24,7 +25,7 @@ class InvalidValue(ValueError):
     """A value that does not fit its canonical type; the message says why."""
 
 
-def to_canonical(type_: str, value: Any, max_length: Optional[int] = None) -> Any:
+def to_canonical(type_: str, value: Any, max_length: int | None = None) -> Any:
     """The canonical form of a wire value of the given spec type (``None`` for no value)."""
     if value is None or (isinstance(value, str) and value == ""):
         return None
@@ -44,7 +45,7 @@ def to_wire(value: Any) -> Any:
     a decimal string or a JSON number); dates and datetimes become ISO 8601 strings.
     """
     if isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, datetime.date):
         return value.isoformat()
     return value
@@ -144,11 +145,11 @@ def parse_datetime(value: Any) -> datetime.datetime:
     else:
         raise InvalidValue(f"{value!r} is not a timestamp")
     if result.tzinfo is None:
-        result = result.replace(tzinfo=datetime.timezone.utc)
-    return result.astimezone(datetime.timezone.utc)
+        result = result.replace(tzinfo=datetime.UTC)
+    return result.astimezone(datetime.UTC)
 
 
-def _code(pattern: re.Pattern, what: str):
+def _code(pattern: re.Pattern[str], what: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         text = _string(value).strip().upper()
         if not pattern.match(text):

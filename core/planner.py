@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from connectors.linkstore import LINKED, PENDING, Link
-from pipelines.spec import PairSpec, PropertySpec
-from transforms import types
+from core import types
+from core.model import LINKED, PENDING, Link
+from core.spec import PairSpec, PropertySpec
 
 SOURCE = "source"
 TARGET = "target"
@@ -58,9 +59,9 @@ class Entity:
     side: str
     id: str
     view: Mapping[str, Any]
-    modified: Optional[datetime.datetime] = None
+    modified: datetime.datetime | None = None
     deleted: bool = False
-    etag: Optional[str] = None
+    etag: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +74,8 @@ class Conflict:
     target_value: Any
     winner: str
     rule: str
-    source_modified: Optional[datetime.datetime] = None
-    target_modified: Optional[datetime.datetime] = None
+    source_modified: datetime.datetime | None = None
+    target_modified: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +98,9 @@ class Write:
     side: str
     kind: str                       # "create" | "update"
     changes: Mapping[str, Any]
-    entity_id: Optional[str] = None
-    etag: Optional[str] = None
-    idempotency_key: Optional[str] = None
+    entity_id: str | None = None
+    etag: str | None = None
+    idempotency_key: str | None = None
     provenance: tuple[Provenance, ...] = ()
 
 
@@ -122,7 +123,7 @@ class SyncPlan:
     commit: bool = True
     records_read: int = 0
 
-    def write_for(self, side: str) -> Optional[Write]:
+    def write_for(self, side: str) -> Write | None:
         for write in self.writes:
             if write.side == side:
                 return write
@@ -153,7 +154,7 @@ def plan_group(pair: PairSpec, pair_key: str, sources: Sequence[Entity],
     linked = [link for link in unique_links.values() if link.state == LINKED]
     if linked:
         plans = []
-        for link in sorted(linked, key=lambda l: l.link_id):
+        for link in sorted(linked, key=lambda candidate: candidate.link_id):
             source = _entity_with_id(sources, link.source_id)
             target = _entity_with_id(targets, link.target_id)
             plans.append(_plan_linked(pair, pair_key, link, source, target))
@@ -174,7 +175,7 @@ def account_group(sources: Sequence[Entity], targets: Sequence[Entity],
     """
     counts = {DELETED: 0, DEAD: 0, SKIPPED: 0}
     rejected = {(r.side, r.entity_id) for r in rejections}
-    carried: dict[tuple[str, str], int] = {}
+    carried: dict[tuple[str, str | None], int] = {}
     for index, plan in enumerate(plans):
         carried[(SOURCE, plan.link.source_id)] = index
         carried[(TARGET, plan.link.target_id)] = index
@@ -189,11 +190,12 @@ def account_group(sources: Sequence[Entity], targets: Sequence[Entity],
             records_read[carried[key]] += 1
         else:
             counts[SKIPPED] += 1
-    return ([dataclasses.replace(plan, records_read=n) for plan, n in zip(plans, records_read)],
+    return ([dataclasses.replace(plan, records_read=n) for plan, n in zip(plans, records_read,
+                                                                          strict=True)],
             counts)
 
 
-def _entity_with_id(entities: Sequence[Entity], entity_id: Optional[str]) -> Optional[Entity]:
+def _entity_with_id(entities: Sequence[Entity], entity_id: str | None) -> Entity | None:
     for entity in entities:
         if entity.id == entity_id:
             return entity
@@ -202,8 +204,8 @@ def _entity_with_id(entities: Sequence[Entity], entity_id: Optional[str]) -> Opt
 
 # --- linked ------------------------------------------------------------------------------------
 
-def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Entity],
-                 target: Optional[Entity]) -> SyncPlan:
+def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Entity | None,
+                 target: Entity | None) -> SyncPlan:
     if (source and source.deleted) or (target and target.deleted):
         # Deletes are not propagated (delete policy "ignore"); the link stays as it was.
         return SyncPlan(pair=pair.name, outcome=UNCHANGED, link=link, commit=False)
@@ -248,12 +250,13 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Optional[Ent
 
 #: A decision about one property: the side whose value both sides should have (None: leave
 #: both as they are), the rule that decided, and whether it settled a conflict.
-Decision = tuple[Optional[str], str, bool]
+Decision = tuple[str | None, str, bool]
 _KEEP: Decision = (None, "", False)
 
 
-def _three_way_winner(pair, prop, s, t, s_changed, t_changed, source, target,
-                      conflicts) -> Decision:
+def _three_way_winner(pair: PairSpec, prop: PropertySpec, s: Any, t: Any, s_changed: bool,
+                      t_changed: bool, source: Entity | None, target: Entity | None,
+                      conflicts: list[Conflict]) -> Decision:
     """Which side's value should both sides have, and by which rule."""
     if s == t:
         return _KEEP
@@ -275,8 +278,8 @@ def _three_way_winner(pair, prop, s, t, s_changed, t_changed, source, target,
     return winner, rule, True
 
 
-def _resolve_conflict(policy: str, source: Optional[Entity],
-                      target: Optional[Entity]) -> tuple[str, str]:
+def _resolve_conflict(policy: str, source: Entity | None,
+                      target: Entity | None) -> tuple[str, str]:
     if policy == "source":
         return SOURCE, "source priority"
     if policy == "target":
@@ -290,8 +293,8 @@ def _resolve_conflict(policy: str, source: Optional[Entity],
     return SOURCE, "latest change wins (same time: source)"
 
 
-def _first_link_winner(prop: PropertySpec, s, t, source: Optional[Entity],
-                       target: Optional[Entity]) -> Decision:
+def _first_link_winner(prop: PropertySpec, s: Any, t: Any, source: Entity | None,
+                       target: Entity | None) -> Decision:
     """The first-link rule: a non-empty value beats an empty one, else the newer record wins."""
     if s == t:
         return _KEEP
@@ -314,11 +317,11 @@ def _first_link_winner(prop: PropertySpec, s, t, source: Optional[Entity],
 class _Routes:
     """The values queued for each side, and where each one came from."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.changes: dict[str, dict[str, Any]] = {SOURCE: {}, TARGET: {}}
         self._provenance: dict[str, list[Provenance]] = {SOURCE: [], TARGET: []}
 
-    def route(self, prop: PropertySpec, decision: Decision, s, t) -> None:
+    def route(self, prop: PropertySpec, decision: Decision, s: Any, t: Any) -> None:
         """Queue the winning value for the side that lacks it, where that side is writable."""
         winner, rule, conflict = decision
         if winner is None or prop.immutable or s == t:
@@ -339,7 +342,8 @@ class _Routes:
 # --- not linked ----------------------------------------------------------------------------
 
 def _plan_unlinked(pair: PairSpec, pair_key: str, sources: list[Entity], targets: list[Entity],
-                   pending: list[Link], attempt_id: str):
+                   pending: list[Link], attempt_id: str
+                   ) -> tuple[list[SyncPlan], list[Rejection]]:
     sources = [e for e in sources if not e.deleted]
     targets = [e for e in targets if not e.deleted]
     rejections = _duplicate_rejections(pair, sources) + _duplicate_rejections(pair, targets)
@@ -370,8 +374,8 @@ def _duplicate_rejections(pair: PairSpec, entities: Sequence[Entity]) -> list[Re
     return [Rejection(side=e.side, entity_id=e.id, message=message) for e in entities]
 
 
-def _reservation_for(pending: Sequence[Link], source: Optional[Entity],
-                     target: Optional[Entity]) -> Optional[Link]:
+def _reservation_for(pending: Sequence[Link], source: Entity | None,
+                     target: Entity | None) -> Link | None:
     for link in pending:
         if (source and link.source_id == source.id) or (target and link.target_id == target.id):
             return link
@@ -379,7 +383,7 @@ def _reservation_for(pending: Sequence[Link], source: Optional[Entity],
 
 
 def _plan_link_by_match(pair: PairSpec, pair_key: str, source: Entity, target: Entity,
-                        reservation: Optional[Link]) -> SyncPlan:
+                        reservation: Link | None) -> SyncPlan:
     routes = _Routes()
     for prop in pair.properties:
         s, t = source.view.get(prop.target), target.view.get(prop.target)
@@ -406,7 +410,7 @@ def creatable_view(pair: PairSpec, view: Mapping[str, Any], side: str) -> dict[s
 
 
 def _plan_create(pair: PairSpec, pair_key: str, entity: Entity, side: str,
-                 reservation: Optional[Link], attempt_id: str) -> SyncPlan:
+                 reservation: Link | None, attempt_id: str) -> SyncPlan:
     if reservation is not None:
         link = reservation
     elif side == TARGET:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from pipelines.spec import PairSpec, PropertySpec
-from transforms import types
+from core import types
+from core.spec import PairSpec, PropertySpec
 
 #: ``resolve(pair, direction, id)`` → the id on the other side, or None when not linked.
 #: ``direction`` is "to_target" (a source id in, a target id out) or "to_source".
-Resolver = Callable[[str, str, str], Optional[str]]
+Resolver = Callable[[str, str, str], str | None]
+#: one thing wrong with an entity: (property label, reason, error class)
+Problem = tuple[str, str, str]
 
 _ASCII_SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
@@ -73,7 +76,7 @@ def _value_at(fields: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def set_path(fields: dict, path: str, value: Any) -> None:
+def set_path(fields: dict[str, Any], path: str, value: Any) -> None:
     """Set a dotted path in nested dicts, creating the intermediate dicts."""
     parts = path.split(".")
     for part in parts[:-1]:
@@ -81,7 +84,7 @@ def set_path(fields: dict, path: str, value: Any) -> None:
     fields[parts[-1]] = value
 
 
-def _format_template(template: str, fields: Mapping[str, Any]) -> Optional[str]:
+def _format_template(template: str, fields: Mapping[str, Any]) -> str | None:
     parts = []
     for literal, name, _, _ in string.Formatter().parse(template):
         parts.append(literal)
@@ -113,7 +116,7 @@ class PairMapper:
     # --- reading ---------------------------------------------------------------------------
     def source_view(self, fields: Mapping[str, Any], resolve: Resolver) -> dict[str, Any]:
         """The canonical view of a source record (raises :class:`MappingError`)."""
-        problems: list = []
+        problems: list[Problem] = []
         view = self._read(self.pair.properties, fields, "source", resolve, problems, "")
         if problems:
             raise MappingError(problems)
@@ -121,7 +124,7 @@ class PairMapper:
 
     def target_view(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The canonical view of a target record (raises :class:`MappingError`)."""
-        problems: list = []
+        problems: list[Problem] = []
         view = self._read(self.pair.properties, fields, "target", None, problems, "")
         if problems:
             raise MappingError(problems)
@@ -132,7 +135,8 @@ class PairMapper:
             return self.source_view(fields, resolve)
         return self.target_view(fields)
 
-    def _read(self, properties, fields, side, resolve, problems, prefix) -> dict[str, Any]:
+    def _read(self, properties: Sequence[PropertySpec], fields: Mapping[str, Any], side: str,
+              resolve: Resolver | None, problems: list[Problem], prefix: str) -> dict[str, Any]:
         view: dict[str, Any] = {}
         for prop in properties:
             label = prefix + _label(prop, side)
@@ -150,7 +154,8 @@ class PairMapper:
             view[prop.target] = value
         return view
 
-    def _read_value(self, prop, raw, fields, side, resolve, problems, label) -> Any:
+    def _read_value(self, prop: PropertySpec, raw: Any, fields: Mapping[str, Any], side: str,
+                    resolve: Resolver | None, problems: list[Problem], label: str) -> Any:
         if prop.type == "lines":
             if raw is None:
                 return ()
@@ -177,6 +182,8 @@ class PairMapper:
                     f"{raw!r} has no mapping; known values: {', '.join(map(str, prop.values))}")
         value = types.to_canonical(prop.type, raw, prop.max_length)
         if prop.type == "reference" and side == "source" and value is not None:
+            # the source side always maps with a resolver; a reference always names its pair
+            assert resolve is not None and prop.pair is not None
             translated = resolve(prop.pair, "to_target", value)
             if translated is None:
                 raise _Unresolved(f"{prop.pair} {value} is not linked yet (retried on the "
@@ -197,8 +204,9 @@ class PairMapper:
                    resolve: Resolver) -> dict[str, Any]:
         return self._write(changes, side, resolve)
 
-    def _write(self, changes, side, resolve) -> dict[str, Any]:
-        problems: list = []
+    def _write(self, changes: Mapping[str, Any], side: str,
+               resolve: Resolver | None) -> dict[str, Any]:
+        problems: list[Problem] = []
         fields: dict[str, Any] = {}
         for prop in self.pair.properties:
             if prop.target in changes:
@@ -209,7 +217,8 @@ class PairMapper:
             raise MappingError(problems)
         return fields
 
-    def _write_value(self, prop, value, side, resolve, problems, label) -> Any:
+    def _write_value(self, prop: PropertySpec, value: Any, side: str, resolve: Resolver | None,
+                     problems: list[Problem], label: str) -> Any:
         if prop.type == "lines":
             lines = []
             for index, line in enumerate(value or ()):
@@ -224,6 +233,8 @@ class PairMapper:
         if value is None:
             return None
         if side == "source" and prop.type == "reference":
+            # the source side always maps with a resolver; a reference always names its pair
+            assert resolve is not None and prop.pair is not None
             translated = resolve(prop.pair, "to_source", value)
             if translated is None:
                 problems.append((label, f"{prop.pair} {value} is not linked yet (retried on the "
@@ -240,7 +251,7 @@ class PairMapper:
         return types.to_wire(value)
 
     # --- matching --------------------------------------------------------------------------
-    def match_key(self, view: Mapping[str, Any]) -> Optional[tuple[str, str]]:
+    def match_key(self, view: Mapping[str, Any]) -> tuple[str, str] | None:
         """(property, token) of the first match key with a value, or None."""
         for key in self.pair.match:
             value = view.get(key)
