@@ -172,3 +172,129 @@ def test_source_fallback_stands_in_for_an_empty_source_value():
     assert view["company_name"] == "912 Bodø"
     assert mapper.source_view({"Email": "a@b.no", "Name": "AS"}, _links({}))["company_name"] \
         == "AS"
+
+
+# --- sharpened by mutation testing (docs/testing.md) -----------------------------------------
+
+def _strict_links(pairs):
+    """Like :func:`_links`, but refuses any direction other than the two the mapper may ask."""
+    loose = _links(pairs)
+
+    def resolve(pair, direction, entity_id):
+        assert direction in ("to_target", "to_source"), direction
+        return loose(pair, direction, entity_id)
+    return resolve
+
+
+ORDER_LINKS = {"customer": {"C10001": "cus_7"}, "product": {"IT-1": "prd_1"}}
+
+
+def _problems(call):
+    with pytest.raises(MappingError) as info:
+        call()
+    return info.value
+
+
+def test_a_mapping_error_lists_every_problem_in_one_message():
+    error = MappingError([("name", "a value is required", "validation"),
+                          ("price", "'ten' is not a number", "validation")])
+    assert str(error) == "name: a value is required; price: 'ten' is not a number"
+
+
+def test_nested_target_paths_are_read_and_a_non_object_step_is_refused():
+    mapper = PairMapper(SPEC.pair("customer"))
+    view = mapper.target_view({"email": "a@b.no", "company_name": "AS",
+                               "address": {"city": "Bergen", "country": "no"}})
+    assert (view["address.city"], view["address.country"]) == ("Bergen", "NO")
+    error = _problems(lambda: mapper.target_view({"email": "a@b.no", "company_name": "AS",
+                                                  "address": "Bryggen 3"}))
+    assert ("address.line1", "address is str 'Bryggen 3', not an object",
+            "validation") in error.problems
+
+
+@pytest.mark.parametrize("first,last,name", [
+    ("Kari", None, "Kari"),                    # an empty part leaves no "None" and no space
+    ("Xavier", "Xu", "Xavier Xu"),
+    ("Kari\u00a0", None, "Kari\u00a0"),        # a no-break space in a value is kept
+])
+def test_target_fallback_template(first, last, name):
+    mapper = PairMapper(SPEC.pair("customer"))
+    view = mapper.target_view({"email": "a@b.no", "first_name": first, "last_name": last})
+    assert view["company_name"] == name
+
+
+def test_match_token_of_a_number_is_its_text():
+    from core.mapping import match_token
+    assert match_token(912345678) == "912345678"
+    assert match_token("  Ola  Nordmann ") == "ola nordmann"
+
+
+def test_view_and_fields_for_pick_the_side():
+    mapper = PairMapper(SPEC.pair("product"))
+    erp = {"ItemNo": "IT-1", "Description": "Kaffe", "SalesPrice": "10", "VatCode": "33"}
+    shop = {"sku": "IT-1", "name": "Kaffe", "price": "10", "vat_rate": "12"}
+    resolve = _strict_links({})
+    assert mapper.view("source", erp, resolve) == mapper.source_view(erp, resolve)
+    assert mapper.view("target", shop, resolve) == mapper.target_view(shop)
+    changes = {"vat_rate": Decimal("12"), "name": "Te"}
+    assert mapper.fields_for("source", changes, resolve) == {"VatCode": "33", "Description": "Te"}
+    assert mapper.fields_for("target", changes, resolve) == {"vat_rate": Decimal("12"),
+                                                             "name": "Te"}
+
+
+def test_source_problems_are_labelled_with_both_names_and_all_are_collected():
+    mapper = PairMapper(SPEC.pair("order"))
+    erp = {"OrderNo": "SO-1", "CustomerNo": "C404", "Currency": "kroner", "Status": "Open",
+           "Lines": ["not a line", {"ItemNo": "IT-404", "Qty": "two", "UnitPrice": 1},
+                     {"ItemNo": "IT-1", "Qty": 1}]}
+    error = _problems(lambda: mapper.source_view(erp, _strict_links(ORDER_LINKS)))
+    assert error.problems == [
+        ("customer_id (CustomerNo)",
+         "customer C404 is not linked yet (retried on the next run)", "reference"),
+        ("currency (Currency)", "'kroner' is not an ISO 4217 currency code", "validation"),
+        ("lines (Lines)[0]", "a line must be an object", "validation"),
+        ("lines (Lines)[1].product_id (ItemNo)",
+         "product IT-404 is not linked yet (retried on the next run)", "reference"),
+        ("lines (Lines)[1].quantity (Qty)", "'two' is not a number", "validation"),
+        ("lines (Lines)[2].unit_price (UnitPrice)", "a value is required", "validation"),
+    ]
+    assert error.error_class == "validation"
+
+
+def test_lines_that_are_not_a_list_are_refused():
+    mapper = PairMapper(SPEC.pair("order"))
+    error = _problems(lambda: mapper.target_view({"number": "1", "currency": "NOK",
+                                                  "customer_id": "cus_7",
+                                                  "lines": "two coffees"}))
+    assert error.problems == [("lines", "expected a list of lines, got str", "validation")]
+
+
+def test_source_value_maps_read_numbers_and_empty_values():
+    mapper = PairMapper(SPEC.pair("product"))
+    erp = {"ItemNo": "IT-1", "Description": "Kaffe", "SalesPrice": Decimal("10")}
+    resolve = _strict_links({})
+    assert mapper.source_view({**erp, "VatCode": 33}, resolve)["vat_rate"] == Decimal("12")
+    assert mapper.source_view({**erp, "VatCode": ""}, resolve)["vat_rate"] is None
+    error = _problems(lambda: mapper.source_view({**erp, "VatCode": "99"}, resolve))
+    assert error.problems == [("vat_rate (VatCode)",
+                               "'99' has no mapping; known values: 3, 31, 33, 5", "validation")]
+    error = _problems(lambda: mapper.source_fields({"vat_rate": Decimal("8")}, resolve))
+    assert error.problems == [("vat_rate (VatCode)", "Decimal('8') has no Product equivalent; "
+                               "known values: 25.00, 15.00, 12.00, 0.00", "validation")]
+
+
+def test_writing_lines_to_the_source_translates_references_and_skips_one_way_properties():
+    mapper = PairMapper(SPEC.pair("order"))
+    resolve = _strict_links(ORDER_LINKS)
+    line = {"product_id": "prd_1", "sku": "SHOP-SKU", "quantity": Decimal("2")}
+    assert mapper.source_fields({"customer_id": "cus_7", "lines": [line]}, resolve) == {
+        "CustomerNo": "C10001", "Lines": [{"ItemNo": "IT-1", "Qty": Decimal("2")}]}
+    error = _problems(lambda: mapper.source_fields(
+        {"customer_id": "cus_404", "lines": [{**line, "product_id": "prd_404"}]}, resolve))
+    assert error.problems == [
+        ("customer_id (CustomerNo)",
+         "customer cus_404 is not linked yet (retried on the next run)", "reference"),
+        ("lines (Lines)[0].product_id",
+         "product prd_404 is not linked yet (retried on the next run)", "reference"),
+    ]
+    assert error.error_class == "reference"
