@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lock docs template reliability bench clean
+.PHONY: demo test install lock docs template reliability bench mutation clean
 
 # Every dependency, direct and transitive, at the version and hash in requirements.lock; then
 # talksync itself without its dependencies (nothing is resolved at install time).
@@ -34,6 +34,14 @@ test: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability.campaign --seeds 0-99
 
+# Mutation testing (~5 min; not part of `make test`): mutmut mutates the modules pyproject.toml's
+# [tool.mutmut] names and runs their fast unit tests against each mutant, on at most two workers
+# (the machine's cores are shared); then the score per module and each surviving mutant
+# (`mutmut show NAME` shows one). Results are kept in mutants/, so a rerun tests only what changed.
+mutation: $(STAMP)
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python -m tests.mutation_report --survivors
+
 # Performance benchmarks P1–P5 (~15 min; not part of `make test`): results into BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --runs 3
@@ -55,4 +63,4 @@ lock: $(STAMP)
 		--extra gcp --constraint $(LOCK) setup.py -o $(WORKER_LOCK)
 
 clean:
-	rm -rf $(VENV) .talksync *.egg-info
+	rm -rf $(VENV) .talksync *.egg-info mutants

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{module:<32} {row['mutants']:>7} {row['killed']:>7} {row['survived']:>8} "
               f"{row['other']:>5} {score:>7}")
     if args.survivors:
-        for module, statuses in results.items():
+        for statuses in results.values():
             for name, status in statuses.items():
                 if status in SURVIVED:
                     print(f"{status:<9} {name}")
