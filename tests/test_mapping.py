@@ -298,3 +298,18 @@ def test_writing_lines_to_the_source_translates_references_and_skips_one_way_pro
          "product prd_404 is not linked yet (retried on the next run)", "reference"),
     ]
     assert error.error_class == "reference"
+
+
+def test_get_path_follows_dots_and_stops_at_a_non_object():
+    from core.mapping import get_path
+    assert get_path({"address": {"city": "Bergen"}}, "address.city") == "Bergen"
+    assert get_path({"address": "Bryggen 3"}, "address.city") is None
+
+
+def test_view_and_fields_for_pass_the_resolver_on():
+    mapper = PairMapper(SPEC.pair("order"))
+    resolve = _strict_links(ORDER_LINKS)
+    erp = {"OrderNo": "SO-1", "CustomerNo": "C10001", "Currency": "NOK", "Lines": []}
+    assert mapper.view("source", erp, resolve)["customer_id"] == "cus_7"
+    assert mapper.fields_for("source", {"customer_id": "cus_7"}, resolve) == {
+        "CustomerNo": "C10001"}

@@ -169,6 +169,25 @@ def test_a_property_new_to_the_spec_is_settled_by_the_first_link_rule(missing_in
                                      "first link: the only value"),)),)
 
 
+@pytest.mark.parametrize("sources,targets,winner", [
+    # both read, both have a value: the newer record wins
+    ([_source(gtin="701", minutes=1)], [_target(gtin="702", minutes=9)], TARGET),
+    # one side not read (its snapshot stands in, with no time): the source wins
+    ([], [_target(gtin="702", minutes=9)], SOURCE),
+    ([_source(gtin="702", minutes=1)], [], SOURCE),
+])
+def test_a_new_property_with_values_on_both_sides(sources, targets, winner):
+    # the side not read keeps its value in its snapshot; the read side's snapshot lacks it
+    without_gtin = {k: v for k, v in _view().items() if k != "gtin"}
+    link = _link(snapshot_source=_view(gtin="701"), snapshot_target=without_gtin)
+    if not targets:
+        link = _link(snapshot_source=without_gtin, snapshot_target=_view(gtin="701"))
+    [plan], _ = _plan(sources, targets, [link])
+    [write] = plan.writes
+    assert write.side == (SOURCE if winner == TARGET else TARGET)
+    assert write.provenance[0].rule == "first link: newer record wins"
+
+
 def test_linked_links_are_planned_in_link_id_order():
     second = _link(link_id="s:IT-2", source_id="IT-2", target_id="prd_2")
     plans, _ = _plan([_source()], [_target()], [second, _link()])
@@ -249,6 +268,14 @@ def test_first_link_newer_record_wins_and_the_source_on_a_tie_or_an_unknown_time
     [write] = plan.writes
     assert write.side == (SOURCE if winner == TARGET else TARGET)
     assert write.provenance[0].rule == "first link: newer record wins"
+    assert write.provenance[0].conflict is False
+
+
+def test_first_link_the_targets_only_value_goes_to_the_source():
+    [plan], _ = _plan([Entity(SOURCE, "IT-1", _view(gtin=None))],
+                      [Entity(TARGET, "prd_9", _view(gtin="703"))])
+    assert plan.writes[0].provenance == (Provenance("gtin", None, "703", TARGET,
+                                                    "first link: the only value"),)
 
 
 def test_first_link_an_empty_value_on_both_sides_is_left_alone():
@@ -290,6 +317,8 @@ def test_a_retried_create_in_the_source_keeps_its_reservation():
     [plan], _ = _plan([], [_target()], [reservation])
     assert (plan.link.link_id, plan.link.attempt_id, plan.link.version) == ("t:prd_1", "run-0",
                                                                             2)
+    [plan], _ = _plan([_source()], [_target()], [reservation])
+    assert (plan.outcome, plan.link.link_id, plan.link.state) == (LINK, "t:prd_1", LINKED)
 
 
 @pytest.mark.parametrize("sources,targets", [([], [_target()]), ([_source()], [])])
@@ -324,23 +353,24 @@ def test_the_idempotency_key_is_a_fixed_length_digest_of_pair_and_link():
 @pytest.mark.parametrize("side,label,ids", [(SOURCE, "Item", ("IT-1", "IT-2")),
                                             (TARGET, "Product", ("prd_1", "prd_2"))])
 def test_duplicates_are_rejected_on_either_side_with_the_sides_label(side, label, ids):
-    twins = [Entity(side, ids[0], _view(gtin=None)), Entity(side, ids[1], _view(gtin="703"))]
+    twins = [Entity(side, ids[0], _view(gtin="703")), Entity(side, ids[1], _view(gtin="704"))]
     plans, rejections = (_plan(twins, [_target()]) if side == SOURCE
                          else _plan([_source()], twins))
     message = (f"duplicate match key: 2 {side} {label} records ({', '.join(ids)}) share "
-               "sku='IT-1'; none is linked until the key is unique in that system")
+               "sku='IT-1', gtin='703'; none is linked until the key is unique in that system")
     assert plans == [] and rejections == [Rejection(side, entity_id, message) for entity_id in ids]
 
 
 def test_account_group_gives_each_entity_one_place():
     plan = SyncPlan(pair="product", outcome=UPDATE, link=_link())
     sources = [_source(), Entity(SOURCE, "IT-8", {}, deleted=True),
-               Entity(SOURCE, "IT-9", _view())]
-    targets = [_target(), Entity(TARGET, "prd_7", _view()), Entity(TARGET, "prd_8", _view())]
-    rejections = [Rejection(TARGET, "prd_7", "duplicate")]
+               Entity(SOURCE, "IT-9", _view()), Entity(TARGET, "prd_5", {}, deleted=True)]
+    targets = [_target(), Entity(TARGET, "prd_7", _view()), Entity(TARGET, "prd_8", _view()),
+               Entity(TARGET, "prd_6", _view())]
+    rejections = [Rejection(TARGET, "prd_7", "duplicate"), Rejection(TARGET, "prd_6", "dup")]
     plans, counts = account_group(sources, targets, [plan], rejections)
     assert plans == [SyncPlan(pair="product", outcome=UPDATE, link=_link(), records_read=2)]
-    assert counts == {DELETED: 1, DEAD: 1, SKIPPED: 2}
+    assert counts == {DELETED: 2, DEAD: 2, SKIPPED: 2}
     plans, counts = account_group([], [], [], [])
     assert (plans, counts) == ([], {DELETED: 0, DEAD: 0, SKIPPED: 0})
 

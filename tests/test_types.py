@@ -115,3 +115,14 @@ def test_to_wire_writes_iso_8601_in_utc_and_leaves_other_values():
                                          (" ", False), (False, False)])
 def test_is_empty(value, empty):
     assert types.is_empty(value) is empty
+
+
+@pytest.mark.parametrize("type_,wire,message", [
+    ("string", "bell\x07", "contains control characters"),
+    ("integer", True, "expected an integer, got a boolean"),
+    ("decimal", True, "expected a number, got a boolean"),
+])
+def test_whole_messages(type_, wire, message):
+    with pytest.raises(types.InvalidValue) as info:
+        types.to_canonical(type_, wire)
+    assert str(info.value) == message
