@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from connectors import exact
-from connectors.base import PermanentApiError
+from connectors.errors import PermanentApiError
 from connectors.stores import open_link_store
 from core.model import SystemConfig, WriteOp
 from sandbox import exact as ex
