@@ -323,14 +323,14 @@ class HttpClient:
         return worst_end > _NO_ANSWER_BUDGET_S
 
     def error_for(self, status: int, body: Any, method: str, path: str) -> ApiError:
-        """The exception for an error answer (also for one operation of a batch)."""
+        """The exception for an error answer (also for one operation of a batch): the error
+        policy's, worded by the system's error body, else by the policy's hint."""
         body = self._mask_body(body)
-        detail = self._describe_error(body)
-        message = f"{self._system}: {method} {path} -> HTTP {status}"
-        if detail:
-            message += f": {detail}"
-        return errors.error_type(status)(self._masker.mask(message), status=status,
-                                         system=self._system, body=body)
+        rule = errors.rule_for_status(status)
+        detail = self._describe_error(body) or rule.hint
+        message = f"{self._system}: {method} {path} -> HTTP {status}: {detail}"
+        return rule.error(self._masker.mask(message), status=status, system=self._system,
+                          body=body)
 
     def malformed(self, method: str, path: str, problem: str, body: Any) -> TransientApiError:
         """The exception for a JSON answer that is not what the API promises (a page without

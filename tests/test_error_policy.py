@@ -148,3 +148,11 @@ def test_exacts_refresh_token_is_masked_in_a_refusal(server):
     with pytest.raises(CredentialsRefusedError) as raised:
         exact_grant(server.url)
     assert "Rf1!x" not in str(raised.value) and "is old" in str(raised.value)
+
+
+def test_an_error_answer_without_a_body_is_worded_by_the_policy(server):
+    server.script(Answer(404, ""))
+    client = talkhttp.HttpClient(server.url, system="shop")
+    with pytest.raises(PermanentApiError, match=r"^shop: GET /x -> HTTP 404: the request was "
+                                                r"rejected$"):
+        client.request("GET", "/x")
