@@ -46,23 +46,13 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (
-    CONTROL_ROUTES,
-    ApiError,
-    BearerTokens,
-    Emulator,
-    RateLimit,
-    Route,
-    Router,
-    Row,
-    constant_time_equal,
-    dumps,
-    format_timestamp,
-    loads,
-    parse_timestamp,
-)
+from sandbox.emulator import Emulator, Row, constant_time_equal
+from sandbox.limits import BearerTokens, RateLimit
 from sandbox.odata import FilterError, parse_filter
+from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_businesscentral import businesscentral_seed
+from sandbox.validation import ApiError
+from sandbox.wire import dumps, format_timestamp, loads, parse_timestamp
 
 METADATA_PATH = Path(__file__).with_name("businesscentral-metadata.xml")
 _EDM = "{http://docs.oasis-open.org/odata/ns/edm}"

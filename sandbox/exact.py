@@ -53,22 +53,13 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (
-    CONTROL_ROUTES,
-    ApiError,
-    Emulator,
-    RateLimit,
-    Route,
-    Router,
-    Row,
-    constant_time_equal,
-    dumps,
-    format_timestamp,
-    loads,
-    parse_timestamp,
-)
+from sandbox.emulator import Emulator, Row, constant_time_equal
+from sandbox.limits import RateLimit
 from sandbox.odata import FilterError, parse_filter
+from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_exact import FIRST_ORDER_NUMBER, exact_seed
+from sandbox.validation import ApiError
+from sandbox.wire import dumps, format_timestamp, loads, parse_timestamp
 
 METADATA_PATH = Path(__file__).with_name("exact-metadata.json")
 
