@@ -102,7 +102,6 @@ def webshop_overlap(seed: int, *, orders: int, customers: int, products: int,
     return WebshopOverlap(shared, customer_ids, product_ids, by_customer, by_product)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Customers
 
