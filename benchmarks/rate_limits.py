@@ -31,8 +31,8 @@ ERP_LIMIT, ERP_WINDOW_S = 600, 60.0     # sandbox/customerp.py system_rate_limit
 
 def measure(n: int, limit: int, window: float, workdir: pathlib.Path) -> dict:
     """The customer sync into an ERP limited to ``limit`` requests per ``window`` seconds."""
-    from sandbox.common import parse_timestamp
     from sandbox.server import Sandbox
+    from sandbox.wire import parse_timestamp
     from tests.conftest import SyncHarness
     with Sandbox(state_dir=workdir / "sandbox", base_port=0,
                  systems=("customwebshop", "customerp"), seed=42) as sandbox:

@@ -1,6 +1,6 @@
 """Microsoft Dynamics 365 Business Central, API v2.0 (OData v4): customers, items, sales orders.
 
-* Auth: Entra ID client credentials (:class:`~connectors.http.ClientCredentialsToken`), one
+* Auth: Entra ID client credentials (:class:`~connectors.auth.ClientCredentialsToken`), one
   token per client and process, cached until shortly before it expires and renewed once on a
   ``401``; tokens and the client secret are masked in every message.
 * Reads: ``$filter=lastModifiedDateTime ge …`` (all when no watermark), ordered by
@@ -12,7 +12,7 @@
   ``number`` exists (``Internal_EntityWithSameKeyExists``, e.g. our own earlier create whose
   answer was lost) adopts that entity. Updates are ``PATCH`` with ``If-Match`` = the ETag the
   change was planned against (never ``*``). A stale ETag (409 ``Request_EntityChanged``) becomes
-  that op's :class:`~connectors.base.PreconditionFailedError`: the engine dead-letters it, then
+  that op's :class:`~connectors.errors.PreconditionFailedError`: the engine dead-letters it, then
   re-reads and re-plans the entity next run; nothing is overwritten blindly.
 * Order lines: BC does not replace a collection with one PATCH, so an update carrying
   ``salesOrderLines`` reads the order's current lines and sends line operations (PATCH of the
@@ -36,15 +36,16 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApiError, PermanentApiError, PreconditionFailedError, TransientApiError
-from connectors.http import (
-    ClientCredentialsToken,
-    HttpConnector,
-    describe_error_body,
-    format_timestamp,
-    parse_timestamp,
-    unique_by_id,
+from connectors.auth import ClientCredentialsToken
+from connectors.errors import (
+    ApiError,
+    PermanentApiError,
+    PreconditionFailedError,
+    TransientApiError,
 )
+from connectors.http import HttpConnector
+from connectors.rows import unique_by_id
+from connectors.wire import describe_error_body, format_timestamp, parse_timestamp
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 ORDERS, LINES = "salesOrders", "salesOrderLines"

@@ -1,7 +1,7 @@
 """Visma Business NXT, GraphQL service API: the ``address``, ``product`` and ``order`` tables.
 
 * Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
-  (the shared :class:`~connectors.http.ClientCredentialsToken` with ``tenant_id``),
+  (the shared :class:`~connectors.auth.ClientCredentialsToken` with ``tenant_id``),
   renewed once on a ``401`` by the HTTP layer.
 * Every operation goes through ``useCompany(no: company_no)``.
 * Reads: ``first/after`` cursors until ``pageInfo.hasNextPage`` is false, ordered by the key.
@@ -33,14 +33,11 @@ import decimal
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApiError, PermanentApiError, TransientApiError
-from connectors.http import (
-    ClientCredentialsToken,
-    HttpConnector,
-    describe_error_body,
-    format_timestamp,
-    unique_by_id,
-)
+from connectors.auth import ClientCredentialsToken
+from connectors.errors import ApiError, PermanentApiError, TransientApiError
+from connectors.http import HttpConnector
+from connectors.rows import unique_by_id
+from connectors.wire import describe_error_body, format_timestamp
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 SCOPE = "business-graphql-service-api:access-group-based"

@@ -16,16 +16,10 @@ import decimal
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApiError, TransientApiError
-from connectors.http import (
-    HttpConnector,
-    describe_error_body,
-    format_timestamp,
-    row_flag,
-    row_key,
-    row_timestamp,
-    unique_by_id,
-)
+from connectors.errors import ApiError, TransientApiError
+from connectors.http import HttpConnector
+from connectors.rows import row_flag, row_key, row_timestamp, unique_by_id
+from connectors.wire import describe_error_body, format_timestamp
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
 #: operations per batch request (the API's limit)

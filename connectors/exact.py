@@ -43,18 +43,17 @@ from typing import Any
 
 import requests
 
-from connectors import secrets
-from connectors.base import (
+from connectors import auth, secrets
+from connectors.errors import (
     ApiError,
     ConsentMissingError,
-    CredentialsRefusedError,
     PermanentApiError,
     TransientApiError,
-    UnreachableError,
 )
-from connectors.http import HttpConnector, describe_error_body
+from connectors.http import HttpConnector
 from connectors.linkstore import LinkStore, StaleStateError
 from connectors.stores import open_link_store
+from connectors.wire import describe_error_body
 from core.model import Record, StateEntry, SystemConfig, WriteOp, WriteResult
 
 ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
@@ -117,38 +116,18 @@ def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) 
     return f"{base_url.rstrip('/')}/oauth2/auth?{query}"
 
 
-def _grant(url: str, form: Mapping[str, str], system: str, timeout_s: float = 30.0,
+def _grant(url: str, form: Mapping[str, str], system: str,
            issued: list | None = None) -> dict[str, Any]:
-    """One call of the token endpoint; the tokens, or an :class:`ApiError` (secrets masked).
-
-    ``invalid_grant`` (a used or rotated refresh token, a spent code) is permanent, as are
-    other 4xx; network errors and 5xx are transient."""
+    """One call of the token endpoint (:func:`connectors.auth.grant`, secrets masked): the
+    tokens, which join ``issued``. A refusal (``invalid_grant``: a used or rotated refresh
+    token, a spent code; ``invalid_client``) is a :class:`CredentialsRefusedError` whose
+    ``body`` keeps the OAuth error code."""
     masker = secrets.Masker([form.get("client_secret", ""), form.get("refresh_token", ""),
                              form.get("code", ""), *(issued or [])])
-    try:
-        response = requests.post(url, data=dict(form), timeout=(5.0, timeout_s),
-                                 headers={"Accept": "application/json"}, allow_redirects=False)
-    except requests.RequestException as exc:
-        message = f"{system}: token request failed: {type(exc).__name__}: {exc}"
-        kind = (UnreachableError if isinstance(exc, (requests.ConnectionError, requests.Timeout))
-                else TransientApiError)
-        raise kind(masker.mask(message), system=system) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"error_description": response.text[:500]}
-    if response.status_code == 200 and isinstance(body, dict) and "access_token" in body:
-        if issued is not None:
-            issued += [str(body["access_token"]), str(body.get("refresh_token", ""))]
-        return body
-    detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else body
-    error = body.get("error") if isinstance(body, dict) else None
-    kind = (CredentialsRefusedError if error in ("invalid_client", "unauthorized_client")
-            or response.status_code in (401, 403)
-            else PermanentApiError if 400 <= response.status_code < 500 else TransientApiError)
-    exc = kind(masker.mask(f"{system}: token request -> HTTP {response.status_code}: {detail}"),
-               status=response.status_code, system=system, body={"error": error})
-    raise exc
+    body = auth.grant(requests.post, url, form, system=system, masker=masker)
+    if issued is not None:
+        issued += [str(body["access_token"]), str(body.get("refresh_token", ""))]
+    return body
 
 
 def _entry_value(body: Mapping[str, Any], now: float) -> dict[str, Any]:

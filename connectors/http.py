@@ -2,48 +2,43 @@
 
 :class:`HttpClient` wraps one ``requests.Session`` and adds what every system needs and what
 must behave the same for all of them: timeouts, TLS verification, a rate limiter, retries with
-capped exponential backoff and full jitter that honour ``Retry-After``, one table from HTTP
-status to :class:`~connectors.base.ApiError` subclass, request counting, and secret masking in
-every message and error body it surfaces.
+capped exponential backoff and full jitter that honour ``Retry-After``, the error policy of
+:mod:`connectors.errors` (what each status or failure raises and whether it is asked again),
+request counting, and secret masking in every message and error body it surfaces.
 
 Retries never risk a duplicate: a request that is not idempotent (a ``POST`` without an
 ``Idempotency-Key`` header, or any request the caller marks ``idempotent=False``) is repeated
 only when the system certainly did not process it (``429``, or a connection that failed before
 the request was sent). A timeout or dropped connection after sending raises
-:class:`~connectors.base.TransientApiError` at once; the engine's pending link makes the next
+:class:`~connectors.errors.TransientApiError` at once; the engine's pending link makes the next
 run look the entity up and adopt it instead of creating it again.
 
-:class:`HttpConnector` is the base of connectors built on :class:`HttpClient`.
+:class:`HttpConnector` is the base of connectors built on :class:`HttpClient`; the row checks
+it and the connectors use are in :mod:`connectors.rows`, bearer tokens in :mod:`connectors.auth`.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import datetime
 import decimal
 import json
 import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import requests
 import urllib3
 
-from connectors import secrets, waiting
-from connectors.base import (
-    ApiError,
-    Connector,
-    CredentialsRefusedError,
-    PermanentApiError,
-    PreconditionFailedError,
-    RateLimitedError,
-    TransientApiError,
-    UnreachableError,
-)
+from connectors import errors, secrets, waiting
+from connectors.auth import TokenMasker, TokenProvider
+from connectors.base import Connector
+from connectors.errors import ApiError, PermanentApiError, TransientApiError, UnreachableError
+from connectors.rows import UnreadableRow, row_key, value_kind
+from connectors.wire import describe_error_body, dumps_json
 from core.model import Record, SystemConfig, UnreadableRecord, WriteOp
 
 #: seconds to establish a connection (TCP + TLS); a system that cannot accept one in 5 s is down
@@ -70,63 +65,8 @@ _MAX_RETRY_AFTER_S = 300.0
 _ERROR_TEXT_LIMIT = 1000
 #: characters of a garbled (non-JSON or malformed) answer quoted in an exception
 _GARBLED_TEXT_LIMIT = 200
-#: statuses that may succeed when the same request is sent again
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: the kinds of :class:`WriteOp`
 _WRITE_KINDS = ("create", "update")
-#: status -> exception type, for the statuses that are not simply "4xx permanent, 5xx transient"
-_ERROR_TYPES: Mapping[int, type[ApiError]] = {
-    401: CredentialsRefusedError,
-    403: CredentialsRefusedError,
-    408: TransientApiError,
-    409: PreconditionFailedError,
-    412: PreconditionFailedError,
-    429: RateLimitedError,
-}
-
-
-def error_type(status: int) -> type[ApiError]:
-    """The :class:`ApiError` subclass for an HTTP error status."""
-    return _ERROR_TYPES.get(status) or (TransientApiError if status >= 500 else PermanentApiError)
-
-
-def dumps_json(value: Any) -> str:
-    """JSON text of ``value``: ``Decimal`` as an exact JSON number, dates and datetimes as
-    ISO 8601 strings, tuples as arrays.
-
-    ``json.dumps`` refuses ``Decimal`` and would round a float, and money must cross unchanged.
-    """
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} cannot be sent as a JSON number")
-        return format(value, "f")
-    if isinstance(value, datetime.date):
-        return json.dumps(value.isoformat())
-    if isinstance(value, Mapping):
-        items = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be strings, not {key!r}")
-            items.append(json.dumps(key) + ":" + dumps_json(item))
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps_json(item) for item in value) + "]"
-    return json.dumps(value, allow_nan=False)
-
-
-def parse_timestamp(text: str) -> datetime.datetime:
-    """An ISO 8601 timestamp (``...Z`` or with an offset) as an aware UTC datetime."""
-    value = datetime.datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
-    return value.astimezone(datetime.UTC)
-
-
-def format_timestamp(value: datetime.datetime) -> str:
-    """An aware datetime as the APIs write it: UTC, microseconds, ``Z``."""
-    if value.tzinfo is None:
-        raise ValueError(f"a naive datetime is ambiguous, give a time zone: {value!r}")
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,23 +115,6 @@ class TokenBucket:
             self._sleep(wait)
 
 
-def describe_error_body(body: Any) -> str:
-    """The server's error message from a body of unknown shape (the fallback describer)."""
-    if isinstance(body, str):
-        return body
-    return dumps_json(body) if body is not None else ""
-
-
-class TokenProvider(Protocol):
-    """Bearer tokens for :class:`HttpClient` (the ``auth`` hook): OAuth2 and the like."""
-
-    def token(self, refresh: bool = False) -> str:
-        """A valid access token; ``refresh`` asks for a new one (the last was refused)."""
-
-    def secrets(self) -> Iterable[str]:
-        """The tokens handed out, to be masked wherever they could show."""
-
-
 class Pacer(Protocol):
     """Server-directed pacing for :class:`HttpClient` (the ``pacer`` hook): systems that say in
     every answer how many calls are left (Exact's ``X-RateLimit-*`` headers)."""
@@ -203,91 +126,6 @@ class Pacer(Protocol):
         """Called with every answer; returns the seconds to wait before retrying it (429), or
         None for the client's own backoff."""
 
-
-#: seconds before its stated expiry that a cached token is replaced (clock skew, slow requests)
-_TOKEN_EXPIRY_MARGIN_S = 120.0
-
-
-class ClientCredentialsToken:
-    """OAuth2 client-credentials tokens (RFC 6749 §4.4), as Entra ID and Visma Connect issue
-    them: one ``POST`` of a form to ``token_url``, the token cached until shortly before its
-    ``expires_in``. Thread-safe: concurrent callers share one fetch.
-
-    Failures raise :class:`ApiError` with the token endpoint's ``error_description`` (the
-    client secret and tokens masked): 400/401 permanent (wrong credentials), else transient;
-    no answer at all (refused, timed out) raises :class:`UnreachableError`.
-    """
-
-    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
-                 system: str = "", timeout_s: float = _READ_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic,
-                 extra_form: Mapping[str, str] | None = None):
-        """``extra_form`` adds provider-specific fields to the token request (Visma Connect's
-        ``tenant_id``)."""
-        self._url = token_url
-        self._form = {"grant_type": "client_credentials", "client_id": client_id,
-                      "client_secret": client_secret, "scope": scope, **(extra_form or {})}
-        self._system = system
-        self._timeout = (_CONNECT_TIMEOUT_S, timeout_s)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires = 0.0
-        self._issued: list[str] = []
-        self._session = requests.Session()
-        #: token requests made (they count as requests to the system)
-        self.request_count = 0
-
-    def secrets(self) -> Iterable[str]:
-        return [self._form["client_secret"], *self._issued]
-
-    def token(self, refresh: bool = False) -> str:
-        with self._lock:
-            if refresh or self._token is None or self._clock() >= self._expires:
-                self._fetch()
-            return self._token
-
-    def _fetch(self) -> None:
-        masker = secrets.Masker(self.secrets())
-        self.request_count += 1
-        try:
-            response = self._session.post(self._url, data=self._form, timeout=self._timeout,
-                                          allow_redirects=False)
-        except requests.RequestException as exc:
-            no_answer = (isinstance(exc, (requests.ConnectionError, requests.Timeout))
-                         and not isinstance(exc, requests.exceptions.SSLError))
-            kind = UnreachableError if no_answer else TransientApiError
-            raise kind(masker.mask(f"{self._system}: token request to {self._url} "
-                                   f"failed: {type(exc).__name__}: {exc}"),
-                       system=self._system) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"error_description": response.text[:_ERROR_TEXT_LIMIT]}
-        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            detail = body.get("error_description") or body.get("error") if isinstance(
-                body, dict) else body
-            status = response.status_code
-            kind = CredentialsRefusedError if status in (400, 401, 403) else TransientApiError
-            raise kind(masker.mask(f"{self._system}: token request -> HTTP {status}: {detail}"),
-                       status=status, system=self._system)
-        self._token = str(body["access_token"])
-        self._issued.append(self._token)
-        self._expires = self._clock() + float(body.get("expires_in", 3600)) - _TOKEN_EXPIRY_MARGIN_S
-
-    def close(self) -> None:
-        self._session.close()
-
-
-class _AuthMasker:
-    """A :class:`~connectors.secrets.Masker` that also masks every token ``auth`` handed out."""
-
-    def __init__(self, masker: secrets.Masker, auth: TokenProvider):
-        self._masker = masker
-        self._auth = auth
-
-    def mask(self, text: str) -> str:
-        return secrets.Masker(self._auth.secrets()).mask(self._masker.mask(text))
 
 
 class HttpClient:
@@ -332,7 +170,7 @@ class HttpClient:
         self._auth = auth
         self._masker = masker or secrets.Masker()
         if auth is not None:
-            self._masker = _AuthMasker(self._masker, auth)
+            self._masker = TokenMasker(self._masker, auth)
         self._describe_error = describe_error
         self._parse_float = decimal.Decimal if decimal_numbers else float
         self._timeout = (connect_timeout_s, read_timeout_s)
@@ -417,8 +255,7 @@ class HttpClient:
                     method, url, params=params, data=data, headers=headers,
                     timeout=self._timeout, allow_redirects=False, verify=True)
             except requests.RequestException as exc:
-                error = self._network_error(method, path, exc)
-                retry = error.transient and (idempotent or _not_sent(exc))
+                error, retry = self._network_error(method, path, exc, idempotent)
                 wait = self._backoff(attempt)
                 failure = (f"got no answer ({type(exc).__name__})"
                            if isinstance(error, UnreachableError) else
@@ -447,8 +284,7 @@ class HttpClient:
                 else:
                     error = self.error_for(response.status_code, self._error_body(response),
                                            method, path)
-                    retry = (response.status_code in _RETRY_STATUSES
-                             and (idempotent or response.status_code == 429))
+                    retry = errors.rule_for_status(response.status_code).retried(idempotent)
                     wait = _retry_after(response)
                     if wait is None:
                         wait = paced
@@ -487,14 +323,14 @@ class HttpClient:
         return worst_end > _NO_ANSWER_BUDGET_S
 
     def error_for(self, status: int, body: Any, method: str, path: str) -> ApiError:
-        """The exception for an error answer (also for one operation of a batch)."""
+        """The exception for an error answer (also for one operation of a batch): the error
+        policy's, worded by the system's error body, else by the policy's hint."""
         body = self._mask_body(body)
-        detail = self._describe_error(body)
-        message = f"{self._system}: {method} {path} -> HTTP {status}"
-        if detail:
-            message += f": {detail}"
-        return error_type(status)(self._masker.mask(message), status=status,
-                                  system=self._system, body=body)
+        rule = errors.rule_for_status(status)
+        detail = self._describe_error(body) or rule.hint
+        message = f"{self._system}: {method} {path} -> HTTP {status}: {detail}"
+        return rule.error(self._masker.mask(message), status=status, system=self._system,
+                          body=body)
 
     def malformed(self, method: str, path: str, problem: str, body: Any) -> TransientApiError:
         """The exception for a JSON answer that is not what the API promises (a page without
@@ -508,17 +344,15 @@ class HttpClient:
     def close(self) -> None:
         self._session.close()
 
-    def _network_error(self, method: str, path: str, exc: requests.RequestException) -> ApiError:
-        """The exception for a request that got no answer; TLS and usage errors are permanent."""
+    def _network_error(self, method: str, path: str, exc: requests.RequestException,
+                       idempotent: bool) -> tuple[ApiError, bool]:
+        """The exception for a request that got no (complete) answer, and whether to send it
+        again: the error policy's rule, where "safe" means idempotent or surely not sent."""
+        rule = errors.rule_for_failure(exc)
         message = self._masker.mask(
             f"{self._system}: {method} {path} failed: {type(exc).__name__}: {exc}")
-        if isinstance(exc, requests.exceptions.SSLError) or not isinstance(
-                exc, (requests.ConnectionError, requests.Timeout,
-                      requests.exceptions.ChunkedEncodingError)):
-            return PermanentApiError(message, system=self._system)
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            return TransientApiError(message, system=self._system)   # an answer, garbled
-        return UnreachableError(message, system=self._system)
+        return (rule.error(message, system=self._system),
+                rule.retried(idempotent or _not_sent(exc)))
 
     def _decode(self, response: requests.Response, method: str, path: str) -> Any:
         if not response.content:
@@ -575,83 +409,6 @@ def _retry_after(response: requests.Response) -> float | None:
         return urllib3.util.Retry().parse_retry_after(value)
     except urllib3.exceptions.InvalidHeader:
         return None
-
-
-def unique_by_id(records: Iterable[Record | UnreadableRecord]
-                 ) -> Iterator[Record | UnreadableRecord]:
-    """``records`` without repeats of an id: a row changed during a paged read shows up again
-    later in it, and each entity must reach the engine once per read (its newer state is read
-    by the next run, as it changed after this one started). Unreadable rows pass through."""
-    seen: set[str] = set()
-    for record in records:
-        if isinstance(record, UnreadableRecord):
-            yield record
-        elif record.id not in seen:
-            seen.add(record.id)
-            yield record
-
-
-class UnreadableRow(ValueError):
-    """Raised by a connector's ``_to_record`` for a row that is not a record; says why."""
-
-
-def _what(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float, decimal.Decimal)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Mapping):
-        return "an object"
-    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
-
-
-def row_object(data: Any) -> Mapping[str, Any]:
-    """``data`` if it is a JSON object (a row), else :class:`UnreadableRow`."""
-    if not isinstance(data, Mapping):
-        raise UnreadableRow(f"the row is {_what(data)}, not an object")
-    return data
-
-
-def row_key(data: Any, field: str) -> str:
-    """The row's id in ``field``: non-empty text (an id that is not text would not name the
-    same entity in every system and store it passes through)."""
-    value = row_object(data).get(field)
-    if value is None:
-        raise UnreadableRow(f"it has no {field}")
-    if not isinstance(value, str):
-        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not text")
-    if not value.strip():
-        raise UnreadableRow(f"its {field} is empty")
-    return value
-
-
-def row_timestamp(data: Mapping[str, Any], field: str) -> datetime.datetime:
-    """The row's modified time in ``field`` (ISO 8601 with a time zone) as aware UTC."""
-    value = data.get(field)
-    if value is None:
-        raise UnreadableRow(f"it has no {field}")
-    if not isinstance(value, str):
-        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not a timestamp")
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise UnreadableRow(f"its {field} {value!r} is not an ISO 8601 timestamp with a "
-                            "time zone") from None
-
-
-def row_flag(data: Mapping[str, Any], field: str) -> bool:
-    """The row's boolean ``field`` (missing or null: false); text like ``"false"`` is refused,
-    as reading it as true would, for a deleted flag, drop the entity silently."""
-    value = data.get(field)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise UnreadableRow(f"its {field} {value!r} is {_what(value)}, not true or false")
-    return value
 
 
 class HttpConnector(Connector):
@@ -745,12 +502,12 @@ class HttpConnector(Connector):
         """The rows of a list answer (its ``member`` list), or a :class:`TransientApiError`
         naming what is wrong: a page that cannot be read fails the read, not one row."""
         if not isinstance(page, Mapping):
-            raise self._http.malformed(method, path, f"{_what(page)} instead of a page object",
-                                       page)
+            raise self._http.malformed(method, path,
+                                       f"{value_kind(page)} instead of a page object", page)
         rows = page.get(member)
         if not isinstance(rows, list):
             problem = (f"a page without its {member!r} list" if rows is None else
-                       f"a page whose {member!r} is {_what(rows)}, not a list")
+                       f"a page whose {member!r} is {value_kind(rows)}, not a list")
             raise self._http.malformed(method, path, problem, page)
         return rows
 

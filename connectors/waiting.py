@@ -9,7 +9,7 @@ run waits through the same retries again. Here:
   never silent for longer than that, whatever its timeouts.
 - :class:`UnreachableSystems` remembers, for ``_REMEMBER_S`` seconds, a system whose request
   got no answer through all its retries; the other requests to that system (the run's other
-  pairs) then fail at once with the same :class:`~connectors.base.UnreachableError` instead of
+  pairs) then fail at once with the same :class:`~connectors.errors.UnreachableError` instead of
   waiting through their own retries. It is per process: the pairs of a local run
   (FnApiRunner, in one process) share it; with several worker processes (DirectRunner
   ``multi_processing``, Dataflow) each process finds the outage once for itself.
@@ -24,7 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from connectors.base import PROGRESS_LOGGER, UnreachableError
+from connectors.base import PROGRESS_LOGGER
+from connectors.errors import UnreachableError
 
 #: a request in flight says it is still waiting this often (the longest silence of a request)
 _STILL_WAITING_S = 10.0

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 class CallError(Protocol):
     """What the engine needs to know of a failed call to a system: the HTTP status (None for
-    network errors) and the dead letter's error class. :class:`connectors.base.ApiError` is
+    network errors) and the dead letter's error class. :class:`connectors.errors.ApiError` is
     the one implementation; core names only this shape, so it imports no connector."""
 
     status: int | None

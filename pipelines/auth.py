@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 from typing import TextIO
 
-from connectors.base import ApiError
+from connectors.errors import ApiError
 from connectors.exact import authorize_url, exchange_code, tokens_key
 from connectors.stores import open_link_store
 from pipelines.config import load_config

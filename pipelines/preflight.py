@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 
 from connectors import SYSTEM_TYPES, connector_for, secrets
-from connectors.base import (
+from connectors.errors import (
     ApiError,
     ConsentMissingError,
     CredentialsRefusedError,

@@ -27,45 +27,41 @@ does it just before the next write of it arrives), ``POST /_sandbox/expire-token
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
-import datetime
 import decimal
-import functools
 import re
-import threading
 import uuid
-import xml.etree.ElementTree as ElementTree
-import zlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (
-    CONTROL_ROUTES,
-    ApiError,
-    BearerTokens,
-    Emulator,
-    RateLimit,
-    Route,
-    Router,
-    Row,
-    constant_time_equal,
-    dumps,
-    format_timestamp,
-    loads,
-    parse_timestamp,
+from sandbox.businesscentral_edm import (
+    EMPTY_GUID,
+    MAX_CONCURRENT,
+    MAX_QUEUED,
+    METADATA_PATH,
+    EdmEntityType,
+    Gate,
+    check_value,
+    comparable,
+    decode_skiptoken,
+    encode_skiptoken,
+    format_etag,
+    line_amounts,
+    metadata,
+    round_cents,
+    sort_key,
+    type_default,
 )
+from sandbox.emulator import Emulator, Row, constant_time_equal
+from sandbox.limits import BearerTokens, RateLimit
 from sandbox.odata import FilterError, parse_filter
+from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_businesscentral import businesscentral_seed
-
-METADATA_PATH = Path(__file__).with_name("businesscentral-metadata.xml")
-_EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+from sandbox.validation import ApiError
+from sandbox.wire import dumps, loads
 
 TENANT_ID = "7c4c2f8e-3d0a-4b8e-9c55-0f1d2e3a4b5c"
 ENVIRONMENT = "sandbox"
@@ -74,8 +70,6 @@ COMPANY_NAME = "CRONUS Norge AS"
 CLIENT_ID = "5f0e6d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6"
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
 TOKEN_PATH = f"/{TENANT_ID}/oauth2/v2.0/token"
-EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
-BLANK_DATE = "0001-01-01"
 
 #: the entity sets served under the company, and their lines
 ENTITY_SETS = ("customers", "items", "salesOrders")
@@ -85,8 +79,6 @@ MAX_PAGE_SIZE = 20_000
 MAX_BATCH_REQUESTS = 100
 #: access tokens live an hour, like Entra's (less the client's skew)
 TOKEN_LIFETIME_S = 3599
-#: BC online: 5 requests processed at once, 95 more queued, 429 beyond
-MAX_CONCURRENT, MAX_QUEUED = 5, 95
 #: properties BC computes or owns; a body that sets one is refused (MS resource docs)
 READ_ONLY: Mapping[str, frozenset[str]] = {
     "customers": frozenset({"id", "balanceDue", "lastModifiedDateTime"}),
@@ -101,224 +93,7 @@ READ_ONLY: Mapping[str, frozenset[str]] = {
 }
 #: number series of the entity sets that number their records
 NUMBER_SERIES = {"customers": "C", "items": "", "salesOrders": "S-ORD"}
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAXPAGESIZE = re.compile(r"odata\.maxpagesize=(\d+)")
-_CENT = decimal.Decimal("0.01")
-_DEFAULT_TAX_PERCENT = decimal.Decimal(25)
-
-
-# --------------------------------------------------------------------------------------------
-# $metadata
-
-
-@dataclasses.dataclass(frozen=True)
-class EdmProperty:
-    """One structural property of an entity type: Edm type (or enum), MaxLength, Nullable."""
-
-    name: str
-    type: str
-    max_length: int | None = None
-    nullable: bool = True
-    members: tuple[str, ...] = ()
-
-    @property
-    def is_enum(self) -> bool:
-        return bool(self.members)
-
-
-@dataclasses.dataclass(frozen=True)
-class EdmEntityType:
-    name: str
-    properties: Mapping[str, EdmProperty]
-
-
-class Metadata:
-    """The entity sets of a CSDL ``$metadata`` document, with their properties."""
-
-    def __init__(self, xml_text: str):
-        root = ElementTree.fromstring(xml_text)
-        schema = root.find(f".//{_EDM}Schema")
-        namespace = schema.get("Namespace")
-        enums = {
-            f"{namespace}.{enum.get('Name')}": tuple(m.get("Name")
-                                                     for m in enum.findall(f"{_EDM}Member"))
-            for enum in schema.findall(f"{_EDM}EnumType")
-        }
-        types: dict[str, EdmEntityType] = {}
-        for entity in schema.findall(f"{_EDM}EntityType"):
-            properties = {}
-            for prop in entity.findall(f"{_EDM}Property"):
-                kind = prop.get("Type")
-                length = prop.get("MaxLength")
-                properties[prop.get("Name")] = EdmProperty(
-                    name=prop.get("Name"), type=kind,
-                    max_length=int(length) if length and length.isdigit() else None,
-                    nullable=prop.get("Nullable") != "false", members=enums.get(kind, ()))
-            types[f"{namespace}.{entity.get('Name')}"] = EdmEntityType(entity.get("Name"),
-                                                                       properties)
-        self.entity_sets: dict[str, EdmEntityType] = {
-            entity_set.get("Name"): types[entity_set.get("EntityType")]
-            for entity_set in root.iter(f"{_EDM}EntitySet")
-        }
-
-    def entity_set(self, name: str) -> EdmEntityType:
-        return self.entity_sets[name]
-
-
-@functools.lru_cache(maxsize=1)
-def metadata() -> Metadata:
-    """The real BC API v2.0 ``$metadata`` shipped with the sandbox, parsed once."""
-    return Metadata(METADATA_PATH.read_text(encoding="utf-8"))
-
-
-def _type_default(prop: EdmProperty) -> Any:
-    """The value BC shows for a property nobody set."""
-    if prop.is_enum:
-        return prop.members[0]
-    return {"Edm.String": "", "Edm.Decimal": decimal.Decimal(0), "Edm.Int32": 0,
-            "Edm.Int64": 0, "Edm.Boolean": False, "Edm.Guid": EMPTY_GUID,
-            "Edm.Date": BLANK_DATE}.get(prop.type)
-
-
-def _convert_error(prop: EdmProperty) -> ApiError:
-    return ApiError("bad_request", f"Cannot convert the literal to the expected type "
-                                   f"'{prop.type}' of property '{prop.name}'.")
-
-
-def check_value(prop: EdmProperty, value: Any) -> Any:
-    """``value`` as stored, or BC's error for a value the property cannot take."""
-    if value is None:
-        if not prop.nullable:
-            raise ApiError("bad_request", f"A null value was found for the property named "
-                                          f"'{prop.name}', which has the expected type "
-                                          f"'{prop.type}[Nullable=False]'.")
-        return None
-    if prop.is_enum:
-        if value not in prop.members:
-            raise ApiError("bad_request", f"The value '{value}' is not a member of "
-                                          f"'{prop.type}' ({', '.join(prop.members)}).")
-        return value
-    kind = prop.type
-    if kind == "Edm.String":
-        if not isinstance(value, str):
-            raise _convert_error(prop)
-        if prop.max_length is not None and len(value) > prop.max_length:
-            raise ApiError("string_too_long", f"The length of the string is {len(value)}, but "
-                                              f"it must be less than or equal to "
-                                              f"{prop.max_length} characters.")
-        return value
-    if kind == "Edm.Decimal":
-        if isinstance(value, bool) or not isinstance(value, (int, decimal.Decimal)):
-            raise _convert_error(prop)
-        return decimal.Decimal(value)
-    if kind in ("Edm.Int32", "Edm.Int64"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _convert_error(prop)
-        return value
-    if kind == "Edm.Boolean":
-        if not isinstance(value, bool):
-            raise _convert_error(prop)
-        return value
-    if kind == "Edm.Guid":
-        if not isinstance(value, str) or not _GUID.match(value):
-            raise ApiError("invalid_guid", f"The value '{value}' of '{prop.name}' is not a "
-                                           "valid GUID.")
-        return value.lower()
-    if kind == "Edm.Date":
-        if not isinstance(value, str) or not _DATE.match(value):
-            raise _convert_error(prop)
-        try:
-            datetime.date.fromisoformat(value)
-        except ValueError:
-            raise _convert_error(prop) from None
-        return value
-    if kind == "Edm.DateTimeOffset":
-        try:
-            return format_timestamp(parse_timestamp(value))
-        except (TypeError, ValueError):
-            raise _convert_error(prop) from None
-    raise ApiError("bad_request", f"Property '{prop.name}' of type {kind} cannot be written.")
-
-
-def comparable(prop: EdmProperty | None, value: Any) -> Any:
-    """A stored value or a ``$filter`` literal in a form that compares the way OData does."""
-    if value is None or prop is None:
-        return value
-    if prop.type == "Edm.DateTimeOffset":
-        return parse_timestamp(value) if isinstance(value, str) else value
-    if prop.type == "Edm.Decimal" or prop.type.startswith("Edm.Int"):
-        return decimal.Decimal(value)
-    if prop.type == "Edm.Guid":
-        return str(value).lower()
-    return value
-
-
-# --------------------------------------------------------------------------------------------
-# Values on the wire
-
-
-def line_amounts(line: dict[str, Any]) -> dict[str, Any]:
-    """Recompute a line's read-only amounts from quantity, price, discount and tax percent."""
-    if not line.get("taxPercent"):
-        line["taxPercent"] = _DEFAULT_TAX_PERCENT
-    gross = decimal.Decimal(line["quantity"]) * decimal.Decimal(line["unitPrice"])
-    discount = _round(gross * decimal.Decimal(line["discountPercent"] or 0) / 100)
-    net = _round(gross - discount)
-    tax = _round(net * decimal.Decimal(line["taxPercent"]) / 100)
-    line.update(discountAmount=discount, amountExcludingTax=net, netAmount=net,
-                totalTaxAmount=tax, netTaxAmount=tax, amountIncludingTax=net + tax,
-                netAmountIncludingTax=net + tax)
-    return line
-
-
-def format_etag(entity_id: str, version: int) -> str:
-    """BC's weak ETag: base64 of ``'<version>;<hash>;00;'``, opaque to clients."""
-    inner = f"'{version};{zlib.crc32(entity_id.encode())};00;'"
-    return 'W/"' + base64.b64encode(inner.encode()).decode() + '"'
-
-
-def _round(value: decimal.Decimal) -> decimal.Decimal:
-    return value.quantize(_CENT, rounding=decimal.ROUND_HALF_UP)
-
-
-def encode_skiptoken(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(dumps(key).encode()).decode().rstrip("=")
-
-
-def decode_skiptoken(token: str) -> list[Any]:
-    try:
-        key = loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
-    except (ValueError, binascii.Error):
-        raise ApiError("bad_request", "The skip token is not valid.") from None
-    if not isinstance(key, list):
-        raise ApiError("bad_request", "The skip token is not valid.")
-    return key
-
-
-class _Gate:
-    """BC's concurrency limit: ``max_concurrent`` requests run, ``max_queued`` wait, the rest
-    are refused at once."""
-
-    def __init__(self, max_concurrent: int = MAX_CONCURRENT, max_queued: int = MAX_QUEUED):
-        self.max_concurrent, self.max_queued = max_concurrent, max_queued
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._inside = 0
-
-    def enter(self) -> bool:
-        with self._lock:
-            if self._inside >= self.max_concurrent + self.max_queued:
-                return False
-            self._inside += 1
-        self._slots.acquire()
-        return True
-
-    def leave(self) -> None:
-        self._slots.release()
-        with self._lock:
-            self._inside -= 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +163,7 @@ class BusinessCentral(Emulator):
     def __init__(self, **kwargs: Any):
         self.metadata = metadata()
         self._tokens = BearerTokens()
-        self._gate = _Gate()
+        self._gate = Gate()
         self._armed: set[str] = set()
         super().__init__(**kwargs)
         self._control_router = Router(self.control_routes)
@@ -489,7 +264,7 @@ class BusinessCentral(Emulator):
         return self.metadata.entity_set(resource)
 
     def _blank(self, resource: str) -> dict[str, Any]:
-        return {name: _type_default(prop) for name, prop in self._edm(resource).properties.items()}
+        return {name: type_default(prop) for name, prop in self._edm(resource).properties.items()}
 
     def _check_company(self, company: str) -> None:
         if company.lower() != COMPANY_ID:
@@ -633,7 +408,7 @@ class BusinessCentral(Emulator):
                 raise ApiError("bad_request", str(exc)) from None
             rows = [row for row in rows if predicate(row.entity)]
         order = self._order(request, resource)
-        rows.sort(key=lambda row: self._sort_key(row.entity, order, props))
+        rows.sort(key=lambda row: sort_key(row.entity, order, props))
         return rows
 
     def _order(self, request: Request, resource: str) -> list[tuple[str, bool]]:
@@ -647,19 +422,6 @@ class BusinessCentral(Emulator):
             order.append(("id", False))
         return order
 
-    @staticmethod
-    def _sort_key(entity: Mapping[str, Any], order, props) -> list:
-        """The row's position in ``order``, as JSON-safe scalars (the skiptoken holds it)."""
-        key: list[Any] = []
-        for name, descending in order:
-            if descending:
-                raise ApiError("bad_request", "$orderby desc is not supported by the sandbox.")
-            value = comparable(props.get(name), entity.get(name))
-            if isinstance(value, datetime.datetime):
-                value = format_timestamp(value)
-            key += [value is not None, value if value is not None else ""]
-        return key
-
     def _page(self, request: Request, resource: str, rows: list[Row]) -> Response:
         """Server-driven paging: ``$top``, ``Prefer: odata.maxpagesize`` and ``$skiptoken``."""
         props = self._edm(resource).properties
@@ -668,7 +430,7 @@ class BusinessCentral(Emulator):
         if token:
             after = decode_skiptoken(token)
             try:
-                rows = [row for row in rows if self._sort_key(row.entity, order, props) > after]
+                rows = [row for row in rows if sort_key(row.entity, order, props) > after]
             except TypeError:
                 raise ApiError("bad_request", "The skip token is not valid.") from None
         top = request.args.get("$top")
@@ -689,7 +451,7 @@ class BusinessCentral(Emulator):
             params = {k: v for k, v in request.args.items() if k not in ("$skiptoken", "$top")}
             if top is not None:
                 params["$top"] = str(len(rest))
-            params["$skiptoken"] = encode_skiptoken(self._sort_key(page[-1].entity, order, props))
+            params["$skiptoken"] = encode_skiptoken(sort_key(page[-1].entity, order, props))
             body["@odata.nextLink"] = f"{root}{request.path}?{urlencode(params)}"
         headers = {"OData-Version": "4.0"}
         if prefer:
@@ -832,8 +594,8 @@ class BusinessCentral(Emulator):
         net = sum((decimal.Decimal(line["netAmount"]) for line in lines), decimal.Decimal(0))
         tax = sum((decimal.Decimal(line["totalTaxAmount"]) for line in lines), decimal.Decimal(0))
         net -= decimal.Decimal(entity.get("discountAmount") or 0)
-        entity.update(totalAmountExcludingTax=_round(net), totalTaxAmount=_round(tax),
-                      totalAmountIncludingTax=_round(net + tax))
+        entity.update(totalAmountExcludingTax=round_cents(net), totalTaxAmount=round_cents(tax),
+                      totalAmountIncludingTax=round_cents(net + tax))
         return entity
 
     # -- handlers: lines --------------------------------------------------------------------
@@ -1018,10 +780,10 @@ class BusinessCentral(Emulator):
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= bound
                    for n, bound in ((concurrent, 1), (queued, 0))):
             raise ApiError("bad_request", "max_concurrent must be >= 1 and max_queued >= 0.")
-        self._gate = _Gate(concurrent, queued)
+        self._gate = Gate(concurrent, queued)
         return self.respond(200, {"max_concurrent": concurrent, "max_queued": queued})
 
     def control_reset(self, request: Request) -> Response:
-        self._gate = _Gate()
+        self._gate = Gate()
         self._armed.clear()
         return super().control_reset(request)

@@ -44,20 +44,11 @@ from typing import Any
 import graphql
 from werkzeug.wrappers import Request, Response
 
-from sandbox.common import (
-    CONTROL_ROUTES,
-    ApiError,
-    BearerTokens,
-    Emulator,
-    RateLimit,
-    Route,
-    Router,
-    Row,
-    constant_time_equal,
-    format_timestamp,
-    loads,
-    parse_timestamp,
-)
+from sandbox.emulator import Emulator, Row, constant_time_equal
+from sandbox.limits import BearerTokens, RateLimit
+from sandbox.routing import CONTROL_ROUTES, Route, Router
+from sandbox.validation import ApiError
+from sandbox.wire import format_timestamp, loads, parse_timestamp
 
 TENANT_ID = "6f1c2b3a-0d4e-4b5f-9a8c-7e6d5c4b3a21"
 CLIENT_ID = "talksync_sandbox"  # a User row is named after it: at most 24 characters

@@ -14,14 +14,13 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sandbox import seed as seed_data
-from sandbox.common import (
+from sandbox.emulator import Emulator, constant_time_equal
+from sandbox.limits import RateLimit
+from sandbox.routing import Route
+from sandbox.validation import (
     ApiError,
-    Emulator,
     FieldSpec,
-    RateLimit,
-    Route,
     blank_entity,
-    constant_time_equal,
     parse_int_param,
     parse_since_param,
     validate_fields,

@@ -28,9 +28,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.businesscentral import BusinessCentral
 from sandbox.businessnxt import BusinessNxt
-from sandbox.common import Emulator
 from sandbox.customerp import CustomErp
 from sandbox.customwebshop import CustomWebshop
+from sandbox.emulator import Emulator
 from sandbox.exact import ExactOnline
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from connectors import businesscentral as conn
-from connectors.base import PermanentApiError, PreconditionFailedError
+from connectors.errors import PermanentApiError, PreconditionFailedError
 from core.model import SystemConfig, WriteOp
 from sandbox import businesscentral as bc
 from sandbox.server import Sandbox

@@ -11,8 +11,8 @@ import requests
 import yaml
 
 from connectors import connector_for
-from connectors.base import PermanentApiError, RateLimitedError
 from connectors.businessnxt import changed_at, date_to_int, int_to_date, since_filter
+from connectors.errors import PermanentApiError, RateLimitedError
 from core.model import SystemConfig, WriteOp
 from core.types import InvalidValue, to_canonical
 from tests.test_sandbox_businessnxt import Gql

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customerp import CustomErpConnector
+from connectors.errors import PermanentApiError, PreconditionFailedError, TransientApiError
 from core.model import SystemConfig, WriteOp
 from sandbox import seed
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from connectors import connector_for
-from connectors.base import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.customwebshop import CustomWebshopConnector
+from connectors.errors import PermanentApiError, PreconditionFailedError, TransientApiError
 from connectors.secrets import SecretError
 from core.model import SystemConfig, WriteOp
 from sandbox import seed

@@ -1,5 +1,5 @@
-"""The shared HTTP layer (connectors.http) against a real local HTTP server with scripted
-answers."""
+"""The shared HTTP layer (connectors.http, .errors, .wire) against a real local HTTP server
+with scripted answers."""
 
 import dataclasses
 import datetime
@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from connectors import errors, secrets, wire
 from connectors import http as talkhttp
-from connectors import secrets
-from connectors.base import (
+from connectors.errors import (
     ApiError,
     CredentialsRefusedError,
     PermanentApiError,
@@ -207,7 +207,7 @@ def test_status_to_exception_table():
                 501: TransientApiError, 503: TransientApiError, 409: PreconditionFailedError,
                 412: PreconditionFailedError, 400: PermanentApiError, 403: CredentialsRefusedError,
                 422: PermanentApiError, 302: PermanentApiError}
-    assert {s: talkhttp.error_type(s) for s in expected} == expected
+    assert {s: errors.error_type(s) for s in expected} == expected
 
 
 def test_describe_error_shapes_the_message(server, fake_time):
@@ -388,16 +388,16 @@ def test_garbled_success_body_is_retried_when_safe_then_a_transient_error(server
 
 def test_dumps_json_refuses_what_json_cannot_carry():
     with pytest.raises(ValueError):
-        talkhttp.dumps_json({"x": decimal.Decimal("NaN")})
+        wire.dumps_json({"x": decimal.Decimal("NaN")})
     with pytest.raises(TypeError):
-        talkhttp.dumps_json({1: "x"})
-    assert talkhttp.dumps_json(decimal.Decimal("1E+2")) == "100"
+        wire.dumps_json({1: "x"})
+    assert wire.dumps_json(decimal.Decimal("1E+2")) == "100"
 
 
 def test_dumps_json_writes_dates_as_iso_8601():
     value = {"d": datetime.date(2026, 1, 31),
              "at": datetime.datetime(2026, 1, 31, 8, 0, tzinfo=datetime.UTC)}
-    assert talkhttp.dumps_json(value) == '{"d":"2026-01-31","at":"2026-01-31T08:00:00+00:00"}'
+    assert wire.dumps_json(value) == '{"d":"2026-01-31","at":"2026-01-31T08:00:00+00:00"}'
 
 
 # --- rate limiting -------------------------------------------------------------------------------
@@ -437,10 +437,10 @@ def test_rate_must_be_positive():
 
 
 def test_timestamps_round_trip_as_utc():
-    parsed = talkhttp.parse_timestamp("2026-11-21T10:15:00.123456Z")
+    parsed = wire.parse_timestamp("2026-11-21T10:15:00.123456Z")
     assert parsed.utcoffset().total_seconds() == 0
-    assert talkhttp.format_timestamp(parsed) == "2026-11-21T10:15:00.123456Z"
-    assert talkhttp.format_timestamp(
-        talkhttp.parse_timestamp("2026-11-21T11:15:00+01:00")) == "2026-11-21T10:15:00.000000Z"
+    assert wire.format_timestamp(parsed) == "2026-11-21T10:15:00.123456Z"
+    assert wire.format_timestamp(
+        wire.parse_timestamp("2026-11-21T11:15:00+01:00")) == "2026-11-21T10:15:00.000000Z"
     with pytest.raises(ValueError):
-        talkhttp.parse_timestamp("2026-11-21T10:15:00")
+        wire.parse_timestamp("2026-11-21T10:15:00")

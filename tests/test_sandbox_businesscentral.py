@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from sandbox import businesscentral as bc
+from sandbox import businesscentral_edm as edm
 from sandbox.odata import FilterError, parse_filter
 from sandbox.seed import webshop_seed
 from sandbox.seed_businesscentral import businesscentral_seed
@@ -94,7 +95,7 @@ def test_service_documents(client):
                                       f"'{bc.COMPANY_NAME}'")
     assert len(body["value"]) == 1
     metadata = client.call("GET", f"{client.service}/$metadata")
-    assert metadata.status_code == 200 and metadata.content == bc.METADATA_PATH.read_bytes()
+    assert metadata.status_code == 200 and metadata.content == edm.METADATA_PATH.read_bytes()
     other = client.call("GET",
                         f"{client.service}/companies(00000000-0000-0000-0000-000000000001)/items")
     assert _error(other)[:2] == (404, "BadRequest_NotFound")
@@ -135,9 +136,9 @@ def test_create_fills_defaults_and_numbers(client):
                                                           "blocked": "_x0020_"})
     assert status == 201
     assert body["number"] == "C10201" and body["type"] == "Company"
-    assert body["balanceDue"] == 0 and body["taxAreaId"] == bc.EMPTY_GUID
+    assert body["balanceDue"] == 0 and body["taxAreaId"] == edm.EMPTY_GUID
     assert set(body) == {"@odata.context", "@odata.etag",
-                         *bc.metadata().entity_set("customers").properties}
+                         *edm.metadata().entity_set("customers").properties}
 
 
 # -- ETags ------------------------------------------------------------------------------------
@@ -214,9 +215,9 @@ _ROW = {"name": "O'Brien AS", "id": "9dfca2d5-65bc-4c91-9bad-3ad81c7f6df6", "qty
 
 
 def _coerce(name, value):
-    props = {"id": bc.EdmProperty("id", "Edm.Guid"), "qty": bc.EdmProperty("qty", "Edm.Decimal"),
-             "when": bc.EdmProperty("when", "Edm.DateTimeOffset")}
-    return bc.comparable(props.get(name), value)
+    props = {"id": edm.EdmProperty("id", "Edm.Guid"), "qty": edm.EdmProperty("qty", "Edm.Decimal"),
+             "when": edm.EdmProperty("when", "Edm.DateTimeOffset")}
+    return edm.comparable(props.get(name), value)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -362,7 +363,7 @@ def test_seed_overlaps_the_webshop_and_satisfies_the_metadata():
     assert sum(i["number"] in skus for i in data["items"]) == 25
     numbers = {o["number"] for o in shop["orders"] if not o["deleted"]}
     assert sum(o["externalDocumentNumber"] in numbers for o in data["salesOrders"]) == 4
-    metadata = bc.metadata()
+    metadata = edm.metadata()
     for entity_set, rows in data.items():
         props = metadata.entity_set(entity_set).properties
         for row in rows:
@@ -372,6 +373,6 @@ def test_seed_overlaps_the_webshop_and_satisfies_the_metadata():
                     for line in value:
                         for key, item in line.items():
                             if key != "_version":
-                                bc.check_value(line_props[key], item)
+                                edm.check_value(line_props[key], item)
                     continue
-                bc.check_value(props[name], value)
+                edm.check_value(props[name], value)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from connectors.http import dumps_json
+from connectors.wire import dumps_json
 from sandbox import businessnxt as bnxt
 
 ADDRESS_ITEMS = "addressNo name emailAddress countryNo changedTimestamp changedDate changedTime"

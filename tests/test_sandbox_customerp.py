@@ -12,9 +12,10 @@ import requests
 import yaml
 from werkzeug.test import Client
 
-from sandbox.common import CONTROL_ROUTES, dumps
 from sandbox.customerp import FIELDS, KEY_FIELDS, CustomErp
+from sandbox.routing import CONTROL_ROUTES
 from sandbox.server import Sandbox
+from sandbox.wire import dumps
 
 SYSTEM = "customerp"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

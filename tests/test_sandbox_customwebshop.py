@@ -11,9 +11,11 @@ import pytest
 import requests
 import yaml
 
-from sandbox.common import CONTROL_ROUTES, format_timestamp, parse_timestamp, validate_fields
 from sandbox.customwebshop import FIELDS, CustomWebshop
+from sandbox.routing import CONTROL_ROUTES
 from sandbox.server import Sandbox
+from sandbox.validation import validate_fields
+from sandbox.wire import format_timestamp, parse_timestamp
 
 SYSTEM = "customwebshop"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from sandbox import exact as ex
+from sandbox import exact_reference
 from sandbox.seed import webshop_seed
 from sandbox.seed_exact import exact_seed
 from sandbox.server import Sandbox
@@ -146,7 +147,7 @@ def test_normal_pages_hold_60_and_bulk_and_sync_1000_with_next_links(client):
     while url:
         body = client.json("GET", url, params=params)[1]["d"]
         pages += 1
-        assert len(body["results"]) <= ex.PAGE_SIZE
+        assert len(body["results"]) <= exact_reference.PAGE_SIZE
         rows += body["results"]
         url, params = body.get("__next"), None
         if url:
@@ -277,7 +278,7 @@ def test_seed_overlaps_the_webshop():
     assert sum(a["Email"].lower() in emails for a in data["Accounts"]) == 12
     assert sum(i["Code"] in skus for i in data["Items"]) == 10
     assert sum(o["YourRef"] in numbers for o in data["SalesOrders"]) == 3
-    props = ex.reference()
+    props = exact_reference.reference()
     for endpoint, rows in (("Accounts", data["Accounts"]), ("Items", data["Items"]),
                            ("SalesOrders", data["SalesOrders"])):
         for row in rows:

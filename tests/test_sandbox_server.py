@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
-from sandbox import common as sandbox_common
+from sandbox import faults as sandbox_faults
 from sandbox import seed as seed_data
-from sandbox.common import RateLimit, RateLimiter
+from sandbox.limits import RateLimit, RateLimiter
 from sandbox.server import REGISTRY, SYSTEMS, Sandbox
 
 WEBSHOP, ERP = "customwebshop", "customerp"
@@ -281,7 +281,7 @@ def limiter_clock(monkeypatch):
     """The emulators' rate-limit windows on a clock the test moves (they run in this process):
     a window ends when the test says so, not when the machine gets round to it."""
     now = [1000.0]
-    monkeypatch.setattr(sandbox_common, "RateLimiter",
+    monkeypatch.setattr(sandbox_faults, "RateLimiter",
                         lambda rule: RateLimiter(rule, clock=lambda: now[0]))
     return now
 

@@ -17,6 +17,7 @@ import requests
 
 from core.spec import get_dataflow
 from sandbox import businesscentral as bc
+from sandbox import businesscentral_edm
 from sandbox.seed_businesscentral import SHARED_CUSTOMERS, SHARED_ITEMS, SHARED_ORDERS
 from sandbox.server import Sandbox
 from tests.conftest import SyncHarness, group_by
@@ -111,7 +112,7 @@ def _writes(report) -> dict:
 
 def test_every_bc_property_of_the_dataflow_is_in_the_metadata():
     spec = get_dataflow(DATAFLOW)
-    metadata = bc.metadata()
+    metadata = businesscentral_edm.metadata()
     for pair in spec.pairs:
         entity = metadata.entity_set(pair.target.entity)
         for prop in pair.properties:

@@ -27,6 +27,7 @@ from connectors.stores import open_link_store
 from core.spec import get_dataflow
 from pipelines import auth
 from sandbox import exact as ex
+from sandbox import exact_reference
 from sandbox.server import Sandbox
 from tests.conftest import SyncHarness, group_by
 
@@ -124,7 +125,7 @@ def _written(report) -> int:
 
 def test_every_exact_property_of_the_dataflow_is_in_the_reference():
     spec = get_dataflow(DATAFLOW)
-    reference = ex.reference()
+    reference = exact_reference.reference()
     edm = {"string": {"Edm.String"}, "email": {"Edm.String"}, "country": {"Edm.String"},
            "currency": {"Edm.String"}, "decimal": {"Edm.Double", "Edm.String"},
            "integer": {"Edm.Double", "Edm.Int32"}, "date": {"Edm.DateTime"},

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from connectors import auth
 from connectors import http as talkhttp
-from connectors.base import PermanentApiError
+from connectors.errors import PermanentApiError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -101,7 +102,7 @@ def test_token_requests_verify_certificates_too(https_server, monkeypatch):
     url, _, _ = https_server
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    token = talkhttp.ClientCredentialsToken(url + "/token", "client", "secret-value", "scope",
+    token = auth.ClientCredentialsToken(url + "/token", "client", "secret-value", "scope",
                                             system="erp")
     with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED") as refused:
         token.token()

@@ -18,9 +18,10 @@ import pytest
 import requests
 import urllib3
 
+from connectors import auth, waiting
 from connectors import http as talkhttp
-from connectors import waiting
-from connectors.base import PROGRESS_LOGGER, UnreachableError
+from connectors.base import PROGRESS_LOGGER
+from connectors.errors import UnreachableError
 from pipelines import preflight
 
 #: the whole run must end within this (issue 14)
@@ -205,7 +206,7 @@ def test_a_post_that_may_have_been_received_does_not_make_the_system_unreachable
 
 
 def test_a_token_endpoint_that_never_answers_makes_the_system_unreachable(simulated):
-    token = talkhttp.ClientCredentialsToken("https://login.example.com/tenant/token", "client",
+    token = auth.ClientCredentialsToken("https://login.example.com/tenant/token", "client",
                                             "SECRET", "scope", system="erp")
     token._session = token_endpoint = NeverAnsweringSession(simulated, "accepts")
     client, api = default_client(simulated, "accepts", auth=token)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 
 from connectors import connector_for
-from connectors.base import ApiError, UnreachableError
+from connectors.errors import ApiError, UnreachableError
 from connectors.stores import open_link_store
 from core.mapping import MappingError, PairMapper
 from core.model import UnreadableRecord
