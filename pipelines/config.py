@@ -122,8 +122,9 @@ _WARNED_PLAIN_TEXT: set[tuple[str, str, str]] = set()
 
 
 def _warn_plain_text_secret(path: str, system: str, key: str) -> None:
-    """Warn once per setting per process: one run loads its config several times (the command,
-    the pipeline), and the same warning repeated reads like several problems."""
+    """Warn once per setting per process: a process may load a config several times (the demo's
+    two runs, a test session's many), and the same warning repeated reads like several
+    problems."""
     if (path, system, key) in _WARNED_PLAIN_TEXT:
         return
     _WARNED_PLAIN_TEXT.add((path, system, key))

@@ -16,6 +16,7 @@ import yaml
 
 from core.spec import available_dataflows
 from pipelines import cli, docs
+from pipelines import config as config_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -129,6 +130,19 @@ def test_unreachable_system_fails_the_run_with_exit_1(tmp_path, capsys, monkeypa
     assert "systems.customwebshop could not be reached at http://127.0.0.1:9/api/v1" in err
     assert "customerp-customwebshop not run: customerp and customwebshop cannot be read now" \
         in err
+
+
+def test_a_run_loads_its_config_once(harness, monkeypatch):
+    """The command loads the config once and passes it on: the pre-flight, each dataflow's
+    settings and the pipeline use that copy, never the file again (issue 17, point 4)."""
+    loaded = []
+    parse_config = config_module.parse_config
+    monkeypatch.setattr(config_module, "parse_config",
+                        lambda data, path="<config>": loaded.append(path) or
+                        parse_config(data, path))
+    status, section = harness.run("--plan")
+    assert status == cli.EXIT_OK, section
+    assert loaded == [harness.config]
 
 
 def test_pairs_runs_only_the_named_pairs(harness):

@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from connectors import secrets
 from core.model import SystemConfig
 from core.spec import available_dataflows
-from pipelines import cli, sync_pipeline, template
+from pipelines import cli, run_driver, sync_pipeline, template
 from pipelines.config import ConfigError, load_config
 from pipelines.options import TEMPLATE_PARAMETERS, SyncOptions
 from tests.conftest import group_by
@@ -477,5 +477,5 @@ def test_report_of_a_waiting_run_is_written_to_gcs(monkeypatch):
     objects = {}
     monkeypatch.setattr(GCSFileSystem, "_gcsIO", lambda self: _FakeGcsIO(objects))
     report = {"dataflows": [{"dataflow": "customerp-customwebshop", "run_id": "r1"}]}
-    cli._write_json("gs://demo-bucket/runs/r1/report.json", report)
+    run_driver._write_json("gs://demo-bucket/runs/r1/report.json", report)
     assert json.loads(objects["gs://demo-bucket/runs/r1/report.json"]) == report

@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from core.spec import get_dataflow
-from pipelines import cli
+from pipelines import run_driver
 from tests.conftest import SyncHarness, group_by
 from tests.synced import synced_sandbox
 
@@ -219,7 +219,7 @@ def test_conflict_target_keeps_the_targets_value_even_when_the_source_changed_la
     target_first = dataclasses.replace(spec, pairs=tuple(
         dataclasses.replace(pair, conflict="target") if pair.name == "product" else pair
         for pair in spec.pairs))
-    monkeypatch.setattr(cli, "get_dataflow",
+    monkeypatch.setattr(run_driver, "get_dataflow",
                         lambda name, *a, **k: target_first if name == DATAFLOW else
                         get_dataflow(name, *a, **k))
     erp_products = group_by(h.list_all("customerp", "Products"), "ItemNo")

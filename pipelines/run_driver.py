@@ -1,0 +1,143 @@
+"""`talksync run`: the run driver.
+
+Options, the config (loaded once per run, then passed on) and the checks that need no system
+come first; then each pass checks every system once (pre-flight) and runs each dataflow whose
+systems can be read, printing its summary. The exit status combines the dataflows': 0 synced,
+3 dead letters, 1 failed (an unreachable system, the circuit breaker, a run lock held, a
+dataflow that raised); config and usage errors propagate to the CLI (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import signal
+import sys
+import time
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from connectors.stores import open_link_store
+from connectors.waiting import forget_unreachable_systems
+from core.spec import SpecError, available_dataflows, get_dataflow
+from pipelines import preflight, sync_pipeline
+from pipelines.arguments import UsageError, beam_flags
+from pipelines.config import ConfigError, load_config
+from pipelines.console import progress
+from pipelines.exit_status import EXIT_FAILED, EXIT_OK, combined, held_pairs, section_status
+from pipelines.summary import format_summary
+from pipelines.sync_pipeline import new_run_id
+from transforms.breaker import held_message
+
+_LOG = logging.getLogger("talksync")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`talksync run`: options, config and pre-flight checks first, then each dataflow."""
+    options = PipelineOptions(beam_flags(args.beam))
+    config = load_config(args.config)
+    link_store = args.link_store or config.link_store
+    with open_link_store(link_store) as store:   # a usage error before any system is asked
+        sync_pipeline.refuse_embedded_store_on_distributed_runner(options, store)
+    specs = _dataflows_to_run(args, config)
+    pairs = _pair_names(args.pairs)
+    for spec in specs:
+        sync_pipeline.selected_pairs(spec, pairs)
+    if args.every:
+        return _run_repeatedly(args, config, specs, options)
+    return _run_once(args, config, specs, options, full=args.full_rescan)
+
+
+def _pair_names(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def _dataflows_to_run(args, config):
+    shipped = available_dataflows()
+    if args.all:
+        if args.dataflows:
+            raise UsageError("give dataflow names or --all, not both")
+        specs = [s for s in shipped.values()
+                 if s.source.system in config.systems and s.target.system in config.systems]
+        if not specs:
+            raise UsageError(f"--all: no dataflow has both its systems configured in "
+                             f"{config.path}")
+        return specs
+    if not args.dataflows:
+        raise UsageError("name the dataflow(s) to run, or --all (see `talksync dataflows`)")
+    return [get_dataflow(name) for name in args.dataflows]
+
+def _run_once(args, config, specs, options, full: bool) -> int:
+    """One pass over ``specs``: every system is checked once, then each dataflow runs."""
+    forget_unreachable_systems()   # a system the last run found unreachable is asked again
+    systems = preflight.systems_of(specs)
+    progress(f"checking {', '.join(systems)}")
+    down = {}
+    for check in preflight.preflight(config, systems):
+        if not check.run_anyway:
+            print(f"talksync: error: {check.message}", file=sys.stderr)
+            down[check.system] = check
+        elif not check.ok:
+            print(f"talksync: warning: {check.message}; its pairs try their reads",
+                  file=sys.stderr)
+    sections = []
+    status = EXIT_FAILED if down else EXIT_OK
+    for spec in specs:
+        missing = [name for name in (spec.source.system, spec.target.system) if name in down]
+        if missing:
+            print(f"talksync: {spec.name} not run: {' and '.join(missing)} cannot be read now "
+                  f"(the next run syncs it)", file=sys.stderr)
+            continue
+        run_config, settings = sync_pipeline.settings_from(
+            args, config, run_id=new_run_id(), full_rescan=full)
+        progress(f"{spec.name}: {'planning' if settings.mode == 'plan' else 'syncing'} "
+                  f"{', '.join(p.name for p in spec.pairs)}")
+        try:
+            section = sync_pipeline.run_dataflow(spec, run_config, settings, options)
+        except (ConfigError, SpecError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the run failed: report it, keep going with the others
+            _LOG.debug("run failed", exc_info=True)
+            print(f"talksync: {spec.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        sections.append(section)
+        _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
+        print(format_summary(section))
+        for name, updates in held_pairs(section).items():
+            print(f"talksync: {spec.name} stopped by the circuit breaker: "
+                  f"{held_message(name, updates, section['max_updates_per_pair'])}",
+                  file=sys.stderr)
+        for system in section["unreachable"]:
+            print(f"talksync: {spec.name} failed: {system} could not be reached; the pairs "
+                  f"that read it were not synced (the next run reads them again)",
+                  file=sys.stderr)
+        status = combined([status, section_status(section)])
+    if args.report:
+        _write_json(pathlib.Path(args.report), {"dataflows": sections})
+    return status
+
+
+def _run_repeatedly(args, config, specs, options) -> int:
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    status = EXIT_OK
+    first = True
+    while not stop["now"]:
+        started = time.monotonic()
+        status = _run_once(args, config, specs, options, full=args.full_rescan and first)
+        first = False
+        remaining = args.every - (time.monotonic() - started)
+        while remaining > 0 and not stop["now"]:
+            time.sleep(min(remaining, 0.5))
+            remaining -= 0.5
+    return status
+
+
+def _write_json(path: str | pathlib.Path, data) -> None:
+    """Writes a JSON file to a local path or a gs:// one (a Dataflow run's run_dir)."""
+    from apache_beam.io.filesystems import FileSystems
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    with FileSystems.create(str(path)) as handle:
+        handle.write(text.encode("utf-8"))
