@@ -168,7 +168,7 @@ def run_engine(n: int, store_url: str) -> tuple[float, dict]:
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx))
         _counted(planned.plans, "Count plans", lambda plan_: plan_.outcome)
-        _counted(planned[plan.DEAD_LETTERS], "Count rejections", lambda _: "rejected")
+        _counted(planned.dead_letters, "Count rejections", lambda _: "rejected")
     return _run_pipeline(build)
 
 

@@ -14,6 +14,17 @@ from collections.abc import Mapping
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.breaker import DEFAULT_MAX_UPDATES
+from transforms.runlock import DEFAULT_TTL_MINUTES
+
+#: The defaults of the options that a run's settings (``RunSettings``) repeat: both read them
+#: here. The circuit breaker and the run lock own theirs, as their transforms need them.
+DEFAULT_CONFIG = "talksync.yaml"
+DEFAULT_MODE = "sync"
+DEFAULT_READ_OVERLAP_SECONDS = 60
+DEFAULT_MAX_UPDATES_PER_PAIR = DEFAULT_MAX_UPDATES
+DEFAULT_RUN_LOCK_TTL_MINUTES = DEFAULT_TTL_MINUTES
+
 
 @dataclasses.dataclass(frozen=True)
 class TemplateParameter:
@@ -71,17 +82,17 @@ class SyncOptions(PipelineOptions):
             help="Name of the dataflow to run, e.g. customerp-customwebshop "
                  "(see `talksync dataflows`).")
         parser.add_argument(
-            "--config", default="talksync.yaml",
+            "--config", default=DEFAULT_CONFIG,
             help="Path of the systems config (link store, base URLs, credential references), "
-                 "a local path or gs://BUCKET/talksync.yaml. Default: talksync.yaml.")
+                 f"a local path or gs://BUCKET/talksync.yaml. Default: {DEFAULT_CONFIG}.")
         parser.add_argument(
             "--link_store", default=None,
             help="Link store URL, overriding the config's link_store: "
                  "firestore://PROJECT[/DATABASE] on Dataflow, sqlite:///PATH for local runs.")
         parser.add_argument(
-            "--mode", default="sync", choices=("sync", "plan"),
+            "--mode", default=DEFAULT_MODE, choices=("sync", "plan"),
             help="sync: read, plan and write. plan: read and plan only, write nothing. "
-                 "Default: sync.")
+                 f"Default: {DEFAULT_MODE}.")
         parser.add_argument(
             "--full_rescan", default=False, nargs="?", const=True, type=parse_boolean,
             help="Read every entity instead of only those changed since the last run "
@@ -90,9 +101,10 @@ class SyncOptions(PipelineOptions):
             "--pairs", default=None,
             help="Comma-separated pair names to run (default: every pair of the dataflow).")
         parser.add_argument(
-            "--read_overlap_seconds", default=60, type=int,
+            "--read_overlap_seconds", default=DEFAULT_READ_OVERLAP_SECONDS, type=int,
             help="How far before the last watermark an incremental read starts, to catch "
-                 "writes that committed out of timestamp order. Default: 60.")
+                 "writes that committed out of timestamp order. "
+                 f"Default: {DEFAULT_READ_OVERLAP_SECONDS}.")
         parser.add_argument(
             "--run_id", default=None,
             help="Identifier of this run (default: derived from the start time).")
@@ -101,19 +113,19 @@ class SyncOptions(PipelineOptions):
             help="Folder (local or gs://) for run files: dead letters, conflicts, plan, "
                  "report. Default: the config's runs_dir.")
         parser.add_argument(
-            "--max_updates_per_pair", default=1000, type=int,
+            "--max_updates_per_pair", default=DEFAULT_MAX_UPDATES_PER_PAIR, type=int,
             help="Circuit breaker: a pair that plans more updates than this writes nothing "
                  "and the run stops with a message, unless --confirm_mass_changes is given. "
-                 "Default: 1000.")
+                 f"Default: {DEFAULT_MAX_UPDATES_PER_PAIR}.")
         parser.add_argument(
             "--confirm_mass_changes", default=False, nargs="?", const=True, type=parse_boolean,
             help="Write the updates of pairs over --max_updates_per_pair (after checking the "
                  "held run's report). Default: false.")
         parser.add_argument(
-            "--run_lock_ttl_minutes", default=60, type=int,
+            "--run_lock_ttl_minutes", default=DEFAULT_RUN_LOCK_TTL_MINUTES, type=int,
             help="Lifetime of the dataflow's run lock, which keeps a second run of the same "
                  "dataflow from starting; a waiting driver renews it, so set it above the "
-                 "longest Dataflow job. Default: 60.")
+                 f"longest Dataflow job. Default: {DEFAULT_RUN_LOCK_TTL_MINUTES}.")
         parser.add_argument(
             "--break_run_lock", default=False, nargs="?", const=True, type=parse_boolean,
             help="Take the run lock from a run that is known to be dead (its job failed or "

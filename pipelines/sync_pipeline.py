@@ -32,10 +32,16 @@ from connectors.stores import open_link_store
 from core import planner
 from core.planner import SOURCE, TARGET
 from core.spec import DataflowSpec, PairSpec, get_dataflow
-from pipelines.config import Config, ConfigError, load_config
-from pipelines.options import SyncOptions
+from pipelines.config import DEFAULT_RUNS_DIR, Config, ConfigError, load_config
+from pipelines.options import (
+    DEFAULT_MAX_UPDATES_PER_PAIR,
+    DEFAULT_MODE,
+    DEFAULT_READ_OVERLAP_SECONDS,
+    DEFAULT_RUN_LOCK_TTL_MINUTES,
+    SyncOptions,
+)
 from transforms import audit, finish, runlock
-from transforms.breaker import DEFAULT_MAX_UPDATES, HELD, HELD_UPDATES
+from transforms.breaker import HELD_UPDATES
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
 
@@ -56,18 +62,19 @@ _DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "Spar
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """How this run goes: its id, mode, the pairs it covers, where its files go."""
+    """How this run goes: its id, mode, the pairs it covers, where its files go. Defaults are
+    those of :class:`~pipelines.options.SyncOptions` and the config (one constant each)."""
 
     run_id: str
-    mode: str = "sync"                      # "sync" | "plan"
+    mode: str = DEFAULT_MODE             # "sync" | "plan"
     full_rescan: bool = False
     pairs: Sequence[str] | None = None   # None: every pair
-    runs_dir: str = ".talksync/runs"
-    read_overlap_seconds: int = 60
+    runs_dir: str = DEFAULT_RUNS_DIR
+    read_overlap_seconds: int = DEFAULT_READ_OVERLAP_SECONDS
     audit_dir: str | None = None         # None: no audit log (docs/audit.md)
-    max_updates_per_pair: int = DEFAULT_MAX_UPDATES   # the circuit breaker's limit
+    max_updates_per_pair: int = DEFAULT_MAX_UPDATES_PER_PAIR   # the circuit breaker's limit
     confirm_mass_changes: bool = False
-    run_lock_ttl_minutes: int = runlock.DEFAULT_TTL_MINUTES
+    run_lock_ttl_minutes: int = DEFAULT_RUN_LOCK_TTL_MINUTES
     break_run_lock: bool = False
 
     @property
@@ -118,14 +125,14 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
             ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing,
             max_updates=settings.max_updates_per_pair,
             confirm_mass_changes=settings.confirm_mass_changes)
-        plans[pair.name], links[pair.name] = out["plans"], out["links"]
-        dead.append(out["dead_letters"])
-        watermarks.append(out["watermarks"])
+        plans[pair.name], links[pair.name] = out.plans, out.links
+        dead.append(out.dead_letters)
+        watermarks.append(out.watermarks)
         if syncing:
-            conflicts.append(out["conflicts"])
-            done.append(out["committed"])
-            events.append(out["audit"])
-            held.append(out[HELD])
+            conflicts.append(out.conflicts)
+            done.append(out.committed)
+            events.append(out.audit)
+            held.append(out.held)
 
     dead_letters = (_flatten(p, dead, "dead letters")
                     | "One letter per entity" >> finish.OneLetterPerEntity())

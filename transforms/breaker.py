@@ -18,6 +18,7 @@ before the first change of the pair goes out.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -26,8 +27,7 @@ from core.planner import SyncPlan
 from transforms.common import PROGRESS_LOGGER, PairContext
 from transforms.write import count_entities
 
-#: the tagged output of :class:`HoldMassChanges` with the name of a held pair (0 or 1 element)
-HELD = "held"
+_HELD = "held"
 #: the counter of the updates a held pair planned (the report's ``held_updates``)
 HELD_UPDATES = "held_updates"
 #: the default limit of planned updates per pair and run
@@ -41,10 +41,18 @@ def planned_updates(plan_: SyncPlan) -> int:
     return sum(1 for write in plan_.writes if write.kind == "update")
 
 
+class HoldMassChangesResult(NamedTuple):
+    """What :class:`HoldMassChanges` outputs."""
+
+    #: the pair's plans if it was not held, else none
+    plans: beam.PCollection
+    #: the pair's name if it was held (0 or 1 element)
+    held: beam.PCollection
+
+
 class HoldMassChanges(beam.PTransform):
     """Passes a pair's plans on when its planned updates are within ``limit`` (or
-    ``confirmed``); otherwise passes none. Returns ``{"plans": passed plans, HELD: the pair's
-    name when it was held}``."""
+    ``confirmed``); otherwise passes none. Returns a :class:`HoldMassChangesResult`."""
 
     def __init__(self, ctx: PairContext, limit: int, confirmed: bool):
         super().__init__()
@@ -59,10 +67,10 @@ class HoldMassChanges(beam.PTransform):
                    | "Count updates" >> beam.Map(planned_updates)
                    | "Sum updates" >> beam.CombineGlobally(sum))
         verdict = updates | "Judge" >> beam.ParDo(
-            _JudgeFn(self._ctx, self._limit, self._confirmed)).with_outputs(HELD, main="hold")
+            _JudgeFn(self._ctx, self._limit, self._confirmed)).with_outputs(_HELD, main="hold")
         passed = plans | "Gate" >> beam.ParDo(
             _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold))
-        return {"plans": passed, HELD: verdict[HELD]}
+        return HoldMassChangesResult(plans=passed, held=verdict[_HELD])
 
 
 class _JudgeFn(beam.DoFn):
@@ -76,7 +84,7 @@ class _JudgeFn(beam.DoFn):
         if hold:
             self._ctx.counter(HELD_UPDATES).inc(updates)
             _LOG.warning(held_message(self._ctx.pair.name, updates, self._limit))
-            yield beam.pvalue.TaggedOutput(HELD, self._ctx.pair.name)
+            yield beam.pvalue.TaggedOutput(_HELD, self._ctx.pair.name)
         yield hold
 
 

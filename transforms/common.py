@@ -18,6 +18,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from connectors.base import PROGRESS_LOGGER
 from connectors.linkstore import LinkStore
+from connectors.stores import open_link_store
 from core.model import DeadLetter, SystemConfig
 from core.spec import PairSpec
 
@@ -67,7 +68,6 @@ class PairContext:
             created_at=datetime.datetime.now(datetime.UTC).isoformat())
 
 
-
 def in_global_window(elements):
     """Elements yielded from ``finish_bundle`` (which must carry their window), tags kept."""
     for element in elements:
@@ -76,6 +76,51 @@ def in_global_window(elements):
                 element.tag, GlobalWindows.windowed_value(element.value))
         else:
             yield GlobalWindows.windowed_value(element)
+
+
+class BufferedStoreFn(beam.DoFn):
+    """The base of the DoFns that send the link store batches: look-ups, reservations, commits.
+
+    A round trip per element would make the store the run's bottleneck (Firestore answers in
+    milliseconds, not microseconds), so elements are buffered and sent :attr:`batch_size` at a
+    time, the rest when the bundle finishes (emitted in the global window, which is where
+    ``finish_bundle`` output must say it goes). The store is opened once per DoFn instance
+    (``setup``) and closed in ``teardown``. A subclass sets :attr:`batch_size`, passes elements
+    to :meth:`buffer` from ``process`` and handles a batch in :meth:`flush_batch`.
+    """
+
+    #: elements per link-store round trip
+    batch_size: int
+
+    def __init__(self, ctx: PairContext):
+        self._ctx = ctx
+
+    def setup(self):
+        self._store = open_link_store(self._ctx.link_store)
+
+    def start_bundle(self):
+        self._buffer: list = []
+
+    def buffer(self, *elements):
+        """Adds ``elements``; sends the buffer when it holds :attr:`batch_size` or more."""
+        self._buffer.extend(elements)
+        if len(self._buffer) >= self.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        yield from in_global_window(self._flush())
+
+    def _flush(self):
+        batch, self._buffer = self._buffer, []
+        if batch:
+            yield from self.flush_batch(batch)
+
+    def flush_batch(self, batch: list):
+        """Sends one batch to the store; yields the outputs of its elements."""
+        raise NotImplementedError
+
+    def teardown(self):
+        self._store.close()
 
 
 def requests_counter(system: str):

@@ -3,15 +3,16 @@ record's path through a run", steps 3–4)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 
-from connectors.stores import open_link_store
 from core.mapping import PairMapper
 from core.model import LINKED
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
-from transforms.common import PairContext, in_global_window
+from transforms.common import BufferedStoreFn, PairContext
 
-DEAD_LETTERS = "dead_letters"
+_DEAD_LETTERS = "dead_letters"
 _LOOKUP_BATCH = 500
 
 
@@ -32,27 +33,17 @@ class LookUpLinks(beam.PTransform):
         return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx))
 
 
-class _LookUpLinksFn(beam.DoFn):
-    def __init__(self, ctx: PairContext):
-        self._ctx = ctx
+class _LookUpLinksFn(BufferedStoreFn):
+    batch_size = _LOOKUP_BATCH
 
     def setup(self):
-        self._store = open_link_store(self._ctx.link_store)
+        super().setup()
         self._mapper = PairMapper(self._ctx.pair)
 
-    def start_bundle(self):
-        self._buffer: list[Entity] = []
-
     def process(self, entity: Entity):
-        self._buffer.append(entity)
-        if len(self._buffer) >= _LOOKUP_BATCH:
-            yield from self._flush()
+        yield from self.buffer(entity)
 
-    def finish_bundle(self):
-        yield from in_global_window(self._flush())
-
-    def _flush(self):
-        entities, self._buffer = self._buffer, []
+    def flush_batch(self, entities: list[Entity]):
         by_side = {
             SOURCE: self._store.lookup_by_source(
                 self._ctx.pair_key, [e.id for e in entities if e.side == SOURCE]),
@@ -76,17 +67,22 @@ class _LookUpLinksFn(beam.DoFn):
             return ("link", link.link_id)
         return (entity.side, entity.id)
 
-    def teardown(self):
-        self._store.close()
+
+class PlanSyncResult(NamedTuple):
+    """What :class:`PlanSync` outputs."""
+
+    #: one :class:`~core.planner.SyncPlan` per link that exists or will
+    plans: beam.PCollection
+    #: the entities the planner refuses (duplicate match keys)
+    dead_letters: beam.PCollection
 
 
 class PlanSync(beam.PTransform):
     """Plans every group with the three-way merge: creates, links, updates, conflicts.
 
-    Input: the keyed entities and links of :class:`LookUpLinks`. Output: one
-    :class:`~core.planner.SyncPlan` per link that exists or will, and under
-    ``dead_letters`` the entities the planner refuses (duplicate match keys). Entities no
-    plan carries are counted here (deleted, dead, skipped); the others with their plan's fate.
+    Input: the keyed entities and links of :class:`LookUpLinks`. Output: a
+    :class:`PlanSyncResult`. Entities no plan carries are counted here (deleted, dead,
+    skipped); the others with their plan's fate.
     """
 
     def __init__(self, ctx: PairContext):
@@ -94,10 +90,11 @@ class PlanSync(beam.PTransform):
         self._ctx = ctx
 
     def expand(self, keyed):
-        return (keyed
-                | "Group" >> beam.GroupByKey()
-                | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx)).with_outputs(
-                    DEAD_LETTERS, main="plans"))
+        planned = (keyed
+                   | "Group" >> beam.GroupByKey()
+                   | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx)).with_outputs(
+                       _DEAD_LETTERS, main="plans"))
+        return PlanSyncResult(plans=planned.plans, dead_letters=planned[_DEAD_LETTERS])
 
 
 class _PlanGroupFn(beam.DoFn):
@@ -127,7 +124,7 @@ class _PlanGroupFn(beam.DoFn):
             if count:
                 self._ctx.counter(outcome).inc(count)
         for rejection in rejections:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
                 side=rejection.side, entity_id=rejection.entity_id, stage="plan",
                 error_class=rejection.error_class, message=rejection.message))
         yield from plans

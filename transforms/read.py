@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -22,11 +23,24 @@ from transforms.common import (
     unreachable_counter,
 )
 
-DEAD_LETTERS = "dead_letters"
-WATERMARKS = "watermarks"
-#: the tagged output of :class:`ReadChanges` with the side's name when its read failed
-READ_FAILED = "read_failed"
+_DEAD_LETTERS = "dead_letters"
+_WATERMARKS = "watermarks"
+_READ_FAILED = "read_failed"
 _IDS_PER_TASK = 100
+
+
+class ReadChangesResult(NamedTuple):
+    """What :class:`ReadChanges` outputs."""
+
+    #: each entity read, once (an entity both in the changed read and among the retry ids is
+    #: read twice but passed on, counted and dead-lettered once: its freshest version)
+    records: beam.PCollection
+    #: the largest modified time of the changed read (ISO 8601): the next watermark
+    watermarks: beam.PCollection
+    #: a read-stage letter for every row that is not a record, and one for a failed read
+    dead_letters: beam.PCollection
+    #: the side's name when its read failed (0 or 1 element)
+    read_failed: beam.PCollection
 
 
 class ReadChanges(beam.PTransform):
@@ -34,15 +48,12 @@ class ReadChanges(beam.PTransform):
 
     ``since`` (ISO 8601, None for a full read) is where the previous run left off, less an
     overlap. ``retry_ids`` are entities to read again whatever their modified time: open dead
-    letters and uncommitted creates. Returns a dict: under ``records`` each entity read, once
-    (an entity both in the changed read and among ``retry_ids`` is read twice but passed on,
-    counted and dead-lettered once: its freshest version); under ``watermarks`` the largest
-    modified time of the changed read (the next watermark).
+    letters and uncommitted creates. Returns a :class:`ReadChangesResult`.
 
-    Under ``dead_letters``: a read-stage letter for every row that is not a record (the read
-    goes on), and one for a read that failed (an answer that stayed an error or malformed
-    after the HTTP layer's retries); a failed read also puts the side under ``read_failed``.
-    The pair must then not be planned: on half a picture it would wrongly create or overwrite.
+    A row that is not a record is a dead letter (the read goes on); a read that failed (an
+    answer that stayed an error or malformed after the HTTP layer's retries) is a dead letter
+    and puts the side in ``read_failed``. The pair must then not be planned: on half a
+    picture it would wrongly create or overwrite.
     """
 
     def __init__(self, ctx: PairContext, side: str, since: str | None,
@@ -60,16 +71,17 @@ class ReadChanges(beam.PTransform):
         read = (pbegin
                 | "Tasks" >> beam.Create(tasks)
                 | "Read" >> beam.ParDo(_ReadRecordsFn(self._ctx, self._side)).with_outputs(
-                    WATERMARKS, DEAD_LETTERS, READ_FAILED, main="rows"))
+                    _WATERMARKS, _DEAD_LETTERS, _READ_FAILED, main="rows"))
         rows = read.rows
         if self._retry_ids:
             rows = rows | "Once per id" >> _OncePerId(self._retry_ids)
         counted = rows | "Count" >> beam.ParDo(
-            _CountRowsFn(self._ctx, self._side)).with_outputs(DEAD_LETTERS, main="records")
-        return {"records": counted.records, WATERMARKS: read[WATERMARKS],
-                DEAD_LETTERS: ((read[DEAD_LETTERS], counted[DEAD_LETTERS])
-                               | "Read dead letters" >> beam.Flatten()),
-                READ_FAILED: read[READ_FAILED]}
+            _CountRowsFn(self._ctx, self._side)).with_outputs(_DEAD_LETTERS, main="records")
+        return ReadChangesResult(
+            records=counted.records, watermarks=read[_WATERMARKS],
+            dead_letters=((read[_DEAD_LETTERS], counted[_DEAD_LETTERS])
+                          | "Read dead letters" >> beam.Flatten()),
+            read_failed=read[_READ_FAILED])
 
 
 class _ReadRecordsFn(beam.DoFn):
@@ -97,7 +109,7 @@ class _ReadRecordsFn(beam.DoFn):
                             newest = record.modified
                     yield record
                 if newest is not None:
-                    yield beam.pvalue.TaggedOutput(WATERMARKS, newest.isoformat())
+                    yield beam.pvalue.TaggedOutput(_WATERMARKS, newest.isoformat())
                 progress.info("%s: read %d %s from %s (%s)", self._ctx.pair.name, count, entity,
                               self._connector.name, f"changed since {arg}" if arg else "all")
             else:
@@ -120,16 +132,16 @@ class _ReadRecordsFn(beam.DoFn):
             self._requests.flush()
 
     def _failed(self, entity: str, reason: str, error_class: str, status):
-        """A read that failed: one dead letter for the pair, and the side under READ_FAILED
+        """A read that failed: one dead letter for the pair, and the side in ``read_failed``
         (the pair is then not planned; the next run reads it again)."""
         progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
                          "%s", self._ctx.pair.name, entity, self._connector.name, reason)
-        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+        yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
             side=self._side, entity_id=None, stage="read", error_class=error_class,
             status=status, direction=_direction(self._side),
             message=f"reading {entity} failed, so pair {self._ctx.pair.name} was not "
                     f"planned this run (the next run reads it again): {reason}"))
-        yield beam.pvalue.TaggedOutput(READ_FAILED, self._side)
+        yield beam.pvalue.TaggedOutput(_READ_FAILED, self._side)
 
     def teardown(self):
         self._connector.close()
@@ -188,18 +200,28 @@ class _CountRowsFn(beam.DoFn):
         if isinstance(row, UnreadableRecord):
             self._invalid.inc()
             self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
                 side=self._side, entity_id=row.id, stage="read", error_class="validation",
                 message=row.reason, payload=row.payload, direction=_direction(self._side)))
             return
         yield row
 
 
-class MapToViews(beam.PTransform):
-    """Maps records of one side to :class:`~core.planner.Entity` views.
+class MapToViewsResult(NamedTuple):
+    """What :class:`MapToViews` outputs."""
 
-    Records that cannot be mapped (invalid values, references not linked yet) go to the
-    ``dead_letters`` output with every problem named; the rest of the run goes on.
+    #: the :class:`~core.planner.Entity` views of the records mapped
+    entities: beam.PCollection
+    #: one letter per record that could not be mapped, naming every problem
+    dead_letters: beam.PCollection
+
+
+class MapToViews(beam.PTransform):
+    """Maps records of one side to :class:`~core.planner.Entity` views (a
+    :class:`MapToViewsResult`).
+
+    Records that cannot be mapped (invalid values, references not linked yet) are dead
+    letters with every problem named; the rest of the run goes on.
     ``reference_inputs`` are the side inputs of :func:`transforms.common.reference_side_inputs`.
     """
 
@@ -211,9 +233,10 @@ class MapToViews(beam.PTransform):
 
     def expand(self, records):
         inputs = self._reference_inputs if self._side == "source" else {}
-        return records | "Map" >> beam.ParDo(
+        mapped = records | "Map" >> beam.ParDo(
             _MapRecordFn(self._ctx, self._side), **inputs).with_outputs(
-                DEAD_LETTERS, main="entities")
+                _DEAD_LETTERS, main="entities")
+        return MapToViewsResult(entities=mapped.entities, dead_letters=mapped[_DEAD_LETTERS])
 
 
 class _MapRecordFn(beam.DoFn):
@@ -239,7 +262,7 @@ class _MapRecordFn(beam.DoFn):
         except MappingError as exc:
             self._invalid.inc()
             self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
                 side=self._side, entity_id=record.id, stage="map",
                 error_class=exc.error_class, message=str(exc), payload=dict(record.fields),
                 direction=_direction(self._side)))

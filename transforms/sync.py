@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -20,21 +21,39 @@ class ReadPosition:
     retry_ids: Sequence[str] = ()
 
 
+class SyncPairResult(NamedTuple):
+    """What :class:`SyncPair` outputs: PCollections named as Beam's BigQuery ``WriteResult``
+    names its own. A named tuple, so Beam registers each field as a named output of the
+    composite (as it did a dict's keys). The last four are None in plan mode."""
+
+    #: the pair's plans (:class:`~core.planner.SyncPlan`)
+    plans: beam.PCollection
+    #: the links committed this run (in plan mode, the links the plan would make, with
+    #: placeholder ids for entities to be created)
+    links: beam.PCollection
+    #: every dead letter of the pair (more than one per entity is possible)
+    dead_letters: beam.PCollection
+    #: (pair, system, newest modified time) of each side's changed read
+    watermarks: beam.PCollection
+    #: the conflicts settled by the committed plans (rows of conflicts.jsonl)
+    conflicts: beam.PCollection | None = None
+    #: the count of committed links: a barrier for the watermarks
+    committed: beam.PCollection | None = None
+    #: the audit events of what was committed
+    audit: beam.PCollection | None = None
+    #: the pair's name if the circuit breaker held its changes back (more than
+    #: ``max_updates`` planned updates, not confirmed) or the read of a side failed, and the
+    #: pair was not planned at all
+    held: beam.PCollection | None = None
+
+
 class SyncPair(beam.PTransform):
     """Syncs one pair (docs/architecture.md, "One record's path through a run", steps 1–7).
 
     ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
     with this run's links of the pairs this one refers to. With ``apply_changes=False`` (plan
-    mode) nothing is reserved, written or committed.
-
-    Applied to the pipeline; returns a dict of PCollections: ``plans``; ``links``, the links
-    committed this run (in plan mode, the links the plan would make, with placeholder ids for
-    entities to be created); ``dead_letters``; ``watermarks`` ((pair, system, newest modified
-    time) of each side's changed read); and when applying changes ``conflicts``, ``audit``
-    (the audit events of what was committed), ``committed`` (the count of committed links,
-    a barrier for the watermarks) and ``held`` (the pair's name if the circuit breaker held
-    its changes back: more than ``max_updates`` planned updates, not confirmed; or if the read
-    of a side failed, and the pair was not planned at all).
+    mode) nothing is reserved, written or committed. Applied to the pipeline; returns a
+    :class:`SyncPairResult`.
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
@@ -50,7 +69,7 @@ class SyncPair(beam.PTransform):
         self._confirm = confirm_mass_changes
 
     # No return annotation: Beam reads it as the output type hint and warns, once per pair,
-    # that a dict of PCollections is not one it can use (the dict is documented above).
+    # that a SyncPairResult is not a type it can use (the result is documented above).
     def expand(self, pbegin):
         ctx = self._ctx
         views, dead, watermarks, failed = [], [], [], []
@@ -59,13 +78,13 @@ class SyncPair(beam.PTransform):
             system = ctx.system(side).name
             records = pbegin | f"Read {side}" >> read.ReadChanges(
                 ctx, side, position.since, position.retry_ids)
-            dead.append(records[read.DEAD_LETTERS])
-            failed.append(records[read.READ_FAILED])
-            watermarks.append(records[read.WATERMARKS] | f"Watermark {side}" >> beam.Map(
+            dead.append(records.dead_letters)
+            failed.append(records.read_failed)
+            watermarks.append(records.watermarks | f"Watermark {side}" >> beam.Map(
                 lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
-            mapped = records["records"] | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
+            mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
             views.append(mapped.entities)
-            dead.append(mapped[read.DEAD_LETTERS])
+            dead.append(mapped.dead_letters)
         failed_reads = (failed | "Failed reads" >> beam.Flatten()
                         | "Count failed reads" >> beam.combiners.Count.Globally())
         planned = (views
@@ -73,33 +92,33 @@ class SyncPair(beam.PTransform):
                    | "SkipIfReadFailed" >> _SkipIfReadFailed(ctx, failed_reads)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx))
-        dead.append(planned[plan.DEAD_LETTERS])
-        outputs = {"plans": planned.plans,
-                   "watermarks": watermarks | "All watermarks" >> beam.Flatten()}
+        dead.append(planned.dead_letters)
+        all_watermarks = watermarks | "All watermarks" >> beam.Flatten()
         if not self._apply:
             planned.plans | "Count plans" >> beam.Map(lambda p, ctx=ctx: write.count_plan(ctx, p))
-            outputs["links"] = planned.plans | "Planned links" >> beam.Map(_planned_link)
-        else:
-            gated = (planned.plans
-                     | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
-                     | "HoldMassChanges" >> breaker.HoldMassChanges(
-                         ctx, self._max_updates, self._confirm))
-            not_planned = failed_reads | "Not planned" >> beam.FlatMap(
-                lambda count, pair=ctx.pair.name: [pair] if count else [])
-            outputs["held"] = (gated[breaker.HELD], not_planned) | "Held" >> beam.Flatten()
-            reserved = gated["plans"] | "ReserveLinks" >> write.ReserveLinks(ctx)
-            changes = reserved.plans
-            written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
-            committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
-            dead += [reserved[write.DEAD_LETTERS], written[write.DEAD_LETTERS],
-                     committed[write.DEAD_LETTERS]]
-            outputs["links"] = committed.links
-            outputs["conflicts"] = committed[write.CONFLICTS]
-            outputs["audit"] = committed[write.AUDIT]
-            outputs["committed"] = committed.links | "Count committed" >> \
-                beam.combiners.Count.Globally()
-        outputs["dead_letters"] = dead | "All dead letters" >> beam.Flatten()
-        return outputs
+            return SyncPairResult(
+                plans=planned.plans,
+                links=planned.plans | "Planned links" >> beam.Map(_planned_link),
+                dead_letters=dead | "All dead letters" >> beam.Flatten(),
+                watermarks=all_watermarks)
+        gated = (planned.plans
+                 | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
+                 | "HoldMassChanges" >> breaker.HoldMassChanges(
+                     ctx, self._max_updates, self._confirm))
+        not_planned = failed_reads | "Not planned" >> beam.FlatMap(
+            lambda count, pair=ctx.pair.name: [pair] if count else [])
+        held = (gated.held, not_planned) | "Held" >> beam.Flatten()
+        reserved = gated.plans | "ReserveLinks" >> write.ReserveLinks(ctx)
+        changes = reserved.plans
+        written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
+        committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
+        dead += [reserved.dead_letters, written.dead_letters, committed.dead_letters]
+        count = committed.links | "Count committed" >> beam.combiners.Count.Globally()
+        return SyncPairResult(
+            plans=planned.plans, links=committed.links,
+            dead_letters=dead | "All dead letters" >> beam.Flatten(),
+            watermarks=all_watermarks, conflicts=committed.conflicts, committed=count,
+            audit=committed.audit, held=held)
 
 
 class _SkipIfReadFailed(beam.PTransform):

@@ -20,7 +20,7 @@ import dataclasses
 import datetime
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -43,17 +43,17 @@ from core.planner import (
 )
 from transforms import audit
 from transforms.common import (
+    BufferedStoreFn,
     PairContext,
     RequestCounting,
     Resolver,
-    in_global_window,
     progress,
     this_run_links,
 )
 
-DEAD_LETTERS = "dead_letters"
-CONFLICTS = "conflicts"
-AUDIT = "audit"
+_DEAD_LETTERS = "dead_letters"
+_CONFLICTS = "conflicts"
+_AUDIT = "audit"
 _BATCH_SIZE = 100
 #: concurrent writers per pair and system unless its ``write_shards`` setting says otherwise
 DEFAULT_WRITE_SHARDS = 1
@@ -74,6 +74,15 @@ class WriteOutcome:
     view: Mapping[str, Any] | None = None
 
 
+class ReserveLinksResult(NamedTuple):
+    """What :class:`ReserveLinks` outputs."""
+
+    #: the plans to carry out, those that make a link with their reservation's version
+    plans: beam.PCollection
+    #: the plans whose reservation clashed with another link's
+    dead_letters: beam.PCollection
+
+
 class ReserveLinks(beam.PTransform):
     """Reserves, before anything is written, the links that creates and first links will make.
 
@@ -82,7 +91,7 @@ class ReserveLinks(beam.PTransform):
     create whose answer was lost is adopted and a first link whose writes failed is matched
     again, instead of either side being created a second time. Plans whose link another run
     committed meanwhile are dropped; a reservation held under another link id is a
-    ``conflict`` dead letter, planned again next run.
+    ``conflict`` dead letter, planned again next run. Returns a :class:`ReserveLinksResult`.
     """
 
     def __init__(self, ctx: PairContext):
@@ -90,37 +99,23 @@ class ReserveLinks(beam.PTransform):
         self._ctx = ctx
 
     def expand(self, plans):
-        return plans | "Reserve" >> beam.ParDo(_ReserveLinksFn(self._ctx)).with_outputs(
-            DEAD_LETTERS, main="plans")
+        reserved = plans | "Reserve" >> beam.ParDo(_ReserveLinksFn(self._ctx)).with_outputs(
+            _DEAD_LETTERS, main="plans")
+        return ReserveLinksResult(plans=reserved.plans, dead_letters=reserved[_DEAD_LETTERS])
 
 
-class _ReserveLinksFn(beam.DoFn):
+class _ReserveLinksFn(BufferedStoreFn):
     """Reserves in batches: one link-store round trip per :data:`_RESERVE_BATCH` reservations."""
 
-    def __init__(self, ctx: PairContext):
-        self._ctx = ctx
-
-    def setup(self):
-        self._store = open_link_store(self._ctx.link_store)
-
-    def start_bundle(self):
-        self._buffer: list[SyncPlan] = []
+    batch_size = _RESERVE_BATCH
 
     def process(self, plan: SyncPlan):
         if plan.outcome not in (CREATE_TARGET, CREATE_SOURCE, LINK):
             yield plan
             return
-        self._buffer.append(plan)
-        if len(self._buffer) >= _RESERVE_BATCH:
-            yield from self._flush()
+        yield from self.buffer(plan)
 
-    def finish_bundle(self):
-        yield from in_global_window(self._flush())
-
-    def _flush(self):
-        plans, self._buffer = self._buffer, []
-        if not plans:
-            return
+    def flush_batch(self, plans: list[SyncPlan]):
         wanted = [plan.link.replace(state=PENDING,
                                     attempt_id=plan.link.attempt_id or self._ctx.run_id)
                   for plan in plans]
@@ -134,7 +129,7 @@ class _ReserveLinksFn(beam.DoFn):
             return      # another run linked exactly these: nothing left to do
         if stored.link_id != wanted.link_id or stored.state == LINKED:
             count_entities(self._ctx, plan, DEAD)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+            yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
                 side=SOURCE if plan.link.source_id else TARGET,
                 entity_id=plan.link.source_id or plan.link.target_id, stage="reserve",
                 error_class="conflict", direction="link",
@@ -144,8 +139,14 @@ class _ReserveLinksFn(beam.DoFn):
         yield dataclasses.replace(plan, link=plan.link.replace(
             version=stored.version, attempt_id=stored.attempt_id))
 
-    def teardown(self):
-        self._store.close()
+
+class WriteChangesResult(NamedTuple):
+    """What :class:`WriteChanges` outputs."""
+
+    #: (link id, :class:`WriteOutcome`) of every planned write, failed or not
+    outcomes: beam.PCollection
+    #: a letter per failed write, about the entity whose change it carried
+    dead_letters: beam.PCollection
 
 
 class WriteChanges(beam.PTransform):
@@ -160,8 +161,8 @@ class WriteChanges(beam.PTransform):
     :data:`DEFAULT_WRITE_SHARDS`) concurrent write requests, at most
     ``write_shards × requests_per_second`` per second (docs/dataflow.md).
 
-    Failed writes produce a failed outcome and a dead letter (``dead_letters`` output) with the
-    system's status and message; the rest of the batch goes on.
+    Failed writes produce a failed outcome and a dead letter with the system's status and
+    message; the rest of the batch goes on. Returns a :class:`WriteChangesResult`.
     """
 
     def __init__(self, ctx: PairContext, reference_inputs=None):
@@ -172,15 +173,17 @@ class WriteChanges(beam.PTransform):
 
     def expand(self, plans):
         shards = self._shards
-        return (plans
-                | "KeyBySystemShard" >> beam.FlatMap(
-                    lambda plan: [((w.side, _shard(plan.link.link_id, shards[w.side])),
-                                   (plan.link, w)) for w in plan.writes]
-                ).with_output_types(tuple[tuple[str, int], Any])
-                | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
-                | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
-                                        **self._reference_inputs).with_outputs(
-                    DEAD_LETTERS, main="outcomes"))
+        written = (plans
+                   | "KeyBySystemShard" >> beam.FlatMap(
+                       lambda plan: [((w.side, _shard(plan.link.link_id, shards[w.side])),
+                                      (plan.link, w)) for w in plan.writes]
+                   ).with_output_types(tuple[tuple[str, int], Any])
+                   | "Batch" >> beam.GroupIntoBatches(_BATCH_SIZE)
+                   | "Write" >> beam.ParDo(_WriteBatchFn(self._ctx),
+                                           **self._reference_inputs).with_outputs(
+                       _DEAD_LETTERS, main="outcomes"))
+        return WriteChangesResult(outcomes=written.outcomes,
+                                  dead_letters=written[_DEAD_LETTERS])
 
 
 def write_shards(system: SystemConfig) -> int:
@@ -296,7 +299,7 @@ class _WriteBatchFn(beam.DoFn):
         committed and the change is not forgotten)."""
         origin = other(write.side)
         written = self._ctx.system(write.side).name
-        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+        yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
             side=origin, entity_id=link.source_id if origin == SOURCE else link.target_id,
             stage="write", error_class=error_class, direction=f"to_{write.side}",
             message=f"{write.kind} in {written} failed: {message}", status=status,
@@ -309,13 +312,26 @@ class _WriteBatchFn(beam.DoFn):
         self._store.close()
 
 
-class CommitLinks(beam.PTransform):
-    """Commits the links whose writes all succeeded; outputs the committed links.
+class CommitLinksResult(NamedTuple):
+    """What :class:`CommitLinks` outputs."""
 
-    Also counts each plan's outcome for the report and emits its conflicts (``conflicts``
-    output) and its audit events (``audit`` output: only for links the store committed, so
-    never for a write that did not happen). Links that another writer changed meanwhile are
-    not overwritten: they become ``conflict`` dead letters and are planned again next run.
+    #: the links committed, as the store holds them now
+    links: beam.PCollection
+    #: a ``conflict`` letter per link another writer changed meanwhile
+    dead_letters: beam.PCollection
+    #: the conflicts of the committed plans (rows of conflicts.jsonl)
+    conflicts: beam.PCollection
+    #: the audit events of what was committed (:mod:`transforms.audit`)
+    audit: beam.PCollection
+
+
+class CommitLinks(beam.PTransform):
+    """Commits the links whose writes all succeeded (a :class:`CommitLinksResult`).
+
+    Also counts each plan's outcome for the report and emits its conflicts and its audit
+    events (only for links the store committed, so never for a write that did not happen).
+    Links that another writer changed meanwhile are not overwritten: they become ``conflict``
+    dead letters and are planned again next run.
     """
 
     def __init__(self, ctx: PairContext):
@@ -325,40 +341,32 @@ class CommitLinks(beam.PTransform):
     def expand(self, inputs):
         plans, outcomes = inputs
         keyed_plans = plans | "KeyPlans" >> beam.Map(lambda plan: (plan.link.link_id, plan))
-        return ({"plan": keyed_plans, "outcome": outcomes}
-                | "Join" >> beam.CoGroupByKey()
-                | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
-                    DEAD_LETTERS, CONFLICTS, AUDIT, main="links"))
+        committed = ({"plan": keyed_plans, "outcome": outcomes}
+                     | "Join" >> beam.CoGroupByKey()
+                     | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
+                         _DEAD_LETTERS, _CONFLICTS, _AUDIT, main="links"))
+        return CommitLinksResult(links=committed.links, dead_letters=committed[_DEAD_LETTERS],
+                                 conflicts=committed[_CONFLICTS], audit=committed[_AUDIT])
 
 
-class _CommitLinksFn(beam.DoFn):
-    def __init__(self, ctx: PairContext):
-        self._ctx = ctx
+class _CommitLinksFn(BufferedStoreFn):
+    """Commits in batches: one link-store round trip per :data:`_COMMIT_BATCH` links (more
+    when one element's plans cross it)."""
 
-    def setup(self):
-        self._store = open_link_store(self._ctx.link_store)
-
-    def start_bundle(self):
-        self._buffer: list[tuple[SyncPlan, Link]] = []
+    batch_size = _COMMIT_BATCH
 
     def process(self, element):
         _, joined = element
+        ready: list[tuple[SyncPlan, Link]] = []
         for plan in joined["plan"]:
             outcomes = {o.side: o for o in joined["outcome"]}
             if any(not outcomes.get(w.side) or not outcomes[w.side].ok for w in plan.writes):
                 count_entities(self._ctx, plan, DEAD)
                 continue  # a write failed (dead-lettered): keep the old link, retry next run
-            self._buffer.append((plan, _committed_link(plan, outcomes)))
-        if len(self._buffer) >= _COMMIT_BATCH:
-            yield from self._flush()
+            ready.append((plan, _committed_link(plan, outcomes)))
+        yield from self.buffer(*ready)
 
-    def finish_bundle(self):
-        yield from in_global_window(self._flush())
-
-    def _flush(self):
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
+    def flush_batch(self, batch: list[tuple[SyncPlan, Link]]):
         stale: set[str] = set()
         try:
             committed = self._store.commit([link for _, link in batch])
@@ -371,7 +379,7 @@ class _CommitLinksFn(beam.DoFn):
             if link.link_id in stale or link.link_id not in by_id:
                 count_entities(self._ctx, plan, DEAD)
                 side = SOURCE if link.source_id else TARGET
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._ctx.dead_letter(
+                yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
                     side=side, entity_id=link.source_id or link.target_id, stage="commit",
                     error_class="conflict", direction="link",
                     message=f"link {link.link_id} was changed by another run; planned again "
@@ -379,7 +387,7 @@ class _CommitLinksFn(beam.DoFn):
                 continue
             self._count(plan)
             for conflict in plan.conflicts:
-                yield beam.pvalue.TaggedOutput(CONFLICTS, {
+                yield beam.pvalue.TaggedOutput(_CONFLICTS, {
                     "run_id": self._ctx.run_id, "dataflow": self._ctx.dataflow,
                     "pair": self._ctx.pair.name, "source_id": link.source_id,
                     "target_id": link.target_id, "property": conflict.property,
@@ -389,14 +397,11 @@ class _CommitLinksFn(beam.DoFn):
                     "source_modified": _iso(conflict.source_modified),
                     "target_modified": _iso(conflict.target_modified)})
             for event in audit.committed_events(self._ctx, plan, by_id[link.link_id], now):
-                yield beam.pvalue.TaggedOutput(AUDIT, event)
+                yield beam.pvalue.TaggedOutput(_AUDIT, event)
             yield by_id[link.link_id]
 
     def _count(self, plan: SyncPlan) -> None:
         count_plan(self._ctx, plan)
-
-    def teardown(self):
-        self._store.close()
 
 
 def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Link:
