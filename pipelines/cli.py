@@ -54,6 +54,7 @@ from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's status
     EXIT_OK,
     EXIT_USAGE,
 )
+from pipelines.options import DEFAULT_CONFIG, DEFAULT_MODE
 from pipelines.preflight import PreflightError
 
 #: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
@@ -76,8 +77,10 @@ def _parser() -> Parser:
                                      "circuit breaker, run lock); 130 interrupted.")
     run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
     run.add_argument("--all", action="store_true", help="run every dataflow the config can")
-    run.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
-    run.add_argument("--plan", dest="mode", action="store_const", const="plan", default="sync",
+    run.add_argument("--config", default=DEFAULT_CONFIG,
+                     help=f"systems config ({DEFAULT_CONFIG})")
+    run.add_argument("--plan", dest="mode", action="store_const", const="plan",
+                     default=DEFAULT_MODE,
                      help="read and plan only; write nothing (plan.jsonl says what would "
                           "change); exits as the sync would for its reads")
     run.add_argument("--full", dest="full_rescan", action="store_true",
@@ -95,7 +98,8 @@ def _parser() -> Parser:
 
     check = sub.add_parser("check", help="check the config, the secrets, each system's "
                                          "credentials and the link store; change nothing")
-    check.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
+    check.add_argument("--config", default=DEFAULT_CONFIG,
+                       help=f"systems config ({DEFAULT_CONFIG})")
 
     sub.add_parser("demo", help="start the sandbox, sync every dataflow, then rerun (a no-op)")
     sub.add_parser("dataflows", help="list the dataflows and their pairs")
@@ -156,7 +160,8 @@ def _parser() -> Parser:
     exact = auth_sub.add_parser("exact", help="approve talksync in Exact Online; stores the "
                                               "first tokens in the link store")
     exact.add_argument("--system", required=True, help="the Exact system of the config")
-    exact.add_argument("--config", default="talksync.yaml", help="systems config (talksync.yaml)")
+    exact.add_argument("--config", default=DEFAULT_CONFIG,
+                       help=f"systems config ({DEFAULT_CONFIG})")
     exact.add_argument("--redirect-port", type=int, metavar="PORT",
                        help="catch the redirect on http://127.0.0.1:PORT/callback instead of "
                             "reading the pasted code")
