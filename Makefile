@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lock docs template reliability bench mutation clean
 
-# Every dependency, direct and transitive, at the version and hash in requirements.lock; then
+# Every dependency, direct and transitive, at the version and hash in requirements.txt; then
 # talksync itself without its dependencies (nothing is resolved at install time).
-LOCK := requirements.lock
+LOCK := requirements.txt
 WORKER_LOCK := dataflow/requirements.txt
 
 $(STAMP): setup.py $(LOCK)

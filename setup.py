@@ -17,7 +17,7 @@ setuptools.setup(
                                                "transforms", "transforms.*", "pipelines",
                                                "pipelines.*", "sandbox", "sandbox.*"]),
     package_data={"core": ["dataflows/*.yaml"], "sandbox": ["*.xml", "*.graphql"]},
-    # Ranges say what talksync works with; requirements.lock says exactly what `make demo`,
+    # Ranges say what talksync works with; requirements.txt says exactly what `make demo`,
     # `make test`, CI and Dataflow install (`make lock` refreshes it; README "Dependencies").
     install_requires=[
         "apache-beam>=2.60,<3",

@@ -1,4 +1,4 @@
-"""Locked dependencies: a fresh clone installs exactly the versions in ``requirements.lock``.
+"""Locked dependencies: a fresh clone installs exactly the versions in ``requirements.txt``.
 
 ``make lock`` (uv) writes the lock from setup.py's ranges and the Dataflow workers'
 ``dataflow/requirements.txt`` from the lock; ``make install`` installs the lock with
@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-LOCK = REPO / "requirements.lock"
+LOCK = REPO / "requirements.txt"
 WORKER_LOCK = REPO / "dataflow" / "requirements.txt"
 #: what Dataflow workers must not install: the emulators' servers and the test tools
 NOT_ON_WORKERS = {"sandbox", "test"}
