@@ -14,8 +14,14 @@ from connectors.sqlite_store import SqliteLinkStore
 def open_link_store(url: str) -> LinkStore:
     """The link store at ``url``: ``sqlite:///path/to/links.db`` (or ``sqlite:///:memory:``),
     or ``firestore://PROJECT[/DATABASE][?prefix=PREFIX]`` (Cloud Firestore)."""
+    return link_store_class(url).from_url(url)
+
+
+def link_store_class(url: str) -> type[LinkStore]:
+    """The class of the store at ``url``, without opening it (e.g. to ask whether workers on
+    several machines can share it)."""
     if url.startswith("sqlite://"):
-        return SqliteLinkStore.from_url(url)
+        return SqliteLinkStore
     if url.startswith("firestore://"):
         try:
             from connectors.firestore_store import FirestoreLinkStore
@@ -23,7 +29,7 @@ def open_link_store(url: str) -> LinkStore:
             raise ValueError(
                 f"link_store: {url!r} needs the google-cloud-firestore package ({exc}); "
                 "install it with: pip install 'talksync[gcp]'") from exc
-        return FirestoreLinkStore.from_url(url)
+        return FirestoreLinkStore
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ValueError(
         f"link_store: unsupported URL scheme {scheme!r} in {url!r}; "

@@ -17,11 +17,13 @@ the field and the fix, instead of in the middle of the pipeline after hundreds o
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from connectors import SYSTEM_TYPES, connector_for, secrets
 from connectors.errors import (
@@ -138,18 +140,15 @@ def build_connector(config: Config, system: str):
         raise ConfigError(f"{config.path or 'the config'}: {exc}") from None
 
 
-def probe_system(config: Config, system: str) -> SystemCheck:
-    """One cheap authenticated read of ``system``; :class:`ConfigError` for bad settings."""
-    connector = build_connector(config, system)
-    settings = config.system(system)
+def _probe(connector, settings: SystemConfig) -> SystemCheck:
+    """One cheap authenticated read through ``connector`` (the caller closes it)."""
     started = time.monotonic()
     try:
-        with connector:
-            connector.probe()
+        connector.probe()
     except ApiError as exc:
         return _failed(settings, connector.credential_settings, exc,
                        time.monotonic() - started)
-    return SystemCheck(system, settings.type, settings.base_url, "ok", EXIT_OK,
+    return SystemCheck(settings.name, settings.type, settings.base_url, "ok", EXIT_OK,
                        seconds=time.monotonic() - started)
 
 
@@ -182,22 +181,24 @@ def preflight(config: Config, systems: Iterable[str]) -> list[SystemCheck]:
     :class:`PreflightError` when a system refuses the credentials (exit 2: nothing runs);
     returns the checks: a system that cannot be reached now is not ``run_anyway`` (exit 1:
     the dataflows that need it are not run, the others are)."""
-    systems = list(systems)
-    for system in systems:          # every setting first: no request while one is wrong
-        check_settings(config, system)
-    checks = _in_parallel(probe_system, config, systems)
+    # every system's settings are checked (its connector built) before any request is made
+    with contextlib.ExitStack() as opened:
+        connectors = {system: opened.enter_context(build_connector(config, system))
+                      for system in systems}
+        checks = _in_parallel([functools.partial(_probe, connector, config.system(system))
+                               for system, connector in connectors.items()])
     if any(check.exit_status == EXIT_USAGE for check in checks):
         raise PreflightError(checks)
     return checks
 
 
-def _in_parallel(probe, config: Config, systems: Sequence[str]) -> list[SystemCheck]:
-    """``probe(config, system)`` for every system at once: systems that do not answer cost
-    the run one timeout budget, not one per system. Results in the order of ``systems``."""
-    if len(systems) <= 1:
-        return [probe(config, system) for system in systems]
-    with concurrent.futures.ThreadPoolExecutor(len(systems)) as pool:
-        return list(pool.map(lambda system: probe(config, system), systems))
+def _in_parallel(probes: Sequence[Callable[[], SystemCheck]]) -> list[SystemCheck]:
+    """Every probe at once: systems that do not answer cost the run one timeout budget, not
+    one per system. Results in the order of ``probes``."""
+    if len(probes) <= 1:
+        return [probe() for probe in probes]
+    with concurrent.futures.ThreadPoolExecutor(len(probes)) as pool:
+        return list(pool.map(lambda probe: probe(), probes))
 
 
 def check_link_store(link_store: str) -> SystemCheck:
@@ -219,7 +220,8 @@ def check_link_store(link_store: str) -> SystemCheck:
 def check_all(config: Config) -> list[SystemCheck]:
     """``talksync check``: every system of the config (settings, secrets, one authenticated
     read, stored consent tokens) and the link store; changes nothing in any system."""
-    checks = _in_parallel(_check_system, config, list(config.systems))
+    checks = _in_parallel([functools.partial(_check_system, config, system)
+                           for system in config.systems])
     checks.append(check_link_store(config.link_store))
     return checks
 
@@ -227,13 +229,14 @@ def check_all(config: Config) -> list[SystemCheck]:
 def _check_system(config: Config, system: str) -> SystemCheck:
     settings = config.systems[system]
     try:
-        check = probe_system(config, system)
-        with build_connector(config, system) as connector:
-            stored = connector.stored_credentials()
+        connector = build_connector(config, system)
     except ConfigError as exc:
         return SystemCheck(system, settings.type, settings.base_url, "config", EXIT_USAGE,
                            str(exc))
-    if stored and check.ok:
+    with connector:
+        check = _probe(connector, config.system(system))
+        stored = connector.stored_credentials() if check.ok else None
+    if stored:
         check = dataclasses.replace(check, message=f"{check.url}; {stored}")
     return check
 

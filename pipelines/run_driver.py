@@ -18,7 +18,6 @@ import time
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from connectors.stores import open_link_store
 from connectors.waiting import forget_unreachable_systems
 from core.spec import SpecError, available_dataflows, get_dataflow
 from pipelines import preflight, sync_pipeline
@@ -37,9 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`talksync run`: options, config and pre-flight checks first, then each dataflow."""
     options = PipelineOptions(beam_flags(args.beam))
     config = load_config(args.config)
-    link_store = args.link_store or config.link_store
-    with open_link_store(link_store) as store:   # a usage error before any system is asked
-        sync_pipeline.refuse_embedded_store_on_distributed_runner(options, store)
+    # a usage error before any system is asked
+    sync_pipeline.refuse_embedded_store_on_distributed_runner(
+        options, args.link_store or config.link_store)
     specs = _dataflows_to_run(args, config)
     pairs = _pair_names(args.pairs)
     for spec in specs:

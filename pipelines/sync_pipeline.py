@@ -28,7 +28,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from connectors.linkstore import LinkStore
-from connectors.stores import open_link_store
+from connectors.stores import link_store_class, open_link_store
 from core import planner
 from core.planner import SOURCE, TARGET
 from core.spec import DataflowSpec, PairSpec, get_dataflow
@@ -212,10 +212,13 @@ def _read_positions(store: LinkStore, ctx: PairContext,
 
 
 def refuse_embedded_store_on_distributed_runner(options: PipelineOptions,
-                                                store: LinkStore) -> None:
+                                                link_store: str) -> None:
+    """A usage error when the runner's workers cannot share the store at ``link_store`` (a
+    local SQLite file); the store is not opened."""
     runner = options.view_as(StandardOptions).runner or ""
     name = runner if isinstance(runner, str) else type(runner).__name__
-    if not store.distributed and any(name.endswith(r) for r in _DISTRIBUTED_RUNNERS):
+    if (not link_store_class(link_store).distributed
+            and any(name.endswith(r) for r in _DISTRIBUTED_RUNNERS)):
         raise ConfigError(
             f"link_store: the SQLite store keeps links in one local file, which {name} workers "
             "cannot share; use a firestore://PROJECT link store on distributed runners "
@@ -276,7 +279,7 @@ def run_dataflow(spec: DataflowSpec, config: Config, settings: RunSettings,
     lock = runlock.RunLock(spec.name, settings.run_id, datetime.timedelta(
         minutes=settings.run_lock_ttl_minutes)) if settings.mode == "sync" else None
     with open_link_store(config.link_store) as store:
-        refuse_embedded_store_on_distributed_runner(options, store)
+        refuse_embedded_store_on_distributed_runner(options, config.link_store)
         if lock:
             lock.acquire(store, break_lock=settings.break_run_lock)
         try:

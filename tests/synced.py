@@ -29,3 +29,22 @@ def synced_sandbox(tmp_path_factory, systems: tuple[str, ...], make_harness: Cal
             yield harness
         finally:
             sandbox.stop()
+
+
+def module_harness_fixtures(systems: tuple[str, ...], make_harness: Callable):
+    """The fixtures ``synced`` (one synced sandbox for the module, with ``taken``: the records
+    its tests have claimed) and ``h`` (it, with the request logs cleared for each test).
+    Assign them in a test module: ``synced, h = module_harness_fixtures(...)``."""
+
+    @pytest.fixture(scope="module")
+    def synced(tmp_path_factory):
+        with synced_sandbox(tmp_path_factory, systems, make_harness) as harness:
+            harness.taken = set()
+            yield harness
+
+    @pytest.fixture
+    def h(synced):
+        synced.clear_logs()
+        return synced
+
+    return synced, h

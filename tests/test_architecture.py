@@ -30,23 +30,27 @@ def test_the_import_contracts_hold():
     assert "0 broken" in result.stdout, result.stdout
 
 
-def test_the_cli_imports_the_emulators_only_when_a_sandbox_command_runs():
-    probe = ("import sys, pipelines.cli; "
-             "print(sorted(m for m in sys.modules if m == 'sandbox' or m.startswith('sandbox.')))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+def _printed_by_a_fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter (a clean ``sys.modules``)."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", result.stdout
+    return result.stdout.strip()
+
+
+def test_the_cli_imports_the_emulators_only_when_a_sandbox_command_runs():
+    assert _printed_by_a_fresh_python(
+        "import sys, pipelines.cli; "
+        "print(sorted(m for m in sys.modules if m == 'sandbox' or m.startswith('sandbox.')))"
+    ) == "[]"
 
 
 def test_the_core_loads_without_beam_or_an_http_client():
-    probe = ("import sys, core.spec, core.model, core.types, core.mapping, core.planner; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & "
-             "{'apache_beam', 'requests', 'connectors', 'transforms', 'pipelines', 'sandbox'}))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", result.stdout
+    assert _printed_by_a_fresh_python(
+        "import sys, core.spec, core.model, core.types, core.mapping, core.planner; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'apache_beam', 'requests', 'connectors', 'transforms', 'pipelines', 'sandbox'}))"
+    ) == "[]"
 
 
 def test_no_module_is_over_800_lines():

@@ -128,6 +128,9 @@ def _config(harness, system: str, **settings) -> str:
     ("type", "customerpp", "systems.customerp.type: unknown type 'customerpp'; use one of"),
     ("api_key", "${TALKSYNC_TEST_UNSET_KEY}",
      "systems.customerp.api_key: environment variable TALKSYNC_TEST_UNSET_KEY is not set"),
+    ("api_key", "secretmanager://projects/p/secrets/erp-key",
+     "systems.customerp.api_key: malformed secret reference secretmanager://projects/p/"
+     "secrets/erp-key; expected secretmanager://projects/PROJECT/secrets/NAME/versions/VERSION"),
     ("base_url", "http:///erp/v1", "systems.customerp.base_url: 'http:///erp/v1' is not an "
                                    "http(s) URL with a host"),
     ("token_url", "localhost:80/token", "systems.customerp.token_url"),

@@ -63,19 +63,19 @@ def test_reopening_keeps_the_data(store_url):
         assert store.get_watermark("df", PAIR, "erp") == "2026-01-01T00:00:00Z"
 
 
-def test_only_the_shared_store_runs_on_distributed_runners(store):
+def test_only_the_shared_store_runs_on_distributed_runners(store, store_url):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.sync_pipeline import refuse_embedded_store_on_distributed_runner
     dataflow = PipelineOptions(["--runner=DataflowRunner", "--project=p", "--region=r"])
     if store.distributed:
-        refuse_embedded_store_on_distributed_runner(dataflow, store)
+        refuse_embedded_store_on_distributed_runner(dataflow, store_url)
     else:
         with pytest.raises(ValueError, match="SQLite store.*DataflowRunner.*firestore://"):
-            refuse_embedded_store_on_distributed_runner(dataflow, store)
-    refuse_embedded_store_on_distributed_runner(PipelineOptions([]), store)
+            refuse_embedded_store_on_distributed_runner(dataflow, store_url)
+    refuse_embedded_store_on_distributed_runner(PipelineOptions([]), store_url)
     refuse_embedded_store_on_distributed_runner(
-        PipelineOptions(["--runner=DirectRunner"]), store)
+        PipelineOptions(["--runner=DirectRunner"]), store_url)
 
 
 # --- links --------------------------------------------------------------------------------------

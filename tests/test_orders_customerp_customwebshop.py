@@ -18,29 +18,13 @@ import pytest
 from core.spec import get_dataflow
 from pipelines import run_driver
 from tests.conftest import SyncHarness, group_by
-from tests.synced import synced_sandbox
+from tests.synced import module_harness_fixtures
+from tests.test_sync_customerp_customwebshop import _writes
 
 DATAFLOW = "customerp-customwebshop"
-WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
-          "updated_source")
 
 
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory):
-    with synced_sandbox(tmp_path_factory, ("customwebshop", "customerp"), SyncHarness) as h:
-        h.taken = set()
-        yield h
-
-
-@pytest.fixture
-def h(synced):
-    synced.clear_logs()
-    return synced
-
-
-def _writes(report) -> dict:
-    return {pair: {k: counts[k] for k in WRITES if counts[k]}
-            for pair, counts in report["pairs"].items() if any(counts[k] for k in WRITES)}
+synced, h = module_harness_fixtures(("customwebshop", "customerp"), SyncHarness)
 
 
 def assert_rerun_writes_nothing(h) -> None:

@@ -17,23 +17,13 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import group_by
-from tests.synced import synced_sandbox
+from tests.synced import module_harness_fixtures
 from tests.test_sync_customwebshop_businesscentral import BcHarness, _writes
 
 CHANGES = ("add", "remove", "reorder", "edit")
 
 
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory):
-    with synced_sandbox(tmp_path_factory, ("customwebshop", "businesscentral"), BcHarness) as h:
-        h.taken = set()
-        yield h
-
-
-@pytest.fixture
-def h(synced):
-    synced.clear_logs()
-    return synced
+synced, h = module_harness_fixtures(("customwebshop", "businesscentral"), BcHarness)
 
 
 def assert_rerun_writes_nothing(h) -> None:
