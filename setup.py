@@ -24,6 +24,7 @@ setuptools.setup(
         "pyarrow>=14,<26",
         "PyYAML>=6",
         "requests>=2.31",
+        "tenacity>=8.2",
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60,<3", "google-cloud-firestore>=2.16",
@@ -33,7 +34,10 @@ setuptools.setup(
         "sandbox": ["graphql-core>=3.2,<3.3", "werkzeug>=3"],
         # the tests build Dataflow jobs (dry runs) and read Secret Manager fakes: with [gcp]
         "test": ["pytest>=8", "hypothesis>=6.100", "pillow>=10", "ruff>=0.6", "mypy>=1.10",
-                 "import-linter>=2.0", "mutmut>=3", "pytest-xdist>=3.5"],
+                 "import-linter>=2.0", "mutmut>=3", "pytest-xdist>=3.5",
+                 # third-party clients that drive the emulators (issue 16) and random test order
+                 "gql[requests]>=3.5", "python-odata>=0.8", "exactonline>=0.4",
+                 "pytest-randomly>=3.15"],
     },
     entry_points={"console_scripts": ["talksync=pipelines.cli:main"]},
 )
