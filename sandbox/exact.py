@@ -34,36 +34,31 @@ moves 600 s on: every access token expires and a refresh is allowed again) and `
 from __future__ import annotations
 
 import decimal
-import hashlib
-import secrets
-import threading
-import time
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.emulator import Emulator, Row, constant_time_equal
+from sandbox import exact_query
+from sandbox.emulator import Emulator, Row
+from sandbox.exact_oauth import EARLY_REFRESH_FORMS, ExactOAuth
 from sandbox.exact_reference import (
     BULK_PAGE_SIZE,
     DEFAULT_DAILY,
     DEFAULT_MINUTELY,
     PAGE_SIZE,
     Limits,
-    comparable,
     convert,
-    exact_filter,
+    endpoints,
     pad_code,
     reference,
-    skiptoken,
-    skiptoken_key,
     to_wire_date,
     to_xml,
 )
 from sandbox.limits import RateLimit
-from sandbox.odata import FilterError, parse_filter
 from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_exact import FIRST_ORDER_NUMBER, exact_seed
 from sandbox.validation import ApiError
@@ -71,10 +66,6 @@ from sandbox.wire import format_timestamp, loads
 
 DIVISION = 3069781
 CLIENT_ID = "8f2b3c4d-5e6f-4a7b-9c8d-0e1f2a3b4c5d"
-ACCESS_TOKEN_LIFETIME_S = 600
-#: Exact refuses a refresh sooner than this after the previous one
-REFRESH_FLOOR_S = 570
-AUTH_CODE_LIFETIME_S = 180
 STANDARD_MINUTELY, STANDARD_DAILY = 60, 5000
 #: the division's Timestamp counter before the seed (a client starts its sync at 1)
 FIRST_TIMESTAMP = 8_500_000
@@ -106,6 +97,12 @@ MANDATORY = {"Accounts": ("Name",), "Items": ("Code", "Description"), ORDERS: ("
 # The emulator
 
 
+def _navigation(prop: Mapping[str, Any]) -> bool:
+    """Whether a reference property is a navigation property (a collection of other entities,
+    like ``SalesOrderLines``), which Exact sends as a ``__deferred`` link."""
+    return not prop["type"].startswith(("Edm.", "Exact."))
+
+
 def _routes() -> tuple[Route, ...]:
     division = "/v1/{division}"
     routes = [Route("GET", "/v1/current/Me", "get_me"),
@@ -120,13 +117,39 @@ def _routes() -> tuple[Route, ...]:
             Route("PUT", f"{division}/{path}(guid'{{id}}')", "put_entity", args),
             Route("DELETE", f"{division}/{path}(guid'{{id}}')", "delete_entity", args),
         ]
+    routes += [Route("GET", f"{division}/{path}/$count", "count_entities", {"resource": resource})
+               for resource, (path, _, _, _) in RESOURCES.items()]
+    routes += [Route("GET", f"{division}/{path}(guid'{{id}}')/{{navigation}}", "get_navigation",
+                     {"resource": resource}) for resource, (path, _, _, _) in RESOURCES.items()]
+    routes += [Route("GET", f"{division}/{service}/Divisions", "list_divisions")
+               for service in ("system", "hrm")]
     lines = f"{division}/salesorder/{LINES}"
     routes += [Route("GET", lines, "list_lines"), Route("POST", lines, "create_line"),
+               Route("GET", f"{lines}(guid'{{id}}')", "get_line"),
                Route("PUT", f"{lines}(guid'{{id}}')", "put_line"),
                Route("DELETE", f"{lines}(guid'{{id}}')", "delete_line")]
     routes += [Route("GET", f"{division}/sync/{path}", "sync", {"path": path}) for path in SYNC]
     routes += [Route("GET", f"{division}/bulk/{path}", "bulk", {"path": path}) for path in BULK]
+    served = {template.template for template in routes}
+    for name, endpoint in endpoints().items():   # in Exact's reference, not emulated: 501
+        path = endpoint["uri"].removeprefix("/api")
+        if path not in served:
+            routes += [Route(method, template, "not_emulated_endpoint", {"endpoint": name})
+                       for method in ("GET", "POST", "PUT", "DELETE")
+                       for template in (path, f"{path}(guid'{{id}}')")]
     return tuple(routes)
+
+
+class _ExactRouter(Router):
+    """Exact's paths are case-insensitive, as ASP.NET's routes are: its own examples write
+    ``CRM/Accounts`` and ``crm/Accounts`` alike, and ``Accounts/?$top=1``."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._routes = [(route, re.compile(route.pattern().pattern, re.IGNORECASE))
+                        for route in routes]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        return super().match(method, path.rstrip("/") or "/")
 
 
 class ExactOnline(Emulator):
@@ -150,12 +173,14 @@ class ExactOnline(Emulator):
         "rate_limited": (429, ""),
         "internal": (500, ""),
         "unavailable": (503, ""),
+        "not_emulated": (501, ""),
     }
     routes = _routes()
     control_routes = CONTROL_ROUTES + (
         Route("POST", "/_sandbox/limits", "control_limits"),
         Route("POST", "/_sandbox/expire-tokens", "control_expire_tokens"),
         Route("GET", "/_sandbox/tokens", "control_tokens"),
+        Route("POST", "/_sandbox/oauth", "control_oauth"),
     )
 
     #: the config setting the sandbox's secret goes in
@@ -163,15 +188,10 @@ class ExactOnline(Emulator):
 
     def __init__(self, **kwargs: Any):
         self.reference = reference()
-        self._auth_lock = threading.Lock()
-        self._token_time_offset = 0.0
-        self._codes: dict[str, tuple[float, str]] = {}
-        self._access: dict[str, float] = {}
-        self._refresh: str | None = None
-        self._refreshed_at = 0.0
-        self._issued_refresh = 0
         self._limits = Limits()
         super().__init__(**kwargs)
+        self._router = _ExactRouter(self.routes)
+        self.oauth = ExactOAuth(CLIENT_ID, self.api_key)
         self._control_router = Router(self.control_routes)
 
     @classmethod
@@ -188,9 +208,7 @@ class ExactOnline(Emulator):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return False
-        with self._auth_lock:
-            expires = self._access.get(header[len("Bearer "):])
-        return expires is not None and expires > self._token_now()
+        return self.oauth.valid(header[len("Bearer "):])
 
     def challenge_headers(self) -> Mapping[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="Exact Online", error="invalid_token"'}
@@ -249,9 +267,6 @@ class ExactOnline(Emulator):
 
     # -- the request pipeline ---------------------------------------------------------------
 
-    def _token_now(self) -> float:
-        return time.time() + self._token_time_offset
-
     def _serve(self, request: Request) -> tuple[Response, bool]:
         """The common pipeline (the OAuth endpoints without faults or limits), then XML for a
         client that did not ask for JSON."""
@@ -276,6 +291,7 @@ class ExactOnline(Emulator):
         if not allowed:
             raise ApiError("rate_limited", "API rate limit exceeded.", headers=headers)
         try:
+            exact_query.check_options(request.args)
             response = super()._dispatch(request)
         except ApiError as error:
             error.headers.update(headers)
@@ -293,52 +309,14 @@ class ExactOnline(Emulator):
             return self.respond(400, {"error": "invalid_request", "error_description":
                                       "client_id, redirect_uri and response_type=code are "
                                       "required."})
-        code = "stampNL001." + secrets.token_urlsafe(24)
-        with self._auth_lock:
-            self._codes[code] = (self._token_now() + AUTH_CODE_LIFETIME_S, args["redirect_uri"])
+        code = self.oauth.new_code(args["redirect_uri"])
         query = {"code": code, **({"state": args["state"]} if "state" in args else {})}
         separator = "&" if "?" in args["redirect_uri"] else "?"
         return Response(status=302, headers={
             "Location": f"{args['redirect_uri']}{separator}{urlencode(query)}"})
 
     def token(self, request: Request) -> Response:
-        form = request.form
-        if form.get("client_id") != CLIENT_ID or not constant_time_equal(
-                form.get("client_secret"), self.api_key):
-            return self.respond(400, {"error": "invalid_client",
-                                      "error_description": "Invalid client credentials."})
-        grant = form.get("grant_type")
-        with self._auth_lock:
-            now = self._token_now()
-            if grant == "authorization_code":
-                entry = self._codes.pop(form.get("code", ""), None)
-                if entry is None or entry[0] < now or entry[1] != form.get("redirect_uri"):
-                    return self._invalid_grant("The authorization code is invalid, expired or "
-                                               "was already used.")
-            elif grant == "refresh_token":
-                presented = form.get("refresh_token")
-                if self._refresh is None or not constant_time_equal(presented, self._refresh):
-                    return self._invalid_grant("Old refresh token used.")
-                if now - self._refreshed_at < REFRESH_FLOOR_S:
-                    return self._invalid_grant(
-                        f"Access token requested too early: a new access token can be "
-                        f"requested {REFRESH_FLOOR_S} seconds after the previous one.")
-            else:
-                return self.respond(400, {"error": "unsupported_grant_type",
-                                          "error_description": f"grant_type {grant!r}"})
-            access = "gAAAAAB" + secrets.token_urlsafe(32)
-            self._refresh = "Rf1!" + secrets.token_urlsafe(32)
-            self._issued_refresh += 1
-            self._refreshed_at = now
-            self._access = {t: e for t, e in self._access.items() if e > now}
-            self._access[access] = now + ACCESS_TOKEN_LIFETIME_S
-            refresh = self._refresh
-        return self.respond(200, {"access_token": access, "token_type": "bearer",
-                                  "expires_in": str(ACCESS_TOKEN_LIFETIME_S),
-                                  "refresh_token": refresh})
-
-    def _invalid_grant(self, description: str) -> Response:
-        return self.respond(400, {"error": "invalid_grant", "error_description": description})
+        return self.respond(*self.oauth.token(request.form))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -379,8 +357,9 @@ class ExactOnline(Emulator):
 
     def _out(self, request: Request, endpoint: str, entity: Mapping[str, Any],
              uri: str | None, select: set[str] | None = None,
-             expand: bool = False) -> dict[str, Any]:
-        """An entity as Exact sends it: the reference's properties, ``/Date(ms)/`` dates."""
+             expand: Iterable[str] = ()) -> dict[str, Any]:
+        """An entity as Exact sends it: the reference's properties, ``/Date(ms)/`` dates, and
+        navigation properties as ``__deferred`` links (served) unless ``$expand``ed."""
         out: dict[str, Any] = {}
         if uri is not None:
             kind = next((r[3] for r in RESOURCES.values() if r[1] == endpoint),
@@ -392,95 +371,110 @@ class ExactOnline(Emulator):
             value = entity.get(name)
             if prop["type"] == "Edm.DateTime":
                 value = to_wire_date(value)
-            elif prop["type"] == LINES:
-                value = self._lines_value(request, entity, uri,
-                                          expand or LINES in self._expand(request))
+            elif _navigation(prop) and uri is not None:
+                value = ({"results": self._related(request, entity, name)}
+                         if name in expand else {"__deferred": {"uri": f"{uri}/{name}"}})
             out[name] = value
         return out
 
-    def _lines_value(self, request: Request, order: Mapping[str, Any], uri: str | None,
-                     expanded: bool) -> Any:
-        if not expanded:
-            return {"__deferred": {"uri": f"{uri}/SalesOrderLines"}}
-        return {"results": [self._out(request, LINES, line, self._uri(request, LINES, line["ID"]))
-                            for line in order.get(LINES, [])]}
+    def _related(self, request: Request, entity: Mapping[str, Any], name: str) -> list:
+        """The entities a navigation property leads to: an order's lines; the sandbox keeps
+        no bank accounts or VAT percentages, so those lists are empty."""
+        if name != LINES:
+            return []
+        return [self._out(request, LINES, line, self._uri(request, LINES, line["ID"]))
+                for line in entity.get(LINES, [])]
 
-    @staticmethod
-    def _expand(request: Request) -> set[str]:
+    def _expand(self, request: Request, endpoint: str) -> set[str]:
         names = {n.strip() for n in request.args.get("$expand", "").split(",") if n.strip()}
-        if names - {LINES}:
-            raise ApiError("bad_request", f"Invalid $expand: {sorted(names - {LINES})[0]}.")
+        allowed = {name for name, prop in self._props(endpoint).items() if _navigation(prop)}
+        if names - allowed:
+            raise ApiError("bad_request", f"Invalid $expand: {sorted(names - allowed)[0]}.")
         return names
 
     def _select(self, request: Request, endpoint: str, required: bool) -> set[str] | None:
-        text = request.args.get("$select")
-        if not text:
-            if required:
-                raise ApiError("bad_request", "$select is mandatory for this endpoint.")
-            return None
-        names = {n.strip() for n in text.split(",") if n.strip()}
-        unknown = names - set(self._props(endpoint))
-        if unknown:
-            raise ApiError("bad_request", f"Invalid $select: property '{sorted(unknown)[0]}' "
-                                          f"does not exist.")
-        return names
+        return exact_query.select(request.args, self._props(endpoint), required)
 
     def _uri(self, request: Request, resource: str, key: str) -> str:
         path = "salesorder/SalesOrderLines" if resource == LINES else RESOURCES[resource][0]
         return f"{request.host_url.rstrip('/')}{self.api_prefix}/v1/{DIVISION}/{path}(guid'{key}')"
 
-    def _filter(self, request: Request, endpoint: str, rows: list[dict[str, Any]]) -> list:
-        text = request.args.get("$filter")
-        if not text:
-            return rows
-        props = self._props(endpoint)
-        try:
-            predicate = parse_filter(exact_filter(text),
-                                     lambda n, v: comparable(props.get(n, {}).get("type"), v),
-                                     frozenset(props))
-        except FilterError as exc:
-            raise ApiError("bad_request", f"Error in $filter: {exc}") from None
-        return [row for row in rows if predicate(row)]
-
     def _page(self, request: Request, endpoint: str, rows: list[dict[str, Any]], key: str,
               page_size: int, select: set[str] | None, resource: str | None) -> Response:
-        """Rows ordered by ``key`` from ``$skiptoken`` on, ``page_size`` per page, ``__next``."""
-        rows = sorted(self._filter(request, endpoint, rows), key=lambda r: r[key])
-        token = request.args.get("$skiptoken")
-        if token:
-            after = skiptoken_key(token)
-            rows = [row for row in rows if row[key] > after]
-        top = request.args.get("$top")
-        if top is not None:
-            if not top.isdigit():
-                raise ApiError("bad_request", "$top must be a non-negative integer.")
-            rows = rows[:int(top)]
-        page, rest = rows[:page_size], rows[page_size:]
+        """The rows ``$filter`` keeps, in ``$orderby`` (else ``key``) order, from ``$skip`` or
+        ``$skiptoken`` on, ``page_size`` per page with ``__next``; ``__count`` if asked."""
+        props = self._props(endpoint)
+        rows = exact_query.ordered(request.args, props,
+                                   exact_query.filtered(request.args, props, endpoint, rows), key)
+        page, envelope = exact_query.page(request.args, request.base_url, rows, key, page_size)
+        expand = self._expand(request, endpoint)
         results = [self._out(request, endpoint, row,
-                             self._uri(request, resource, row[key]) if resource else None, select)
+                             self._uri(request, resource, row[key]) if resource else None, select,
+                             expand)
                    for row in page]
-        body: dict[str, Any] = {"results": results}
-        if rest:
-            params = {k: v for k, v in request.args.items() if k not in ("$skiptoken", "$top")}
-            if top is not None:
-                params["$top"] = str(len(rest))
-            params["$skiptoken"] = skiptoken(page[-1][key])
-            body["__next"] = f"{request.base_url}?{urlencode(params)}"
-        return self.respond(200, {"d": body})
+        return self.respond(200, {"d": {"results": results, **envelope}})
 
     # -- handlers: reads ----------------------------------------------------------------------
 
     def get_me(self, request: Request) -> Response:
-        me = {"__metadata": {"uri": f"{request.base_url}", "type": "Exact.Web.Api.System.Me"},
-              "CurrentDivision": DIVISION, "DivisionCustomer": EMPTY_GUID,
+        """``current/Me``: the user, with every property of the reference (``$select``)."""
+        me = {"CurrentDivision": DIVISION, "DivisionCustomer": EMPTY_GUID,
+              "AccountingDivision": DIVISION, "Email": "sandbox@example.com",
               "FullName": "Sandbox User", "UserID": "5b1d7a3c-0000-4000-8000-00000000e7ac",
-              "UserName": "sandbox@example.com", "LanguageCode": "en-GB"}
-        return self.respond(200, {"d": {"results": [me]}})
+              "UserName": "sandbox@example.com", "LanguageCode": "en-GB", "Language": "EN",
+              "Legislation": 1}
+        out = self._out(request, "Me", me, None, self._select(request, "Me", False))
+        out = {"__metadata": {"uri": request.base_url, "type": "Exact.Web.Api.System.Me"}, **out}
+        return self.respond(200, {"d": {"results": [out]}})
+
+    def list_divisions(self, request: Request, division: str) -> Response:
+        """``system/Divisions`` and ``hrm/Divisions``: the one division of the sandbox."""
+        self._check_division(division)
+        row = {"Code": DIVISION, "Description": "Sandbox B.V.", "Current": True,
+               "Country": "NL", "Currency": "EUR", "Status": 1, "Legislation": 1,
+               "IsMainDivision": True, "Customer": EMPTY_GUID}
+        return self._page(request, "Divisions", [row], "Code", PAGE_SIZE,
+                          self._select(request, "Divisions", False), None)
+
+    def count_entities(self, request: Request, division: str, resource: str) -> Response:
+        """``…/$count``: how many entities ``$filter`` keeps, as plain text."""
+        self._check_division(division)
+        _, endpoint, _, _ = RESOURCES[resource]
+        rows = [row.entity for row in self.collections[resource].values()]
+        kept = exact_query.filtered(request.args, self._props(endpoint), endpoint, rows)
+        return Response(str(len(kept)), status=200, content_type="text/plain; charset=utf-8")
+
+    def get_navigation(self, request: Request, division: str, resource: str, id: str,
+                       navigation: str) -> Response:
+        """A ``__deferred`` link: ``…(guid'<id>')/SalesOrderLines`` and the like."""
+        self._check_division(division)
+        _, endpoint, _, _ = RESOURCES[resource]
+        prop = self._props(endpoint).get(navigation)
+        if prop is None or not _navigation(prop):
+            raise ApiError("not_found", f"No navigation property '{navigation}' on "
+                                        f"'Exact.Web.Api.Models.{endpoint}'.")
+        row = self._row(resource, id)
+        if navigation != LINES:
+            return self._page(request, endpoint, [], "ID", PAGE_SIZE, None, None)
+        return self._page(request, LINES, list(row.entity[LINES]), "ID", PAGE_SIZE,
+                          self._select(request, LINES, False), LINES)
+
+    def not_emulated_endpoint(self, request: Request, endpoint: str, division: str = "",
+                              id: str = "") -> Response:
+        """An endpoint of Exact's reference the sandbox does not emulate: refused loudly."""
+        raise exact_query.not_emulated(f"The endpoint {endpoints()[endpoint]['uri']}")
+
+    def get_line(self, request: Request, division: str, id: str) -> Response:
+        self._check_division(division)
+        order, index = self._order_of_line(id)
+        line = order.entity[LINES][index]
+        return self.respond(200, {"d": self._out(request, LINES, line,
+                                                 self._uri(request, LINES, line["ID"]),
+                                                 self._select(request, LINES, False))})
 
     def list_entities(self, request: Request, division: str, resource: str) -> Response:
         self._check_division(division)
         _, endpoint, key, _ = RESOURCES[resource]
-        self._expand(request)
         rows = [row.entity for row in self.collections[resource].values()]
         return self._page(request, endpoint, rows, key, PAGE_SIZE,
                           self._select(request, endpoint, False), resource)
@@ -491,7 +485,8 @@ class ExactOnline(Emulator):
         row = self._row(resource, id)
         return self.respond(200, {"d": self._out(request, endpoint, row.entity,
                                                  self._uri(request, resource, row.entity[key]),
-                                                 self._select(request, endpoint, False))})
+                                                 self._select(request, endpoint, False),
+                                                 self._expand(request, endpoint))})
 
     def sync(self, request: Request, division: str, path: str) -> Response:
         """``sync/…``: every row changed after a ``Timestamp``, 1,000 per page, by Timestamp."""
@@ -567,7 +562,7 @@ class ExactOnline(Emulator):
             set(body) | {key}
         return self.respond(201, {"d": self._out(request, endpoint, row.entity,
                                                  self._uri(request, resource, entity_id), select,
-                                                 expand=True)})
+                                                 expand=(LINES,))})
 
     def put_entity(self, request: Request, division: str, resource: str, id: str) -> Response:
         """PUT: the properties given change, the rest stay (Exact has no PATCH); 204."""
@@ -758,17 +753,19 @@ class ExactOnline(Emulator):
 
     def control_expire_tokens(self, request: Request) -> Response:
         """Token time jumps 600 s: every access token expires, a refresh is allowed again."""
-        with self._auth_lock:
-            self._token_time_offset += ACCESS_TOKEN_LIFETIME_S
-            expired = sum(1 for e in self._access.values() if e <= self._token_now())
-        return self.respond(200, {"expired": expired})
+        return self.respond(200, {"expired": self.oauth.expire()})
 
     def control_tokens(self, request: Request) -> Response:
-        with self._auth_lock:
-            current = (hashlib.sha256(self._refresh.encode()).hexdigest()
-                       if self._refresh else None)
-            return self.respond(200, {"refresh_tokens_issued": self._issued_refresh,
-                                      "current_refresh_token_sha256": current})
+        return self.respond(200, self.oauth.status())
+
+    def control_oauth(self, request: Request) -> Response:
+        """``{"early_refresh": 400 | 401}``: the form of the early-refresh refusal."""
+        body = loads(request.get_data() or b"{}")
+        form = body.get("early_refresh") if isinstance(body, dict) else None
+        if form not in EARLY_REFRESH_FORMS:
+            raise ApiError("bad_request", "early_refresh must be 400 or 401.")
+        self.oauth.early_refresh = form
+        return self.respond(200, {"early_refresh": form})
 
     def control_reset(self, request: Request) -> Response:
         self._limits = Limits()

@@ -46,6 +46,15 @@ def reference() -> dict[str, dict[str, dict[str, Any]]]:
     return {name: {p["name"]: p for p in endpoint["properties"]} for name, endpoint in data.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def endpoints() -> dict[str, dict[str, Any]]:
+    """Endpoint -> its ``uri`` (``/api/v1/{division}/crm/Accounts``), ``documentation`` (the
+    reference page) and ``supportedMethods``."""
+    data = json.loads(METADATA_PATH.read_text(encoding="utf-8"))
+    return {name: {k: v for k, v in endpoint.items() if k != "properties"}
+            for name, endpoint in data.items()}
+
+
 def to_wire_date(text: str | None) -> str | None:
     """A stored ISO 8601 UTC date-time as Exact writes it: ``/Date(<epoch ms>)/``."""
     if text is None:

@@ -15,7 +15,7 @@ from connectors.errors import PermanentApiError
 from connectors.stores import open_link_store
 from core.model import SystemConfig, WriteOp
 from sandbox import exact as ex
-from sandbox import exact_reference
+from sandbox import exact_oauth, exact_reference
 from sandbox.seed_exact import exact_seed
 from tests.test_sync_exact_customwebshop import consent_code
 
@@ -99,7 +99,7 @@ class FakeTime:
 @pytest.fixture
 def fake_time(ex_env, monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr(ex, "time", fake)
+    monkeypatch.setattr(exact_oauth, "time", fake)          # token lifetimes
     monkeypatch.setattr(exact_reference, "time", fake)     # the rate-limit windows
     ex_env.clock, ex_env.wait = fake.time, fake.sleep
     return fake
