@@ -7,7 +7,11 @@
   live 600 s) or was refused, and the new refresh token is written (compare-and-set on the
   version read) *before* the new access token is used, so a crash never loses the only valid
   one. A worker whose refresh is refused because another rotated first waits for, and uses,
-  the other's entry. ``talksync auth exact`` stores the first tokens (:func:`exchange_code`).
+  the other's entry. A refresh Exact declines as too early (401, as its knowledge base says,
+  or 400 ``invalid_grant``: both are handled alike) keeps the stored access token while Exact
+  still takes it, else waits for the 570-s floor and refreshes then; a declined refresh is
+  not asked again until the entry changes. ``talksync auth exact`` stores the first tokens
+  (:func:`exchange_code`).
 * Reads: the ``sync/`` endpoints with the ``Timestamp`` cursor (1,000 rows a page, ``__next``
   links) and ``sync/Deleted``. The engine's watermark is a modified time; the connector keeps
   checkpoints ``(modified, Timestamp)`` in the state entry ``cursors/<system>/<entity>``: every
@@ -47,6 +51,7 @@ from connectors import auth, secrets
 from connectors.errors import (
     ApiError,
     ConsentMissingError,
+    CredentialsRefusedError,
     PermanentApiError,
     TransientApiError,
 )
@@ -93,6 +98,9 @@ TOKEN_MARGIN_S = 30.0
 _CHECKPOINTS = 50
 #: how long a worker whose refresh was refused waits for the worker that rotated first
 _ROTATION_WAITS = (0.2, 0.5, 1.0, 2.0)
+#: Exact refuses a refresh sooner than this after the previous one (its knowledge base, OAuth
+#: step 3: "9 minutes and 30 seconds")
+REFRESH_FLOOR_S = 570.0
 _DATE = re.compile(r"^/Date\((-?\d+)\)/$")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -194,27 +202,47 @@ class ExactTokens:
                 return self._access
             refused = self._access if refresh else None
             waits = list(_ROTATION_WAITS)
+            floor_waited = False
+            declined: tuple[int, ApiError] | None = None   # the entry Exact would not refresh
             while True:
-                entry = self.store().read_state(self._key)
-                if entry is None:
-                    raise ConsentMissingError(
-                        f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
-                        f"--system {self._config.name}` once", system=self._config.name)
+                entry = self._entry()
                 value = entry.value
-                self._seen += [t for t in (value["access_token"], value["refresh_token"])
-                               if t not in self._seen]
-                if value["access_token"] != refused and \
-                        self._clock() < value["expires_at"] - TOKEN_MARGIN_S:
+                now = self._clock()
+                if value["access_token"] != refused and now < value["expires_at"] - TOKEN_MARGIN_S:
                     return self._use(value)
-                try:
-                    body = self._refresh(value["refresh_token"])
-                except PermanentApiError as exc:
-                    if (exc.body or {}).get("error") == "invalid_grant" and waits:
-                        # another worker rotated this refresh token; its entry is on the way
-                        self._sleep(waits.pop(0))
-                        continue
-                    raise
-                return self._use(self._persist(entry, _entry_value(body, self._clock())))
+                if declined is None or declined[0] != entry.version:
+                    try:
+                        body = self._refresh(value["refresh_token"])
+                    except CredentialsRefusedError as exc:
+                        if not _declined(exc):
+                            raise
+                        declined = (entry.version, exc)
+                    else:
+                        return self._use(self._persist(entry, _entry_value(body, self._clock())))
+                # Exact declined to refresh: too early (400 invalid_grant or 401, the same), or
+                # another worker rotated first and its entry is on the way
+                if value["access_token"] != refused and now < value["expires_at"]:
+                    return self._use(value, until=value["expires_at"])   # Exact still takes it
+                if waits:
+                    self._sleep(waits.pop(0))
+                    continue
+                early = float(value.get("refreshed_at", 0.0)) + REFRESH_FLOOR_S - now
+                if early > 0 and not floor_waited:   # the access token was refused: wait for
+                    floor_waited, declined = True, None   # the floor, then refresh once more
+                    self._sleep(early)
+                    continue
+                raise declined[1]
+
+    def _entry(self) -> StateEntry:
+        """The stored tokens (every token in them joins the masked secrets)."""
+        entry = self.store().read_state(self._key)
+        if entry is None:
+            raise ConsentMissingError(
+                f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
+                f"--system {self._config.name}` once", system=self._config.name)
+        self._seen += [t for t in (entry.value["access_token"], entry.value["refresh_token"])
+                       if t not in self._seen]
+        return entry
 
     def _refresh(self, refresh_token: str) -> dict[str, Any]:
         self.request_count += 1
@@ -233,15 +261,25 @@ class ExactTokens:
                 current = self.store().read_state(self._key)
                 expected = current.version if current else None
 
-    def _use(self, value: Mapping[str, Any]) -> str:
+    def _use(self, value: Mapping[str, Any], until: float | None = None) -> str:
+        """Use the entry's access token until ``until`` (default: its refresh is due)."""
         self._access = value["access_token"]
-        self._expires = value["expires_at"] - TOKEN_MARGIN_S
+        self._expires = value["expires_at"] - TOKEN_MARGIN_S if until is None else until
         return self._access
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _declined(exc: ApiError) -> bool:
+    """Whether Exact declined a refresh (and may take it later, or took another worker's): a
+    refresh too early, which its knowledge base describes as 401 and which has also been seen
+    as 400 ``invalid_grant``, or a refresh token another worker rotated (``invalid_grant``;
+    401 ``unauthorized_client``, picqer/exact-php-client#644). Not: a wrong client secret."""
+    return exc.status == 401 or (exc.body or {}).get("error") in ("invalid_grant",
+                                                                  "unauthorized_client")
 
 
 _SHARED: dict[tuple, Any] = {}
