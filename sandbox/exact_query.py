@@ -26,6 +26,7 @@ HONOURED = frozenset({"$select", "$filter", "$orderby", "$skip", "$top", "$skipt
 #: OData v2 options Exact supports that the emulator does not
 NOT_EMULATED = frozenset({"$format"})
 _FUNCTION = re.compile(r"\b([A-Za-z]+)\s*\(")
+_ARITHMETIC = re.compile(r"\s(add|sub|mul|div|mod)\s")
 #: a comparison whose right side is a plain string literal: ``Name eq 'x'``
 _STRING_COMPARISON = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s+(eq|ne|gt|ge|lt|le)\s+'")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -70,12 +71,16 @@ def select(args: Mapping[str, str], props: Mapping[str, Any], required: bool) ->
 
 def _check_literals(text: str, props: Mapping[str, Any]) -> None:
     """Exact's OData v2 is typed: a Guid or DateTime property compares with ``guid'…'`` or
-    ``datetime'…'`` only (a plain string is a 400), and OData functions are not emulated."""
+    ``datetime'…'`` only (a plain string is a 400); OData functions and arithmetic operators
+    are not emulated (501)."""
     unquoted = _QUOTED.sub("''", text)
     for found in _FUNCTION.finditer(unquoted):
         if found.group(1) not in ("guid", "datetime") and found.group(1).lower() not in (
                 "and", "or", "not"):
             raise not_emulated(f"The $filter function {found.group(1)}()")
+    arithmetic = _ARITHMETIC.search(unquoted)
+    if arithmetic:
+        raise not_emulated(f"The $filter operator {arithmetic.group(1)}")
     for found in _STRING_COMPARISON.finditer(unquoted):
         name, operator = found.group(1), found.group(2)
         kind = props.get(name, {}).get("type")

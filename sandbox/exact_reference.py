@@ -32,7 +32,10 @@ CODE_WIDTH = 18
 MAX_LENGTHS = {("Items", "Description"): 60, ("Items", "ExtraDescription"): 255}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
-_LITERAL = re.compile(r"\b(?:guid|datetime)'([^']*)'|\b(\d+)L\b")
+#: Exact's OData v2 literals: ``guid'…'``/``datetime'…'``, quoted text (left alone), and numbers
+#: with a type suffix (``12L`` Int64, ``1.5M`` Decimal, ``1.5d`` Double, ``1.5f`` Single)
+_LITERAL = re.compile(r"\b(?:guid|datetime)'([^']*)'|('(?:[^']|'')*')|"
+                      r"\b(\d+(?:\.\d+)?)[LMDFlmdf]\b")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _NUMBERS = ("Edm.Double", "Edm.Decimal")
 _INTEGERS = ("Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte")
@@ -117,7 +120,10 @@ def comparable(kind: str | None, value: Any) -> Any:
     if kind == "Edm.DateTime":
         return parse_timestamp(value) if isinstance(value, str) else value
     if kind in _NUMBERS or kind in _INTEGERS:
-        return decimal.Decimal(value)
+        try:
+            return decimal.Decimal(value)
+        except (decimal.InvalidOperation, TypeError, ValueError):
+            raise ValueError(f"'{value}' is not a number of type {kind}.") from None
     if kind == "Edm.Guid":
         return str(value).lower()
     if kind == "Edm.String" and isinstance(value, str):
@@ -127,8 +133,13 @@ def comparable(kind: str | None, value: Any) -> Any:
 
 def exact_filter(text: str) -> str:
     """Exact's OData v2 literals as the OData v4 parser reads them: ``guid'x'`` and
-    ``datetime'x'`` become strings (compared by property type), ``12L`` a number."""
-    return _LITERAL.sub(lambda m: f"'{m.group(1)}'" if m.group(1) is not None else m.group(2), text)
+    ``datetime'x'`` become strings (compared by property type), ``12L`` and ``1.5M`` numbers;
+    quoted text stays as it is."""
+    def literal(found: re.Match[str]) -> str:
+        if found.group(1) is not None:
+            return f"'{found.group(1)}'"
+        return found.group(2) if found.group(2) is not None else found.group(3)
+    return _LITERAL.sub(literal, text)
 
 
 def skiptoken(value: Any) -> str:

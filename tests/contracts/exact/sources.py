@@ -43,6 +43,9 @@ ODATA_PRACTICES = ("Exact knowledge base 'OData | Best practices' (werkenmetai/C
                    "docs/knowledge/exact/scraped/2026-01-31-exactonline-odata-best-practices.md)")
 #: OData v2 URI conventions ($orderby, $top, $skip, $inlinecount; unknown $ options)
 ODATA_V2_URI = "https://www.odata.org/documentation/odata-version-2-0/uri-conventions/"
+#: OData v2 overview, §6 "Primitive Data Types": literal forms (``1L``, ``1.5M``, ``1.5d``,
+#: ``guid'…'``, ``datetime'…'``) and the arithmetic operators of $filter
+ODATA_V2_TYPES = "https://www.odata.org/documentation/odata-version-2-0/overview/"
 #: OData v2 JSON format (verbose): d, results, __metadata, __deferred, __next, __count
 ODATA_V2_JSON = "https://www.odata.org/documentation/odata-version-2-0/json-format/"
 #: Exact's error body, code usually empty ({"error": {"code": "", "message": {"lang": "",

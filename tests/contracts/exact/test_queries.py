@@ -11,6 +11,7 @@ import pytest
 from tests.contracts.exact.conftest import error_value
 from tests.contracts.exact.sources import (
     ODATA_PRACTICES,
+    ODATA_V2_TYPES,
     ODATA_V2_URI,
     TIPS,
     reference_page,
@@ -112,6 +113,28 @@ def test_filter_with_numbers_booleans_and_strings(exact):
     assert items and all(r["StandardSalesPrice"] > 100 and r["IsSalesItem"] for r in items)
 
 
+@source(ODATA_V2_TYPES, ODATA_PRACTICES)
+def test_typed_number_literals_and_quoted_text(exact):
+    """Source: ODATA_V2_TYPES (``Edm.Decimal`` ``1.5M``, ``Edm.Int64`` ``1L``, ``Edm.Double``
+    ``1.5d``) and ODATA_PRACTICES (``AmountFC ge -8500``): the suffixes mark the type; text in
+    quotes is text (``'…12L'`` stays as written)."""
+    prices = [r["StandardSalesPrice"] for r in exact.json("GET", "logistics/Items", params={
+        "$select": "StandardSalesPrice"})[1]["d"]["results"]]
+    for literal in ("100M", "100m", "100d", "100.0M", "100"):
+        rows = exact.json("GET", "logistics/Items", params={
+            "$select": "StandardSalesPrice",
+            "$filter": f"StandardSalesPrice gt {literal}"})[1]["d"]["results"]
+        assert len(rows) == sum(1 for p in prices if p > 100), literal
+    assert exact.json("GET", "logistics/Items", params={
+        "$filter": "StandardSalesPrice ge -8500"})[0] == 200
+    created = exact.json("POST", "crm/Accounts", json={"Name": "Shop 12L"})[1]["d"]
+    rows = exact.json("GET", "crm/Accounts", params={"$filter": "Name eq 'Shop 12L'"})[1]
+    assert [r["ID"] for r in rows["d"]["results"]] == [created["ID"]]
+    status, body = exact.json("GET", "logistics/Items", params={
+        "$filter": "StandardSalesPrice gt 12abc"})
+    assert status == 400 and error_value(body)
+
+
 @source(ODATA_V2_URI, TIPS)
 def test_top_limits_the_rows(exact):
     """Source: ODATA_V2_URI ("Top System Query Option ($top)") and TIPS (``$top=1``)."""
@@ -179,12 +202,14 @@ def test_an_unknown_query_option_is_refused(exact):
     assert status == 400 and "$search" in error_value(body)
 
 
-@source(TIPS, ODATA_V2_URI, reference_page("CRMContacts"))
+@source(TIPS, ODATA_V2_URI, ODATA_V2_TYPES, reference_page("CRMContacts"))
 def test_what_is_not_emulated_is_refused_with_501(exact):
-    """Source: TIPS (``trim(Code) eq '25'``), ODATA_V2_URI (``$format``) and
+    """Source: TIPS (``trim(Code) eq '25'``), ODATA_V2_URI (``$format``), ODATA_V2_TYPES
+    (arithmetic operators) and
     reference_page("CRMContacts"): Exact honours these; the sandbox does not emulate them and
     says so (501, Exact's error shape) rather than answer what Exact would not."""
     for path, params in (("crm/Accounts", {"$filter": "trim(Code) eq '25'"}),
+                         ("logistics/Items", {"$filter": "StandardSalesPrice add 1 gt 5"}),
                          ("crm/Accounts", {"$format": "json"}),
                          ("crm/Contacts", {"$select": "ID"})):
         status, body = exact.json("GET", path, params=params)
