@@ -324,6 +324,13 @@ class ExactOnline(Emulator):
         if division != str(DIVISION):
             raise ApiError("forbidden", f"Forbidden: no access to division {division}.")
 
+    def _filter_required(self, request: Request) -> None:
+        """Exact's "mandatory filtering on single and bulk endpoints where sync APIs are
+        available" (API limits, 1 July 2021), when ``POST /_sandbox/limits`` turns it on."""
+        if self._limits.mandatory_filter and not request.args.get("$filter"):
+            raise ApiError("bad_request", "$filter is mandatory on this endpoint; read it all "
+                                          "through its sync endpoint.")
+
     def _row(self, resource: str, key: str) -> Row:
         row = self.collections[resource].get(key.lower())
         if row is None:
@@ -475,6 +482,7 @@ class ExactOnline(Emulator):
     def list_entities(self, request: Request, division: str, resource: str) -> Response:
         self._check_division(division)
         _, endpoint, key, _ = RESOURCES[resource]
+        self._filter_required(request)
         rows = [row.entity for row in self.collections[resource].values()]
         return self._page(request, endpoint, rows, key, PAGE_SIZE,
                           self._select(request, endpoint, False), resource)
@@ -508,6 +516,7 @@ class ExactOnline(Emulator):
         """``bulk/…``: like the normal endpoint with ``$select`` required and 1,000 per page."""
         self._check_division(division)
         resource, endpoint = BULK[path]
+        self._filter_required(request)
         select = self._select(request, endpoint, True)
         if resource == LINES:
             rows = [line for order in self.collections[ORDERS].values()
@@ -519,6 +528,7 @@ class ExactOnline(Emulator):
 
     def list_lines(self, request: Request, division: str) -> Response:
         self._check_division(division)
+        self._filter_required(request)
         rows = [line for order in self.collections[ORDERS].values() for line in order.entity[LINES]]
         return self._page(request, LINES, rows, "ID", PAGE_SIZE,
                           self._select(request, LINES, False), LINES)
@@ -742,14 +752,17 @@ class ExactOnline(Emulator):
         daily = body.get("daily", DEFAULT_DAILY) if isinstance(body, dict) else None
         minute_s = body.get("minute_s", 60) if isinstance(body, dict) else None
         page = body.get("bulk_page_size", BULK_PAGE_SIZE) if isinstance(body, dict) else None
+        mandatory = body.get("mandatory_filter", False) if isinstance(body, dict) else None
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
                    for n in (minutely, daily, page)) or not isinstance(
-                       minute_s, (int, decimal.Decimal)) or minute_s <= 0:
+                       minute_s, (int, decimal.Decimal)) or minute_s <= 0 or \
+                not isinstance(mandatory, bool):
             raise ApiError("bad_request", "minutely, daily and bulk_page_size must be integers "
-                                          ">= 1 and minute_s a positive number.")
-        self._limits = Limits(minutely, daily, float(minute_s), page)
+                                          ">= 1, minute_s a positive number and "
+                                          "mandatory_filter true or false.")
+        self._limits = Limits(minutely, daily, float(minute_s), page, mandatory)
         return self.respond(200, {"minutely": minutely, "daily": daily, "minute_s": minute_s,
-                                  "bulk_page_size": page})
+                                  "bulk_page_size": page, "mandatory_filter": mandatory})
 
     def control_expire_tokens(self, request: Request) -> Response:
         """Token time jumps 600 s: every access token expires, a refresh is allowed again."""

@@ -192,8 +192,11 @@ class Limits:
     """Exact's two rate limits of a division: per minute and per day."""
 
     def __init__(self, minutely: int = DEFAULT_MINUTELY, daily: int = DEFAULT_DAILY,
-                 minute_s: float = 60.0, bulk_page_size: int = BULK_PAGE_SIZE):
+                 minute_s: float = 60.0, bulk_page_size: int = BULK_PAGE_SIZE,
+                 mandatory_filter: bool = False):
         self._lock = threading.Lock()
+        #: Exact's mandatory $filter on regular and bulk endpoints that have a sync API
+        self.mandatory_filter = mandatory_filter
         #: rows per page of bulk and sync endpoints (smaller in paging tests)
         self.bulk_page_size = bulk_page_size
         self.minute = _Window(minutely, minute_s)

@@ -232,6 +232,22 @@ def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env, fake_time):
     assert [e["status"] for e in ex_env.log()] == [429, 200]
 
 
+def test_every_read_and_write_filters_where_exact_makes_filtering_mandatory(ex_env):
+    """Exact's "mandatory filtering on single and bulk endpoints where sync APIs are available"
+    (API limits, 1 July 2021; a switch of the emulator, since whether it applies to every app
+    is uncertain): the connector's reads, look-ups and writes never read such an endpoint
+    unfiltered."""
+    ex_env.control("/_sandbox/limits", {"mandatory_filter": True})
+    connector = ex_env.connector()
+    assert len(list(connector.read("Items"))) == len(SEED["Items"])
+    assert len(list(connector.read("SalesOrders"))) == len(SEED["SalesOrders"])
+    order = SEED["SalesOrders"][0]
+    [result] = connector.write([WriteOp(kind="update", entity="SalesOrders", id=order["OrderID"],
+                                        fields={"Remarks": "filtered"}, ref="r1")])
+    assert result.error is None and result.record.fields["Remarks"] == "filtered"
+    assert all(e["status"] < 400 for e in ex_env.log())
+
+
 def test_workers_share_the_stored_tokens_and_rotate_once(ex_env):
     first, second = ex_env.connector("w1"), ex_env.connector("w2")
     assert first._tokens is not second._tokens

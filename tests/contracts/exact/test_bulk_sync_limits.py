@@ -127,3 +127,25 @@ def test_the_standard_limits_are_60_a_minute_and_5000_a_day_and_429_beyond(exact
         assert error_value(answers[-1].json())
     finally:
         exact.control("/_sandbox/limits", {})
+
+
+@source(API_LIMITS)
+def test_mandatory_filtering_when_switched_on(exact):
+    """Source: API_LIMITS (effective 1 July 2021: "Mandatory filtering on single and bulk
+    endpoints where sync APIs are available"). Whether Exact enforces it for every app is
+    uncertain (Invantive asks whether it is set per client ID), so the emulator has a switch:
+    on, an unfiltered regular or bulk read of accounts, items or orders is refused; a filtered
+    one, one by key and the sync endpoints answer."""
+    exact.control("/_sandbox/limits", {"mandatory_filter": True})
+    try:
+        for path, params in (("crm/Accounts", {"$select": "ID"}),
+                             ("bulk/Logistics/Items", {"$select": "ID"}),
+                             ("salesorder/SalesOrderLines", {"$select": "ID"})):
+            status, body = exact.json("GET", path, params=params)
+            assert status == 400 and "$filter" in error_value(body), path
+        account = exact.json("GET", "crm/Accounts", params={
+            "$select": "ID", "$filter": "Status eq 'C'"})[1]["d"]["results"][0]
+        assert exact.json("GET", f"crm/Accounts(guid'{account['ID']}')")[0] == 200
+        assert exact.json("GET", "sync/CRM/Accounts", params={"$select": "ID"})[0] == 200
+    finally:
+        exact.control("/_sandbox/limits", {})
