@@ -294,6 +294,8 @@ class ExactOnline(Emulator):
             exact_query.check_options(request.args)
             response = super()._dispatch(request)
         except ApiError as error:
+            if error.message.startswith("no such endpoint"):   # Exact has hundreds more
+                error.message += " (not an endpoint of Exact, or not emulated: docs/api/exact.md)"
             error.headers.update(headers)
             raise
         response.headers.update(headers)

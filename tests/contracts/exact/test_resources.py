@@ -12,6 +12,7 @@ from tests.contracts.exact.sources import (
     ERRORS,
     ODATA_PRACTICES,
     ODATA_V2_JSON,
+    REFERENCE,
     TIPS,
     reference_page,
     source,
@@ -203,3 +204,12 @@ def test_another_division_is_forbidden_in_exacts_error_shape(exact):
     "value"}}}``)."""
     status, body = exact.json("GET", f"{exact.api}/v1/1/crm/Accounts")
     assert status == 403 and error_value(body)
+
+
+@source(REFERENCE, ERRORS)
+def test_an_endpoint_the_sandbox_does_not_know_is_404_in_exacts_error_shape(exact):
+    """Source: REFERENCE (``salesentry/SalesEntries`` is one of Exact's endpoints, used by
+    ossobv/exactonline's ``invoices``) and Exact's error body: the sandbox does not serve it
+    and says so, 404 in Exact's shape, naming the possibility that it is not emulated."""
+    status, body = exact.json("GET", "salesentry/SalesEntries", params={"$select": "EntryID"})
+    assert status == 404 and "not emulated" in error_value(body)
