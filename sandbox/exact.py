@@ -570,11 +570,14 @@ class ExactOnline(Emulator):
                 entity[LINES].append(self._new_line(entity, line))
             self._order_rules(entity)
         row = self.commit(resource, entity_id, entity)
-        select = None if "return=representation" in request.headers.get("Prefer", "") else \
-            set(body) | {key}
-        return self.respond(201, {"d": self._out(request, endpoint, row.entity,
-                                                 self._uri(request, resource, entity_id), select,
-                                                 expand=(LINES,))})
+        out = self._out(request, endpoint, row.entity, self._uri(request, resource, entity_id),
+                        expand=(LINES,))
+        if "return=representation" not in request.headers.get("Prefer", ""):
+            # Exact's tips: without it "the entity will contain all properties with the NULL
+            # value" (but what was sent, and the key)
+            out = {k: v if k in body or k in (key, "__metadata") else None
+                   for k, v in out.items()}
+        return self.respond(201, {"d": out})
 
     def put_entity(self, request: Request, division: str, resource: str, id: str) -> Response:
         """PUT: the properties given change, the rest stay (Exact has no PATCH); 204."""

@@ -62,6 +62,8 @@ def select(args: Mapping[str, str], props: Mapping[str, Any], required: bool) ->
             raise ApiError("bad_request", "$select is mandatory for this endpoint.")
         return None
     names = {n.strip() for n in text.split(",") if n.strip()}
+    if names == {"*"}:
+        return None      # every property (Exact's best practices advise against it)
     unknown = names - set(props)
     if unknown:
         raise ApiError("bad_request", f"Invalid $select: property '{sorted(unknown)[0]}' "

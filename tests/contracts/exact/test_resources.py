@@ -150,6 +150,27 @@ def test_post_with_return_representation_answers_201_with_the_entity(exact):
     assert len(body["d"]["Code"]) == 18
 
 
+@source(TIPS)
+def test_post_without_return_representation_answers_every_property_null_but_the_sent(exact):
+    """Source: TIPS ("Once the POST command has successfully completed, the entity will
+    contain all properties with the NULL value. Use the following header to get the entity
+    with all the properties filled": ``Prefer: return=representation``)."""
+    status, body = exact.json("POST", "crm/Accounts", json={"Name": "Bare B.V."})
+    assert status == 201
+    assert {k for k, v in body["d"].items() if v is not None} == {"__metadata", "ID", "Name"}
+    assert {"Code", "Email", "Created"} <= set(body["d"])
+    stored = exact.json("GET", body["d"]["__metadata"]["uri"])[1]["d"]
+    assert stored["Code"] and stored["Created"]
+
+
+@source(ODATA_PRACTICES)
+def test_select_star_gives_every_property(exact):
+    """Source: ODATA_PRACTICES ("never use ``$select=*``": it gives every property)."""
+    [row] = exact.json("GET", "crm/Accounts", params={"$select": "*", "$top": "1"})[1]["d"][
+        "results"]
+    assert {"ID", "Name", "Email", "Code", "Modified"} <= set(row)
+
+
 @source(reference_page("SalesOrderSalesOrders"))
 def test_a_sales_order_is_created_with_its_lines(exact):
     """Source: reference_page("SalesOrderSalesOrders"): ``POST`` with ``OrderedBy`` and a
