@@ -2,35 +2,34 @@
 
 What it reproduces (``docs/api/exact.md`` has the full list, and what it leaves out):
 
-* ``/api/v1/{division}/crm/Accounts``, ``/logistics/Items``, ``/salesorder/SalesOrders`` (with
-  ``$expand=SalesOrderLines``) and ``/salesorder/SalesOrderLines``: list, ``POST``, and
-  ``GET``/``PUT``/``DELETE`` of one entity at ``…(guid'<id>')``; ``/api/v1/current/Me``;
+* ``/api/v1/{division}/crm/Accounts``, ``/logistics/Items``, ``/salesorder/SalesOrders`` and
+  ``/salesorder/SalesOrderLines``: list, ``$count``, ``POST``, and ``GET``/``PUT``/``DELETE``
+  of one entity at ``…(guid'<id>')``; navigation links (an order's ``SalesOrderLines``);
+  ``/api/v1/current/Me``, ``system/Divisions`` and ``hrm/Divisions``;
 * the ``bulk/`` (``CRM/Accounts``, ``Logistics/Items``, ``SalesOrder/SalesOrderLines``) and
   ``sync/`` endpoints (``CRM/Accounts``, ``Logistics/Items``, ``SalesOrder/SalesOrders`` one row
   per order line, ``Deleted``), with ``$select`` required and the ``Timestamp`` counter, which
   every write of the division increments;
 * OData v2 verbose JSON: ``{"d": {"results": [...], "__next": url}}``, ``__metadata``, 60 rows
-  per page (1,000 on bulk and sync), ``$skiptoken`` continuation, ``$filter`` with ``guid'…'``,
-  ``datetime'…'`` and ``…L`` literals, ``/Date(ms)/`` date-times, 18-character right-aligned
-  numeric codes, and XML unless the request accepts ``application/json``;
+  per page (1,000 on bulk and sync), the query options of :mod:`sandbox.exact_query`,
+  ``/Date(ms)/`` date-times, 18-character right-aligned numeric codes, and XML unless the
+  request accepts ``application/json``;
 * every write checked against the reference (property names, Edm types, which properties a
   ``POST`` or a ``PUT`` may set), mandatory fields, unique codes; ``PUT`` answers 204,
   ``POST`` 201 with the entity (all of it with ``Prefer: return=representation``);
-* Exact's error body ``{"error": {"code": "", "message": {"lang": "", "value": …}}}``;
-* OAuth2 authorization code: ``/api/oauth2/auth`` (consent is auto-approved: a redirect to
-  ``redirect_uri`` with a single-use ``code``, valid 3 minutes), ``/api/oauth2/token`` with the
-  ``authorization_code`` and ``refresh_token`` grants; access tokens live 600 s, refresh tokens
-  are single-use (a rotated one is refused with ``invalid_grant``) and a refresh sooner than
-  570 s after the last one is refused;
+* Exact's error body ``{"error": {"code": "", "message": {"lang": "", "value": …}}}``; what
+  Exact honours and the sandbox does not emulate is refused with 501, never ignored;
+* OAuth2 authorization code (:mod:`sandbox.exact_oauth`): rotating refresh tokens, 600-s
+  access tokens, an early refresh refused as 400 ``invalid_grant`` or 401;
 * the rate limits per division: a minutely and a daily limit with Exact's six ``X-RateLimit-*``
   headers (resets in epoch milliseconds) on every API answer, 429 beyond.
 
 Test controls beyond the common ones: ``POST /_sandbox/limits`` (``{"minutely": 60, "daily":
-5000, "minute_s": 60, "bulk_page_size": 1000}``), ``POST /_sandbox/expire-tokens`` (token time
-moves 600 s on: every access token expires and a refresh is allowed again) and ``GET
-/_sandbox/tokens`` (how many refresh tokens were issued, and a hash of the current one).
+5000, "minute_s": 60, "bulk_page_size": 1000, "mandatory_filter": false}``), ``POST
+/_sandbox/oauth`` (``{"early_refresh": 400 | 401}``), ``POST /_sandbox/expire-tokens`` (token
+time moves 600 s on) and ``GET /_sandbox/tokens`` (refresh tokens issued, a hash of the
+current one).
 """
-
 from __future__ import annotations
 
 import decimal
