@@ -786,4 +786,5 @@ class ExactOnline(Emulator):
 
     def control_reset(self, request: Request) -> Response:
         self._limits = Limits()
+        self.oauth.early_refresh = 400
         return super().control_reset(request)

@@ -116,3 +116,15 @@ def test_an_early_refresh_is_refused_as_401_when_switched_to_the_knowledge_base_
         assert later.status_code == 200
     finally:
         exact.control("/_sandbox/oauth", {"early_refresh": 400})
+
+
+@source(OAUTH_STEP3)
+def test_a_reset_restores_the_default_early_refresh_form(exact):
+    """Source: OAUTH_STEP3 (the early refusal); the sandbox's switch goes back to 400 on
+    ``/_sandbox/reset`` like its other settings."""
+    exact.control("/_sandbox/oauth", {"early_refresh": 401})
+    assert exact.control("/_sandbox/oauth", {"early_refresh": 402}).status_code == 400
+    exact.sandbox.reset("exact")
+    tokens = _fresh_tokens(exact)
+    early = exact.grant(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert early.status_code == 400 and early.json()["error"] == "invalid_grant"
