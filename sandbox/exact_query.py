@@ -64,6 +64,9 @@ def select(args: Mapping[str, str], props: Mapping[str, Any], required: bool) ->
     names = {n.strip() for n in text.split(",") if n.strip()}
     if names == {"*"}:
         return None      # every property (Exact's best practices advise against it)
+    nested = sorted(name for name in names if "/" in name)
+    if nested:
+        raise not_emulated(f"A $select of an expanded entity's properties ({nested[0]})")
     unknown = names - set(props)
     if unknown:
         raise ApiError("bad_request", f"Invalid $select: property '{sorted(unknown)[0]}' "

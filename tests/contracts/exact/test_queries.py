@@ -211,6 +211,8 @@ def test_what_is_not_emulated_is_refused_with_501(exact):
     for path, params in (("crm/Accounts", {"$filter": "trim(Code) eq '25'"}),
                          ("logistics/Items", {"$filter": "StandardSalesPrice add 1 gt 5"}),
                          ("crm/Accounts", {"$format": "json"}),
+                         ("salesorder/SalesOrders", {"$expand": "SalesOrderLines",
+                                                     "$select": "OrderID,SalesOrderLines/Item"}),
                          ("crm/Contacts", {"$select": "ID"})):
         status, body = exact.json("GET", path, params=params)
         assert status == 501, (path, params)
