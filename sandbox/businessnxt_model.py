@@ -106,6 +106,7 @@ ORDER = Table("order", "Order", "orderNo", (
     Column("orderNo", "Int", auto=True), Column("orderDate", "Int"),
     Column("customerNo", "Int"), Column("customerOrderNo", max_length=40),
     Column("name", max_length=80), Column("currencyNo", "Int"),
+    Column("transactionType", "Int"), Column("supplierNo", "Int"), Column("employeeNo", "Int"),
     *UTILITY_COLUMNS))
 ORDER_LINE = Table("orderLine", "OrderLine", "lineNo", (
     Column("orderNo", "Int"), Column("lineNo", "Int", auto=True),
