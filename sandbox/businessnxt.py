@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -539,16 +540,24 @@ def _out(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: graphql-core's validation messages -> GraphQL.NET's rule and code, which the real service
-#: puts in the message and in ``extensions`` (docs "Error handling"); the first match wins
-_VALIDATION_RULES: tuple[tuple[str, str, str], ...] = (
-    ("Syntax Error", "", "SYNTAX_ERROR"),
-    ("Cannot query field", "FieldsOnCorrectTypeError", "FIELDS_ON_CORRECT_TYPE"),
-    ("Unknown argument", "KnownArgumentNamesError", "KNOWN_ARGUMENT_NAMES"),
-    ("Unknown type", "KnownTypeNamesError", "KNOWN_TYPE_NAMES"),
-    ("Variable '$", "VariablesInAllowedPositionError", "VARIABLES_IN_ALLOWED_POSITION"),
-    ("Field '", "ProvidedRequiredArgumentsError", "PROVIDED_REQUIRED_ARGUMENTS"),
-    ("", "ValidationError", "VALIDATION_ERROR"),
-)
+#: puts in the message and in ``extensions`` (docs "Error handling" shows the first); the first
+#: match wins
+_VALIDATION_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
+    (re.compile(pattern), rule, code) for pattern, rule, code in (
+        (r"^Syntax Error", "", "SYNTAX_ERROR"),
+        (r"^Cannot query field", "FieldsOnCorrectTypeError", "FIELDS_ON_CORRECT_TYPE"),
+        (r"^Unknown argument", "KnownArgumentNamesError", "KNOWN_ARGUMENT_NAMES"),
+        (r"^Unknown type", "KnownTypeNamesError", "KNOWN_TYPE_NAMES"),
+        (r"^Unknown directive", "KnownDirectivesError", "KNOWN_DIRECTIVES"),
+        (r"^Variable '\$\w+' of type .* used in position", "VariablesInAllowedPositionError",
+         "VARIABLES_IN_ALLOWED_POSITION"),
+        (r"^Variable '\$\w+'", "InvalidVariableError", "INVALID_VALUE"),
+        (r"^Field '.*' argument '.*' of type '.*' is required", "ProvidedRequiredArgumentsError",
+         "PROVIDED_REQUIRED_ARGUMENTS"),
+        (r"is not defined by type|Expected value of type|cannot represent",
+         "ArgumentsOfCorrectTypeError", "ARGUMENTS_OF_CORRECT_TYPE"),
+        (r"", "ValidationError", "VALIDATION_ERROR"),
+    ))
 
 
 def _formatted(error: graphql.GraphQLError) -> dict[str, Any]:
@@ -556,9 +565,8 @@ def _formatted(error: graphql.GraphQLError) -> dict[str, Any]:
     (no ``path``) gets GraphQL.NET's rule name and ``extensions.code`` like the real service's
     ``FIELDS_ON_CORRECT_TYPE``; an error of a field keeps its own extensions."""
     out = dict(error.formatted)
-    if error.path is None and error.original_error is None and not error.extensions:
-        prefix, rule, code = next(row for row in _VALIDATION_RULES
-                                  if error.message.startswith(row[0]))
+    if error.path is None and not error.extensions:
+        _, rule, code = next(row for row in _VALIDATION_RULES if row[0].search(error.message))
         if rule:
             out["message"] = f"GraphQL.Validation.Errors.{rule}: {error.message}"
         out["extensions"] = {"code": code, "codes": [code]}

@@ -94,3 +94,26 @@ def test_what_the_emulator_lacks_fails_validation_in_the_error_shape(nxt):
         answer = nxt(query)
         assert "data" not in answer, query
         assert answer["errors"][0]["extensions"]["code"] == code, answer
+
+
+def test_each_refusal_names_its_graphql_net_rule(nxt):
+    """https://docs.vismasoftware.no/businessnxtapi/features/errors: validation errors carry
+    the rule in the message and its code in ``extensions`` (the codes beyond the documented
+    ``FIELDS_ON_CORRECT_TYPE`` are GraphQL.NET's own)."""
+    for query, code in [
+            ("{ availableCompanies(sortOrder: ASC) { totalCount } }", "KNOWN_ARGUMENT_NAMES"),
+            ("query($cid: Int!) { useCompany(no: $cid) @export(as: \"x\") { __typename } }",
+             "KNOWN_DIRECTIVES"),
+            ("mutation($cid: Int!) { useCompany(no: $cid) { associate_create(values: [{name: "
+             "\"X\", _suggest: [\"customerNo\"]}]) { affectedRows } } }",
+             "ARGUMENTS_OF_CORRECT_TYPE"),
+            ("query($cid: Int!) { useCompany(no: $cid) { associate(first: \"ten\") "
+             "{ totalCount } } }", "ARGUMENTS_OF_CORRECT_TYPE"),
+            ("{ useCompany { __typename } }", "PROVIDED_REQUIRED_ARGUMENTS"),
+            ("query($cid: String) { useCompany(no: $cid) { __typename } }",
+             "VARIABLES_IN_ALLOWED_POSITION"),
+            ("{ useCompany(no: 1) { associate { totalCount }", "SYNTAX_ERROR")]:
+        [error, *_] = nxt(query)["errors"]
+        assert error["extensions"]["code"] == code, (query, error)
+    answer = nxt("query($cid: Int!) { useCompany(no: $cid) { __typename } }", cid="x")
+    assert answer["errors"][0]["extensions"]["code"] == "INVALID_VALUE"
