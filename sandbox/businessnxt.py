@@ -168,6 +168,16 @@ class BusinessNxt(Emulator):
         return {table: max((int(key) for key in self.collections[table]), default=0)
                 for table in (self.customer_table, "order")}
 
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        """A saved company keeps its customers where it kept them: a state of the other kind
+        is refused, not served with a table missing."""
+        other = next(name for name in CUSTOMER_TABLES if name != self.customer_table)
+        if other in saved.get("collections", {}):
+            raise ValueError(f"the saved Business NXT company keeps its customers in {other!r}, "
+                             f"not {self.customer_table!r}: serve it with customer table {other} "
+                             "or start from another state folder")
+        super()._restore(saved)
+
     def commit(self, resource: str, key: Any, entity: dict[str, Any]) -> Row:
         """Store a row with its ``changed*`` columns (and ``created*`` on insert) kept."""
         row = super().commit(resource, key, entity)

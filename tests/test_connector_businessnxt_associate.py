@@ -102,3 +102,11 @@ def test_a_bad_customer_table_value_is_a_usage_error_naming_the_setting(company)
     with pytest.raises(ConfigError, match="setting 'customer_table' is 'customers'; use "
                                           "associate or address"):
         preflight.preflight(config, ["businessnxt"])
+
+
+def test_a_saved_company_is_not_served_as_the_other_kind(tmp_path):
+    from sandbox.businessnxt import BusinessNxt
+    state = tmp_path / "businessnxt.json"
+    BusinessNxt(api_key="k", seed=42, state_path=state).close()  # an address company, saved
+    with pytest.raises(ValueError, match="keeps its customers in 'address', not 'associate'"):
+        BusinessNxt(api_key="k", seed=42, state_path=state, customer_table="associate")
