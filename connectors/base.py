@@ -78,6 +78,11 @@ class Connector(abc.ABC):
         one-time consent), or None for a system without any."""
         return None
 
+    def check_details(self) -> str | None:
+        """What ``talksync check`` says of the system beyond "ok" (what its probe found), or
+        None."""
+        return None
+
     @property
     def request_count(self) -> int:
         """How many HTTP requests this instance has made (for the run report)."""

@@ -1,4 +1,11 @@
-"""Visma Business NXT, GraphQL service API: the ``address``, ``product`` and ``order`` tables.
+"""Visma Business NXT, GraphQL service API: customers, the ``product`` and ``order`` tables.
+
+* Customers: the dataflow's ``address`` entity is kept in the table the ``customer_table``
+  setting names (decision 0014): ``associate`` (default; Visma's documented table, a customer is
+  an associate with a ``customerNo``, which orders refer to and which a new associate gets
+  suggested by the server) or ``address`` (the seed's, keyed by ``addressNo``). The choice is
+  data (:data:`CUSTOMER_TABLES`); the probe introspects the schema and refuses a table the
+  company does not have.
 
 * Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
   (the shared :class:`~connectors.auth.ClientCredentialsToken` with ``tenant_id``),
@@ -57,7 +64,9 @@ class Table:
 
     ``columns`` maps each column to its wire kind: ``Int``, ``String``, ``Decimal`` or ``Date``
     (an ``Int`` holding ``yyyymmdd``). ``natural_key`` is the column a create is looked up by
-    before it is sent. ``lines`` is the child table nested under ``orderLines``.
+    before it is sent. ``lines`` is the child table nested under ``orderLines``. ``scope`` is
+    the filter that selects the table's rows the entity has (associates that are customers);
+    ``suggest`` the columns the server numbers on create (``suggest:`` of ``_create``).
     """
 
     field: str
@@ -66,6 +75,21 @@ class Table:
     columns: Mapping[str, str]
     natural_key: str | None = None
     lines: Table | None = None
+    scope: Mapping[str, Any] | None = None
+    suggest: tuple[str, ...] = ()
+
+    def scoped(self, expression: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """``expression`` narrowed to the entity's rows (:attr:`scope`)."""
+        if self.scope is None:
+            return expression
+        return {"_and": [self.scope, expression]} if expression else self.scope
+
+    @property
+    def create_arguments(self) -> str:
+        """What ``<table>_create`` takes besides ``values``: the server's suggested numbers."""
+        if not self.suggest:
+            return ""
+        return ", suggest: {" + ", ".join(f"{name}: true" for name in self.suggest) + "}"
 
     @property
     def key_kind(self) -> str:
@@ -89,12 +113,27 @@ MAX_LINES = 1000
 ORDER_LINE = Table("orderLine", "OrderLine", "lineNo", {
     "orderNo": "Int", "lineNo": "Int", "productNo": "String", "description": "String",
     "quantity": "Decimal", "priceInCurrency": "Decimal", "discountPercent1": "Decimal"})
-TABLES: Mapping[str, Table] = {t.field: t for t in (
-    Table("address", "Address", "addressNo", {
+#: where a company keeps its customers (the ``customer_table`` setting) -> the table. Both
+#: hold the dataflow's customer columns under the same names; an associate is keyed by its
+#: customer number, the number orders refer to (docs "Insert operations", app template
+#: ``createassociate.py``), and only associates with one are customers.
+CUSTOMER_TABLES: Mapping[str, Table] = {
+    "associate": Table("associate", "Associate", "customerNo", {
+        "customerNo": "Int", "associateNo": "Int", "name": "String", "emailAddress": "String",
+        "phone": "String", "mobilePhone": "String", "addressLine1": "String",
+        "addressLine2": "String", "postCode": "String", "postalArea": "String",
+        "countryNo": "Int"}, natural_key="emailAddress",
+        scope={"customerNo": {"_not_eq": 0}}, suggest=("customerNo",)),
+    "address": Table("address", "Address", "addressNo", {
         "addressNo": "Int", "name": "String", "emailAddress": "String", "phone": "String",
         "mobilePhone": "String", "addressLine1": "String", "addressLine2": "String",
         "postCode": "String", "postalArea": "String", "countryNo": "Int",
         "noOfEmployees": "Int"}, natural_key="emailAddress"),
+}
+DEFAULT_CUSTOMER_TABLE = "associate"
+#: the dataflow's name of the customer entity (the seeds' "Businessnxt Address")
+CUSTOMERS = "address"
+TABLES: Mapping[str, Table] = {t.field: t for t in (
     Table("product", "Product", "productNo", {
         "productNo": "String", "description": "String", "salesPrice1": "Decimal",
         "costPrice": "Decimal"}, natural_key="productNo"),
@@ -199,10 +238,6 @@ def _from_wire(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Auth
-
-
-# --------------------------------------------------------------------------------------------
 # Writes: GraphQL requests that each carry some ops
 
 
@@ -238,7 +273,7 @@ class _Unit:
         rows = [_to_wire(t, op.fields) for op in self.ops]
         select = f"{{ affectedRows items {{ {t.selection} }} }}"
         if self.kind == "create":
-            fields = f"rows: {t.field}_create(values: $values) {select}"
+            fields = f"rows: {t.field}_create(values: $values{t.create_arguments}) {select}"
             variables: dict[str, Any] = {"values": rows}
             params = f"$values: [{t.type}_Input!]!"
         elif self.kind == "update":
@@ -285,6 +320,10 @@ class _Unit:
                                           system=self.connector.name)
                 return [WriteResult(ref=op.ref, error=error) for op in self.ops]
             return [WriteResult(ref=op.ref, record=self.connector.record(self.table, item))
+                    if item.get(self.table.key) else
+                    WriteResult(ref=op.ref, error=PermanentApiError(
+                        f"{self.connector.name}: {self.table.field}_create gave the new row no "
+                        f"{self.table.key}", system=self.connector.name))
                     for op, item in zip(self.ops, items, strict=True)]
         by_key = {str(item[self.table.key]): item for item in items}
         return [WriteResult(ref=op.ref, record=self.connector.record(self.table, by_key[op.id]))
@@ -313,12 +352,13 @@ class BusinessNxtConnector(HttpConnector):
     Settings: ``client_id``, ``client_secret`` (a secret reference), ``tenant_id`` (the Visma
     Connect tenant), ``token_url`` (default Visma Connect's), ``company_no`` (the Visma.net
     company id ``useCompany`` takes), ``page_size``, ``requests_per_second`` (the service allows
-    600 per minute per token: 10), ``timeout_s``. ``base_url`` is the GraphQL endpoint,
+    600 per minute per token: 10), ``timeout_s``, ``customer_table`` (``associate`` or
+    ``address``: where the company keeps its customers). ``base_url`` is the GraphQL endpoint,
     ``https://business.visma.net/api/graphql-service``.
     """
 
     system_type = "businessnxt"
-    entities = tuple(TABLES)
+    entities = (CUSTOMERS, *TABLES)
     max_batch_size = MAX_BATCH * ROWS_PER_MUTATION
     decimal_numbers = True
     default_page_size = 500
@@ -330,6 +370,14 @@ class BusinessNxtConnector(HttpConnector):
             if not settings.get(name):
                 raise ValueError(f"system {config.name!r} (businessnxt): setting {name!r} is "
                                  "required")
+        customer_table = str(settings.get("customer_table") or DEFAULT_CUSTOMER_TABLE)
+        if customer_table not in CUSTOMER_TABLES:
+            raise ValueError(f"system {config.name!r} (businessnxt): setting 'customer_table' is "
+                             f"{customer_table!r}; use {' or '.join(CUSTOMER_TABLES)} (the table "
+                             "the company keeps its customers in)")
+        #: the dataflow's entities -> the company's tables
+        self.tables: Mapping[str, Table] = {CUSTOMERS: CUSTOMER_TABLES[customer_table], **TABLES}
+        self._entity_of = {table.field: entity for entity, table in self.tables.items()}
         secret = self._secret_setting(config, "client_secret")
         # Visma Connect's client-credentials grant also names the tenant, as tenant-based APIs
         # such as the Business NXT service API require.
@@ -338,6 +386,8 @@ class BusinessNxtConnector(HttpConnector):
             SCOPE, system=config.name, extra_form={"tenant_id": str(settings["tenant_id"])})
         super().__init__(config, headers={}, secret_values=(secret,), auth=self._token)
         self.company_no = int(settings["company_no"])
+        #: the customer tables the company has, once :meth:`probe` has asked
+        self._found_tables: list[str] | None = None
 
     @property
     def request_count(self) -> int:
@@ -372,18 +422,54 @@ class BusinessNxtConnector(HttpConnector):
             raise self.graphql_error(answer["errors"], "query")
         return answer["data"]["useCompany"]
 
+    # -- the check ----------------------------------------------------------------------------
+
+    def company_tables(self) -> list[str]:
+        """The customer tables the company's schema has, read by introspection (the schema is
+        the company's own: tables and columns vary with its data model)."""
+        answer = self._post({"query": '{ __type(name: "Query_UseCompany") { fields { name } } }'},
+                            idempotent=True)
+        if answer.get("errors"):
+            raise self.graphql_error(answer["errors"], "introspection")
+        fields = {field["name"] for field in ((answer.get("data") or {}).get("__type") or {})
+                  .get("fields") or ()}
+        return [name for name in CUSTOMER_TABLES if name in fields]
+
+    def probe(self) -> None:
+        """The company has the configured customer table (else a configuration error naming
+        the setting and what the company has), then the first customer row."""
+        found = self.company_tables()
+        self._found_tables = found
+        table = self.tables[CUSTOMERS].field
+        if table not in found:
+            raise PermanentApiError(
+                f"setting customer_table is {table!r}, but company {self.company_no} has no "
+                f"{table} table (it has: {', '.join(found) or 'neither associate nor address'}); "
+                f"set customer_table: {found[0] if found else 'associate'}",
+                system=self.name)
+        super().probe()
+
+    def check_details(self) -> str | None:
+        """``talksync check``: the customer table configured and the ones the company has."""
+        found = self._found_tables
+        if found is None:
+            return None
+        return (f"customer_table {self.tables[CUSTOMERS].field} (the company has "
+                f"{' and '.join(found)})")
+
     # -- reading ------------------------------------------------------------------------------
 
     def record(self, table: Table, row: Mapping[str, Any]) -> Record:
-        return Record(system=self.name, entity=table.field, id=str(row[table.key]),
+        return Record(system=self.name, entity=self._entity_of[table.field],
+                      id=str(row[table.key]),
                       fields=_from_wire(table, row), modified=changed_at(row))
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
-        return self.record(TABLES[entity], data)
+        return self.record(self.tables[entity], data)
 
     def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
         self._check_entity(entity)
-        table = TABLES[entity]
+        table = self.tables[entity]
         return unique_by_id(self._rows(table, since_filter(since) if since else None))
 
     def _rows(self, table: Table, expression: Mapping[str, Any] | None) -> Iterator[Record]:
@@ -395,7 +481,7 @@ class BusinessNxtConnector(HttpConnector):
         after = None
         while True:
             page = self._query(query, {"first": self._page_size, "after": after,
-                                       "filter": expression})[table.field]
+                                       "filter": table.scoped(expression)})[table.field]
             for row in page["items"]:
                 yield self.record(table, row)
             if not page["pageInfo"]["hasNextPage"]:
@@ -405,7 +491,7 @@ class BusinessNxtConnector(HttpConnector):
     def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
         """The rows with these keys (one query per page of keys); unknown keys left out."""
         self._check_entity(entity)
-        table = TABLES[entity]
+        table = self.tables[entity]
         keys = [int(i) if table.key_kind == "Int" else i for i in ids]
         return self._by_column(table, table.key, keys)
 
@@ -425,7 +511,7 @@ class BusinessNxtConnector(HttpConnector):
         results: dict[str, WriteResult] = {}
         units: list[_Unit] = []
         for entity in dict.fromkeys(op.entity for op in ops):
-            table = TABLES[entity]
+            table = self.tables[entity]
             mine = [op for op in ops if op.entity == entity]
             creates = self._adopt([op for op in mine if op.kind == "create"], table, results)
             updates = [op for op in mine if op.kind == "update"]

@@ -133,6 +133,10 @@ def _parser() -> Parser:
     serve.add_argument("--systems", default=None,
                        help="comma-separated systems to serve (default: every emulator: "
                             "customwebshop, customerp, businesscentral, businessnxt, exact)")
+    serve.add_argument("--businessnxt-customer-table", choices=("address", "associate"),
+                       default="address",
+                       help="where the Business NXT company keeps its customers: the seeds' "
+                            "address table (default) or Visma's associate table (decision 14)")
 
     template = sub.add_parser("template", help="the Dataflow flex template (docs/dataflow.md)")
     template_sub = template.add_subparsers(dest="template_command", required=True)

@@ -235,9 +235,9 @@ def _check_system(config: Config, system: str) -> SystemCheck:
                            str(exc))
     with connector:
         check = _probe(connector, config.system(system))
-        stored = connector.stored_credentials() if check.ok else None
-    if stored:
-        check = dataclasses.replace(check, message=f"{check.url}; {stored}")
+        notes = [connector.check_details(), connector.stored_credentials()] if check.ok else []
+    if any(notes):
+        check = dataclasses.replace(check, message="; ".join([check.url, *filter(None, notes)]))
     return check
 
 

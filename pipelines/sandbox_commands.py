@@ -24,7 +24,8 @@ def cmd_sandbox_serve(args) -> int:
                else list(REGISTRY))
     try:
         sandbox = Sandbox(state_dir=args.state, base_port=args.base_port, seed=args.seed,
-                          systems=systems)
+                          systems=systems, options={"businessnxt": {
+                              "customer_table": args.businessnxt_customer_table}})
     except ValueError as exc:  # an unknown system or base port: the message names the fix
         raise UsageError(str(exc)) from None
     try:
@@ -33,6 +34,8 @@ def cmd_sandbox_serve(args) -> int:
         top = max(entry.port_offset for entry in REGISTRY.values())
         raise UsageError(f"{exc}; choose another base port with --base-port N (the systems "
                          f"listen on N+1 to N+{top}; 0 picks free ports)") from None
+    except ValueError as exc:  # a state folder of another kind of sandbox: the message says
+        raise UsageError(f"{exc} (--state {args.state})") from None
     print(f"sandbox running; config: {sandbox.config_path}")
     for system in sandbox.systems:
         print(f"  {system}: {sandbox.url(system)}")

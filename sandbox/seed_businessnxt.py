@@ -13,6 +13,11 @@ the way an ERP and the webshop of one business do:
 
 Rows are in BNXT's wire form: integer dates (``yyyymmdd``), ``countryNo`` numbers
 (:data:`COUNTRY_NUMBERS`), money as ``Decimal``; the emulator adds the utility columns.
+
+A company that keeps its customers in ``associate`` (decision 0014) has the same parties as
+associates: associate *n* is customer ``10000 + n`` (orders name that number), and
+:data:`SUPPLIERS` more associates are suppliers only (``customerNo`` 0), which a customer read
+must leave out.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from sandbox import seed as webshop
 
-ADDRESSES, PRODUCTS, ORDERS = 200, 150, 150
+ADDRESSES, PRODUCTS, ORDERS, SUPPLIERS = 200, 150, 150, 12
 SHARED_ADDRESSES, SHARED_PRODUCTS, SHARED_ORDERS = 30, 25, 4
 #: ISO 3166-1 alpha-2 → the company's country numbers (the international dialling code, as
 #: Visma Business installations number their Country rows; the dataflow maps one to the other)
@@ -32,6 +37,9 @@ COUNTRY_NUMBERS = {"NO": 47, "SE": 46, "DK": 45, "FI": 358, "DE": 49, "PL": 48}
 #: the company's currency numbers (ISO 4217 numeric)
 CURRENCY_NUMBERS = {"NOK": 578, "SEK": 752, "DKK": 208, "EUR": 978}
 _SEED_SALT = 0xB7
+#: an associate's customer number: the first customer is 10001 (the first number a company
+#: without customers gets suggested is 10000, sandbox.businessnxt_model.FIRST_NUMBER)
+CUSTOMER_NUMBERS_FROM = 10000
 
 
 def _date(text: str) -> int:
@@ -71,8 +79,29 @@ def _order(number: int, customer: dict, lines: list, external: str | None, order
     }
 
 
-def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
-    """The company's address rows, products and orders (lines under ``orderLines``)."""
+def _associate(address: dict[str, Any]) -> dict[str, Any]:
+    """The party of an address row as an associate that is a customer."""
+    number = address["addressNo"]
+    row = {key: value for key, value in address.items()
+           if key not in ("addressNo", "noOfEmployees")}
+    return {"associateNo": number, "customerNo": CUSTOMER_NUMBERS_FROM + number,
+            "supplierNo": 0, "shortName": address["name"][:30], **row}
+
+
+def _supplier(number: int, index: int, stamp: str) -> dict[str, Any]:
+    """An associate that is a supplier only (not a customer: ``customerNo`` 0)."""
+    return {"associateNo": number, "customerNo": 0, "supplierNo": 50001 + index,
+            "name": f"Leverandør {index + 1} AS", "shortName": f"LEV{index + 1}",
+            "emailAddress": f"post@leverandor{index + 1}.example", "phone": None,
+            "mobilePhone": None, "addressLine1": f"Industriveien {index + 1}",
+            "addressLine2": None, "postCode": "0581", "postalArea": "Oslo", "countryNo": 47,
+            "changedTimestamp": stamp}
+
+
+def businessnxt_seed(seed: int, customer_table: str = "address") -> dict[str, list[dict[str,
+                                                                                       Any]]]:
+    """The company's customers (``address`` rows, or ``associate`` rows), products and orders
+    (lines under ``orderLines``)."""
     rng = random.Random(seed * 1000 + _SEED_SALT)
     shop = webshop.webshop_seed(seed)
     stamps = iter(webshop._timestamps(rng, ADDRESSES + PRODUCTS + ORDERS))
@@ -128,4 +157,11 @@ def businessnxt_seed(seed: int) -> dict[str, list[dict[str, Any]]]:
         stamp = next(stamps)
         order_date = (stamp - datetime.timedelta(days=rng.randrange(0, 5))).date().isoformat()
         orders.append(_order(1001 + len(orders), customer, lines, None, order_date, stamp))
+    if customer_table == "associate":
+        associates = [_associate(row) for row in addresses]
+        associates += [_supplier(len(associates) + 1 + index, index, row["changedTimestamp"])
+                       for index, row in enumerate(addresses[:SUPPLIERS])]
+        for order in orders:
+            order["customerNo"] += CUSTOMER_NUMBERS_FROM
+        return {"associate": associates, "product": products, "order": orders}
     return {"address": addresses, "product": products, "order": orders}

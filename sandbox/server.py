@@ -20,7 +20,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +99,16 @@ class Sandbox:
         base_port: int = 8700,
         systems: Iterable[str] = SYSTEMS,
         seed: int = 42,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        """``options``: keyword arguments of an emulator by system, e.g.
+        ``{"businessnxt": {"customer_table": "associate"}}``."""
         self.state_dir = Path(state_dir).resolve()
         self.base_port = base_port
         self.systems = tuple(systems)
         _check_choice(self.systems, base_port)
         self.seed = seed
+        self.options = {system: dict(values) for system, values in (options or {}).items()}
         self._running: dict[str, _Running] = {}
 
     @property
@@ -149,6 +153,7 @@ class Sandbox:
             api_key=self.api_key(system),
             seed=self.seed,
             state_path=self.state_dir / f"{system}.json",
+            **self.options.get(system, {}),
         )
         port = self.base_port + entry.port_offset if self.base_port else 0
         try:
@@ -198,7 +203,7 @@ class Sandbox:
     def _extra_settings(self, system: str) -> dict[str, str]:
         """Settings beyond base URL and secret an emulator's connector needs (OAuth: tenant,
         client id, token URL, company)."""
-        emulator = REGISTRY[system].emulator
+        emulator = self._entry(system).app
         if not hasattr(emulator, "connector_settings"):
             return {}
         return emulator.connector_settings(self.root_url(system))

@@ -199,13 +199,14 @@ def synced_harness(synced_template, tmp_path):
 @pytest.fixture
 def sandbox_of(tmp_path, monkeypatch):
     """A factory of fresh sandboxes (seed 42): ``sandbox_of("customwebshop", "businessnxt")``
-    starts those systems, exports their secrets and stops them after the test."""
+    starts those systems (``options=``: emulator arguments by system), exports their secrets
+    and stops them after the test."""
     from sandbox.server import Sandbox
     started = []
 
-    def start(*systems: str):
+    def start(*systems: str, options=None):
         running = Sandbox(state_dir=tmp_path / f"sandbox-{len(started)}", base_port=0,
-                          systems=systems, seed=42).start()
+                          systems=systems, seed=42, options=options).start()
         started.append(running)
         for name, value in running.environ().items():
             monkeypatch.setenv(name, value)

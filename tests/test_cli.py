@@ -185,10 +185,12 @@ def test_every_repeats_runs_with_progress_until_stopped(harness):
 
 def test_sandbox_serve_writes_a_config_and_serves_until_stopped(tmp_path):
     state = tmp_path / "state"
-    process = _talksync("sandbox", "serve", "--base-port", "0", "--state", str(state))
+    process = _talksync("sandbox", "serve", "--base-port", "0", "--state", str(state),
+                        "--businessnxt-customer-table", "associate")
     try:
         _wait_for(lambda: (state / "talksync.yaml").exists(), timeout=60)
         config = yaml.safe_load((state / "talksync.yaml").read_text())
+        assert config["systems"]["businessnxt"]["customer_table"] == "associate"
         url = config["systems"]["customwebshop"]["base_url"].rsplit("/api/v1", 1)[0]
         assert requests.get(f"{url}/_sandbox/requests", timeout=10).status_code == 200
         assert config["systems"]["customerp"]["api_key"].startswith("sbx_customerp_")

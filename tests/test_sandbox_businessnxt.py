@@ -11,6 +11,7 @@ import requests
 
 from connectors.wire import dumps_json
 from sandbox import businessnxt as bnxt
+from sandbox import businessnxt_model as model
 
 ADDRESS_ITEMS = "addressNo name emailAddress countryNo changedTimestamp changedDate changedTime"
 
@@ -47,7 +48,7 @@ class Gql:
 
     def rows(self, table: str, items: str, filter: dict = None) -> list[dict]:
         """Every row of a table (paged by 100)."""
-        type_ = bnxt.TABLES[table].type
+        type_ = model.TABLES[table].type
         rows, after = [], None
         while True:
             page = self(f"query($cid: Int!, $after: String, $filter: FilterExpression_{type_}) "

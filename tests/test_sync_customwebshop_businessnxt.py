@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from core.spec import get_dataflow
-from sandbox import businessnxt as bnxt
+from sandbox import businessnxt_model as model
 from sandbox.seed_businessnxt import (
     COUNTRY_NUMBERS,
     CURRENCY_NUMBERS,
@@ -95,12 +95,12 @@ def test_every_property_is_a_column_of_the_emulated_schema():
     kinds = {"string": "String", "email": "String", "integer": "Int", "decimal": "Decimal",
              "date": "Int", "reference": None}
     for pair in spec.pairs:
-        table = bnxt.TABLES[pair.target.entity]
+        table = model.TABLES[pair.target.entity]
         for prop in pair.properties:
             if prop.type == "lines":
-                assert prop.target == bnxt.LINES
+                assert prop.target == model.LINES
                 for line in prop.lines:
-                    column = bnxt.ORDER_LINE.column(line.target)
+                    column = model.ORDER_LINE.column(line.target)
                     assert kinds[line.type] in (None, column.type), line.target
                 continue
             column = table.column(prop.target)
