@@ -37,11 +37,11 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.businesscentral_batch import BatchMixin
+from sandbox.businesscentral_controls import ControlsMixin
 from sandbox.businesscentral_edm import (
+    BLANK_FORMS,
     BLANK_MEMBER,
     EMPTY_GUID,
-    MAX_CONCURRENT,
-    MAX_QUEUED,
     EdmEntityType,
     Gate,
     check_value,
@@ -77,7 +77,6 @@ from sandbox.limits import BearerTokens, RateLimit
 from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_businesscentral import businesscentral_seed
 from sandbox.validation import ApiError
-from sandbox.wire import loads
 
 TENANT_ID = "7c4c2f8e-3d0a-4b8e-9c55-0f1d2e3a4b5c"
 ENVIRONMENT = "sandbox"
@@ -90,8 +89,6 @@ TOKEN_PATH = f"/{TENANT_ID}/oauth2/v2.0/token"
 ENTITY_SETS = ("customers", "items", "salesOrders")
 #: the biggest page BC online serves
 MAX_PAGE_SIZE = 20_000
-#: the two forms of the blank enum member the emulator can serve (``blank_enum=``)
-BLANK_FORMS = (BLANK_MEMBER, " ")
 #: the entity sets and navigation properties served (and so announced in ``$metadata``)
 SERVED_SETS = frozenset({"companies", "customers", "items", "salesOrders", "salesOrderLines"})
 SERVED_NAVIGATION = frozenset({("company", "customers"), ("company", "items"),
@@ -160,7 +157,7 @@ def _entity_routes() -> tuple[Route, ...]:
     return tuple(routes)
 
 
-class BusinessCentral(LinesMixin, BatchMixin, Emulator):
+class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
     """Business Central API v2.0 for one company (see the module docstring)."""
 
     system = "businesscentral"
@@ -178,6 +175,7 @@ class BusinessCentral(LinesMixin, BatchMixin, Emulator):
         "method_not_allowed": (405, "BadRequest_MethodNotAllowed"),
         "validation_failed": (400, "BadRequest"),
         "bad_request": (400, "BadRequest"),
+        "not_an_option": (400, "Unknown"),
         "read_only": (400, "BadRequest_InvalidOperation"),
         "string_too_long": (400, "Application_StringExceededLength"),
         "invalid_guid": (400, "Application_InvalidGUID"),
@@ -303,6 +301,11 @@ class BusinessCentral(LinesMixin, BatchMixin, Emulator):
         try:
             route, params = self._router.match(request.method, path)
         except ApiError as error:
+            if error.kind == "method_not_allowed":
+                raise ApiError("method_not_allowed", f"'{request.method}' requests for "
+                               f"'{_unknown_segment(path)}' of EdmType 'Entity' are not allowed "
+                               "within Microsoft Dynamics NAV OData web services.",
+                               headers=error.headers) from None
             if error.kind != "not_found":
                 raise
             raise ApiError("resource_not_found", "Resource not found for the segment "
@@ -482,7 +485,9 @@ class BusinessCentral(LinesMixin, BatchMixin, Emulator):
 
     def _company(self) -> dict[str, Any]:
         return {"id": COMPANY_ID, "systemVersion": "25.0.23364.24603", "timestamp": 1,
-                "name": COMPANY_NAME, "displayName": COMPANY_NAME, "businessProfileId": ""}
+                "name": COMPANY_NAME, "displayName": COMPANY_NAME, "businessProfileId": "",
+                "systemCreatedAt": "2024-01-02T08:00:00Z", "systemCreatedBy": EMPTY_GUID,
+                "systemModifiedAt": "2024-01-02T08:00:00Z", "systemModifiedBy": EMPTY_GUID}
 
     def list_companies(self, request: Request) -> Response:
         return self._listing(request, "companies", [self._company()], lambda c: c,
@@ -720,68 +725,6 @@ class BusinessCentral(LinesMixin, BatchMixin, Emulator):
         return entity
 
     # -- control endpoints ------------------------------------------------------------------
-
-    def control_touch(self, request: Request, resource: str, id: str) -> Response:
-        """Someone saves the entity (or line) in BC without changing it: its ETag (and an
-        entity's ``lastModifiedDateTime``) move. With ``{"when": "next_write"}`` that happens
-        just before the next PATCH or DELETE of it arrives, i.e. between a client's read and
-        its write, deterministically."""
-        body = loads(request.get_data() or b"{}")
-        when = body.get("when", "now") if isinstance(body, dict) else None
-        if when not in ("now", "next_write"):
-            raise ApiError("bad_request", 'when must be "now" or "next_write"')
-        with self.lock:
-            if resource not in (*ENTITY_SETS, LINES):
-                raise ApiError("not_found", f"no entity set {resource}")
-            if when == "next_write":
-                self._armed.add(id.lower())
-                return self.respond(200, {"armed": id.lower()})
-            return self.respond(200, {"@odata.etag": self._touch(resource, id)})
-
-    def _touch(self, resource: str, key: str) -> str:
-        """The concurrent save itself; returns the new ETag."""
-        key = key.lower()
-        if resource == LINES:
-            for order in list(self.collections["salesOrders"].values()):
-                for index, line in enumerate(order.entity[LINES]):
-                    if line["id"] == key:
-                        lines = list(order.entity[LINES])
-                        lines[index] = {**line, "_version": line["_version"] + 1}
-                        self._commit_lines(order, lines)
-                        return format_etag(key, lines[index]["_version"])
-            raise ApiError("not_found", f"no sales order line {key}")
-        row = self._row(resource, key)
-        return format_etag(key, self.commit(resource, key, dict(row.entity)).version)
-
-    def _concurrent_edits(self, resource: str, *keys: str) -> None:
-        """Carry out the touches armed for these entities (see :meth:`control_touch`)."""
-        for key in keys:
-            if key.lower() in self._armed:
-                self._armed.discard(key.lower())
-                self._touch(resource, key)
-
-    def control_expire_tokens(self, request: Request) -> Response:
-        return self.respond(200, {"expired": self._tokens.expire_all()})
-
-    def control_limits(self, request: Request) -> Response:
-        body = loads(request.get_data() or b"{}")
-        concurrent = body.get("max_concurrent", MAX_CONCURRENT)
-        queued = body.get("max_queued", MAX_QUEUED)
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= bound
-                   for n, bound in ((concurrent, 1), (queued, 0))):
-            raise ApiError("bad_request", "max_concurrent must be >= 1 and max_queued >= 0.")
-        self._gate = Gate(concurrent, queued)
-        return self.respond(200, {"max_concurrent": concurrent, "max_queued": queued})
-
-    def control_blank_enum(self, request: Request) -> Response:
-        """Which form the blank enum member is served in: ``{"form": "_x0020_"}`` (as
-        ``$metadata`` names it) or ``{"form": " "}`` (as Microsoft's examples show it)."""
-        body = loads(request.get_data() or b"{}")
-        form = body.get("form") if isinstance(body, dict) else None
-        if form not in BLANK_FORMS:
-            raise ApiError("bad_request", f"form must be one of {list(BLANK_FORMS)}")
-        self.blank_enum = form
-        return self.respond(200, {"form": form})
 
     def control_reset(self, request: Request) -> Response:
         self._gate = Gate()

@@ -27,11 +27,15 @@ EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
 #: the blank enum member as ``$metadata`` names it (an XML-escaped space)
 BLANK_MEMBER = "_x0020_"
+#: the two forms of the blank enum member the emulator can serve: ``$metadata``'s name and the
+#: ``" "`` of Microsoft's examples
+BLANK_FORMS = (BLANK_MEMBER, " ")
 #: BC online: 5 requests processed at once, 95 more queued, 429 beyond
 MAX_CONCURRENT, MAX_QUEUED = 5, 95
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _CENT = decimal.Decimal("0.01")
 _DEFAULT_TAX_PERCENT = decimal.Decimal(25)
 
@@ -121,8 +125,11 @@ def check_value(prop: EdmProperty, value: Any) -> Any:
     if prop.is_enum:
         value = enum_member(prop, value)
         if value not in prop.members:
-            raise ApiError("bad_request", f"The value '{value}' is not a member of "
-                                          f"'{prop.type}' ({', '.join(prop.members)}).")
+            # BC's answer (MS Learn, "Using OData transactional $batch requests"): code Unknown
+            options = ",".join(_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), member)
+                               for member in prop.members)
+            raise ApiError("not_an_option", f"'{value}' is not an option. The existing options "
+                                            f"are: {options}")
         return value
     kind = prop.type
     if kind == "Edm.String":

@@ -121,9 +121,8 @@ def test_service_documents(client):
     ({"displayName": "x", "creditLimit": "12"}, (400, "BadRequest", "Cannot convert the literal to "
                                                  "the expected type 'Edm.Decimal' of property "
                                                  "'creditLimit'.")),
-    ({"displayName": "x", "blocked": "Blocked"}, (400, "BadRequest", "The value 'Blocked' is not "
-                                                  "a member of 'Microsoft.NAV.customerBlocked' "
-                                                  "(_x0020_, Ship, Invoice, All).")),
+    ({"displayName": "x", "blocked": "Blocked"}, (400, "Unknown", "'Blocked' is not an option. "
+                                                  "The existing options are:  ,Ship,Invoice,All")),
     ({"displayName": "x", "currencyId": "nope"}, (400, "Application_InvalidGUID",
                                                   "The value 'nope' of 'currencyId' is not a "
                                                   "valid GUID.")),
