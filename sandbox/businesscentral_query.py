@@ -198,10 +198,11 @@ def preferences(request: Request) -> dict[str, str]:
 def check_headers(request: Request, *, batch: bool = False) -> None:
     """Refuse request headers whose meaning in BC the sandbox does not emulate."""
     for name, value in preferences(request).items():
-        if name == "odata.maxpagesize" and request.method == "GET" and value.isdigit():
+        # both only mean something to some requests (paging to a collection GET, return to
+        # POST and PATCH); elsewhere there is nothing to honour, in BC as here
+        if name == "odata.maxpagesize" and value.isdigit():
             continue
-        if name == "return" and value in ("minimal", "representation") and request.method in (
-                "POST", "PATCH"):
+        if name == "return" and value in ("minimal", "representation"):
             continue
         if name == "odata.continue-on-error" and batch:
             continue
