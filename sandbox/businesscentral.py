@@ -1,28 +1,36 @@
 """Emulator of the Business Central API v2.0 (OData v4), driven by BC's real ``$metadata``.
 
-What it reproduces (``docs/api/businesscentral.md`` has the full list, and what it leaves out):
+What real BC honours, the emulator does or refuses loudly (501
+``BadRequest_MethodNotImplemented`` where BC would have done it, BC's own answer where BC
+refuses); every link it hands out and every set it announces, it serves. What it reproduces
+(``docs/api/businesscentral.md`` has the full list, and the table of refusals):
 
-* the service root ``/v2.0/{tenant}/{environment}/api/v2.0`` with one company,
-  ``companies({id})/customers|items|salesOrders`` and ``salesOrders({id})/salesOrderLines``;
+* the service root ``/v2.0/{tenant}/{environment}/api/v2.0`` (service document, ``$metadata``
+  cut to what is served) with one company, ``companies({id})/customers|items|salesOrders``,
+  ``salesOrders({id})/salesOrderLines`` and ``companies({id})/salesOrderLines``; the company
+  also as ``?company=``, a ``Company`` header, or by default;
 * an Entra ID style token endpoint ``/{tenant}/oauth2/v2.0/token`` (client credentials) and
   BC's 401 body for a missing, unknown or expired bearer token;
 * every write checked against the ``$metadata`` (property names, Edm types, ``MaxLength``, enum
   member names, ``Nullable``), read-only properties refused, BC's error body
-  ``{"error": {"code", "message"}}`` with BC's codes;
+  ``{"error": {"code", "message"}}`` with BC's codes; the blank enum member served as
+  ``_x0020_`` or ``" "`` (``blank_enum=``) and accepted either way;
 * ``@odata.etag`` on every entity, changing on every write; ``If-Match`` required on PATCH and
   DELETE, a stale one answered ``409 Request_EntityChanged``;
-* server-driven paging (``Prefer: odata.maxpagesize``, ``@odata.nextLink`` with an opaque
-  ``$skiptoken``), ``$filter`` (:mod:`sandbox.odata`), ``$orderby``, ``$top``, ``$select``,
-  ``$expand=salesOrderLines``, deep insert of lines, recomputed read-only amounts;
-* JSON ``$batch`` of up to 100 requests, each answered on its own;
+* query options (:mod:`sandbox.businesscentral_query`): ``$filter``, ``$orderby`` asc/desc,
+  ``$top``, ``$skip``, ``$count``/``/$count``, ``$select``, ``$expand=salesOrderLines``;
+  server-driven paging (``Prefer: odata.maxpagesize``, ``@odata.nextLink`` with an opaque
+  keyset ``$skiptoken``); deep insert of lines, recomputed read-only amounts;
+* JSON ``$batch`` of up to 100 requests (:mod:`sandbox.businesscentral_batch`), each answered on
+  its own, transactional under ``Isolation: snapshot``;
 * throttling: 6,000 requests per 5 minutes (``rate_limit: true`` of ``/_sandbox/faults``) and
   5 concurrent requests plus 95 queued (``POST /_sandbox/limits``), ``429
   Application_TooManyRequests`` beyond.
 
-Test controls beyond the common ones: ``POST /_sandbox/touch/{set}/{id}`` saves an entity
-unchanged, so its ETag moves (a concurrent edit, for conflict tests; ``{"when": "next_write"}``
-does it just before the next write of it arrives), ``POST /_sandbox/expire-tokens`` and
-``POST /_sandbox/limits``.
+Test controls beyond the common ones (:mod:`sandbox.businesscentral_controls`): ``POST
+/_sandbox/touch/{set}/{id}`` saves an entity unchanged, so its ETag moves (a concurrent edit, for
+conflict tests; ``{"when": "next_write"}`` does it just before the next write of it arrives),
+``POST /_sandbox/expire-tokens``, ``POST /_sandbox/limits`` and ``POST /_sandbox/blank-enum``.
 """
 
 from __future__ import annotations
