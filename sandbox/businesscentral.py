@@ -444,6 +444,8 @@ class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
         for item in _top_level_split(request.args.get("$expand", "")):
             name, _, nested = item.partition("(")
             name, nested = name.strip(), nested.rstrip().removesuffix(")")
+            if name == "*":
+                raise not_emulated("$expand=*")
             if name != LINES or resource != "salesOrders":
                 raise ApiError("bad_request", f"Could not find a property named '{name}' to "
                                               "expand.")
@@ -460,6 +462,8 @@ class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
 
     def _select_list(self, text: str, resource: str) -> set[str]:
         names = {name.strip() for name in text.split(",")}
+        if "*" in names:
+            return set()     # every property, as without $select
         unknown = names - set(self._edm(resource).properties)
         if unknown:
             raise ApiError("bad_request",

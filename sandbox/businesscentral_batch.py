@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from sandbox.businesscentral_query import check_headers, not_emulated
+from sandbox.businesscentral_query import NO_OPTIONS, check_headers, check_options, not_emulated
 from sandbox.emulator import Row
 from sandbox.validation import ApiError
 from sandbox.wire import dumps, loads
@@ -33,6 +33,9 @@ class BatchMixin:
     def batch(self, request: Request) -> Response:
         """JSON ``$batch``: each request runs as if sent alone and is answered on its own; with
         ``Isolation: snapshot`` a failure anywhere rolls every change of the batch back."""
+        check_options(request, NO_OPTIONS)
+        if request.mimetype.startswith("multipart/"):
+            raise not_emulated("A multipart/mixed $batch (the JSON format is)")
         body = self.json_body(request)  # type: ignore[attr-defined]
         requests = body.get("requests")
         if not isinstance(requests, list):

@@ -26,6 +26,9 @@ from tests.contracts.businesscentral.conftest import error
     "customers?$schemaversion=2.1",
     # nested options beyond $select: MS Learn dev-itpro/webservices/odata-client-performance
     "salesOrders?$expand=salesOrderLines($filter=quantity gt 1)",
+    # every navigation property at once:
+    # https://learn.microsoft.com/en-us/odata/concepts/queryoptions-overview
+    "salesOrders?$expand=*",
 ])
 def test_query_features_not_emulated(api, query):
     """Documented query features the emulator does not evaluate → 501. Sources: in the
@@ -68,3 +71,12 @@ def test_unknown_system_query_option(api):
     """An OData system query option that does not exist → 400. Source:
     https://learn.microsoft.com/en-us/odata/concepts/queryoptions-overview"""
     assert error(api.call("GET", "customers?$nosuch=1")) == (400, "BadRequest")
+
+
+def test_multipart_batch(api):
+    """OData's multipart/mixed ``$batch`` (BC takes it besides the JSON format) → 501. Source:
+    MS Learn dev-itpro/webservices/use-odata-batch ("Content-Type: application/json. Required
+    for JSON Batch content")"""
+    response = api.call("POST", "/$batch", data=b"--batch_1--\r\n",
+                        headers={"Content-Type": "multipart/mixed; boundary=batch_1"})
+    assert error(response) == (501, "BadRequest_MethodNotImplemented")
