@@ -269,6 +269,7 @@ class Gate:
             self._inside -= 1
 
 
+@functools.lru_cache(maxsize=4)
 def served_metadata(entity_sets: frozenset[str],
                     navigation: frozenset[tuple[str, str]]) -> bytes:
     """BC's ``$metadata`` cut down to what the emulator serves: the ``entity_sets`` in the
