@@ -48,6 +48,8 @@ _CUSTOM_NOT_EMULATED = frozenset({"tenant"})
 _FUNCTION = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 _OPERATOR_WORDS = re.compile(r"(?<![\w'])(add|sub|mul|div|divby|mod|has|in)(?![\w'])")
 _STRING = re.compile(r"'(?:[^']|'')*'")
+#: media ranges that admit the API's JSON (and the plain text of ``/$count``)
+_JSON_RANGES = ("application/json", "application/*", "*/*", "text/plain", "text/*")
 _PREFERENCE = re.compile(r"^\s*([\w.\-]+)\s*(?:=\s*\"?([^\";]*)\"?)?")
 
 
@@ -219,6 +221,11 @@ def check_headers(request: Request, *, batch: bool = False) -> None:
         if intent.lower() == "readonly" and request.method not in ("GET", "HEAD"):
             raise ApiError("bad_request", "Modification requests only support "
                                           "'Data-Access-Intent: ReadWrite'.")
+    accept = request.headers.get("Accept")
+    if accept and not request.path.endswith("/$metadata") and not any(
+            media.split(";")[0].strip().lower().startswith(_JSON_RANGES)
+            for media in accept.split(",")):
+        raise not_emulated(f"Accept: {accept} (the sandbox answers in JSON)")
     language = request.headers.get("Accept-Language")
     if language and not _english_acceptable(language):
         raise not_emulated(f"Accept-Language: {language} (the sandbox answers in English)")

@@ -43,6 +43,9 @@ def test_query_features_not_emulated(api, query):
     {"Prefer": "odata.track-changes"},
     # conditional GET
     {"If-None-Match": 'W/"x"'},
+    # the Atom format of OData web services: MS Learn
+    # dev-itpro/webservices/return-obtain-an-atompub-document
+    {"Accept": "application/atom+xml"},
 ])
 def test_headers_not_emulated(api, headers):
     """Request headers whose effect the emulator does not reproduce → 501. Sources: in the
