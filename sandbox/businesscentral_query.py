@@ -4,15 +4,17 @@ refuses them (for :mod:`sandbox.businesscentral`).
 The rule: what real BC honours, the emulator either does or refuses loudly, in BC's error shape.
 Nothing is ignored in silence (``docs/api/businesscentral.md`` lists each refusal).
 
-* Honoured: ``$filter`` (comparisons, ``and``/``or``/``not``; ``or`` only over one property, as
-  BC), ``$orderby`` (``asc``/``desc``), ``$top``, ``$skip``, ``$count=true`` and ``/$count``,
-  ``$select``, ``$expand=salesOrderLines``, ``$skiptoken``, ``$format=json``; the custom option
-  ``company``; ``Prefer: odata.maxpagesize`` and ``return=minimal|representation``,
-  ``Data-Access-Intent``, English ``Accept-Language``.
-* Refused as not emulated (501 ``BadRequest_MethodNotImplemented``): ``$filter`` functions,
-  lambdas, ``in`` and arithmetic; ``$search``, ``$apply``, ``$compute``, ``$schemaversion`` and
-  the other system options BC knows; nested options in ``$expand``; other ``Prefer``
-  preferences; ``If-None-Match``/``If-Match`` on GET; other languages.
+* Honoured: ``$filter`` (comparisons, ``and``/``or``/``not``, ``contains``/``startswith``/
+  ``endswith``; ``or`` only over one property, as BC), ``$orderby`` (``asc``/``desc``),
+  ``$top``, ``$skip``, ``$count=true`` and ``/$count``, ``$select``,
+  ``$expand=salesOrderLines``, ``$skiptoken``, ``$format=json``; the custom option ``company``;
+  ``Prefer: odata.maxpagesize`` and ``return=minimal|representation``, ``Data-Access-Intent``,
+  English ``Accept-Language``.
+* Refused as not emulated (501 ``BadRequest_MethodNotImplemented``): other ``$filter``
+  functions, lambdas, ``in`` and arithmetic; ``$search``, ``$apply``, ``$compute``,
+  ``$schemaversion`` and the other system options BC knows; nested options in ``$expand`` but
+  ``$select``; other ``Prefer`` preferences; ``If-None-Match``/``If-Match`` on GET; other
+  languages; an ``Accept`` without JSON.
 * Refused as BC refuses them (400): ``or`` over distinct properties ("The 'OR' operator is not
   supported on distinct fields on an OData filter.", MS Learn "Known Limitations with Business
   Central OData"); unknown ``$`` options, repeated options, options a resource does not take.
@@ -83,18 +85,69 @@ def check_options(request: Request, allowed: frozenset[str]) -> None:
         # other custom query options: OData services ignore them, and so does BC
 
 
+_FILTER_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<string>'(?:[^']|'')*')
+    | (?P<open>\() | (?P<close>\)) | (?P<comma>,)
+    | (?P<word>[A-Za-z0-9_.:+\-]+)
+    )""", re.VERBOSE)
+#: the string functions of $filter the emulator evaluates (case-sensitive, like BC's ``*``
+#: wildcards they become: MS Learn, "Using filter expressions in OData URIs")
+_STRING_FUNCTIONS: Mapping[str, Callable[[str, str], bool]] = {
+    "contains": lambda value, part: part in value,
+    "startswith": lambda value, part: value.startswith(part),
+    "endswith": lambda value, part: value.endswith(part),
+}
+
+
+def _filter_tokens(text: str) -> list[tuple[str, str]]:
+    tokens, position, text = [], 0, text.strip()
+    while position < len(text):
+        found = _FILTER_TOKEN.match(text, position)
+        if not found or found.end() == position:
+            raise FilterError(f"Syntax error at position {position} in '{text}'.")
+        tokens.append((found.lastgroup or "", found.group(found.lastgroup or 0)))
+        position = found.end()
+    return tokens
+
+
 class _BcFilterParser(_Parser):
-    """The shared ``$filter`` parser, plus BC's rule that ``or`` joins comparisons of one
-    property only (an AL filter is per field)."""
+    """The shared ``$filter`` parser, plus ``contains``/``startswith``/``endswith`` and BC's
+    rule that ``or`` joins comparisons of one property only (an AL filter is per field)."""
 
     def __init__(self, text: str, coerce: Callable[[str, Any], Any], properties: frozenset[str]):
-        super().__init__(text, coerce, properties)
+        super().__init__("", coerce, properties)
+        self._text, self._tokens = text, _filter_tokens(text)
         self._fields: list[str] = []
 
     def _comparison(self) -> Predicate:
+        if self._position + 1 < len(self._tokens) and self._tokens[self._position + 1][0] == "open":
+            return self._function()
         if self._position < len(self._tokens):
             self._fields.append(self._tokens[self._position][1])
         return super()._comparison()
+
+    def _function(self) -> Predicate:
+        """``contains(property, 'text')`` (or startswith, endswith), optionally ``eq true``."""
+        name = self._next()[1]
+        self._next()
+        kind, prop = self._next()
+        if kind != "word" or prop not in self._properties:
+            raise FilterError(f"Could not find a property named '{prop}'.")
+        self._fields.append(prop)
+        comma, literal, close = self._next(), self._next(), self._next()
+        if comma[0] != "comma" or literal[0] != "string" or close[0] != "close":
+            raise FilterError(f"{name} takes a property and a string literal.")
+        test, part = _STRING_FUNCTIONS[name], literal[1][1:-1].replace("''", "'")
+        wanted = True
+        if self._peek_word() in ("eq", "ne"):
+            operator = self._next()[1]
+            value = self._next()[1]
+            if value not in ("true", "false"):
+                raise FilterError(f"{name}(…) {operator} takes true or false.")
+            wanted = (value == "true") == (operator == "eq")
+        return lambda entity: (isinstance(entity.get(prop), str)
+                               and test(entity[prop], part)) == wanted
 
     def _or(self) -> Predicate:
         start, joined = len(self._fields), False
@@ -115,7 +168,7 @@ def compile_filter(text: str, props: Mapping[str, EdmProperty]) -> Predicate:
     as not emulated, syntax errors and BC's own limits with 400."""
     bare = _STRING.sub("''", text)
     function = next((m.group(1) for m in _FUNCTION.finditer(bare)
-                     if m.group(1) not in ("and", "or", "not")), None)
+                     if m.group(1) not in ("and", "or", "not", *_STRING_FUNCTIONS)), None)
     if function is not None:
         raise not_emulated(f"The $filter function or lambda '{function}'")
     operator = _OPERATOR_WORDS.search(bare)

@@ -88,6 +88,13 @@ def test_filter_order_and_top(service):
     assert all(c.type == "Company" and c.blocked in ("_x0020_", " ") for c in customers)
 
 
+def test_string_functions(service):
+    starting = service.query(Customer).filter(Customer.displayName.startswith("S")).all()
+    assert starting and all(c.displayName.startswith("S") for c in starting)
+    containing = service.query(Customer).filter(Customer.displayName.contains("an")).all()
+    assert containing and all("an" in c.displayName for c in containing)
+
+
 def test_count_skip_and_paging(api, service):
     total = service.query(Customer).count()                       # GET customers/$count
     assert total == len(api.json("GET", "customers")[1]["value"])

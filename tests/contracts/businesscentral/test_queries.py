@@ -135,3 +135,20 @@ def test_next_link_keeps_the_query(api):
         assert "$skip" not in urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
         body = api.call("GET", link, headers={"Prefer": "odata.maxpagesize=40"}).json()
     assert [c["id"] for c in seen] == [c["id"] for c in wanted]
+
+
+def test_filter_string_functions(api):
+    """``startswith(Name, 'S')``, ``contains(Name, 'urn')`` and ``endswith`` from Microsoft's
+    filter table (case-sensitive, as the ``*`` wildcards they become). Source:
+    MS Learn dev-itpro/webservices/use-filter-expressions-in-odata-uris"""
+    everything = _values(api, "customers")
+    starts = _values(api, "customers?$filter=startswith(displayName, 'S')")
+    assert sorted(c["id"] for c in starts) == sorted(
+        c["id"] for c in everything if c["displayName"].startswith("S"))
+    assert starts
+    contains = _values(api, "customers?$filter=contains(displayName, 'an')")
+    assert sorted(c["id"] for c in contains) == sorted(
+        c["id"] for c in everything if "an" in c["displayName"])
+    ends = _values(api, "customers?$filter=endswith(displayName, 'AS') eq false")
+    assert sorted(c["id"] for c in ends) == sorted(
+        c["id"] for c in everything if not c["displayName"].endswith("AS"))

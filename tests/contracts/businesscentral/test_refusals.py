@@ -16,9 +16,8 @@ from tests.contracts.businesscentral.conftest import error
 @pytest.mark.parametrize("query", [
     # "endswith", "startswith", "contains", "substring", "tolower", "toupper" and "in":
     # MS Learn dev-itpro/webservices/use-filter-expressions-in-odata-uris
-    "customers?$filter=startswith(displayName, 'S')",
-    "customers?$filter=contains(displayName, 'urn')",
     "customers?$filter=tolower(city) eq 'oslo'",
+    "customers?$filter=substring(city, 1) eq 'slo'",
     "customers?$filter=number in ('C1', 'C2')",
     # lambda operators: MS Learn dev-itpro/webservices/odata-known-limitations
     "salesOrders?$filter=salesOrderLines/any(l: l/quantity gt 1)",
