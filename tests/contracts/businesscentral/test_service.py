@@ -153,3 +153,21 @@ def test_data_access_intent(api):
     response = api.call("POST", "customers", json={"displayName": "x"},
                         headers={"Data-Access-Intent": "ReadOnly"})
     assert error(response)[0] == 400
+
+
+def test_every_link_handed_out_answers(api):
+    """``@odata.context`` points into ``$metadata``, ``@odata.nextLink`` at the next page,
+    ``Location`` (``Prefer: return=minimal``) at the created entity: each answers 200. Sources:
+    MS Learn dev-itpro/developer/devenv-connect-apps-tips ("@odata.context":
+    "<endpoint>/$metadata#companies") and
+    MS Learn dev-itpro/webservices/Server-Driven-Paging-in-OData-Web-Services"""
+    page = api.call("GET", "salesOrders?$expand=salesOrderLines",
+                    headers={"Prefer": "odata.maxpagesize=5"}).json()
+    links = [page["@odata.context"].split("#")[0], page["@odata.nextLink"]]
+    order = page["value"][0]
+    links.append(api.json("GET", f"salesOrders({order['id']})")[1]["@odata.context"].split("#")[0])
+    created = api.call("POST", "customers", json={"displayName": "Linked AS"},
+                       headers={"Prefer": "return=minimal"})
+    links += [created.headers["Location"], created.headers["OData-EntityId"]]
+    for link in links:
+        assert api.call("GET", link).status_code == 200, link
