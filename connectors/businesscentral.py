@@ -19,8 +19,11 @@
   changed fields with each line's own ETag, POST of new lines, DELETE of surplus ones) in the
   same ``$batch``, after the order's own PATCH, then reads the order back. If the order's ETag
   moved since the plan, nothing is sent and the op fails as a conflict.
-* Wire quirks stay here: enum members are XML-escaped on the wire (``_x0020_`` for a blank,
-  ``Non_x002D_Inventory``) and plain text in records; money is JSON numbers (``Decimal``).
+* Wire quirks stay here: enum members are XML-escaped on the wire (``Non_x002D_Inventory``) and
+  plain text in records; money is JSON numbers (``Decimal``). The blank member has two spellings
+  in Microsoft's own material: ``_x0020_`` (``$metadata``) and ``" "`` (the API v2.0 examples,
+  ``"blocked": " "``). Both read as ``" "``; writes use the form the tenant was last seen to
+  serve, else the ``blank_enum`` setting, else ``$metadata``'s ``_x0020_``.
 * BC's own errors (``{"error": {"code", "message"}}``) are the messages of the errors, so they
   reach the dead letters as ``Code: message``.
 """
@@ -60,6 +63,8 @@ ENUMS: Mapping[str, frozenset[str]] = {
     ORDERS: frozenset({"status"}),
     LINES: frozenset({"lineType"}),
 }
+#: the blank enum member as ``$metadata`` names it, and as Microsoft's examples write it
+BLANK_ENUM_FORMS = ("_x0020_", " ")
 #: the BC error code of a create whose key (``number``) exists already
 _DUPLICATE_KEY = "Internal_EntityWithSameKeyExists"
 #: properties of a line a line PATCH may carry (the rest are computed by BC)
@@ -166,6 +171,13 @@ class BusinessCentralConnector(HttpConnector):
         self._company_id: str | None = settings.get("company_id")
         # BC leaves a sales order's currency blank when it is the company's own (LCY)
         self._local_currency: str | None = settings.get("local_currency") or None
+        blank = settings.get("blank_enum", BLANK_ENUM_FORMS[0])
+        if blank not in BLANK_ENUM_FORMS:
+            raise ValueError(f"system {config.name!r} (businesscentral): setting 'blank_enum' "
+                             f"must be '_x0020_' or ' ' (the blank enum member as the tenant "
+                             f"spells it), not {blank!r}")
+        #: how the blank enum member is written: as the tenant serves it once seen
+        self._blank_enum: str = blank
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -251,9 +263,20 @@ class BusinessCentralConnector(HttpConnector):
             fields["currencyCode"] = self._local_currency
         modified = fields.get("lastModifiedDateTime")
         return Record(system=self.name, entity=entity, id=data["id"],
-                      fields=_enums(entity, fields, unescape_enum),
+                      fields=_enums(entity, fields, self._from_wire_enum),
                       modified=parse_timestamp(modified) if modified else None,
                       etag=data.get("@odata.etag") or etag)
+
+    def _from_wire_enum(self, value: str) -> str:
+        """An enum member as plain text; a blank served either way is ``" "``, and the way the
+        tenant spells it is remembered for writing."""
+        if value in BLANK_ENUM_FORMS:
+            self._blank_enum = value
+        return unescape_enum(value)
+
+    def _to_wire_enum(self, value: str) -> str:
+        escaped = escape_enum(value)
+        return self._blank_enum if escaped == BLANK_ENUM_FORMS[0] else escaped
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -296,7 +319,7 @@ class BusinessCentralConnector(HttpConnector):
         return {body["id"]: body for body in self._get_bodies(ORDERS, ids)} if ids else {}
 
     def _calls(self, index: int, op: WriteOp, order: Mapping[str, Any] | None) -> list[_Call]:
-        body = _enums(op.entity, op.fields, escape_enum)
+        body = _enums(op.entity, op.fields, self._to_wire_enum)
         if op.entity == ORDERS and self._local_currency \
                 and body.get("currencyCode") == self._local_currency:
             body["currencyCode"] = ""       # BC's way of saying "the local currency"
@@ -351,11 +374,11 @@ class BusinessCentralConnector(HttpConnector):
                     changed = {k: v for k, v in wanted.items() if k in _LINE_WRITABLE}
                 if changed:
                     calls.append(_Call(index, "PATCH", f"{url}/{LINES}({line['id']})",
-                                       _enums(LINES, changed, escape_enum),
+                                       _enums(LINES, changed, self._to_wire_enum),
                                        line.get("@odata.etag", "*")))
             else:
                 calls.append(_Call(index, "POST", f"{url}/{LINES}",
-                                   _enums(LINES, self._new_line(wanted), escape_enum)))
+                                   _enums(LINES, self._new_line(wanted), self._to_wire_enum)))
         for line in current[len(lines):]:
             calls.append(_Call(index, "DELETE", f"{url}/{LINES}({line['id']})",
                                if_match=line.get("@odata.etag", "*")))
