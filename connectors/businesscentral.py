@@ -33,7 +33,7 @@ import hashlib
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.auth import ClientCredentialsToken
@@ -44,9 +44,10 @@ from connectors.errors import (
     TransientApiError,
 )
 from connectors.http import HttpConnector
-from connectors.rows import unique_by_id
-from connectors.wire import describe_error_body, format_timestamp, parse_timestamp
-from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.paging import ODATA_NEXT_LINK, PageRequest
+from connectors.rows import row_key, row_list, row_object, row_timestamp
+from connectors.wire import describe_error_body, format_timestamp
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 ORDERS, LINES = "salesOrders", "salesOrderLines"
 #: requests per ``$batch`` (BC's limit)
@@ -147,6 +148,7 @@ class BusinessCentralConnector(HttpConnector):
     decimal_numbers = True
     default_page_size = 1000
     credential_settings = ("tenant_id", "client_id", "client_secret")
+    paginator = ODATA_NEXT_LINK
 
     def __init__(self, config: SystemConfig):
         settings = config.settings
@@ -201,31 +203,19 @@ class BusinessCentralConnector(HttpConnector):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        return unique_by_id(self._pages(entity, since))
-
-    def _pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
-        params: dict[str, str] | None = {"$orderby": "lastModifiedDateTime,id"}
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        params = {"$orderby": "lastModifiedDateTime,id"}
         if since is not None:
             params["$filter"] = f"lastModifiedDateTime ge {format_timestamp(since)}"
         if entity == ORDERS:
             params["$expand"] = LINES
-        path = "/" + self._set_url(entity)
-        headers = {"Prefer": f"odata.maxpagesize={self._page_size}"}
-        while True:
-            page = self._http.request("GET", path, params=params, headers=headers).data
-            for item in page["value"]:
-                yield self._to_record(entity, item, None)
-            link = page.get("@odata.nextLink")
-            if not link:
-                return
-            path, params = self._relative(link), None
+        return PageRequest("/" + self._set_url(entity), params,
+                           headers={"Prefer": f"odata.maxpagesize={self._page_size}"})
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The entities in ``$batch`` GETs of 100; unknown ids (404) are left out."""
         self._check_entity(entity)
-        return [self._to_record(entity, body, None) for body in self._get_bodies(entity, ids)]
+        return [self._read_row(entity, body) for body in self._get_bodies(entity, ids)]
 
     def _get_bodies(self, entity: str, ids: Iterable[str]) -> list[Mapping[str, Any]]:
         """The entities as BC sends them (ETags of order lines included)."""
@@ -243,16 +233,16 @@ class BusinessCentralConnector(HttpConnector):
         return bodies
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
+        entity_id = row_key(data, "id")
         fields = {k: v for k, v in data.items() if not k.startswith("@odata.")}
         if LINES in fields:
-            fields[LINES] = [{k: v for k, v in line.items() if not k.startswith("@odata.")}
-                             for line in fields[LINES]]
+            fields[LINES] = [{k: v for k, v in row_object(line).items()
+                              if not k.startswith("@odata.")} for line in row_list(data, LINES)]
         if entity == ORDERS and self._local_currency and not fields.get("currencyCode"):
             fields["currencyCode"] = self._local_currency
-        modified = fields.get("lastModifiedDateTime")
-        return Record(system=self.name, entity=entity, id=data["id"],
+        return Record(system=self.name, entity=entity, id=entity_id,
                       fields=_enums(entity, fields, unescape_enum),
-                      modified=parse_timestamp(modified) if modified else None,
+                      modified=row_timestamp(data, "lastModifiedDateTime", required=False),
                       etag=data.get("@odata.etag") or etag)
 
     # -- writing ----------------------------------------------------------------------------

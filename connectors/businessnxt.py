@@ -30,15 +30,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.auth import ClientCredentialsToken
 from connectors.errors import ApiError, PermanentApiError, TransientApiError
 from connectors.http import HttpConnector
-from connectors.rows import unique_by_id
+from connectors.paging import GraphQLCursor, PageRequest, Paginator
+from connectors.rows import UnreadableRow, row_key, row_list, row_object
 from connectors.wire import describe_error_body, format_timestamp
-from core.model import Record, SystemConfig, WriteOp, WriteResult
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 SCOPE = "business-graphql-service-api:access-group-based"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
@@ -132,10 +133,14 @@ def int_to_date(value: Any) -> str | None:
 
 def changed_at(row: Mapping[str, Any]) -> datetime.datetime | None:
     """When the row last changed: ``changedTimestamp`` (no zone: the server's time, UTC), else
-    ``changedDate`` + ``changedTime`` (``hhmm``)."""
+    ``changedDate`` + ``changedTime`` (``hhmm``). A ``changedTimestamp`` that is not a
+    timestamp makes the row unreadable (:class:`UnreadableRow`)."""
     if row.get("changedTimestamp"):
-        moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z",
-                                                                                      "+00:00"))
+        stamp = row["changedTimestamp"]
+        try:
+            moment = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            raise UnreadableRow(f"its changedTimestamp {stamp!r} is not a timestamp") from None
         return (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
     if row.get("changedDate"):
         time = row.get("changedTime") or 0
@@ -190,12 +195,22 @@ def _from_wire(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         value = row.get(name)
         fields[name] = int_to_date(value) if kind == "Date" else value
     if table.lines is not None:
-        lines = row.get(LINES) or {"items": []}
-        if lines.get("pageInfo", {}).get("hasNextPage"):
+        lines = row_object(row.get(LINES) or {"items": []})
+        if (lines.get("pageInfo") or {}).get("hasNextPage"):
             raise PermanentApiError(f"{table.type} {row.get(table.key)} has more than "
                                     f"{MAX_LINES} lines")
-        fields[LINES] = [_from_wire(table.lines, line) for line in lines["items"]]
+        fields[LINES] = [_from_wire(table.lines, row_object(line))
+                         for line in row_list(lines, "items")]
     return fields
+
+
+def row_id(row: Any, key: str) -> str:
+    """The row's key as text: a whole number (``addressNo``) or non-empty text
+    (``productNo``); anything else makes the row unreadable."""
+    value = row_object(row).get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return row_key(row, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,56 +379,57 @@ class BusinessNxtConnector(HttpConnector):
     def _post(self, payload: Any, *, idempotent: bool) -> Any:
         return self._http.request("POST", "", json=payload, idempotent=idempotent).data
 
-    def _query(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
-        """One query; its ``data.useCompany``, or the errors raised."""
-        answer = self._post({"query": query, "variables": {"cid": self.company_no, **variables}},
-                            idempotent=True)
-        if answer.get("errors"):
+    def fetch_page(self, request: PageRequest) -> Any:
+        """A page of a query; an answer with ``errors`` fails the read."""
+        answer = super().fetch_page(request)
+        if isinstance(answer, Mapping) and answer.get("errors"):
             raise self.graphql_error(answer["errors"], "query")
-        return answer["data"]["useCompany"]
+        return answer
 
     # -- reading ------------------------------------------------------------------------------
 
     def record(self, table: Table, row: Mapping[str, Any]) -> Record:
-        return Record(system=self.name, entity=table.field, id=str(row[table.key]),
-                      fields=_from_wire(table, row), modified=changed_at(row))
+        return Record(system=self.name, entity=table.field, id=row_id(row, table.key),
+                      fields=_from_wire(table, row_object(row)), modified=changed_at(row))
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         return self.record(TABLES[entity], data)
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        table = TABLES[entity]
-        return unique_by_id(self._rows(table, since_filter(since) if since else None))
+    def _usable_id(self, entity: str, data: Any) -> str:
+        return row_id(data, TABLES[entity].key)
 
-    def _rows(self, table: Table, expression: Mapping[str, Any] | None) -> Iterator[Record]:
+    def _paginator(self, entity: str) -> Paginator:
+        return GraphQLCursor(("data", "useCompany", entity))
+
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        return self._query_page(TABLES[entity], since_filter(since) if since else None)
+
+    def _query_page(self, table: Table, expression: Mapping[str, Any] | None) -> PageRequest:
+        """The first page of the table's rows that match ``expression``, ordered by key."""
         query = (f"query read($cid: Int!, $first: Int!, $after: String, "
                  f"$filter: FilterExpression_{table.type}) {{ useCompany(no: $cid) {{ "
                  f"{table.field}(first: $first, after: $after, filter: $filter, "
                  f"orderBy: [{{{table.key}: ASC}}]) {{ pageInfo {{ hasNextPage endCursor }} "
                  f"items {{ {table.selection} }} }} }} }}")
-        after = None
-        while True:
-            page = self._query(query, {"first": self._page_size, "after": after,
-                                       "filter": expression})[table.field]
-            for row in page["items"]:
-                yield self.record(table, row)
-            if not page["pageInfo"]["hasNextPage"]:
-                return
-            after = page["pageInfo"]["endCursor"]
+        variables = {"cid": self.company_no, "first": self._page_size, "after": None,
+                     "filter": expression}
+        return PageRequest("", method="POST", json={"query": query, "variables": variables},
+                           idempotent=True)
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The rows with these keys (one query per page of keys); unknown keys left out."""
         self._check_entity(entity)
         table = TABLES[entity]
         keys = [int(i) if table.key_kind == "Int" else i for i in ids]
         return self._by_column(table, table.key, keys)
 
-    def _by_column(self, table: Table, column: str, values: list) -> list[Record]:
-        records = []
+    def _by_column(self, table: Table, column: str,
+                   values: list[Any]) -> list[Record | UnreadableRecord]:
+        records: list[Record | UnreadableRecord] = []
         for start in range(0, len(values), self._page_size):
             chunk = values[start:start + self._page_size]
-            records += self._rows(table, {column: {"_in": chunk}})
+            records += self._read_rows(table.field,
+                                       self._query_page(table, {column: {"_in": chunk}}))
         return records
 
     # -- writing ------------------------------------------------------------------------------
@@ -455,6 +471,8 @@ class BusinessNxtConnector(HttpConnector):
                 results[op.ref] = WriteResult(ref=op.ref, error=exc)
             return []
         for record in found:
+            if not isinstance(record, Record):
+                continue        # unreadable: not adopted (the create may then fail as a duplicate)
             op = keyed.pop(record.fields.get(table.natural_key), None)
             if op is not None:
                 results[op.ref] = WriteResult(ref=op.ref, record=record, adopted=True)
@@ -492,7 +510,8 @@ class BusinessNxtConnector(HttpConnector):
         if not ops:
             return
         try:
-            found = {r.id: r for r in self.get(ops[0].entity, [op.id for op in ops])}
+            found = {r.id: r for r in self.get(ops[0].entity, [op.id for op in ops])
+                     if isinstance(r, Record)}
         except ApiError as exc:
             found, error = {}, exc
         else:

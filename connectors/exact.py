@@ -43,7 +43,7 @@ from typing import Any
 
 import requests
 
-from connectors import auth, secrets
+from connectors import auth, odata, secrets
 from connectors.errors import (
     ApiError,
     ConsentMissingError,
@@ -52,9 +52,18 @@ from connectors.errors import (
 )
 from connectors.http import HttpConnector
 from connectors.linkstore import LinkStore, StaleStateError
+from connectors.paging import EXACT_NEXT, PageRequest
+from connectors.rows import UnreadableRow, row_key, row_list, row_object, row_timestamp
 from connectors.stores import open_link_store
 from connectors.wire import describe_error_body
-from core.model import Record, StateEntry, SystemConfig, WriteOp, WriteResult
+from core.model import (
+    Record,
+    StateEntry,
+    SystemConfig,
+    UnreadableRecord,
+    WriteOp,
+    WriteResult,
+)
 
 ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
 #: entity -> (service path, sync path, key property, sync/Deleted entity type)
@@ -357,10 +366,6 @@ def to_wire(name: str, value: Any) -> Any:
     return value
 
 
-def _guid_literal(value: str) -> str:
-    return f"guid'{value}'"
-
-
 class ExactConnector(HttpConnector):
     """A client of one Exact Online division.
 
@@ -376,6 +381,7 @@ class ExactConnector(HttpConnector):
     decimal_numbers = True
     default_page_size = 1000
     credential_settings = ("client_id", "client_secret")
+    paginator = EXACT_NEXT
 
     def __init__(self, config: SystemConfig, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
@@ -428,109 +434,137 @@ class ExactConnector(HttpConnector):
     def _set_path(self, entity: str) -> str:
         return f"{self._root()}/{ENDPOINTS[entity][0]}"
 
-    def _entity_path(self, entity: str, entity_id: str) -> str:  # noqa: D401 - HttpConnector hook
-        return f"{self._set_path(entity)}({_guid_literal(entity_id)})"
+    def _entity_path(self, entity: str, entity_id: str) -> str:
+        if not odata.is_guid(entity_id):
+            raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
+                                    system=self.name)
+        return f"{self._set_path(entity)}({odata.guid(entity_id)})"
 
-    def _pages(self, path: str, params: dict[str, str] | None) -> Iterator[Mapping[str, Any]]:
-        """The rows of every page, following ``d.__next``."""
-        while True:
-            data = self._http.request("GET", path, params=params).data["d"]
-            yield from data.get("results", [])
-            link = data.get("__next")
-            if not link:
-                return
-            path, params = self._relative(link), None
+    def _rows(self, path: str, params: dict[str, str] | None) -> Iterator[Any]:
+        """The raw rows of every page, following ``d.__next``."""
+        for rows in self.paginator.pages(self, PageRequest(path, params)):
+            yield from rows
+
+    def _key_field(self, entity: str) -> str:
+        return ENDPOINTS[entity][2]
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None
+             ) -> Iterator[Record | UnreadableRecord]:
         self._check_entity(entity)
         return self._read(entity, since)
 
-    def _read(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
+    def _read(self, entity: str, since: datetime.datetime | None
+              ) -> Iterator[Record | UnreadableRecord]:
         cursors = _Cursors(self._tokens.store if self.config.state_store else None,
                            f"cursors/{self.name}/{entity}")
         start = cursors.start(since)
         _, sync_path, key, entity_type = ENDPOINTS[entity]
         whole = entity in READ_AGAIN
         select = ("Timestamp", key, "Modified") if whole else ("Timestamp", *SELECT[entity])
-        rows = self._pages(f"{self._root()}/sync/{sync_path}",
-                           {"$select": ",".join(select), "$filter": f"Timestamp gt {start}L"})
+        rows = self._rows(f"{self._root()}/sync/{sync_path}",
+                          {"$select": ",".join(select),
+                           "$filter": odata.gt("Timestamp", odata.int64(start))})
         seen: set[str] = set()
         changed: list[str] = []
         for row in rows:
-            cursors.see(row.get("Modified"), row["Timestamp"])
-            if row[key] in seen:
+            cursors.see(row, "Modified")
+            try:
+                entity_id = row_key(row, key)
+            except UnreadableRow:
+                yield self._read_row(entity, row)     # unreadable: a dead letter, read on
                 continue
-            seen.add(row[key])
+            if entity_id in seen:
+                continue
+            seen.add(entity_id)
             if whole:
-                changed.append(row[key])
+                changed.append(entity_id)
             elif entity != ACCOUNTS or row.get("Status") == "C":
-                yield self._to_record(entity, row, None)
+                yield self._read_row(entity, row)
         if changed:
             yield from self.get(entity, changed)
         cursors.save()
         yield from self._deleted(entity, entity_type, since, seen)
 
     def _deleted(self, entity: str, entity_type: int, since: datetime.datetime | None,
-                 seen: set[str]) -> Iterator[Record]:
+                 seen: set[str]) -> Iterator[Record | UnreadableRecord]:
         """Entities deleted since ``since`` (``sync/Deleted``), as deleted records."""
         if since is None:
             return  # a full read has nothing to compare deletions with
         cursors = _Cursors(self._tokens.store if self.config.state_store else None,
                            f"cursors/{self.name}/Deleted/{entity}")
         start = cursors.start(since)
-        rows = self._pages(f"{self._root()}/sync/Deleted", {
+        rows = self._rows(f"{self._root()}/sync/Deleted", {
             "$select": "Timestamp,EntityKey,EntityType,DeletedDate",
-            "$filter": f"Timestamp gt {start}L and EntityType eq {entity_type}"})
+            "$filter": odata.all_of(odata.gt("Timestamp", odata.int64(start)),
+                                    odata.eq("EntityType", str(entity_type)))})
         for row in rows:
-            cursors.see(row.get("DeletedDate"), row["Timestamp"])
-            if row["EntityKey"] in seen:
+            cursors.see(row, "DeletedDate")
+            try:
+                entity_id = row_key(row, "EntityKey")
+                if entity_id in seen:
+                    continue
+                when = {"DeletedDate": from_wire("DeletedDate", row.get("DeletedDate"))}
+                modified = row_timestamp(when, "DeletedDate", required=False)
+            except UnreadableRow as exc:
+                yield UnreadableRecord(system=self.name, entity=entity, id=None,
+                                       reason=f"unreadable {entity} deletion row: {exc}",
+                                       payload=row)
                 continue
-            seen.add(row["EntityKey"])
-            when = from_wire("DeletedDate", row.get("DeletedDate"))
-            yield Record(system=self.name, entity=entity, id=row["EntityKey"], fields={},
-                         modified=_parse(when), deleted=True)
+            seen.add(entity_id)
+            yield Record(system=self.name, entity=entity, id=entity_id, fields={},
+                         modified=modified, deleted=True)
         cursors.save()
 
-    def _orders(self, ids: Sequence[str]) -> list[Record]:
+    def _orders(self, ids: Sequence[str]) -> list[Record | UnreadableRecord]:
         """Orders with their lines, by id (up to :data:`IDS_PER_REQUEST`)."""
         if not ids:
             return []
-        clause = " or ".join(f"OrderID eq {_guid_literal(i)}" for i in ids)
-        rows = self._pages(self._set_path(ORDERS), {"$filter": clause, "$expand": LINES})
-        return [self._to_record(ORDERS, row, None) for row in rows]
+        clause = odata.any_of("OrderID", [odata.guid(i) for i in ids])
+        return list(self._read_rows(ORDERS, PageRequest(
+            self._set_path(ORDERS), {"$filter": clause, "$expand": LINES})))
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The entities by id, in ``$filter`` requests of 40 ids (bulk endpoints for accounts
         and items); unknown ids are left out."""
         self._check_entity(entity)
-        ids = list(dict.fromkeys(ids))
-        records = []
+        ids = [i for i in dict.fromkeys(ids) if odata.is_guid(i)]   # others cannot exist
+        records: list[Record | UnreadableRecord] = []
         for start in range(0, len(ids), IDS_PER_REQUEST):
             chunk = ids[start:start + IDS_PER_REQUEST]
             if entity == ORDERS:
                 records += self._orders(chunk)
                 continue
-            clause = " or ".join(f"ID eq {_guid_literal(i)}" for i in chunk)
-            rows = self._pages(f"{self._root()}/bulk/{ENDPOINTS[entity][1]}",
-                               {"$select": ",".join(SELECT[entity]), "$filter": clause})
-            records += [self._to_record(entity, row, None) for row in rows]
+            clause = odata.any_of("ID", [odata.guid(i) for i in chunk])
+            records += self._read_rows(entity, PageRequest(
+                f"{self._root()}/bulk/{ENDPOINTS[entity][1]}",
+                {"$select": ",".join(SELECT[entity]), "$filter": clause}))
         return records
 
+    def _readable(self, records: Iterable[Record | UnreadableRecord]) -> list[Record]:
+        """The records a write reads back; one that is not a record fails the write."""
+        out = []
+        for record in records:
+            if isinstance(record, UnreadableRecord):
+                raise TransientApiError(f"{self.name}: {record.reason}", system=self.name)
+            out.append(record)
+        return out
+
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
+        entity_id = row_key(data, ENDPOINTS[entity][2])
         fields = {name: from_wire(name, value) for name, value in data.items()
                   if name not in ("__metadata", "Timestamp", LINES)}
         if entity == ORDERS:
             lines = data.get(LINES)
-            lines = lines.get("results", []) if isinstance(lines, Mapping) else (lines or [])
+            lines = row_list(lines, "results") if isinstance(lines, Mapping) else (
+                row_list(data, LINES))
             fields[LINES] = sorted(
-                ({name: from_wire(name, value) for name, value in line.items()
+                ({name: from_wire(name, value) for name, value in row_object(line).items()
                   if name != "__metadata"} for line in lines),
                 key=lambda line: line.get("LineNumber") or 0)
-        key = ENDPOINTS[entity][2]
-        return Record(system=self.name, entity=entity, id=str(data[key]), fields=fields,
-                      modified=_parse(fields.get("Modified")))
+        return Record(system=self.name, entity=entity, id=entity_id, fields=fields,
+                      modified=row_timestamp(fields, "Modified", required=False))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -576,11 +610,11 @@ class ExactConnector(HttpConnector):
         if op.entity != ITEMS or "already exists" not in exc.message or not op.fields.get("Code"):
             return None
         code = str(op.fields["Code"]).strip()
-        literal = (code.rjust(18) if code.isdigit() else code).replace("'", "''")
-        rows = list(self._pages(f"{self._root()}/bulk/{ENDPOINTS[ITEMS][1]}",
-                                {"$select": ",".join(SELECT[ITEMS]),
-                                 "$filter": f"Code eq '{literal}'"}))
-        return self._to_record(ITEMS, rows[0], None) if rows else None
+        literal = odata.string(code.rjust(18) if code.isdigit() else code)
+        rows = self._readable(self._read_rows(ITEMS, PageRequest(
+            f"{self._root()}/bulk/{ENDPOINTS[ITEMS][1]}",
+            {"$select": ",".join(SELECT[ITEMS]), "$filter": odata.eq("Code", literal)})))
+        return rows[0] if rows else None
 
     def _update(self, op: WriteOp) -> Record:
         body = self._body(op.fields)
@@ -589,15 +623,13 @@ class ExactConnector(HttpConnector):
         if body:
             self._http.request("PUT", path, json=body)
         if lines is not None:
-            [current] = self._orders([op.id]) or [None]
+            [current] = self._readable(self._orders([op.id])) or [None]
             if current is None:
                 raise PermanentApiError(f"{self.name}: sales order {op.id} was not found",
                                         status=404, system=self.name)
             self._change_lines(op.id, current.fields.get(LINES) or [], lines)
-        if op.entity == ORDERS:
-            found = self._orders([op.id])
-        else:
-            found = self.get(op.entity, [op.id])
+        found = self._readable(self._orders([op.id]) if op.entity == ORDERS else
+                               self.get(op.entity, [op.id]))
         if not found:
             raise PermanentApiError(f"{self.name}: {op.entity} {op.id} was not found after the "
                                     "update", status=404, system=self.name)
@@ -613,12 +645,12 @@ class ExactConnector(HttpConnector):
                 changed = {k: v for k, v in wanted.items()
                            if k in _LINE_WRITABLE and not _same(line.get(k), v)}
                 if changed:
-                    self._http.request("PUT", f"{root}({_guid_literal(line['ID'])})", json=changed)
+                    self._http.request("PUT", f"{root}({odata.guid(line['ID'])})", json=changed)
             else:
                 self._http.request("POST", root, json={**wanted, "OrderID": order_id},
                                    headers={"Prefer": "return=representation"})
         for line in current[len(lines):]:
-            self._http.request("DELETE", f"{root}({_guid_literal(line['ID'])})")
+            self._http.request("DELETE", f"{root}({odata.guid(line['ID'])})")
 
 
 def _same(current: Any, wanted: Any) -> bool:
@@ -669,9 +701,17 @@ class _Cursors:
                     start, self._running = stamp, _parse(modified)
         return start
 
-    def see(self, modified: str | None, stamp: int) -> None:
-        """A row read, in Timestamp order."""
-        moment = _parse(from_wire("Modified", modified)) if modified else None
+    def see(self, row: Any, field: str) -> None:
+        """A row read, in Timestamp order, modified at its ``field``. A row without a usable
+        Timestamp or modified time adds nothing (it is a dead letter of its own)."""
+        if not isinstance(row, Mapping):
+            return
+        try:
+            stamp = int(row["Timestamp"])
+            modified = row.get(field)
+            moment = _parse(from_wire(field, modified)) if modified else None
+        except (KeyError, TypeError, ValueError):
+            return
         if moment is not None and (self._running is None or moment > self._running):
             self._running = moment
         if self._running is not None:

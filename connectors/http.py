@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import decimal
 import json
 import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import requests
@@ -37,7 +38,8 @@ from connectors import errors, secrets, waiting
 from connectors.auth import TokenMasker, TokenProvider
 from connectors.base import Connector
 from connectors.errors import ApiError, PermanentApiError, TransientApiError, UnreachableError
-from connectors.rows import UnreadableRow, row_key, value_kind
+from connectors.paging import PageRequest, Paginator
+from connectors.rows import UnreadableRow, row_key, unique_by_id
 from connectors.wire import describe_error_body, dumps_json
 from core.model import Record, SystemConfig, UnreadableRecord, WriteOp
 
@@ -422,6 +424,8 @@ class HttpConnector(Connector):
     decimal_numbers = False
     #: rows per list request unless the ``page_size`` setting says otherwise
     default_page_size = 100
+    #: how the system pages its lists (connectors/paging.py); or override :meth:`_paginator`
+    paginator: Paginator | None = None
 
     def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
                  secret_values: Iterable[str], auth: TokenProvider | None = None,
@@ -484,6 +488,11 @@ class HttpConnector(Connector):
         """The row member holding an entity's id (named in dead letters of unreadable rows)."""
         return "id"
 
+    def _usable_id(self, entity: str, data: Any) -> str:
+        """The id of a row that is not a record, when it has a usable one (the dead letter
+        names it, and the next run reads the entity again by it); else :class:`UnreadableRow`."""
+        return row_key(data, self._key_field(entity))
+
     def _read_row(self, entity: str, data: Any,
                   etag: str | None = None) -> Record | UnreadableRecord:
         """A row of a read as a :class:`Record`, or as an :class:`UnreadableRecord` saying
@@ -492,30 +501,52 @@ class HttpConnector(Connector):
             return self._to_record(entity, data, etag)
         except UnreadableRow as exc:
             try:
-                entity_id: str | None = row_key(data, self._key_field(entity))
+                entity_id: str | None = self._usable_id(entity, data)
             except UnreadableRow:
                 entity_id = None
             return UnreadableRecord(system=self.name, entity=entity, id=entity_id,
                                     reason=f"unreadable {entity} row: {exc}", payload=data)
 
-    def _page_rows(self, page: Any, member: str, method: str, path: str) -> list:
-        """The rows of a list answer (its ``member`` list), or a :class:`TransientApiError`
-        naming what is wrong: a page that cannot be read fails the read, not one row."""
-        if not isinstance(page, Mapping):
-            raise self._http.malformed(method, path,
-                                       f"{value_kind(page)} instead of a page object", page)
-        rows = page.get(member)
-        if not isinstance(rows, list):
-            problem = (f"a page without its {member!r} list" if rows is None else
-                       f"a page whose {member!r} is {value_kind(rows)}, not a list")
-            raise self._http.malformed(method, path, problem, page)
-        return rows
-
     @staticmethod
     def _describe_error(body: Any) -> str:
         return describe_error_body(body)
 
-    def _relative(self, link: str) -> str:
+    # -- the row reader and its page source (connectors/paging.py) -------------------------
+
+    def read(self, entity: str, since: datetime.datetime | None = None
+             ) -> Iterator[Record | UnreadableRecord]:
+        """The rows of the entity's list, from :meth:`_first_page`, through the connector's
+        paginator; each row a record or an unreadable one; each id once."""
+        self._check_entity(entity)
+        return unique_by_id(self._read_rows(entity, self._first_page(entity, since)))
+
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        """The request of the first page of the entity's rows changed since ``since``."""
+        raise NotImplementedError(f"{type(self).__name__} reads {entity} its own way")
+
+    def _paginator(self, entity: str) -> Paginator:
+        """The paginator of the entity's lists (the class's :attr:`paginator` by default)."""
+        if self.paginator is None:
+            raise NotImplementedError(f"{type(self).__name__} declares no paginator")
+        return self.paginator
+
+    def _read_rows(self, entity: str, first: PageRequest,
+                   paginator: Paginator | None = None) -> Iterator[Record | UnreadableRecord]:
+        """The one row reader: every row of every page, as a record or an unreadable one
+        (see :meth:`_read_row`); a page that cannot be read raises."""
+        for rows in (paginator or self._paginator(entity)).pages(self, first):
+            for row in rows:
+                yield self._read_row(entity, row)
+
+    def fetch_page(self, request: PageRequest) -> Any:
+        return self._http.request(request.method, request.path, params=request.params,
+                                  headers=request.headers, json=request.json,
+                                  idempotent=request.idempotent).data
+
+    def malformed_page(self, request: PageRequest, problem: str, page: Any) -> ApiError:
+        return self._http.malformed(request.method, request.path, problem, page)
+
+    def relative_link(self, link: str) -> str:
         """A next-page link as a path under the base URL; a link elsewhere is refused (the
         credentials must never go to another host)."""
         base = self.config.base_url.rstrip("/")
