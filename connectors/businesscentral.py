@@ -1,8 +1,8 @@
 """Microsoft Dynamics 365 Business Central, API v2.0 (OData v4): customers, items, sales orders.
 
-* Auth: Entra ID client credentials (:class:`~connectors.auth.ClientCredentialsToken`), one
-  token per client and process, cached until shortly before it expires and renewed once on a
-  ``401``; tokens and the client secret are masked in every message.
+* Auth: Entra ID client credentials from the process's one token cache
+  (:func:`connectors.auth.client_credentials`), renewed shortly before it expires and once on
+  a ``401``; tokens and the client secret are masked in every message.
 * Reads: ``$filter=lastModifiedDateTime ge …`` (all when no watermark), ordered by
   ``lastModifiedDateTime,id`` so a row changed during the read moves to the end instead of being
   missed; pages of ``Prefer: odata.maxpagesize`` followed through ``@odata.nextLink``; sales
@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import hashlib
 import re
-import threading
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.auth import ClientCredentialsToken
+from connectors import auth, odata
 from connectors.errors import (
     ApiError,
     PermanentApiError,
@@ -46,7 +43,7 @@ from connectors.errors import (
 from connectors.http import HttpConnector
 from connectors.paging import ODATA_NEXT_LINK, PageRequest
 from connectors.rows import row_key, row_list, row_object, row_timestamp
-from connectors.wire import describe_error_body, format_timestamp
+from connectors.wire import describe_error_body
 from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 ORDERS, LINES = "salesOrders", "salesOrderLines"
@@ -92,22 +89,6 @@ def _enums(entity: str, fields: Mapping[str, Any], convert) -> dict[str, Any]:
             value = [_enums(LINES, line, convert) for line in value]
         out[name] = value
     return out
-
-
-_TOKENS: dict[tuple[str, str, str, str], ClientCredentialsToken] = {}
-_TOKENS_LOCK = threading.Lock()
-
-
-def _shared_token(token_url: str, client_id: str, secret: str, scope: str,
-                  system: str) -> ClientCredentialsToken:
-    """One token cache per client and process: the many connectors of a run's DoFns share a
-    token instead of each fetching its own (Entra ID throttles token requests too)."""
-    key = (token_url, client_id, hashlib.sha256(secret.encode()).hexdigest(), scope)
-    with _TOKENS_LOCK:
-        if key not in _TOKENS:
-            _TOKENS[key] = ClientCredentialsToken(token_url, client_id, secret, scope,
-                                                  system=system)
-        return _TOKENS[key]
 
 
 class _Call:
@@ -160,9 +141,9 @@ class BusinessCentralConnector(HttpConnector):
             raise ValueError(f"system {config.name!r} (businesscentral): set company_id or "
                              "company_name")
         secret = self._secret_setting(config, "client_secret")
-        self._token = _shared_token(
+        self._token = auth.client_credentials(
             settings.get("token_url") or DEFAULT_TOKEN_URL.format(tenant=settings["tenant_id"]),
-            settings["client_id"], secret, settings.get("scope", SCOPE), config.name)
+            settings["client_id"], secret, settings.get("scope", SCOPE), system=config.name)
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
                          auth=self._token)
         self._company_id: str | None = settings.get("company_id")
@@ -182,9 +163,9 @@ class BusinessCentralConnector(HttpConnector):
     def _company(self) -> str:
         """``companies(<id>)``, looking the company up by name once if only that is set."""
         if self._company_id is None:
-            name = self.config.settings["company_name"].replace("'", "''")
+            name = odata.string(self.config.settings["company_name"])
             found = self._http.request("GET", "/companies",
-                                       params={"$filter": f"name eq '{name}'"}).data["value"]
+                                       params={"$filter": odata.eq("name", name)}).data["value"]
             if not found:
                 raise ValueError(f"system {self.name!r}: no company named "
                                  f"{self.config.settings['company_name']!r}")
@@ -195,7 +176,10 @@ class BusinessCentralConnector(HttpConnector):
         return f"{self._company()}/{entity}"
 
     def _entity_url(self, entity: str, entity_id: str) -> str:
-        return f"{self._company()}/{entity}({urllib.parse.quote(entity_id, safe='-')})"
+        if not odata.is_guid(entity_id):
+            raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
+                                    status=404, system=self.name)
+        return f"{self._company()}/{entity}({odata.guid_v4(entity_id)})"
 
     @staticmethod
     def _expand(entity: str) -> str:
@@ -206,7 +190,7 @@ class BusinessCentralConnector(HttpConnector):
     def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
         params = {"$orderby": "lastModifiedDateTime,id"}
         if since is not None:
-            params["$filter"] = f"lastModifiedDateTime ge {format_timestamp(since)}"
+            params["$filter"] = odata.ge("lastModifiedDateTime", odata.datetime_v4(since))
         if entity == ORDERS:
             params["$expand"] = LINES
         return PageRequest("/" + self._set_url(entity), params,
@@ -219,7 +203,7 @@ class BusinessCentralConnector(HttpConnector):
 
     def _get_bodies(self, entity: str, ids: Iterable[str]) -> list[Mapping[str, Any]]:
         """The entities as BC sends them (ETags of order lines included)."""
-        ids = list(ids)
+        ids = [i for i in ids if odata.is_guid(i)]     # others cannot exist
         bodies = []
         for start in range(0, len(ids), MAX_BATCH):
             calls = [_Call(i, "GET", self._entity_url(entity, entity_id) + self._expand(entity))
@@ -383,8 +367,7 @@ class BusinessCentralConnector(HttpConnector):
         return WriteResult(ref=op.ref, error=error)
 
     def _find_by_number(self, entity: str, number: str) -> Record | None:
-        literal = number.replace("'", "''")
-        params = {"$filter": f"number eq '{literal}'"}
+        params = {"$filter": odata.eq("number", odata.string(number))}
         if entity == ORDERS:
             params["$expand"] = LINES
         found = self._http.request("GET", "/" + self._set_url(entity), params=params).data["value"]

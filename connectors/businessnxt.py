@@ -1,8 +1,8 @@
 """Visma Business NXT, GraphQL service API: the ``address``, ``product`` and ``order`` tables.
 
-* Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
-  (the shared :class:`~connectors.auth.ClientCredentialsToken` with ``tenant_id``),
-  renewed once on a ``401`` by the HTTP layer.
+* Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires,
+  from the process's one token cache (:func:`connectors.auth.client_credentials`), renewed
+  shortly before it expires and once on a ``401`` by the HTTP layer.
 * Every operation goes through ``useCompany(no: company_no)``.
 * Reads: ``first/after`` cursors until ``pageInfo.hasNextPage`` is false, ordered by the key.
   Incremental reads filter on ``changedTimestamp``, or — for rows last changed before Visma
@@ -33,7 +33,7 @@ import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.auth import ClientCredentialsToken
+from connectors import auth
 from connectors.errors import ApiError, PermanentApiError, TransientApiError
 from connectors.http import HttpConnector
 from connectors.paging import GraphQLCursor, PageRequest, Paginator
@@ -214,10 +214,6 @@ def row_id(row: Any, key: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Auth
-
-
-# --------------------------------------------------------------------------------------------
 # Writes: GraphQL requests that each carry some ops
 
 
@@ -348,19 +344,11 @@ class BusinessNxtConnector(HttpConnector):
         secret = self._secret_setting(config, "client_secret")
         # Visma Connect's client-credentials grant also names the tenant, as tenant-based APIs
         # such as the Business NXT service API require.
-        self._token = ClientCredentialsToken(
+        self._token = auth.client_credentials(
             settings.get("token_url") or DEFAULT_TOKEN_URL, str(settings["client_id"]), secret,
             SCOPE, system=config.name, extra_form={"tenant_id": str(settings["tenant_id"])})
         super().__init__(config, headers={}, secret_values=(secret,), auth=self._token)
         self.company_no = int(settings["company_no"])
-
-    @property
-    def request_count(self) -> int:
-        return self._http.request_count + self._token.request_count
-
-    def close(self) -> None:
-        super().close()
-        self._token.close()
 
     @staticmethod
     def _describe_error(body: Any) -> str:

@@ -41,8 +41,6 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import requests
-
 from connectors import auth, odata, secrets
 from connectors.errors import (
     ApiError,
@@ -98,10 +96,10 @@ IDS_PER_REQUEST = 40
 #: seconds before a stored access token's expiry that it counts as expired: 600 - 30 = 570,
 #: Exact's minimum interval between two refreshes
 TOKEN_MARGIN_S = 30.0
+#: seconds an access token lives when Exact's answer does not say
+ACCESS_TOKEN_S = 600.0
 #: checkpoints kept per entity
 _CHECKPOINTS = 50
-#: how long a worker whose refresh was refused waits for the worker that rotated first
-_ROTATION_WAITS = (0.2, 0.5, 1.0, 2.0)
 _DATE = re.compile(r"^/Date\((-?\d+)\)/$")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -126,23 +124,9 @@ def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) 
 
 
 def _grant(url: str, form: Mapping[str, str], system: str,
-           issued: list | None = None) -> dict[str, Any]:
-    """One call of the token endpoint (:func:`connectors.auth.grant`, secrets masked): the
-    tokens, which join ``issued``. A refusal (``invalid_grant``: a used or rotated refresh
-    token, a spent code; ``invalid_client``) is a :class:`CredentialsRefusedError` whose
-    ``body`` keeps the OAuth error code."""
-    masker = secrets.Masker([form.get("client_secret", ""), form.get("refresh_token", ""),
-                             form.get("code", ""), *(issued or [])])
-    body = auth.grant(requests.post, url, form, system=system, masker=masker)
-    if issued is not None:
-        issued += [str(body["access_token"]), str(body.get("refresh_token", ""))]
-    return body
-
-
-def _entry_value(body: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """The state entry of a token answer (``expires_in`` comes as a string)."""
-    return {"access_token": str(body["access_token"]), "refresh_token": str(body["refresh_token"]),
-            "expires_at": now + float(body.get("expires_in") or 600), "refreshed_at": now}
+           issued: list[str] | None = None) -> dict[str, Any]:
+    """One call of Exact's token endpoint (:func:`connectors.auth.grant_tokens`)."""
+    return auth.grant_tokens(url, form, system, issued)
 
 
 def exchange_code(config: SystemConfig, code: str, redirect_uri: str,
@@ -154,19 +138,19 @@ def exchange_code(config: SystemConfig, code: str, redirect_uri: str,
             "client_id": str(settings["client_id"]),
             "client_secret": secrets.resolve(settings["client_secret"])}
     body = _grant(token_url(config.base_url), form, config.name)
-    key = tokens_key(config.name)
-    current = store.read_state(key)
-    return store.write_state(key, _entry_value(body, time.time()),
-                             current.version if current else None)
+    return auth.store_first_tokens(store, tokens_key(config.name), body, time.time(),
+                                   ACCESS_TOKEN_S)
 
 
 def tokens_key(system: str) -> str:
     return f"tokens/{system}"
 
 
-class ExactTokens:
-    """Access tokens of one Exact app and user, shared through a state entry (see the module
-    docstring). Thread-safe; one instance per process and system (:func:`_shared`)."""
+class ExactTokens(auth.RotatingRefreshTokens):
+    """Access tokens of one Exact app and user, rotated through the link store's state entry
+    ``tokens/<system>`` (see the module docstring and
+    :class:`~connectors.auth.RotatingRefreshTokens`). One instance per process and system
+    (:func:`_shared`)."""
 
     def __init__(self, config: SystemConfig, client_secret: str, *,
                  clock: Callable[[], float] = time.time,
@@ -174,78 +158,23 @@ class ExactTokens:
         if not config.state_store:
             raise ValueError(f"system {config.name!r} (exact): tokens are kept in the link "
                              "store; run it through talksync (SystemConfig.state_store is unset)")
-        self._config = config
-        self._url = token_url(config.base_url)
-        self._key = tokens_key(config.name)
-        self._client = {"client_id": str(config.settings["client_id"]),
-                        "client_secret": client_secret}
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
+        super().__init__(token_url(config.base_url), tokens_key(config.name),
+                         str(config.settings["client_id"]), client_secret, system=config.name,
+                         margin_s=TOKEN_MARGIN_S, default_expiry_s=ACCESS_TOKEN_S,
+                         clock=clock, sleep=sleep)
+        self._state_store = config.state_store
         self._store: LinkStore | None = None
-        self._access: str | None = None
-        self._expires = 0.0
-        self._seen: list[str] = []
-        #: token requests made (they count as requests to the system)
-        self.request_count = 0
-
-    def secrets(self) -> Iterable[str]:
-        return [self._client["client_secret"], *self._seen]
 
     def store(self) -> LinkStore:
         """The link store the tokens (and the read checkpoints) are kept in."""
         if self._store is None:
-            self._store = open_link_store(self._config.state_store)
+            self._store = open_link_store(self._state_store)
         return self._store
 
-    def token(self, refresh: bool = False) -> str:
-        with self._lock:
-            if not refresh and self._access and self._clock() < self._expires:
-                return self._access
-            refused = self._access if refresh else None
-            waits = list(_ROTATION_WAITS)
-            while True:
-                entry = self.store().read_state(self._key)
-                if entry is None:
-                    raise ConsentMissingError(
-                        f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
-                        f"--system {self._config.name}` once", system=self._config.name)
-                value = entry.value
-                self._seen += [t for t in (value["access_token"], value["refresh_token"])
-                               if t not in self._seen]
-                if value["access_token"] != refused and \
-                        self._clock() < value["expires_at"] - TOKEN_MARGIN_S:
-                    return self._use(value)
-                try:
-                    body = self._refresh(value["refresh_token"])
-                except PermanentApiError as exc:
-                    if (exc.body or {}).get("error") == "invalid_grant" and waits:
-                        # another worker rotated this refresh token; its entry is on the way
-                        self._sleep(waits.pop(0))
-                        continue
-                    raise
-                return self._use(self._persist(entry, _entry_value(body, self._clock())))
-
-    def _refresh(self, refresh_token: str) -> dict[str, Any]:
-        self.request_count += 1
-        return _grant(self._url, {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                                  **self._client}, self._config.name, issued=self._seen)
-
-    def _persist(self, read: StateEntry, value: dict[str, Any]) -> dict[str, Any]:
-        """Store the new tokens before anyone uses them. Exact has just rotated the refresh
-        token to ours, so ours is the valid one even if the entry moved since it was read."""
-        expected: int | None = read.version
-        while True:
-            try:
-                self.store().write_state(self._key, value, expected)
-                return value
-            except StaleStateError:
-                current = self.store().read_state(self._key)
-                expected = current.version if current else None
-
-    def _use(self, value: Mapping[str, Any]) -> str:
-        self._access = value["access_token"]
-        self._expires = value["expires_at"] - TOKEN_MARGIN_S
-        return self._access
+    def consent_missing(self) -> ApiError:
+        return ConsentMissingError(
+            f"{self._system}: no Exact tokens stored; run `talksync auth exact --system "
+            f"{self._system}` once", system=self._system)
 
     def close(self) -> None:
         if self._store is not None:
