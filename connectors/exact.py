@@ -322,7 +322,7 @@ class ExactConnector(HttpConnector):
         self._pacer = _shared(("rate", config.base_url, str(config.settings.get("division"))),
                               lambda: RateHeaders(config.name, clock=clock, sleep=sleep))
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
-                         auth=self._tokens, pacer=self._pacer)
+                         auth=self._tokens, pacer=self._pacer, sleep=sleep)
         division = config.settings.get("division")
         self._division: str | None = str(division) if division else None
 
