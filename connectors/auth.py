@@ -187,7 +187,7 @@ class StateStore(Protocol):
 
     def read_state(self, key: str) -> StateEntry | None: ...
 
-    def write_state(self, key: str, value: Mapping[str, Any],
+    def write_state(self, key: str, value: dict[str, Any],
                     expected_version: int | None) -> StateEntry: ...
 
 

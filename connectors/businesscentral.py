@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors import auth, odata
@@ -79,7 +79,8 @@ def unescape_enum(value: str) -> str:
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
-def _enums(entity: str, fields: Mapping[str, Any], convert) -> dict[str, Any]:
+def _enums(entity: str, fields: Mapping[str, Any],
+           convert: Callable[[str], str]) -> dict[str, Any]:
     """``fields`` with the enum properties (and those of lines) passed through ``convert``."""
     out = {}
     for name, value in fields.items():
@@ -175,8 +176,8 @@ class BusinessCentralConnector(HttpConnector):
     def _set_url(self, entity: str) -> str:
         return f"{self._company()}/{entity}"
 
-    def _entity_url(self, entity: str, entity_id: str) -> str:
-        if not odata.is_guid(entity_id):
+    def _entity_url(self, entity: str, entity_id: str | None) -> str:
+        if entity_id is None or not odata.is_guid(entity_id):
             raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
                                     status=404, system=self.name)
         return f"{self._company()}/{entity}({odata.guid_v4(entity_id)})"
@@ -245,7 +246,8 @@ class BusinessCentralConnector(HttpConnector):
                 if current_error is not None and op.id in self._line_updates(ops):
                     raise current_error
                 op_calls = self._calls(index, op,
-                                       current.get(op.id) if op.entity == ORDERS else None)
+                                       current.get(op.id) if op.entity == ORDERS and op.id
+                                       else None)
             except ApiError as exc:
                 results[index] = WriteResult(ref=op.ref, error=exc)
                 continue
@@ -261,7 +263,7 @@ class BusinessCentralConnector(HttpConnector):
     def _line_updates(ops: Sequence[WriteOp]) -> list[str]:
         """Ids of the orders whose lines the ops replace."""
         return [op.id for op in ops if op.kind == "update" and op.entity == ORDERS
-                and LINES in op.fields]
+                and LINES in op.fields and op.id is not None]
 
     def _current_orders(self, ops: Sequence[WriteOp]) -> dict[str, Mapping[str, Any]]:
         """The orders whose lines an update replaces, as they are now (their lines' ids and

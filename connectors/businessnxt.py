@@ -145,7 +145,7 @@ def changed_at(row: Mapping[str, Any]) -> datetime.datetime | None:
     if row.get("changedDate"):
         time = row.get("changedTime") or 0
         try:
-            return datetime.datetime.fromisoformat(int_to_date(row["changedDate"])).replace(
+            return datetime.datetime.fromisoformat(str(int_to_date(row["changedDate"]))).replace(
                 hour=time // 100, minute=time % 100, tzinfo=_UTC)
         except (TypeError, ValueError):
             return None         # unknown: the row is compared with its snapshot anyway
@@ -259,6 +259,7 @@ class _Unit:
         else:  # "lines": one order's head (if it changed) and its lines replaced
             [op] = self.ops
             lt = t.lines
+            assert op.id is not None and lt is not None     # an order update has both
             head = {k: v for k, v in rows[0].items() if k != LINES}
             variables = {"lineKey": {"orderNo": {"_eq": int(op.id)}},
                          "lines": [{**line, "orderNo": int(op.id)} for line in rows[0][LINES]]}
@@ -274,7 +275,8 @@ class _Unit:
                          f"{{ {fields} }} }}",
                 "variables": {"cid": self.connector.company_no, **variables}}
 
-    def _key_filter(self, key: str) -> dict[str, Any]:
+    def _key_filter(self, key: str | None) -> dict[str, Any]:
+        assert key is not None          # an update's (HttpConnector._check_ops)
         value = int(key) if self.table.key_kind == "Int" else key
         return {self.table.key: {"_eq": value}}
 
@@ -448,12 +450,13 @@ class BusinessNxtConnector(HttpConnector):
                results: dict[str, WriteResult]) -> list[WriteOp]:
         """Creates whose natural key a row has already (our earlier create whose answer was
         lost, or a row entered meanwhile) adopt that row; the others are returned."""
-        keyed = {op.fields.get(table.natural_key): op for op in creates
-                 if table.natural_key and op.fields.get(table.natural_key)}
-        if not keyed:
+        natural_key = table.natural_key
+        keyed = {op.fields.get(natural_key): op for op in creates
+                 if natural_key and op.fields.get(natural_key)}
+        if not keyed or natural_key is None:
             return creates
         try:
-            found = self._by_column(table, table.natural_key, list(keyed))
+            found = self._by_column(table, natural_key, list(keyed))
         except ApiError as exc:
             for op in creates:
                 results[op.ref] = WriteResult(ref=op.ref, error=exc)
@@ -461,8 +464,9 @@ class BusinessNxtConnector(HttpConnector):
         for record in found:
             if not isinstance(record, Record):
                 continue        # unreadable: not adopted (the create may then fail as a duplicate)
-            op = keyed.pop(record.fields.get(table.natural_key), None)
-            if op is not None:
+            adopter = keyed.pop(record.fields.get(natural_key), None)
+            if adopter is not None:
+                op = adopter
                 results[op.ref] = WriteResult(ref=op.ref, record=record, adopted=True)
         return [op for op in creates if op.ref not in results]
 
@@ -497,15 +501,17 @@ class BusinessNxtConnector(HttpConnector):
         """The orders whose lines were replaced, as they are now."""
         if not ops:
             return
+        error: ApiError | None
         try:
-            found = {r.id: r for r in self.get(ops[0].entity, [op.id for op in ops])
+            found = {r.id: r for r in self.get(ops[0].entity,
+                                               [op.id for op in ops if op.id is not None])
                      if isinstance(r, Record)}
         except ApiError as exc:
             found, error = {}, exc
         else:
             error = None
         for op in ops:
-            record = found.get(op.id)
+            record = found.get(op.id) if op.id is not None else None
             results[op.ref] = (WriteResult(ref=op.ref, record=record) if record else
                                WriteResult(ref=op.ref, error=error or PermanentApiError(
                                    f"{self.name}: order {op.id} vanished", system=self.name)))

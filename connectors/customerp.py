@@ -89,7 +89,9 @@ class CustomErpConnector(HttpConnector):
             response = self._http.request("POST", f"/{op.entity}", json=op.fields)
         except PreconditionFailedError as exc:
             key = op.fields.get(_KEYS[op.entity])
-            existing = self.get(op.entity, [key]) if exc.status == 409 and key else []
+            existing = [record for record in (self.get(op.entity, [key])
+                                              if exc.status == 409 and key else [])
+                        if isinstance(record, Record)]
             if not existing:
                 raise
             return WriteResult(ref=op.ref, record=existing[0], adopted=True)

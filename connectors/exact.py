@@ -363,8 +363,8 @@ class ExactConnector(HttpConnector):
     def _set_path(self, entity: str) -> str:
         return f"{self._root()}/{ENDPOINTS[entity][0]}"
 
-    def _entity_path(self, entity: str, entity_id: str) -> str:
-        if not odata.is_guid(entity_id):
+    def _entity_path(self, entity: str, entity_id: str | None) -> str:
+        if entity_id is None or not odata.is_guid(entity_id):
             raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
                                     system=self.name)
         return f"{self._set_path(entity)}({odata.guid(entity_id)})"
@@ -546,17 +546,18 @@ class ExactConnector(HttpConnector):
         return rows[0] if rows else None
 
     def _update(self, op: WriteOp) -> Record:
+        assert op.id is not None        # _check_ops refused an update without one
         body = self._body(op.fields)
         lines = body.pop(LINES, None) if op.entity == ORDERS else None
         path = self._entity_path(op.entity, op.id)
         if body:
             self._http.request("PUT", path, json=body)
         if lines is not None:
-            [current] = self._readable(self._orders([op.id])) or [None]
-            if current is None:
+            now = self._readable(self._orders([op.id]))
+            if not now:
                 raise PermanentApiError(f"{self.name}: sales order {op.id} was not found",
                                         status=404, system=self.name)
-            self._change_lines(op.id, current.fields.get(LINES) or [], lines)
+            self._change_lines(op.id, now[0].fields.get(LINES) or [], lines)
         found = self._readable(self._orders([op.id]) if op.entity == ORDERS else
                                self.get(op.entity, [op.id]))
         if not found:
@@ -626,8 +627,9 @@ class _Cursors:
         start = 1
         if since is not None:
             for modified, stamp in (entry.value.get("checkpoints", []) if entry else []):
-                if _parse(modified) < since and stamp > start:
-                    start, self._running = stamp, _parse(modified)
+                moment = _parse(modified)
+                if moment is not None and moment < since and stamp > start:
+                    start, self._running = stamp, moment
         return start
 
     def see(self, row: Any, field: str) -> None:

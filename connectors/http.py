@@ -174,7 +174,7 @@ class HttpClient:
         self._pacer = pacer
         self._system = system
         self._auth = auth
-        self._masker = masker or secrets.Masker()
+        self._masker: secrets.Masker | TokenMasker = masker or secrets.Masker()
         if auth is not None:
             self._masker = TokenMasker(self._masker, auth)
         self._describe_error = describe_error
@@ -191,7 +191,7 @@ class HttpClient:
         self.request_count = 0
 
     @classmethod
-    def from_config(cls, config: SystemConfig, **kwargs) -> HttpClient:
+    def from_config(cls, config: SystemConfig, **kwargs: Any) -> HttpClient:
         """A client for ``config``: its base URL, name and the common settings.
 
         Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit),
@@ -275,7 +275,7 @@ class HttpClient:
             last = failed
         else:  # pragma: no cover (tenacity returns the answer or raises)
             raise AssertionError("tenacity ended without an answer")
-        if last.retry and last.silent:
+        if last.retry and last.silent and isinstance(last.error, UnreachableError):
             waiting.UNREACHABLE.found(self._key, last.error)  # the run's others fail at once
         raise last.error    # outside the except: the masked error alone, nothing chained
 
@@ -350,6 +350,7 @@ class HttpClient:
     def _token(self, refresh: bool) -> str:
         """A bearer token from ``auth``; a token endpoint that does not answer makes the system
         unreachable for the process's other requests too (none of them could be sent)."""
+        assert self._auth is not None
         try:
             return self._auth.token(refresh=refresh)
         except UnreachableError as exc:
@@ -431,6 +432,13 @@ class HttpClient:
     def _backoff(attempt: int) -> float:
         """Full jitter: uniform in [0, capped exponential] (spreads retries of many workers)."""
         return random.uniform(0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2 ** attempt))
+
+
+def _required_id(entity_id: str | None) -> str:
+    """The id of the entity a request is about (an update's: :meth:`_check_ops` made sure)."""
+    if entity_id is None:
+        raise ValueError("no entity id")
+    return entity_id
 
 
 class _FailedAttempt(Exception):
@@ -618,9 +626,8 @@ class HttpConnector(Connector):
                                     system=self.name)
         return link[len(base):]
 
-    @staticmethod
-    def _entity_path(entity: str, entity_id: str) -> str:
-        return f"/{entity}/{urllib.parse.quote(entity_id, safe='')}"
+    def _entity_path(self, entity: str, entity_id: str | None) -> str:
+        return f"/{entity}/{urllib.parse.quote(_required_id(entity_id), safe='')}"
 
     def _check_entity(self, entity: str) -> None:
         if entity not in self.entities:
@@ -633,3 +640,5 @@ class HttpConnector(Connector):
             self._check_entity(op.entity)
             if op.kind not in _WRITE_KINDS:
                 raise ValueError(f"unknown write kind {op.kind!r} (create or update)")
+            if op.kind == "update" and not op.id:
+                raise ValueError(f"an update of {op.entity} needs the id of the entity")

@@ -200,11 +200,13 @@ class KeysetOffset(Paginator):
         page_size = int((first.params or {})[self.limit_param])
         since = (first.params or {}).get(self.since_param)
         cursor: Any = since
-        at_cursor, last_id = 0, None
+        at_cursor = 0
+        last_id: str | None = None
         while True:
             overlap = 1 if at_cursor else 0
             rows = self._page(source, first, cursor, at_cursor - overlap)
-            if overlap and (not rows or self.position(rows[0]) != (cursor, last_id)):
+            expected: tuple[Any, str | None] = (cursor, last_id)
+            if overlap and (not rows or self.position(rows[0]) != expected):
                 rows = self._page(source, first, cursor, 0)
                 overlap = at_cursor = 0
             for row in rows[overlap:]:
