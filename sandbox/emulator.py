@@ -3,8 +3,8 @@
 An emulator is a subclass of :class:`Emulator` that declares its routes, its error vocabulary
 and its seed data, and implements the resource handlers. The request pipeline (faults, API-key
 check, rate limit, routing, error bodies, request log, lost responses) and the ``/_sandbox/*``
-control endpoints (request log, faults, reset, raw records) are the same for every emulated
-API and live here, once; the pieces they use are in :mod:`sandbox.wire`,
+control endpoints (request log, faults, reset, raw records, malformed rows) are the same for
+every emulated API and live here, once; the pieces they use are in :mod:`sandbox.wire`,
 :mod:`sandbox.validation`, :mod:`sandbox.limits`, :mod:`sandbox.faults`, :mod:`sandbox.state`
 and :mod:`sandbox.routing`.
 """
