@@ -23,11 +23,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/talksync demo
 
-# Lint, import contracts and the core's types first (pyproject.toml), then the suite.
+# Lint, import contracts and the types of the core and the connectors first (pyproject.toml),
+# then the suite.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy core
+	$(BIN)/mypy core connectors
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:randomly --durations=25 tests
 
 # The full seeded fault campaign (100 seeds, ~30 min); `make test` runs a fast subset.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import Any, Self
 
 from core.model import DeadLetter, Link, StateEntry
 
@@ -33,7 +34,7 @@ class StaleLinkError(Exception):
         self.link_ids = tuple(link_ids)
         self.committed = list(committed)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (StaleLinkError, (str(self), self.link_ids, self.committed))
 
 
@@ -46,6 +47,11 @@ class LinkStore(abc.ABC):
 
     #: False for stores that only one process can use (SQLite): refused on distributed runners.
     distributed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> LinkStore:
+        """The store at ``url`` (each store parses its own scheme)."""
+        raise NotImplementedError(f"{cls.__name__} is not opened from a URL")
 
     @abc.abstractmethod
     def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
@@ -127,8 +133,8 @@ class LinkStore(abc.ABC):
     def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release the connection."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -174,7 +174,7 @@ def _instant(value: str) -> datetime.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
-def _link_row(link: Link, *, state: str, version: int, updated_at: str) -> tuple:
+def _link_row(link: Link, *, state: str, version: int, updated_at: str | None) -> tuple:
     return (link.pair, link.link_id, link.source_id, link.target_id, state,
             encode_values(link.snapshot_source), encode_values(link.snapshot_target),
             link.source_etag, link.target_etag, link.attempt_id, version, updated_at)
@@ -221,10 +221,12 @@ class SqliteLinkStore(LinkStore):
     # --- links -------------------------------------------------------------------------------
 
     def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
-        return {link.source_id: link for link in self._lookup(pair, "source_id", ids)}
+        return {link.source_id: link for link in self._lookup(pair, "source_id", ids)
+                if link.source_id is not None}
 
     def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
-        return {link.target_id: link for link in self._lookup(pair, "target_id", ids)}
+        return {link.target_id: link for link in self._lookup(pair, "target_id", ids)
+                if link.target_id is not None}
 
     def _lookup(self, pair: str, column: str, ids: Iterable[str]) -> list[Link]:
         wanted = sorted(set(ids))
@@ -296,7 +298,7 @@ class SqliteLinkStore(LinkStore):
             error = StaleLinkError(
                 f"{len(stale)} link(s) changed since they were read (another writer won): "
                 f"{', '.join(stale)}")
-            error.link_ids = stale
+            error.link_ids = tuple(stale)
             error.committed = committed
             raise error
         return committed
