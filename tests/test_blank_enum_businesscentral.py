@@ -17,6 +17,7 @@ import pathlib
 import pytest
 import requests
 
+from connectors import auth
 from connectors import businesscentral as conn
 from core.model import SystemConfig, WriteOp
 from sandbox import businesscentral as bc
@@ -39,7 +40,7 @@ def served(request, running, monkeypatch):
     running.reset(SYSTEM)
     for name, value in running.environ().items():
         monkeypatch.setenv(name, value)
-    conn._TOKENS.clear()
+    auth.forget_tokens()
     _serve_blank(running, request.param)
     yield request.param
     running.reset(SYSTEM)
