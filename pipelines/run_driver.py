@@ -82,6 +82,7 @@ def _dataflows_to_run(args, config):
         raise UsageError("name the dataflow(s) to run, or --all (see `talksync dataflows`)")
     return [get_dataflow(name) for name in args.dataflows]
 
+
 def hub_first(specs: list) -> list:
     """The dataflows in the order that settles soonest: the hub is the system most of them
     share; first those that feed it (the hub is their target), then those it feeds (its
@@ -97,12 +98,12 @@ def _run_once(args, config, specs, options, full: bool) -> int:
     """One run: passes until settled when it syncs more than one dataflow (they may share a
     system), else a single pass."""
     if args.mode == "sync" and len(specs) > 1:
-        status, sections = run_until_settled(args, config, specs, options, full)
+        status, report = run_until_settled(args, config, specs, options, full)
     else:
         status, sections = _run_pass(args, config, specs, options, full)
-        sections = {"dataflows": sections}
+        report = {"dataflows": sections}
     if args.report:
-        _write_json(pathlib.Path(args.report), sections)
+        _write_json(pathlib.Path(args.report), report)
     return status
 
 
