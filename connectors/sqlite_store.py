@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
 from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
+from core.provenance import OriginWrite, RecordOrigins, merged_origins
 
 _LOG = logging.getLogger(__name__)
 _URL_PREFIX = "sqlite:///"
@@ -100,6 +101,16 @@ _MIGRATIONS = (
         value      TEXT NOT NULL,
         version    INTEGER NOT NULL,
         updated_at TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE record_origins (
+        system     TEXT NOT NULL,
+        entity     TEXT NOT NULL,
+        record_id  TEXT NOT NULL,
+        origins    TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (system, entity, record_id)
     );
     """,
 )
@@ -321,6 +332,42 @@ class SqliteLinkStore(LinkStore):
         except sqlite3.IntegrityError:
             # The link id exists already (version 0), or its source/target id is another's.
             return False
+
+    # --- origins of written values (edit-time provenance) -------------------------------------
+
+    def lookup_origins(self, system: str, entity: str,
+                       ids: Iterable[str]) -> dict[str, RecordOrigins]:
+        wanted = sorted(set(ids))
+        found = {}
+        with self._lock:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start:start + _LOOKUP_CHUNK]
+                for row in self._db.execute(
+                        "SELECT record_id, origins FROM record_origins WHERE system = ? AND "
+                        f"entity = ? AND record_id IN ({', '.join('?' * len(chunk))})",
+                        (system, entity, *chunk)):
+                    found[row["record_id"]] = RecordOrigins.from_json(
+                        system, entity, row["record_id"], json.loads(row["origins"]))
+        return found
+
+    def save_origins(self, writes: Sequence[OriginWrite]) -> None:
+        """Each write merged with the stored entry, all in one transaction."""
+        if not writes:
+            return
+        now = _now()
+        with self._transaction():
+            for write in writes:
+                row = self._db.execute(
+                    "SELECT origins FROM record_origins WHERE system = ? AND entity = ? AND "
+                    "record_id = ?", write.key).fetchone()
+                stored = (RecordOrigins.from_json(*write.key, json.loads(row["origins"]))
+                          if row else None)
+                merged = merged_origins(stored, write)
+                self._db.execute(
+                    "INSERT INTO record_origins (system, entity, record_id, origins, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, entity, record_id) DO UPDATE "
+                    "SET origins = excluded.origins, updated_at = excluded.updated_at",
+                    (*write.key, json.dumps(merged.to_json(), sort_keys=True), now))
 
     # --- watermarks --------------------------------------------------------------------------
 

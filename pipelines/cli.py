@@ -43,6 +43,7 @@ from pipelines.arguments import (
     UsageError,
     add_sync_options,
     every_seconds,
+    max_passes,
 )
 from pipelines.config import ConfigError
 from pipelines.console import show_progress
@@ -54,7 +55,7 @@ from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's status
     EXIT_OK,
     EXIT_USAGE,
 )
-from pipelines.options import DEFAULT_CONFIG, DEFAULT_MODE
+from pipelines.options import DEFAULT_CONFIG, DEFAULT_MAX_PASSES, DEFAULT_MODE
 from pipelines.preflight import PreflightError
 
 #: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
@@ -74,9 +75,15 @@ def _parser() -> Parser:
                          description="Sync dataflows: read both systems, plan, write, report. "
                                      "Exit status: 0 synced; 3 dead letters; 2 usage, config "
                                      "or refused credentials; 1 failed (unreachable system, "
-                                     "circuit breaker, run lock); 130 interrupted.")
+                                     "circuit breaker, run lock, --all not settled); 130 "
+                                     "interrupted.")
     run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
-    run.add_argument("--all", action="store_true", help="run every dataflow the config can")
+    run.add_argument("--all", action="store_true",
+                     help="run every dataflow the config can, those feeding the shared system "
+                          "first, in passes until a pass writes nothing")
+    run.add_argument("--max_passes", type=max_passes, default=DEFAULT_MAX_PASSES, metavar="N",
+                     help="--all: passes at most; still writing after the last is a warning "
+                          f"and exit status 1 (default {DEFAULT_MAX_PASSES})")
     run.add_argument("--config", default=DEFAULT_CONFIG,
                      help=f"systems config ({DEFAULT_CONFIG})")
     run.add_argument("--plan", dest="mode", action="store_const", const="plan",

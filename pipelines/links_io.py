@@ -43,8 +43,10 @@ VERSION = 1
 #: links per round of lookups and commits during an import
 _IMPORT_BATCH = 500
 #: the SQLite schema versions this module reads (connectors.sqlite_store._MIGRATIONS); version 2
-#: added state entries (locks, connector tokens), which an export leaves out on purpose
-_SQLITE_SCHEMAS = (1, 2)
+#: added state entries (locks, connector tokens), version 3 the origins of written values
+#: (decisions/0015): an export leaves both out on purpose (an origin is only good for the
+#: record version it names; without it a record's own time counts, as before)
+_SQLITE_SCHEMAS = (1, 2, 3)
 _SQLITE_PREFIX = "sqlite:///"
 #: what an import does with a link of the file
 _ADD, _UPGRADE, _PRESENT, _CONFLICT = "add", "upgrade", "present", "conflict"

@@ -24,6 +24,9 @@ DEFAULT_MODE = "sync"
 DEFAULT_READ_OVERLAP_SECONDS = 60
 DEFAULT_MAX_UPDATES_PER_PAIR = DEFAULT_MAX_UPDATES
 DEFAULT_RUN_LOCK_TTL_MINUTES = DEFAULT_TTL_MINUTES
+#: passes ``talksync run --all`` makes at most until one writes nothing (an option of the
+#: command only: a Dataflow job runs one dataflow, one pass)
+DEFAULT_MAX_PASSES = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,9 @@ OUTCOME_COUNTERS = (planner.CREATE_TARGET, planner.CREATE_SOURCE, planner.LINK, 
 #: What the run changed or recorded, counted per change rather than per entity.
 CHANGE_COUNTERS = ("updated_target", "updated_source", "conflicts", "dead_letters")
 REPORT_COUNTERS = READ_COUNTERS + OUTCOME_COUNTERS + CHANGE_COUNTERS
+#: The creates and updates a system accepted (transforms/write.py): a section's ``writes``,
+#: what tells an ``--all`` pass that wrote from one that found everything settled.
+WRITE_COUNTERS = ("written_source", "written_target")
 _LOG = logging.getLogger(__name__)
 _DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
 
@@ -323,10 +326,11 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
-    pairs, held_updates = {}, {}
+    pairs, held_updates, writes = {}, {}, 0
     for pair in selected_pairs(spec, settings.pairs):
         prefix = f"{spec.name}/{pair.name}/"
         pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
+        writes += sum(counters.get(prefix + name, 0) for name in WRITE_COUNTERS)
         if counters.get(prefix + HELD_UPDATES):
             held_updates[pair.name] = counters[prefix + HELD_UPDATES]
         if unaccounted(pairs[pair.name]):
@@ -342,7 +346,7 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
             "max_updates_per_pair": settings.max_updates_per_pair,
             "pairs": pairs, "held_updates": held_updates, "requests": requests,
-            "unreachable": unreachable}
+            "unreachable": unreachable, "writes": writes}
 
 
 def unaccounted(counts: dict) -> int:

@@ -64,20 +64,23 @@ def test_from_url_refuses_other_urls(url):
 def test_file_is_in_wal_mode_with_a_schema_version(store, db_path):
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_a_version_1_file_is_migrated_and_keeps_its_links(db_path):
-    """A file written before state entries existed gets the state table on opening."""
+    """A file written before state entries existed gets the state table (and the origins of
+    written values, docs/decisions/0015) on opening."""
     with SqliteLinkStore(str(db_path)) as store:
         store.commit([Link(pair="df/p", link_id="L1", source_id="S1", target_id="T1",
                            state="linked", version=0)])
     with sqlite3.connect(db_path) as raw:
         raw.execute("DROP TABLE state")
+        raw.execute("DROP TABLE record_origins")
         raw.execute("PRAGMA user_version = 1")
     with SqliteLinkStore(str(db_path)) as store:
         assert store.lookup_by_source("df/p", ["S1"])["S1"].target_id == "T1"
         assert store.write_state("k", {"v": 1}, None).version == 1
+        assert store.lookup_origins("erp", "Customers", ["C1"]) == {}
 
 
 def test_a_newer_schema_is_refused(db_path):

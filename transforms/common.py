@@ -68,6 +68,14 @@ class PairContext:
             created_at=datetime.datetime.now(datetime.UTC).isoformat())
 
 
+def system_fields(pair: PairSpec, side: str) -> dict[str, str]:
+    """Each canonical property of ``pair`` by the field of ``side``'s system it is kept in:
+    what the origins of written values are keyed by (the same field in every dataflow that
+    reads or writes that system, whatever the pair calls the property)."""
+    return {prop.target: prop.source if side == "source" else prop.target
+            for prop in pair.properties}
+
+
 def in_global_window(elements):
     """Elements yielded from ``finish_bundle`` (which must carry their window), tags kept."""
     for element in elements:

@@ -254,8 +254,10 @@ class _MapRecordFn(beam.DoFn):
         self._dead = self._ctx.counter(DEAD)
 
     def process(self, record, **side_inputs):
+        system = self._ctx.system(self._side).name
         if record.deleted:
-            yield Entity(self._side, record.id, {}, record.modified, True, record.etag)
+            yield Entity(self._side, record.id, {}, record.modified, True, record.etag,
+                         system=system)
             return
         try:
             view = self._mapper.view(self._side, record.fields, self._resolve(side_inputs))
@@ -267,7 +269,8 @@ class _MapRecordFn(beam.DoFn):
                 error_class=exc.error_class, message=str(exc), payload=dict(record.fields),
                 direction=_direction(self._side)))
             return
-        yield Entity(self._side, record.id, view, record.modified, False, record.etag)
+        yield Entity(self._side, record.id, view, record.modified, False, record.etag,
+                     system=system)
 
     def _resolve(self, side_inputs) -> Resolver:
         key = tuple(id(v) for v in side_inputs.values())
