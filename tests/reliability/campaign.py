@@ -388,12 +388,17 @@ def _parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-99", help="e.g. 0-99 or 3,17,42")
+    parser.add_argument("--min-rounds", type=int, default=1,
+                        help="rounds per seed at least (the `make test` subset: 2)")
+    parser.add_argument("--kill-first-round", action="store_true",
+                        help="SIGKILL each seed's first run while it writes (as the subset)")
     args = parser.parse_args(argv)
+    options = {"min_rounds": args.min_rounds, "kill_first_round": args.kill_first_round}
     failed, started = [], time.monotonic()
     seeds = _parse_seeds(args.seeds)
     for seed in seeds:
         try:
-            run_seed(seed, log=lambda m: None)
+            run_seed(seed, log=lambda m: None, **options)
             print(f"seed {seed}: ok", flush=True)
         except AssertionError as exc:
             failed.append(seed)
