@@ -79,6 +79,41 @@ def test_without_the_emulator_tests_skip_saying_how_to_install_it_or_fail_in_ci(
         require_emulator()
 
 
+def test_an_emulator_whose_port_was_taken_meanwhile_starts_on_another(tmp_path, monkeypatch):
+    """Between probing a free port and the emulator binding it, another server (the other
+    test worker's emulator) may take it and answer ``Ok`` there: ours must not take that for
+    its own start, but try the next free port."""
+    import http.server
+
+    from tests import firestore_emulator as module
+    require_emulator()
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"Ok")
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    taken = other.server_address[1]
+    ports = iter([taken])
+    real_free_port = module.free_port
+    monkeypatch.setattr(module, "free_port", lambda: next(ports, None) or real_free_port())
+    emulator = module.FirestoreEmulator(tmp_path)
+    try:
+        emulator.start()
+        assert emulator.port != taken
+        emulator.reset()                      # a Firestore emulator answers there
+    finally:
+        emulator.stop()
+        other.shutdown()
+        other.server_close()
+
+
 # --- the URL ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("url, project, database, prefix", [
