@@ -30,6 +30,7 @@ reliability``); a failing seed is rerun alone with ``--seeds N``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -89,8 +90,8 @@ class Campaign:
 
     def run(self) -> None:
         with Sandbox(state_dir=self.workdir / "sandbox", base_port=0,
-                     systems=("customwebshop", "customerp"), seed=self.seed) as sandbox:
-            os.environ.update(sandbox.environ())
+                     systems=("customwebshop", "customerp"), seed=self.seed) as sandbox, \
+                _exported(sandbox.environ()):
             h = SyncHarness(sandbox, self.workdir)
             for system in ("customwebshop", "customerp"):
                 h.configure(system, max_retries=2, timeout_s=10)
@@ -352,6 +353,22 @@ class Campaign:
                 assert got[name] == (value, value), \
                     f"seed {self.seed}: {kind} {key} {name}: expected {value!r} on both " \
                     f"sides, got webshop {got[name][0]!r}, ERP {got[name][1]!r}"
+
+
+@contextlib.contextmanager
+def _exported(variables: dict[str, str]):
+    """``variables`` in the environment for the scenario only: a seed's keys must not stay
+    behind for the tests that run after it in the same process."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _linked(h: SyncHarness, pair: str) -> set[tuple[str, str]]:
