@@ -1,8 +1,10 @@
 """The fast subset of the fault campaign that `make test` runs (the full one: `make reliability`).
 
-``TALKSYNC_CAMPAIGN_SEEDS`` overrides the seeds, e.g. ``TALKSYNC_CAMPAIGN_SEEDS=17`` to rerun
-one failing seed of the full campaign. Unlike the full campaign, where the seed's draws decide,
-every seed here runs at least two rounds and its first run is SIGKILLed while it writes.
+``TALKSYNC_CAMPAIGN_SEEDS`` overrides the seeds (``TALKSYNC_CAMPAIGN_SEEDS=17``). Unlike the
+full campaign, where the seed's draws decide, every seed here runs at least two rounds and its
+first run is SIGKILLed while it writes; so a seed of the full campaign is rerun exactly with
+``python -m tests.reliability.campaign --seeds 17``, and one of this subset with
+``--seeds 1 --min-rounds 2 --kill-first-round``.
 """
 
 import os
