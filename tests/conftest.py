@@ -17,6 +17,15 @@ from pipelines import cli
 from pipelines.sync_pipeline import OUTCOME_COUNTERS, READ_COUNTERS, unaccounted
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """The random order's seed at the end of every run, also under ``-q`` (which hides
+    pytest-randomly's header line), so a failing order can be run again."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order; run this order again with "
+                                    f"-p randomly --randomly-seed={seed}")
+
+
 @pytest.fixture(autouse=True)
 def _systems_asked_afresh():
     """Every test asks every system afresh: a system one test left unreachable (remembered by
