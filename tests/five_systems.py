@@ -15,7 +15,7 @@ import yaml
 from connectors.stores import open_link_store
 from pipelines import auth, cli
 from sandbox import businesscentral as bc
-from sandbox import businessnxt as bnxt
+from sandbox import businessnxt_model
 from sandbox import exact as ex
 from tests.conftest import SyncHarness, assert_counts_add_up
 from tests.test_sandbox_businessnxt import Gql
@@ -148,4 +148,4 @@ _EMAIL_FIELDS = {"customwebshop": "email", "customerp": "Email", "businesscentra
                  "businessnxt": "emailAddress", "exact": "Email"}
 _PHONE_FIELDS = {"customwebshop": "phone", "customerp": "Phone",
                  "businesscentral": "phoneNumber", "businessnxt": "phone", "exact": "Phone"}
-assert bnxt.TABLES["address"]   # the table the Business NXT customers are kept in
+assert businessnxt_model.TABLES["address"]   # the table the sandbox keeps NXT customers in

@@ -6,7 +6,8 @@ through it. Before, "latest change wins" compared the webshop's modified time, w
 talksync copied the ERP's value in, and an older ERP edit beat a newer Business Central edit.
 Each test edits its own customer in the emulators, in the order the test says (each emulator
 stamps an edit with its clock, so the later edit has the later time: no sleeping), then runs,
-on a SQLite and on a Firestore (emulator) link store.
+on a SQLite link store here and on a Firestore (emulator) one in
+tests/test_provenance_all_firestore.py.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from tests.firestore_emulator import PROJECT, firestore_emulator  # noqa: F401
 from tests.five_systems import SYSTEMS, FiveSystems
 
 
-@pytest.fixture(scope="module", params=["sqlite", "firestore"])
-def five(request, tmp_path_factory):
-    """The five systems after a first `--all` that settled, on each kind of link store."""
-    state = tmp_path_factory.mktemp(f"five-{request.param}")
-    if request.param == "sqlite":
+def settled_five(store: str, request, tmp_path_factory):
+    """The five systems after a first `--all` that settled, on a ``store`` ("sqlite" or
+    "firestore") link store. One module per store (the Firestore one is
+    tests/test_provenance_all_firestore.py), so that `make test`'s two workers run them side
+    by side."""
+    state = tmp_path_factory.mktemp(f"five-{store}")
+    if store == "sqlite":
         store_url = f"sqlite:///{state}/links.db"
     else:
         request.getfixturevalue("firestore_emulator")
@@ -45,6 +48,11 @@ def five(request, tmp_path_factory):
             yield harness
         finally:
             sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def five(request, tmp_path_factory):
+    yield from settled_five("sqlite", request, tmp_path_factory)
 
 
 def _phone(label: str) -> str:
