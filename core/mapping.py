@@ -103,6 +103,12 @@ def match_token(value: Any) -> str:
     return str(value)
 
 
+def _broken_rules(prop: PropertySpec, value: Any) -> list[str]:
+    """Why the canonical ``value`` breaks the property's business rules (core.rules): checked
+    on whichever side a record is read, so a rule holds in both directions."""
+    return [reason for rule in prop.rules if (reason := rule.broken_by(value)) is not None]
+
+
 def _label(prop: PropertySpec, side: str) -> str:
     return prop.target if side == "target" else f"{prop.target} ({prop.source})"
 
@@ -151,6 +157,7 @@ class PairMapper:
                 continue
             if value is None and prop.required:
                 problems.append((label, "a value is required", VALIDATION))
+            problems.extend((label, reason, VALIDATION) for reason in _broken_rules(prop, value))
             view[prop.target] = value
         return view
 
