@@ -261,6 +261,23 @@ def export_links(url: str, out: pathlib.Path) -> ExportCounts:
     return counts
 
 
+def scan_links(url: str) -> list[Link]:
+    """Every link of the store at ``url`` (``talksync history`` finds a record by a match key
+    in the links' snapshots); none for a SQLite store whose file does not exist yet (read
+    without creating it)."""
+    if url.startswith(_SQLITE_PREFIX):
+        path = url[len(_SQLITE_PREFIX):]
+        if path == ":memory:" or not pathlib.Path(path).is_file():
+            return []
+        scan = _SqliteScan(path)
+        try:
+            return list(scan.scan_links())
+        finally:
+            scan.close()
+    with open_link_store(url) as store:
+        return list(store.scan_links())
+
+
 # --- import -----------------------------------------------------------------------------------
 
 def import_links(url: str, path: pathlib.Path) -> ImportCounts:
