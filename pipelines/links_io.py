@@ -43,8 +43,9 @@ VERSION = 1
 #: links per round of lookups and commits during an import
 _IMPORT_BATCH = 500
 #: the SQLite schema versions this module reads (connectors.sqlite_store._MIGRATIONS); version 2
-#: added state entries (locks, connector tokens), which an export leaves out on purpose
-_SQLITE_SCHEMAS = (1, 2)
+#: added state entries (locks, connector tokens), which an export leaves out on purpose;
+#: version 3 counts the attempts of dead letters
+_SQLITE_SCHEMAS = (1, 2, 3)
 _SQLITE_PREFIX = "sqlite:///"
 #: what an import does with a link of the file
 _ADD, _UPGRADE, _PRESENT, _CONFLICT = "add", "upgrade", "present", "conflict"
@@ -300,7 +301,7 @@ def import_links(url: str, path: pathlib.Path) -> ImportCounts:
             elif kind == "watermark":
                 _import_watermark(store, record, counts)
             else:
-                letter = DeadLetter(**{f: record.get(f) for f in _DEAD_LETTER_FIELDS})
+                letter = DeadLetter(**{f: record[f] for f in _DEAD_LETTER_FIELDS if f in record})
                 letters.setdefault((letter.dataflow, letter.pair), []).append(letter)
         _import_link_batch(store, batch, counts)
         for (dataflow, pair), group in letters.items():
