@@ -252,6 +252,7 @@ class _MapRecordFn(beam.DoFn):
         self._store = open_link_store(self._ctx.link_store) if needs_store else None
         # an unlinked reference is looked up in the source system: missing, or not linked yet
         self._connector = connector_for(self._ctx.system(self._side)) if needs_store else None
+        self._requests = RequestCounting(self._connector) if needs_store else None
         self._existence = (ExistenceCheck(self._ctx, lambda side: self._connector)
                            if needs_store else None)
         self._resolver = None
@@ -266,6 +267,8 @@ class _MapRecordFn(beam.DoFn):
         try:
             view = self._mapper.view(self._side, record.fields, self._resolve(side_inputs))
         except MappingError as exc:
+            if self._requests is not None:
+                self._requests.flush()
             self._invalid.inc()
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(

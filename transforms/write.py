@@ -266,7 +266,8 @@ class _WriteBatchFn(beam.DoFn):
                     link_id=link.link_id, side=side, ok=True, entity_id=record.id,
                     etag=record.etag, view=self._view(side, record, write, resolve)))
         finally:
-            self._requests[side].flush()
+            for counting in self._requests.values():    # the other side's: existence checks
+                counting.flush()
 
     def _reconcile_adopted(self, connector, link: Link, write: Write, record: Record, resolve):
         """An adopted entity may hold other values than ours: send the difference as an update."""
