@@ -101,6 +101,12 @@ _LINK_FIELDS = ("pair", "link_id", "source_id", "target_id", "state", "source_et
 _DEAD_LETTER_FIELDS = tuple(field.name for field in dataclasses.fields(DeadLetter))
 
 
+def _dead_letter(document: dict) -> DeadLetter:
+    """A stored letter; one stored before letters counted their attempts counts one."""
+    return DeadLetter(**{field: document.get(field) for field in _DEAD_LETTER_FIELDS
+                         if field in document})
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
@@ -662,7 +668,7 @@ class FirestoreLinkStore(LinkStore):
             return []
         run = self._query(letters.where(filter=FieldFilter("run_id", "==",
                                                            latest[0].get("run_id"))))
-        return [DeadLetter(**{field: snapshot.get(field) for field in _DEAD_LETTER_FIELDS})
+        return [_dead_letter(snapshot.to_dict())
                 for snapshot in sorted(run, key=lambda snapshot: snapshot.get("seq"))]
 
     def retire_dead_letters(self, dataflow: str, pair: str, keep_run_id: str) -> None:

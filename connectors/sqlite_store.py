@@ -113,6 +113,9 @@ _MIGRATIONS = (
         PRIMARY KEY (system, entity, record_id)
     );
     """,
+    """
+    ALTER TABLE dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 _LINK_COLUMNS = ("pair", "link_id", "source_id", "target_id", "state", "snapshot_source",
@@ -120,7 +123,7 @@ _LINK_COLUMNS = ("pair", "link_id", "source_id", "target_id", "state", "snapshot
                  "updated_at")
 _DEAD_LETTER_COLUMNS = ("run_id", "dataflow", "pair", "direction", "system", "entity",
                         "entity_id", "stage", "error_class", "message", "status", "payload",
-                        "created_at")
+                        "attempts", "created_at")
 
 
 def _prepare_private_file(path: str) -> None:

@@ -60,7 +60,8 @@ from pipelines.preflight import PreflightError
 
 #: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
 _TUNING_OPTIONS = ("max_updates_per_pair", "confirm_mass_changes", "break_run_lock",
-                   "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir")
+                   "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir",
+                   "missing_reference_runs")
 
 
 def _parser() -> Parser:
@@ -116,7 +117,8 @@ def _parser() -> Parser:
 
     history = sub.add_parser("history", help="what talksync did to one record, run by run "
                                              "(docs/audit.md)")
-    history.add_argument("entity_id", metavar="ENTITY-ID", help="its id in either system")
+    history.add_argument("entity_id", metavar="ID-OR-KEY",
+                         help="its id in either system, or a match key: e-mail, SKU, order number")
     history.add_argument("--dataflow", help="only this dataflow")
     history.add_argument("--since", help="from a date, a time or a span back (7d, 12h)")
     runs = sub.add_parser("runs", help="the last runs with their counts")

@@ -51,10 +51,12 @@ from core.provenance import OriginWrite, RecordOrigins, Version
 from transforms import audit
 from transforms.common import (
     BufferedStoreFn,
+    ExistenceCheck,
     PairContext,
     RequestCounting,
     Resolver,
     progress,
+    reference_stage,
     system_fields,
     this_run_links,
 )
@@ -235,7 +237,8 @@ class _WriteBatchFn(beam.DoFn):
     def process(self, element, **side_inputs):
         (side, _), batch = element
         resolve = Resolver(self._ctx.dataflow, self._store,
-                           this_run_links(self._ctx.pair, side_inputs))
+                           this_run_links(self._ctx.pair, side_inputs),
+                           ExistenceCheck(self._ctx, self._connector))
         connector = self._connector(side)
         entity = self._ctx.entity(side)
         ops, pending = [], {}
@@ -244,7 +247,8 @@ class _WriteBatchFn(beam.DoFn):
                 fields = self._mapper.fields_for(side, write.changes, resolve)
             except MappingError as exc:
                 yield from self._failed(link, write, error_class=exc.error_class,
-                                        message=str(exc), payload=write.changes)
+                                        message=str(exc), payload=write.changes,
+                                        stage=reference_stage(exc, "write"))
                 continue
             ops.append(WriteOp(kind=write.kind, entity=entity, fields=fields, ref=link.link_id,
                                id=write.entity_id, if_match=write.etag,
@@ -276,7 +280,8 @@ class _WriteBatchFn(beam.DoFn):
                     etag=record.etag, view=self._view(side, record, write, resolve)))
             self._save_origins(origins)
         finally:
-            self._requests[side].flush()
+            for counting in self._requests.values():    # the other side's: existence checks
+                counting.flush()
 
     def _origins_of(self, side: str, write: Write, record: Record) -> list[OriginWrite]:
         """What this write leaves in the record: the edit each value came from, the version
@@ -335,7 +340,7 @@ class _WriteBatchFn(beam.DoFn):
                                 status=error.status, payload=fields)
 
     def _failed(self, link: Link, write: Write, *, error_class: str, message: str,
-                status=None, payload=None):
+                status=None, payload=None, stage: str = "write"):
         """A failed write: a dead letter about the entity whose change it carried (so the next
         run reads that entity again and retries), and a failed outcome (so the link is not
         committed and the change is not forgotten)."""
@@ -343,7 +348,7 @@ class _WriteBatchFn(beam.DoFn):
         written = self._ctx.system(write.side).name
         yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
             side=origin, entity_id=link.source_id if origin == SOURCE else link.target_id,
-            stage="write", error_class=error_class, direction=f"to_{write.side}",
+            stage=stage, error_class=error_class, direction=f"to_{write.side}",
             message=f"{write.kind} in {written} failed: {message}", status=status,
             payload=payload))
         yield (link.link_id, WriteOutcome(link_id=link.link_id, side=write.side, ok=False))
