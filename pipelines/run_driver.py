@@ -192,7 +192,7 @@ def _run_pass(args, config, specs, options, full: bool) -> tuple[int, list[dict]
             continue
         sections.append(section)
         _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
-        print(format_summary(section))
+        print(format_summary(section, legend=spec is specs[-1]))
         for name, updates in held_pairs(section).items():
             print(f"talksync: {spec.name} stopped by the circuit breaker: "
                   f"{held_message(name, updates, section['max_updates_per_pair'])}",

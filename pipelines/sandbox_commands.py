@@ -19,10 +19,9 @@ from typing import Any, NamedTuple
 from connectors.exact import tokens_key
 from connectors.stores import open_link_store
 from pipelines import auth, commands
-
 from pipelines.arguments import UsageError
-from pipelines.exit_status import EXIT_FAILED, EXIT_OK
 from pipelines.config import load_config
+from pipelines.exit_status import EXIT_FAILED, EXIT_OK
 from pipelines.run_driver import cmd_run
 
 
