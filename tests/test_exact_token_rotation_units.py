@@ -285,6 +285,15 @@ def test_the_consent_code_is_traded_for_the_first_tokens(store_url, store, monke
     assert store.read_state(KEY) == again
 
 
+def test_a_refused_consent_code_names_the_system(store_url, store, monkeypatch):
+    Endpoint(monkeypatch, answers=[(400, {"error": "invalid_grant"})])
+    monkeypatch.setenv("NOPE", "secret-1")
+    with pytest.raises(errors.CredentialsRefusedError) as caught:
+        exact.exchange_code(_config(store_url), "CODE", "http://localhost/cb", store)
+    assert str(caught.value) == "exact: token request -> HTTP 400: invalid_grant"
+    assert store.read_state(KEY) is None
+
+
 def test_urls_of_the_token_endpoint_and_the_consent_page():
     assert exact.token_url(BASE + "/") == TOKEN_URL
     assert exact.tokens_key("x") == "tokens/x"

@@ -9,6 +9,7 @@ import datetime
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -256,10 +257,17 @@ class _Stop:
     def __init__(self, rounds: int):
         self.waits: list[float] = []
         self._rounds = rounds
+        self.done = threading.Event()
+
+    def set(self):
+        pass
 
     def wait(self, interval):
         self.waits.append(interval)
-        return len(self.waits) > self._rounds
+        if len(self.waits) > self._rounds:
+            self.done.set()
+            return True
+        return False
 
 
 def test_the_renewer_renews_every_third_of_the_lifetime_and_survives_a_failure(
@@ -279,3 +287,32 @@ def test_the_renewer_renews_every_third_of_the_lifetime_and_survives_a_failure(
         keeper._renew()
     assert caplog.messages == [f"run lock of {DATAFLOW}: renewal failed: run lock of {DATAFLOW}"
                                ": run run-1 lost it to another run (it expired or was broken)"]
+
+
+def test_the_renewer_runs_while_the_driver_waits_and_stops_after(tmp_path, store, clock):
+    lock = _lock(minutes=3)
+    lock.acquire(store)
+    keeper = KeepRunLock(lock, f"sqlite:///{tmp_path}/links.db")
+    assert keeper._thread.daemon and keeper._thread.name == "run-lock"
+    with keeper as entered:
+        assert entered is keeper and keeper._thread.is_alive()
+    assert not keeper._thread.is_alive() and keeper._stop.is_set()
+
+
+def test_the_renewer_thread_renews_until_the_driver_is_done(tmp_path, store, clock):
+    lock = _lock(minutes=3)
+    lock.acquire(store)
+    keeper = KeepRunLock(lock, f"sqlite:///{tmp_path}/links.db")
+    keeper._stop = _Stop(rounds=1)              # one renewal, then the thread ends by itself
+    clock.advance(minutes=1)
+    with keeper:
+        assert keeper._stop.done.wait(timeout=30), "the renewer never ran"
+    assert keeper._stop.waits == [60.0, 60.0]
+    assert store.read_state(KEY).value["expires_at"] == (T0 + datetime.timedelta(minutes=4)
+                                                         ).isoformat()
+
+
+def test_the_real_clock_is_aware_utc():
+    before = datetime.datetime.now(datetime.UTC)
+    now = runlock._now()
+    assert now.tzinfo is datetime.UTC and before <= now <= datetime.datetime.now(datetime.UTC)

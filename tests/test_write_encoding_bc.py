@@ -42,7 +42,9 @@ def _op(kind="create", entity="customers", ref="r1", **kwargs):
 
 
 def _echo(request):
-    """A call's answer: its body back with an id, 200."""
+    """A call's answer: its body back with an id, 200 (a DELETE: 204, no body)."""
+    if request["method"] == "DELETE":
+        return {"status": 204}
     body = {"id": "new", "@odata.etag": 'W/"1"', **(request.get("body") or {})}
     return {"status": 201 if request["method"] == "POST" else 200, "body": body}
 
@@ -184,12 +186,15 @@ def _bc_line(n, **fields):
 
 
 def test_order_lines_become_line_operations_after_the_head(monkeypatch):
-    current = _order(lines=[_bc_line(1), _bc_line(2), _bc_line(3), {"id": "l4"}])
+    no_etag = _bc_line(3)
+    del no_etag["@odata.etag"]
+    current = _order(lines=[_bc_line(1), _bc_line(2), no_etag, _bc_line(4), {"id": "l5"}])
     service = BC(monkeypatch, orders={"o1": current})
     wanted = [
         {"itemId": "i1", "quantity": "1.00", "unitPrice": 10, "amountIncludingTax": 5},
-        {"itemId": "i2", "quantity": 7, "lineType": "Item", "description": "d2"},
-        {"itemId": "i9", "quantity": 1},                         # another item: all of it
+        {"itemId": "i2", "quantity": 7, "lineType": "Comment", "description": "d2"},
+        # another item: BC revalidates the line, so every wanted value goes with it
+        {"itemId": "i9", "quantity": 3, "description": "d3"},
     ]
     [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
                                        if_match='W/"5"',
@@ -201,12 +206,14 @@ def test_order_lines_become_line_operations_after_the_head(monkeypatch):
     assert [(r["method"], r["url"], r["headers"].get("If-Match"), r.get("body"),
              r.get("dependsOn")) for r in write] == [
         ("PATCH", url, 'W/"5"', {"phoneNumber": "1"}, None),
-        ("PATCH", f"{url}/salesOrderLines(l2)", 'W/"l2"', {"quantity": 7}, ["0"]),
-        ("PATCH", f"{url}/salesOrderLines(l3)", 'W/"l3"', {"itemId": "i9", "quantity": 1},
-         ["1"]),
-        ("DELETE", f"{url}/salesOrderLines(l4)", "*", None, ["2"]),
-        ("GET", f"{url}?$expand=salesOrderLines", None, None, ["3"])]
-    assert result.ok
+        ("PATCH", f"{url}/salesOrderLines(l2)", 'W/"l2"', {"quantity": 7, "lineType": "Comment"},
+         ["0"]),
+        ("PATCH", f"{url}/salesOrderLines(l3)", "*",
+         {"itemId": "i9", "quantity": 3, "description": "d3"}, ["1"]),
+        ("DELETE", f"{url}/salesOrderLines(l4)", 'W/"l4"', None, ["2"]),
+        ("DELETE", f"{url}/salesOrderLines(l5)", "*", None, ["3"]),
+        ("GET", f"{url}?$expand=salesOrderLines", None, None, ["4"])]
+    assert result.ok and result.ref == "r1"
 
 
 def test_only_lines_changed_sends_no_head_patch_and_posts_new_lines(monkeypatch):
@@ -277,15 +284,18 @@ def test_a_batch_holds_at_most_a_hundred_calls_and_never_splits_an_op(monkeypatc
 
 def test_the_first_failed_call_of_an_op_is_its_result(monkeypatch):
     def answer(request):
-        if request["method"] == "PATCH":
+        if request["method"] == "PATCH" and "o1" in request["url"]:
             return {"status": 412, "body": {"error": {"code": "Request_EntityChanged",
                                                       "message": "moved"}}}
         return _echo(request)
 
     BC(monkeypatch, answer)
-    [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
-                                       if_match="e", fields={"phoneNumber": "1"})])
-    assert isinstance(result.error, PreconditionFailedError)
+    result, other = _connector().write([
+        _op("update", entity="salesOrders", id="o1", if_match="e", fields={"phoneNumber": "1"}),
+        _op("update", entity="salesOrders", ref="r2", id="o2", if_match="e",
+            fields={"phoneNumber": "2"})])
+    assert other.ok and other.ref == "r2"        # the next op's calls are still read
+    assert isinstance(result.error, PreconditionFailedError) and result.ref == "r1"
     assert str(result.error) == ("bc: PATCH /companies(c0)/salesOrders(o1) (in a batch) -> "
                                  "HTTP 412: Request_EntityChanged: moved")
 
@@ -303,6 +313,7 @@ def _duplicate(found):
             return {"status": 400, "body": {"error": {"code": "Internal_EntityWithSameKeyExists",
                                                       "message": "exists"}}}
         return {"status": 200, "body": {"value": [{"id": "old", "number": "N'1",
+                                                   "type": "Non_x002D_Inventory",
                                                    "salesOrderLines": []}] if found else []}}
     return answer
 
@@ -311,7 +322,10 @@ def _duplicate(found):
 def test_a_create_whose_number_exists_adopts_that_entity(monkeypatch, entity):
     service = BC(monkeypatch, _duplicate(True))
     [result] = _connector().write([_op(entity=entity, fields={"number": "N'1"})])
-    assert result.adopted and result.record.id == "old"
+    assert result.adopted and result.record.id == "old" and result.ref == "r1"
+    assert result.record.entity == entity
+    assert result.record.fields.get("type") == ("Non-Inventory" if entity == "customers"
+                                                else "Non_x002D_Inventory")
     lookup = service.http.not_tokens()[1]
     assert (lookup.method, lookup.path) == ("GET", f"/v2.0/t/env/api/v2.0/{CO}/{entity}")
     expected = {"$filter": "number eq 'N''1'"}
@@ -330,7 +344,7 @@ def test_other_duplicates_fail(monkeypatch, kind, fields, found, reads):
         "code": "Internal_EntityWithSameKeyExists", "message": "exists"}}}
         if r["method"] in ("POST", "PATCH") else _duplicate(found)(r))
     [result] = _connector().write([_op(kind, id="x", if_match="e", fields=fields)])
-    assert isinstance(result.error, PermanentApiError)
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
     assert len(service.http.not_tokens()) == 1 + reads
 
 
@@ -345,6 +359,7 @@ def test_an_answer_missing_responses_fails_the_batch(monkeypatch):
     for result in results:
         assert isinstance(result.error, TransientApiError)
         assert str(result.error) == "bc: POST /$batch answered 1 responses for 2 requests"
+        assert result.error.system == "bc"
 
 
 def _busy_then(service):
@@ -380,3 +395,24 @@ def test_a_batch_is_sent_again_only_without_creates(monkeypatch, op, sends):
 ])
 def test_line_values_compare_numbers_by_value(current, wanted, same):
     assert bc._same(current, wanted) is same
+
+
+def test_a_failed_batch_request_fails_each_of_its_ops(monkeypatch):
+    def handle(sent):
+        if "token" in sent.url:
+            return 200, {"access_token": "TOKEN"}
+        return 400, {"error": {"code": "BadRequest", "message": "no"}}
+
+    fake_http(monkeypatch, handle)
+    one, two = _connector().write([_op(), _op(ref="r2")])
+    assert (one.ref, two.ref) == ("r1", "r2")
+    assert one.error is two.error
+    assert str(one.error) == "bc: POST /$batch -> HTTP 400: BadRequest: no"
+
+
+def test_a_call_that_failed_with_a_text_body_is_its_ops_error(monkeypatch):
+    BC(monkeypatch, lambda request: {"status": 502, "body": "Bad Gateway"})
+    [result] = _connector().write([_op(fields={"number": "N1"})])
+    assert isinstance(result.error, TransientApiError) and result.ref == "r1"
+    assert str(result.error) == ("bc: POST /companies(c0)/customers (in a batch) -> HTTP 502: "
+                                 "Bad Gateway")

@@ -180,6 +180,7 @@ def test_a_link_another_run_made_of_the_same_ids_is_left_alone(ctx, store):
 ])
 def test_a_reservation_that_clashes_is_a_conflict_letter(ctx, store, held, wanted, side,
                                                          entity_id, state):
+    held = dict(held)                                  # the parameters are shared: copied
     if held.pop("state", LINKED) == PENDING:
         store.reserve(_link(ctx, **held))
     else:
