@@ -223,6 +223,7 @@ def test_erp_creates_post_and_updates_put_with_if_match(monkeypatch):
     assert created.record.modified.isoformat() == "2026-12-07T09:00:00+00:00"
     assert (updated.ref, updated.record.id, updated.record.fields) == (
         "r2", "C 2", {"Name": "Bo", "CustomerNo": "C 2"})
+    assert updated.record.etag == '"v2"'
     assert not created.adopted and not updated.adopted
     assert unguarded.ok
 

@@ -158,6 +158,7 @@ def test_an_update_without_an_etag_is_refused_unsent(monkeypatch):
     service = BC(monkeypatch)
     [result] = _connector().write([_op("update", id="x", fields={"a": 1})])
     assert isinstance(result.error, PreconditionFailedError) and result.error.status == 409
+    assert result.ref == "r1" and result.error.system == "bc"
     assert str(result.error) == ("bc: PATCH /companies(c0)/customers(x): no ETag to send in "
                                  "If-Match; the entity is read again next run")
     assert service.batches() == []
@@ -235,6 +236,7 @@ def test_lines_of_an_order_whose_etag_moved_are_not_sent(monkeypatch):
         _op("update", entity="salesOrders", id="o1", if_match='W/"5"',
             fields={"salesOrderLines": []}), other])
     assert isinstance(result.error, PreconditionFailedError) and result.error.status == 409
+    assert result.error.system == "bc"
     assert str(result.error) == (
         "bc: PATCH /companies(c0)/salesOrders(o1) -> HTTP 409: Request_EntityChanged: the order "
         "changed since it was read (ETag moved); re-read and planned again")
@@ -247,6 +249,7 @@ def test_lines_of_an_order_that_is_gone_fail(monkeypatch):
     [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
                                        if_match='W/"5"', fields={"salesOrderLines": []})])
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404
+    assert result.error.system == "bc"
     assert str(result.error) == "bc: sales order o1 was not found"
 
 

@@ -466,14 +466,28 @@ def test_a_link_whose_writes_did_not_all_succeed_is_kept_as_it_was(ctx, store, o
     assert ctx.counters == {DEAD: 2}
 
 
-def test_a_link_changed_meanwhile_is_a_conflict_letter(ctx, store):
+def test_each_plan_of_a_link_is_judged_on_its_own(ctx, store):
+    failed = _plan(ctx, "updated", link=_link(ctx, target_id="T1"), records_read=2,
+                   writes=[Write("source", "update", {"company_name": "x"})])
+    fine = _plan(ctx, "updated", link=_link(ctx, target_id="T1"), records_read=1)
+    fn = write._CommitLinksFn(ctx)
+    fn.setup()
+    fn.start_bundle()
+    assert list(fn.process(("s:S1", {"plan": [failed, fine], "outcome": []}))) == []
+    assert [plan for plan, _ in fn._buffer] == [fine]
+    assert ctx.counters == {DEAD: 2}
+
+
+def test_a_link_changed_meanwhile_is_a_conflict_letter(ctx, store, caplog):
     (theirs,) = store.commit([_link(ctx, target_id="T1")])
     stale = _plan(ctx, "updated", link=theirs.replace(version=0), records_read=2)
     target_first = _plan(ctx, "updated", link=_link(ctx, "t:T5", None, "T5", version=4))
     fresh = _plan(ctx, "updated", link=_link(ctx, "s:S3", "S3", "T3"), records_read=2)
     fn = write._CommitLinksFn(ctx)
     fn.setup()
-    out = list(fn.flush_batch([(p, p.link) for p in (stale, target_first, fresh)]))
+    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER):
+        out = list(fn.flush_batch([(p, p.link) for p in (stale, target_first, fresh)]))
+    assert caplog.messages == ["customer: committed 1 links"]
     letters = [_letter(o) for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
     assert letters == [
         _expected_letter(ctx, direction="link", system="erp", entity="Customers",
