@@ -156,10 +156,12 @@ def test_a_refused_token_is_refreshed_unless_another_worker_did(store_url, store
     assert tokens.token() == "AT0"
     assert tokens.token(refresh=True) == "AT1"      # AT0 was refused: a new one, at once
     assert len(endpoint.forms) == 1
+    assert tokens.token(refresh=True) == "AT2"
+    assert tokens.request_count == 2
     entry = store.read_state(KEY)
     store.write_state(KEY, {**entry.value, "access_token": "AT-other"}, entry.version)
-    assert tokens.token(refresh=True) == "AT-other"  # AT1 refused, another worker's is new
-    assert len(endpoint.forms) == 1
+    assert tokens.token(refresh=True) == "AT-other"  # AT2 refused, another worker's is new
+    assert len(endpoint.forms) == 2
 
 
 def _refused(code="invalid_grant", status=400):

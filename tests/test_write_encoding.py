@@ -131,7 +131,7 @@ def test_a_failed_operation_fails_alone_with_its_path(monkeypatch):
     fake_http(monkeypatch, answer)
     bad, stale, good = _shop().write([_op(), _op("update", ref="r2", id="a/b"),
                                       _op(ref="r3")])
-    assert isinstance(bad.error, PermanentApiError)
+    assert isinstance(bad.error, PermanentApiError) and bad.ref == "r1" and stale.ref == "r2"
     assert str(bad.error) == ("shop: POST /customers (in a batch) -> HTTP 422: invalid: "
                               "bad email")
     assert isinstance(stale.error, PreconditionFailedError)
@@ -150,14 +150,16 @@ def test_a_failed_request_fails_every_op_of_its_batch_only(monkeypatch):
     one, two, three = _shop().write([_op(entity="products"), _op(ref="r2"),
                                      _op(entity="products", ref="r3")])
     assert one.error is three.error and str(one.error).startswith("shop: POST /products:batch")
+    assert (one.ref, three.ref) == ("r1", "r3")
     assert two.ok
 
 
 def test_too_few_results_fail_the_batch_as_transient(monkeypatch):
     fake_http(monkeypatch, lambda sent: (200, {"results": [{"status": 200, "body": {}}]}))
     results = _shop().write([_op(), _op(ref="r2")])
+    assert [r.ref for r in results] == ["r1", "r2"]
     for result in results:
-        assert isinstance(result.error, TransientApiError)
+        assert isinstance(result.error, TransientApiError) and result.error.system == "shop"
         assert str(result.error) == ("shop: POST /customers:batch answered 1 results for 2 "
                                      "operations")
     fake_http(monkeypatch, lambda sent: (200, {}))
@@ -238,7 +240,7 @@ def test_erp_create_of_an_existing_key_adopts_it(monkeypatch):
     [result] = _erp().write([_op(entity="Products", fields={"ItemNo": "I1", "Name": "ours"})])
     assert [(s.method, s.path) for s in http.sent] == [("POST", "/api/Products"),
                                                        ("GET", "/api/Products/I1")]
-    assert result.adopted and result.record.fields["Name"] == "theirs"
+    assert result.adopted and result.record.fields["Name"] == "theirs" and result.ref == "r1"
 
 
 @pytest.mark.parametrize(("status", "fields", "found", "reads"), [

@@ -203,6 +203,7 @@ def test_answers_become_results():
         ("a", "P1", "x"), ("b", "P2", None)]
     short = create.parse({"data": {"useCompany": {"rows": {"items": items[:1]}}}})
     assert all(isinstance(r.error, TransientApiError) for r in short)
+    assert [r.ref for r in short] == ["a", "b"] and short[0].error.system == "nxt"
     assert str(short[0].error) == "nxt: product_create answered 1 rows for 2"
     assert len(create.parse({"data": None})) == 2
     assert str(create.parse({"data": None})[0].error) == "nxt: product_create answered 0 rows for 2"
@@ -215,7 +216,7 @@ def test_an_update_of_a_row_that_is_not_there_fails_alone():
         {"addressNo": 1, "name": "A"}]}}}})
     assert found.record.id == "1" and found.ref == "a"
     assert missing.ref == "b" and isinstance(missing.error, PermanentApiError)
-    assert missing.error.status == 404
+    assert missing.error.status == 404 and missing.error.system == "nxt"
     assert str(missing.error) == "nxt: Address 2 does not exist (the update affected no row)"
 
 
@@ -236,7 +237,7 @@ def test_field_errors_of_a_multi_row_unit_send_its_rows_again_one_by_one():
                          (nxt._Unit(_connector(), PRODUCT, "create", [_op(ref="a")]),
                           [field_error])):
         results = unit.parse({"errors": errors})
-        assert [r.ref for r in results] == [op.ref for op in unit.ops]
+        assert [r.ref for r in results] == [op.ref for op in unit.ops] != [None]
         assert isinstance(results[0].error, PermanentApiError)
         assert str(results[0].error).startswith("nxt: GraphQL product_create -> HTTP 200: bad row")
 

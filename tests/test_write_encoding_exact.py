@@ -150,6 +150,7 @@ def test_an_update_of_an_entity_that_is_gone_fails(connector, monkeypatch):
               (200, {"d": {"results": []}}))
     [result] = connector.write([_op("update", id=ACCOUNT, fields={"Name": "Bo"})])
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404
+    assert result.error.system == "exact"
     assert str(result.error) == f"exact: Accounts {ACCOUNT} was not found after the update"
 
 
@@ -220,6 +221,7 @@ def test_lines_of_an_order_that_is_gone_fail_the_update(connector, monkeypatch):
                                     fields={exact.LINES: []})])
     assert server.writes() == []            # no head to PUT, nothing else sent
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404
+    assert result.error.system == "exact"
     assert str(result.error) == f"exact: sales order {ORDER} was not found"
 
 

@@ -531,6 +531,9 @@ def test_conflicts_and_audit_events_of_a_committed_plan(ctx, store):
         "target_value": "Tgt", "winner": "source", "rule": "latest",
         "source_modified": T1.isoformat(), "target_modified": None})
     assert [tag for tag, _ in tagged[1:]] == ["audit", "audit"]     # the update, the conflict
+    moment = tagged[1][1]["time"]
+    assert moment.tzinfo is datetime.UTC
+    assert abs(datetime.datetime.now(datetime.UTC) - moment) < datetime.timedelta(minutes=5)
     assert isinstance(out[-1], Link) and out[-1].version == 1
     assert ctx.counters == {"updated": 2, "updated_target": 1, "conflicts": 1}
 
