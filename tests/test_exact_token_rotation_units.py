@@ -298,6 +298,7 @@ def test_a_refused_consent_code_names_the_system(store_url, store, monkeypatch):
 
 def test_urls_of_the_token_endpoint_and_the_consent_page():
     assert exact.token_url(BASE + "/") == TOKEN_URL
+    assert exact.token_url("https://h.invalid/apiX/") == "https://h.invalid/apiX/oauth2/token"
     assert exact.tokens_key("x") == "tokens/x"
     assert exact.authorize_url(BASE + "/", "cid", "http://localhost/cb", "st") == (
         BASE + "/oauth2/auth?client_id=cid&redirect_uri=http%3A%2F%2Flocalhost%2Fcb"
@@ -367,6 +368,7 @@ def test_grant_posts_the_form_once_without_redirects():
      "no ***"),
     (401, {}, errors.CredentialsRefusedError, None),
     (500, {"error": "server_error"}, errors.TransientApiError, "server_error"),
+    (300, {}, errors.rule_for_status(300).error, None),   # not a success: the policy decides
 ])
 def test_grant_failures_follow_the_error_policy(status, body, kind, message):
     with pytest.raises(errors.ApiError) as caught:
@@ -393,4 +395,5 @@ def test_no_answer_is_the_failure_rules_error_masked():
     assert type(caught.value) is errors.rule_for_failure(exc).error
     assert str(caught.value) == ("sys: token request to https://t.invalid/token failed: "
                                  "ConnectionError: refused for ***")
+    assert caught.value.system == "sys"
     assert caught.value.__suppress_context__

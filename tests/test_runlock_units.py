@@ -316,3 +316,22 @@ def test_the_real_clock_is_aware_utc():
     before = datetime.datetime.now(datetime.UTC)
     now = runlock._now()
     assert now.tzinfo is datetime.UTC and before <= now <= datetime.datetime.now(datetime.UTC)
+
+
+def test_a_zombie_is_found_whatever_its_name(tmp_path):
+    odd = tmp_path / "sync) Z job"          # a name with ")" and " Z " in it: /proc shows it
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        assert runlock._process_is_gone(child.pid) is True
+    finally:
+        child.wait()
+
+
+def test_a_process_whose_state_cannot_be_read_counts_as_alive(monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError("no")
+
+    monkeypatch.setattr(runlock, "open", unreadable, raising=False)
+    assert runlock._process_is_gone(os.getpid()) is False

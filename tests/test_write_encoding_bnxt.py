@@ -98,9 +98,9 @@ def test_dates_become_integers():
 
 def test_fields_become_the_tables_column_types():
     assert nxt._to_wire(ORDER, {
-        "orderNo": "12", "orderDate": "2026-12-07", "name": 5, "customerOrderNo": "",
-        "currencyNo": None, "orderLines": [{"lineNo": "1", "quantity": 1.1,
-                                            "priceInCurrency": "2.50"}]}) == {
+        "orderNo": "12", "orderLines": [{"lineNo": "1", "quantity": 1.1,
+                                         "priceInCurrency": "2.50"}],
+        "orderDate": "2026-12-07", "name": 5, "customerOrderNo": "", "currencyNo": None}) == {
         "orderNo": 12, "orderDate": 20261207, "name": "5", "customerOrderNo": None,
         "currencyNo": None, "orderLines": [{"lineNo": 1, "quantity": Decimal("1.1"),
                                             "priceInCurrency": Decimal("2.50")}]}
@@ -181,7 +181,9 @@ def test_values_a_table_cannot_take_fail_the_units_ops(fields, message):
     assert unit.build(results) is False
     assert set(results) == {"r1", "r2"}
     assert results["r1"].error is results["r2"].error
+    assert (results["r1"].ref, results["r2"].ref) == ("r1", "r2")
     assert isinstance(results["r1"].error, PermanentApiError)
+    assert results["r1"].error.system == ("nxt" if fields == {"salesPrice1": "abc"} else "")
     assert str(results["r1"].error) == message
     fine = nxt._Unit(_connector(), PRODUCT, "create", [_op()])
     assert fine.build(results) is True and fine.payload == fine.request()
@@ -252,6 +254,7 @@ def test_creates_adopt_rows_with_their_natural_key_and_the_rest_are_created(monk
     [lookup] = service.reads()
     assert lookup["variables"]["filter"] == {"productNo": {"_in": ["P1", "P2"]}}
     assert adopted.adopted and adopted.record.fields["description"] == "theirs"
+    assert (adopted.ref, created.ref, unkeyed.ref) == ("r1", "r2", "r3")
     assert not created.adopted and created.record.id == "P2"
     assert unkeyed.ok and not unkeyed.adopted
     [[request]] = service.batches()
@@ -273,6 +276,7 @@ def test_a_failed_lookup_fails_the_creates(monkeypatch):
     http = fake_http(monkeypatch, handle)
     a, b = _connector().write([_op(fields={"productNo": "P1"}), _op(ref="r2")])
     assert a.error is b.error and "lookup failed" in str(a.error)
+    assert (a.ref, b.ref) == ("r1", "r2")
     assert len(http.not_tokens()) == 1
 
 
@@ -312,7 +316,8 @@ def test_an_answer_of_the_wrong_shape_fails_its_batch(monkeypatch):
 
     fake_http(monkeypatch, handle)
     [result] = _connector().write([_op()])
-    assert isinstance(result.error, TransientApiError)
+    assert isinstance(result.error, TransientApiError) and result.ref == "r1"
+    assert result.error.system == "nxt"
     assert str(result.error) == "nxt: a batch of 1 requests was not answered with as many results"
 
 
@@ -349,7 +354,8 @@ def test_orders_whose_lines_were_replaced_are_read_back(monkeypatch):
         {"orderNo": 5, "lineNo": 1, "productNo": None, "description": None, "quantity": None,
          "priceInCurrency": None, "discountPercent1": None}]
     assert head.ok and head.record.id == "6"
-    assert isinstance(gone.error, PermanentApiError)
+    assert (replaced.ref, head.ref, gone.ref) == ("r1", "r2", "r3")
+    assert isinstance(gone.error, PermanentApiError) and gone.error.system == "nxt"
     assert str(gone.error) == "nxt: order 9 vanished"
 
 
@@ -364,7 +370,7 @@ def test_a_failed_read_back_fails_the_orders_with_its_error(monkeypatch):
     fake_http(monkeypatch, handle)
     [result] = _connector().write([_op("update", "order", id="5",
                                        fields={"orderLines": []})])
-    assert "read failed" in str(result.error)
+    assert "read failed" in str(result.error) and result.ref == "r1"
 
 
 def test_a_failed_lines_update_is_not_read_back(monkeypatch):
@@ -372,3 +378,53 @@ def test_a_failed_lines_update_is_not_read_back(monkeypatch):
     [result] = _connector().write([_op("update", "order", id="5",
                                        fields={"orderLines": []})])
     assert not result.ok and service.reads() == []
+
+
+def test_two_rows_with_one_natural_key_adopt_once(monkeypatch):
+    rows = [{"addressNo": 1, "emailAddress": "a@x.no"}, {"addressNo": 2, "emailAddress": "a@x.no"}]
+    Nxt(monkeypatch, rows={"address": rows})
+    [result] = _connector().write([_op(entity="address", fields={"emailAddress": "a@x.no"})])
+    assert result.adopted and result.record.id == "1"
+
+
+def test_rows_that_cannot_be_encoded_fail_and_the_next_batches_go_on(monkeypatch):
+    service = Nxt(monkeypatch)
+    bad = [_op("update", "order", ref=f"b{n}", id=str(n), fields={"orderLines": [
+        {"quantity": "many"}]}) for n in range(32)]
+    good = _op("update", "order", ref="ok", id="99", fields={"orderLines": []})
+    results = _connector().write([*bad, good])
+    assert all(not r.ok for r in results[:32]) and [r.ref for r in results[:2]] == ["b0", "b1"]
+    assert len(service.batches()) == 1 and results[32].ref == "ok"
+    assert str(results[32].error) == "nxt: order 99 vanished"     # sent, then not found
+
+
+def test_a_failed_batch_request_does_not_stop_the_next(monkeypatch):
+    service = Nxt(monkeypatch)
+    posts = []
+
+    def handle(sent):
+        if isinstance(sent.body, list):
+            posts.append(sent)
+            if len(posts) == 1:
+                return 400, {"errors": [{"message": "refused"}]}
+        return service.handle(sent)
+
+    fake_http(monkeypatch, handle)
+    ops = [_op("update", ref=f"u{n}", id=f"P{n}") for n in range(50 * 33)]
+    results = _connector().write(ops)
+    assert len(posts) == 2
+    assert not results[0].ok and results[0].ref == "u0" and results[-1].ok
+
+
+def test_every_failed_multi_row_unit_of_a_batch_is_sent_again(monkeypatch):
+    def answer(request):
+        if len(request["variables"]["values"]) > 1:
+            return {"errors": [{"message": "one bad row", "path": ["useCompany", "rows"]}]}
+        return service.echo(request)
+
+    service = Nxt(monkeypatch, answer=answer)
+    results = _connector().write([_op(ref="p1"), _op(ref="p2"),
+                                  _op(entity="address", ref="a1", fields={"name": "A"}),
+                                  _op(entity="address", ref="a2", fields={"name": "B"})])
+    assert [len(b) for b in service.batches()] == [2, 4]
+    assert all(r.ok for r in results)

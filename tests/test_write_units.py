@@ -320,16 +320,20 @@ def test_a_change_that_cannot_be_mapped_fails_alone_and_unsent(tmp_path, connect
     ctx = dataclasses.replace(ctx, pair=_pair(ctx, "order"))
     connector = connect()
     bad = Write("source", "create", {"customer_id": "C9"})
-    _, out = _write_fn(ctx, [(_link(ctx, "t:T1", None, "T1"), bad)], side="source")
-    letter, failed = out
+    fine = Write("source", "create", {"number": "O2"})
+    _, out = _write_fn(ctx, [(_link(ctx, "t:T1", None, "T1"), bad),
+                             (_link(ctx, "t:T2", None, "T2"), fine)], side="source")
+    letter, failed, written = out
+    assert written[0] == "t:T2" and written[1].ok
     assert _letter(letter) == _expected_letter(
         ctx, direction="to_source", system="shop", entity="orders", entity_id="T1",
         stage="write", error_class="reference",
         message="create in erp failed: customer_id (CustomerNo): customer C9 is not linked "
                 "yet (retried on the next run)", payload='{"customer_id": "C9"}')
     assert failed == ("t:T1", write.WriteOutcome("t:T1", "source", False))
-    assert connector.calls == []                     # nothing left to send: no request
-    assert ctx.counters == {}
+    [[op]] = connector.calls                        # only the change that could be mapped
+    assert op.fields == {"OrderNo": "O2"}
+    assert ctx.counters == {"written_source": 1}
 
 
 def test_an_adopted_entity_gets_the_difference_as_an_update(ctx, store, connect):
@@ -378,8 +382,13 @@ def test_a_failed_update_of_an_adopted_entity_fails_the_write(ctx, store, connec
         return WriteResult(ref=op.ref, error=error)
 
     connect(answer)
-    _, out = _write_fn(ctx, [(_link(ctx), Write("target", "create", CHANGES))])
-    letter, failed = out
+    _, out = _write_fn(ctx, [(_link(ctx), Write("target", "create", CHANGES)),
+                             (_link(ctx, "s:S2", "S2"), Write("target", "update", CHANGES,
+                                                              entity_id="T2"))])
+    letter, failed, *rest = out
+    # the next write of the batch is still handled (its update is refused the same way)
+    assert [r for r in rest if not isinstance(r, beam.pvalue.TaggedOutput)] == [
+        ("s:S2", write.WriteOutcome("s:S2", "target", False))]
     assert _letter(letter).message == "create in shop failed: shop: 412"
     assert _letter(letter).payload == json.dumps({"company_name": "Ada"})
     assert failed == ("s:S1", write.WriteOutcome("s:S1", "target", False))
@@ -566,3 +575,31 @@ def test_nothing_is_counted_for_a_plan_without_entities_read(ctx):
 def test_iso_of_a_modified_time():
     assert write._iso(None) is None
     assert write._iso(T1) == "2026-12-07T09:00:00+00:00"
+
+
+def test_an_adopted_order_in_the_source_is_read_and_reconciled_through_references(
+        tmp_path, monkeypatch):
+    ctx = recording_context(tmp_path)
+    ctx = dataclasses.replace(ctx, pair=_pair(ctx, "order"))
+    with open_link_store(ctx.link_store) as links:
+        links.commit([Link(f"{ctx.dataflow}/customer", "s:S-C1", "S-C1", "T-C1")])
+    erp_order = {"OrderNo": "O1", "CustomerNo": "S-C1", "OrderDate": "2026-12-01",
+                 "Currency": "NOK", "Status": "Open", "Lines": []}
+    answers = [erp_order, {**erp_order, "OrderDate": "2026-12-07"}]
+
+    def answer(op):
+        return WriteResult(ref=op.ref, adopted=op.kind == "create", record=Record(
+            "erp", "Orders", "O1", answers.pop(0), etag="e1"))
+
+    connector = FakeConnector(answer)
+    monkeypatch.setattr(write, "connector_for", lambda system: connector)
+    changes = {"number": "O1", "customer_id": "T-C1", "order_date": datetime.date(2026, 12, 7),
+               "currency": "NOK", "status": "pending", "lines": ()}
+    _, [(_, outcome)] = _write_fn(ctx, [(_link(ctx, "t:T1", None, "T1"),
+                                         Write("source", "create", changes))], side="source")
+    create, update = connector.calls
+    assert create[0].fields["CustomerNo"] == "S-C1"            # the reference, translated
+    # the adopted order is read back through the reference: only the date differs
+    assert (update[0].kind, update[0].entity, update[0].fields) == (
+        "update", "Orders", {"OrderDate": "2026-12-07"})
+    assert outcome.ok and outcome.view == changes
