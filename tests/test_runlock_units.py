@@ -319,7 +319,7 @@ def test_the_real_clock_is_aware_utc():
 
 
 def test_a_zombie_is_found_whatever_its_name(tmp_path):
-    odd = tmp_path / "sync) Z job"          # a name with ")" and " Z " in it: /proc shows it
+    odd = tmp_path / "sync) R job"          # a name with ") R " in it, as /proc shows it
     odd.symlink_to(sys.executable)
     child = subprocess.Popen([str(odd), "-c", "pass"])
     try:

@@ -7,6 +7,7 @@ exactly, for mutation testing (docs/testing.md)."""
 from __future__ import annotations
 
 import datetime
+import sqlite3
 
 import pytest
 
@@ -116,11 +117,13 @@ def test_commit_of_an_id_another_link_holds_is_stale(store):
     assert list(caught.value.link_ids) == ["s:S2"] and caught.value.committed == []
 
 
-def test_state_entries_are_versioned_compare_and_set(store):
+def test_state_entries_are_versioned_compare_and_set(store, tmp_path):
     assert store.read_state("k") is None
     first = store.write_state("k", {"b": 1, "a": [1, 2]}, None)
     assert (first.key, first.value, first.version) == ("k", {"a": [1, 2], "b": 1}, 1)
     assert store.read_state("k") == first
+    with sqlite3.connect(tmp_path / "links.db") as raw:         # stored as stable text
+        assert raw.execute("SELECT value FROM state").fetchone() == ('{"a": [1, 2], "b": 1}',)
     with pytest.raises(StaleStateError) as caught:
         store.write_state("k", {"c": 3}, None)
     assert str(caught.value) == "state 'k' is no longer at version None"

@@ -455,6 +455,10 @@ def test_committed_link_takes_the_written_sides_only():
         "target": write.WriteOutcome("s:S1", "target", True, "T9", "et", {"a": 2})})
     assert link == Link("p", "s:S1", "S9", "T1", state=LINKED, snapshot_source={"a": 1},
                         snapshot_target={"a": 0}, source_etag="es")
+    # an outcome of a side without a write is passed over, whatever comes after it
+    assert write._committed_link(plan, {
+        "target": write.WriteOutcome("s:S1", "target", True, "T9", "et", {"a": 2}),
+        "source": write.WriteOutcome("s:S1", "source", True, "S9", "es", {"a": 1})}) == link
     both = dataclasses.replace(plan, writes=(Write("target", "update", {}),))
     assert write._committed_link(both, {
         "target": write.WriteOutcome("s:S1", "target", True, "T9", "et", None)}) == Link(
@@ -525,7 +529,8 @@ def test_a_link_the_store_did_not_return_is_not_reported_committed(ctx, store, m
 
 
 def test_conflicts_and_audit_events_of_a_committed_plan(ctx, store):
-    conflict = Conflict("company_name", "Src", "Tgt", "source", "latest", T1, None)
+    conflict = Conflict("company_name", "Src", "Tgt", "source", "latest", T1,
+                        T1 - datetime.timedelta(hours=1))
     plan = _plan(ctx, "updated", link=_link(ctx, target_id="T1"), records_read=2,
                  writes=[Write("target", "update", {"company_name": "Src"}, entity_id="T1")],
                  conflicts=(conflict,))
@@ -538,7 +543,7 @@ def test_conflicts_and_audit_events_of_a_committed_plan(ctx, store):
         "run_id": "run-1", "dataflow": ctx.dataflow, "pair": "customer", "source_id": "S1",
         "target_id": "T1", "property": "company_name", "source_value": "Src",
         "target_value": "Tgt", "winner": "source", "rule": "latest",
-        "source_modified": T1.isoformat(), "target_modified": None})
+        "source_modified": T1.isoformat(), "target_modified": "2026-12-07T08:00:00+00:00"})
     assert [tag for tag, _ in tagged[1:]] == ["audit", "audit"]     # the update, the conflict
     moment = tagged[1][1]["time"]
     assert moment.tzinfo is datetime.UTC
@@ -582,10 +587,13 @@ def test_an_adopted_order_in_the_source_is_read_and_reconciled_through_reference
     ctx = recording_context(tmp_path)
     ctx = dataclasses.replace(ctx, pair=_pair(ctx, "order"))
     with open_link_store(ctx.link_store) as links:
-        links.commit([Link(f"{ctx.dataflow}/customer", "s:S-C1", "S-C1", "T-C1")])
-    erp_order = {"OrderNo": "O1", "CustomerNo": "S-C1", "OrderDate": "2026-12-01",
+        links.commit([Link(f"{ctx.dataflow}/customer", "s:S-C1", "S-C1", "T-C1"),
+                      Link(f"{ctx.dataflow}/customer", "s:S-C2", "S-C2", "T-C2")])
+    erp_order = {"OrderNo": "O1", "CustomerNo": "S-C2", "OrderDate": "2026-12-01",
                  "Currency": "NOK", "Status": "Open", "Lines": []}
-    answers = [erp_order, {**erp_order, "OrderDate": "2026-12-07"}]
+    # the ERP answers the update with the order as it now is (its currency changed meanwhile)
+    answers = [erp_order, {**erp_order, "CustomerNo": "S-C1", "OrderDate": "2026-12-07",
+                           "Currency": "EUR"}]
 
     def answer(op):
         return WriteResult(ref=op.ref, adopted=op.kind == "create", record=Record(
@@ -599,7 +607,7 @@ def test_an_adopted_order_in_the_source_is_read_and_reconciled_through_reference
                                          Write("source", "create", changes))], side="source")
     create, update = connector.calls
     assert create[0].fields["CustomerNo"] == "S-C1"            # the reference, translated
-    # the adopted order is read back through the reference: only the date differs
+    # the adopted order is read through the reference: its customer and date differ
     assert (update[0].kind, update[0].entity, update[0].fields) == (
-        "update", "Orders", {"OrderDate": "2026-12-07"})
-    assert outcome.ok and outcome.view == changes
+        "update", "Orders", {"CustomerNo": "S-C1", "OrderDate": "2026-12-07"})
+    assert outcome.ok and outcome.view == {**changes, "currency": "EUR"}
