@@ -335,3 +335,17 @@ def test_a_process_whose_state_cannot_be_read_counts_as_alive(monkeypatch):
 
     monkeypatch.setattr(runlock, "open", unreadable, raising=False)
     assert runlock._process_is_gone(os.getpid()) is False
+
+
+def test_a_live_process_with_a_name_that_is_not_ascii_keeps_its_lock(tmp_path, store, clock):
+    named = tmp_path / "synç"                    # /proc/PID/stat holds the name as UTF-8
+    named.symlink_to(sys.executable)
+    child = subprocess.Popen([str(named), "-c", "import time; time.sleep(60)"])
+    try:
+        assert runlock._process_is_gone(child.pid) is False
+        _lock(pid=child.pid).acquire(store)
+        with pytest.raises(RunLockedError):
+            _lock("run-2").acquire(store)
+    finally:
+        child.kill()
+        child.wait()
