@@ -388,6 +388,9 @@ class CorpusRun:
     letters: list
     expected: dict        # case name -> [(system, entity id or None, marker)]
     tricky: dict
+    #: e-mail addresses of bad records a test has since fixed (they sync, as they should);
+    #: the tests run in random order, so later checks of the corpus leave them out
+    fixed: set = dataclasses.field(default_factory=set)
 
 
 def _letters(report) -> list[dict]:
@@ -471,7 +474,7 @@ def test_no_other_dead_letters_and_every_valid_record_syncs_one_to_one(corpus):
     shop_emails = set(group_by(now["shop_customers"], "email", True))
     erp_emails = set(group_by(now["erp_customers"], "Email", True))
     assert not {e for e in shop_emails | erp_emails if e and e.endswith("@corpus.test")
-                and e.startswith(("bad", "dup", "twin"))}
+                and e.startswith(("bad", "dup", "twin")) and e not in corpus.fixed}
     report = corpus.report["pairs"]
     assert report["customer"]["created_in_target"] > 100        # the seed data synced
     assert report["product"]["created_in_target"] > 100
@@ -546,6 +549,7 @@ def test_malformed_pages_fail_only_their_pair_and_the_next_run_syncs_it(corpus):
     # an unreadable row fixed in the ERP (it gets its ModifiedAt) syncs once read
     [(_, fixed, _)] = corpus.expected["erp modified missing"]
     record = {k: v for k, v in h.get(ERP, "Customers", fixed).json().items() if k != "Note"}
+    corpus.fixed.add(record["Email"].lower())
     h.sandbox.put_raw(ERP, "Customers", [dict(record, Phone="+47 22 00 00 00",
                                               ModifiedAt=_now())])
     h.clear_logs()
