@@ -284,9 +284,13 @@ def test_a_failed_read_of_the_orders_fails_only_their_line_updates(monkeypatch):
     assert head.ok and create.ok
 
 
+def _guid(n: int) -> str:
+    return f"0000000c-0000-4000-8000-{n:012d}"
+
+
 def test_a_batch_holds_at_most_a_hundred_calls_and_never_splits_an_op(monkeypatch):
     service = BC(monkeypatch)
-    ops = [_op("update", entity="salesOrders", ref=f"r{n}", id=f"0000000c-0000-4000-8000-{n:012d}", if_match="e",
+    ops = [_op("update", entity="salesOrders", ref=f"r{n}", id=_guid(n), if_match="e",
                fields={"phoneNumber": str(n)}) for n in range(51)]
     results = _connector().write(ops)
     batches = service.batches()
