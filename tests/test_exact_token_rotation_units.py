@@ -1,4 +1,5 @@
-"""Exact's token rotation (connectors/exact.py, ExactTokens) and the one token call
+"""Exact's token rotation (connectors/auth.py RotatingRefreshTokens, with Exact's forms of a
+declined refresh in connectors/exact.py ExactTokens) and the one token call
 (connectors/auth.py, grant), fast: a SQLite link store in a temporary folder, the token
 endpoint answered in process (tests/write_path_fakes.py), the clock and the sleeps injected.
 
@@ -184,27 +185,75 @@ def test_invalid_grant_waits_for_the_entry_another_worker_writes(store_url, stor
     tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=Clock(), sleep=sleep)
     assert tokens.token() == "AT-w"
     assert sleeps == [0.2, 0.5]
-    assert len(endpoint.forms) == 2
+    assert len(endpoint.forms) == 1     # a declined refresh is not sent again for one entry
+
+
+def test_a_declined_refresh_is_sent_again_for_an_entry_that_moved(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused()])
+    _stored(store, expires_at=NOW)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        entry = store.read_state(KEY)      # another worker rotated, its token also expired
+        store.write_state(KEY, {**entry.value, "refresh_token": "RT-w"}, entry.version)
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=Clock(), sleep=sleep)
+    assert tokens.token() == "AT1"
+    assert sleeps == [0.2]
+    assert [form["refresh_token"] for form in endpoint.forms] == ["RT0", "RT-w"]
 
 
 def test_invalid_grant_gives_up_after_four_waits(store_url, store, monkeypatch):
-    Endpoint(monkeypatch, answers=[_refused()] * 5)
-    _stored(store, expires_at=NOW)
+    endpoint = Endpoint(monkeypatch, answers=[_refused()] * 5)
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 570)     # not too early to refresh
     sleeps = []
     with pytest.raises(errors.CredentialsRefusedError) as caught:
         _tokens(store_url, sleeps=sleeps).token()
     assert sleeps == [0.2, 0.5, 1.0, 2.0]
+    assert len(endpoint.forms) == 1
     assert "RT0" not in str(caught.value) and "secret-1" not in str(caught.value)
     assert str(caught.value) == ("exact: token request -> HTTP 400: refresh token *** is no "
                                  "longer valid")
 
 
-def test_other_refusals_are_not_waited_for(store_url, store, monkeypatch):
-    Endpoint(monkeypatch, answers=[_refused("invalid_client", 401)])
+def test_a_refresh_declined_as_too_early_waits_out_the_floor_once(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(status=401)] * 3)
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 10)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError):
+        _tokens(store_url, sleeps=sleeps).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, 560.0]     # 570 s after the last refresh
+    assert len(endpoint.forms) == 2                 # once more after the floor, then given up
+
+
+def test_a_refresh_declined_within_the_floor_succeeds_after_it(store_url, store, monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused("unauthorized_client", 401)])
+    clock = Clock()
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 10)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=clock, sleep=sleep)
+    assert tokens.token() == "AT1"
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, pytest.approx(556.3)]
+    assert len(endpoint.forms) == 2
+
+
+@pytest.mark.parametrize(("code", "status"), [("invalid_client", 400),
+                                              ("access_denied", 403)])
+def test_other_refusals_are_not_waited_for(store_url, store, monkeypatch, code, status):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(code, status)])
     _stored(store, expires_at=NOW)
     with pytest.raises(errors.CredentialsRefusedError) as caught:
         _tokens(store_url, sleeps=[]).token()
-    assert caught.value.body == {"error": "invalid_client"}
+    assert caught.value.body == {"error": code}
+    assert len(endpoint.forms) == 1
 
 
 def test_an_unavailable_endpoint_is_not_waited_for(store_url, store, monkeypatch):
