@@ -159,8 +159,12 @@ def _order(lines):
             exact.LINES: {"results": lines}}
 
 
+def _line_id(n):
+    return f"0000000d-0000-4000-8000-{n:012d}"
+
+
 def _line(n, **fields):
-    return {"ID": f"L{n}", "OrderID": ORDER, "LineNumber": n, "Item": f"I{n}",
+    return {"ID": _line_id(n), "OrderID": ORDER, "LineNumber": n, "Item": f"I{n}",
             "Quantity": Decimal(n), "UnitPrice": Decimal("10.00"), "Description": f"d{n}",
             **fields}
 
@@ -194,9 +198,9 @@ def test_order_lines_are_changed_position_by_position(connector, monkeypatch):
                                     fields={"YourRef": "R", exact.LINES: wanted})])
     assert server.writes() == [
         ("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')", {"YourRef": "R"}),
-        ("PUT", "/salesorder/SalesOrderLines(guid'L2')",
+        ("PUT", f"/salesorder/SalesOrderLines(guid'{_line_id(2)}')",
          {"Quantity": 5, "Description": "new", "DeliveryDate": "2026-12-24T00:00:00"}),
-        ("DELETE", "/salesorder/SalesOrderLines(guid'L3')", None)]
+        ("DELETE", f"/salesorder/SalesOrderLines(guid'{_line_id(3)}')", None)]
     reads = [s for s in server.http.not_tokens() if s.method == "GET"]
     assert len(reads) == 2 and all(r.query == {"$filter": f"OrderID eq guid'{ORDER}'",
                                                "$expand": exact.LINES} for r in reads)
@@ -231,7 +235,7 @@ def test_an_order_update_without_lines_reads_the_order_back(connector, monkeypat
                                     fields={"OrderDate": "2026-12-08"})])
     assert server.writes() == [("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')",
                                 {"OrderDate": "2026-12-08T00:00:00"})]
-    assert result.record.fields[exact.LINES][0]["ID"] == "L1"
+    assert result.record.fields[exact.LINES][0]["ID"] == _line_id(1)
 
 
 def test_a_lines_field_of_another_entity_is_sent_as_it_is(connector, monkeypatch):
