@@ -265,3 +265,15 @@ def test_a_failed_op_does_not_stop_the_next(connector, monkeypatch):
 ])
 def test_line_values_compare_numbers_by_value(current, wanted, same):
     assert exact._same(current, wanted) is same
+
+
+def test_a_line_whose_id_is_not_a_guid_fails_only_its_order(connector, monkeypatch):
+    server = OrderServer(monkeypatch, [_line(1, ID="L1")])
+    result, other = connector.write([
+        _op("update", entity="SalesOrders", id=ORDER, fields={exact.LINES: []}),
+        _op("update", entity="SalesOrders", ref="r2", id=ORDER, fields={"YourRef": "R"})])
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
+    assert str(result.error) == f"exact: sales order {ORDER} has a line whose ID 'L1' is not a GUID"
+    assert result.error.system == "exact"
+    assert other.ok
+    assert server.writes() == [("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')", {"YourRef": "R"})]
