@@ -446,3 +446,41 @@ def test_no_answer_is_the_failure_rules_error_masked():
                                  "ConnectionError: refused for ***")
     assert caught.value.system == "sys"
     assert caught.value.__suppress_context__
+
+
+def test_a_declined_refresh_keeps_a_stored_token_until_it_expires(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(status=401)])
+    clock = Clock()
+    _stored(store, expires_at=NOW + 20, refreshed_at=NOW - 560)   # due, but too early
+    tokens = _tokens(store_url, clock)
+    assert tokens.token() == "AT0"                  # still valid: used, no wait
+    clock.now = NOW + 19.9
+    assert tokens.token() == "AT0"                  # until it expires, not asked again
+    assert len(endpoint.forms) == 1
+    clock.now = NOW + 20
+    assert tokens.token() == "AT1"
+    assert len(endpoint.forms) == 2
+
+
+@pytest.mark.parametrize(("refreshed", "floor_wait"), [
+    ({}, []),                                       # never refreshed: no floor to wait out
+    ({"refreshed_at": NOW - 570 + 3.7 + 0.5}, [pytest.approx(0.5)]),
+])
+def test_the_floor_is_waited_out_only_while_it_lasts(store_url, store, monkeypatch, refreshed,
+                                                     floor_wait):
+    endpoint = Endpoint(monkeypatch, answers=[_refused()] * 2)
+    store.write_state(KEY, {"access_token": "AT0", "refresh_token": "RT0", "expires_at": NOW,
+                            **refreshed}, None)
+    clock = Clock()
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=clock, sleep=sleep)
+    with pytest.raises(errors.CredentialsRefusedError):
+        tokens.token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, *floor_wait]
+    assert len(endpoint.forms) == 1 + len(floor_wait)
