@@ -484,3 +484,41 @@ def test_the_floor_is_waited_out_only_while_it_lasts(store_url, store, monkeypat
         tokens.token()
     assert sleeps == [0.2, 0.5, 1.0, 2.0, *floor_wait]
     assert len(endpoint.forms) == 1 + len(floor_wait)
+
+
+def test_a_consent_answer_without_a_lifetime_lasts_ten_minutes(store_url, store, monkeypatch):
+    Endpoint(monkeypatch, answers=[(200, {"access_token": "A", "refresh_token": "R"})])
+    monkeypatch.setenv("NOPE", "secret-1")
+    value = exact.exchange_code(_config(store_url), "CODE", "http://localhost/cb", store).value
+    assert value["expires_at"] - value["refreshed_at"] == exact.ACCESS_TOKEN_S == 600
+
+
+# --- connectors.auth.RotatingRefreshTokens's own defaults (systems other than Exact) ---------
+
+class _Rotating(auth.RotatingRefreshTokens):
+    def __init__(self, store, sleep):
+        super().__init__(TOKEN_URL, KEY, "cid", "secret-1", system="sys", margin_s=30.0,
+                         default_expiry_s=600.0, clock=Clock(), sleep=sleep)
+        self._state = store
+
+    def store(self):
+        return self._state
+
+
+def test_the_base_rotation_has_no_floor_and_declines_only_invalid_grant(store, monkeypatch):
+    Endpoint(monkeypatch, answers=[_refused(), _refused("invalid_client", 401)])
+    _stored(store, expires_at=NOW, refreshed_at=NOW)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError):
+        _Rotating(store, sleeps.append).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0]           # no floor after the waits
+    with pytest.raises(errors.CredentialsRefusedError) as caught:
+        _Rotating(store, _no_sleep).token()         # a 401 is not declined here
+    assert caught.value.status == 401
+
+
+def test_the_base_rotation_names_a_missing_consent(tmp_path):
+    with open_link_store(f"sqlite:///{tmp_path}/empty.db") as empty:
+        with pytest.raises(errors.ConsentMissingError) as caught:
+            _Rotating(empty, _no_sleep).token()
+    assert str(caught.value) == "sys: no tokens stored" and caught.value.system == "sys"
