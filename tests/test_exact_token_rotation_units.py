@@ -522,3 +522,17 @@ def test_the_base_rotation_names_a_missing_consent(tmp_path):
         with pytest.raises(errors.ConsentMissingError) as caught:
             _Rotating(empty, _no_sleep).token()
     assert str(caught.value) == "sys: no tokens stored" and caught.value.system == "sys"
+
+
+@pytest.mark.parametrize(("code", "status"), [("invalid_client", 401),
+                                              ("unauthorized_client", 400),
+                                              ("invalid_grant", 400)])
+def test_exact_declines_a_401_and_both_refusal_codes(store_url, store, monkeypatch, code,
+                                                      status):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(code, status)])
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 570)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError) as caught:
+        _tokens(store_url, sleeps=sleeps).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0]           # waited for another worker's entry
+    assert caught.value.body == {"error": code} and len(endpoint.forms) == 1

@@ -277,3 +277,12 @@ def test_a_line_whose_id_is_not_a_guid_fails_only_its_order(connector, monkeypat
     assert result.error.system == "exact"
     assert other.ok
     assert server.writes() == [("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')", {"YourRef": "R"})]
+
+
+def test_an_update_of_an_id_that_is_not_a_guid_is_refused_unsent(connector, monkeypatch):
+    server = OrderServer(monkeypatch, [])
+    [result] = connector.write([_op("update", id="A1", fields={"Name": "x"})])
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
+    assert str(result.error) == "exact: Accounts id 'A1' is not a GUID"
+    assert result.error.system == "exact"
+    assert server.http.not_tokens() == []
