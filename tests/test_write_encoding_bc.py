@@ -163,6 +163,7 @@ def test_an_update_of_an_id_that_is_not_a_guid_is_refused_unsent(monkeypatch):
     [result] = _connector().write([_op("update", id="a b-1", if_match='W/"7"')])
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404
     assert str(result.error) == "bc: customers id 'a b-1' is not a GUID"
+    assert result.error.system == "bc"
     assert service.batches() == []
 
 
@@ -435,3 +436,12 @@ def test_a_call_that_failed_with_a_text_body_is_its_ops_error(monkeypatch):
     assert isinstance(result.error, TransientApiError) and result.ref == "r1"
     assert str(result.error) == ("bc: POST /companies(c0)/customers (in a batch) -> HTTP 502: "
                                  "Bad Gateway")
+
+
+@pytest.mark.parametrize(("settings", "sent"), [({}, "_x0020_"), ({"blank_enum": " "}, " "),
+                                                ({"blank_enum": "_x0020_"}, "_x0020_")])
+def test_the_blank_enum_member_is_written_as_the_tenant_spells_it(monkeypatch, settings, sent):
+    service = BC(monkeypatch)
+    _connector(**settings).write([_op("update", id=X, if_match="e",
+                                      fields={"blocked": " ", "type": "Person"})])
+    assert service.batches()[0][0]["body"] == {"blocked": sent, "type": "Person"}
