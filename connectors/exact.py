@@ -585,6 +585,11 @@ class ExactConnector(HttpConnector):
         """Turn the order's lines into ``lines``, position by position: a PUT of each changed
         line, a POST of each new one, a DELETE of each surplus one."""
         root = f"{self._root()}/salesorder/{LINES}"
+        for line in current:
+            if not odata.is_guid(line.get("ID")):
+                # checked before any line is sent, so its lines are not left half changed
+                raise PermanentApiError(f"{self.name}: sales order {order_id} has a line whose "
+                                        f"ID {line.get('ID')!r} is not a GUID", system=self.name)
         for position, wanted in enumerate(lines):
             if position < len(current):
                 line = current[position]

@@ -35,22 +35,26 @@ WRITE_PATH: dict[str, tuple[str, ...]] = {
         "SqliteLinkStore._reserve_row", "SqliteLinkStore.commit",
         "SqliteLinkStore._store_if_current", "SqliteLinkStore.read_state",
         "SqliteLinkStore.write_state", "SqliteLinkStore.delete_state"),
-    # the one token call Exact's rotation goes through (client-credentials caching is read
+    # the one token call, and the rotation of single-use refresh tokens Exact's tokens are
+    # (RotatingRefreshTokens and the entries it stores; client-credentials caching is read
     # path: tokens for reads and writes alike)
-    "connectors/auth.py": ("grant",),
-    # token rotation and the write encoding
+    "connectors/auth.py": ("grant", "grant_tokens", "entry_value", "store_first_tokens",
+                           "RotatingRefreshTokens.*"),
+    # Exact's side of the rotation (its URLs, key, consent code, what a declined refresh
+    # looks like) and the write encoding
     "connectors/exact.py": (
-        "_grant", "_entry_value", "exchange_code", "tokens_key", "token_url", "ExactTokens.*",
-        "to_wire", "_guid_literal", "ExactConnector.write", "ExactConnector._body",
+        "_grant", "exchange_code", "tokens_key", "token_url", "ExactTokens.*",
+        "to_wire", "ExactConnector.write", "ExactConnector._body", "ExactConnector._entity_path",
         "ExactConnector._create", "ExactConnector._existing_item", "ExactConnector._update",
         "ExactConnector._change_lines", "_same"),
     "connectors/businesscentral.py": (
-        "escape_enum", "_enums", "_Call.*", "BusinessCentralConnector.write",
+        "escape_enum", "_enums", "_Call.*", "BusinessCentralConnector._entity_url",
+        "BusinessCentralConnector._to_wire_enum", "BusinessCentralConnector.write",
         "BusinessCentralConnector._line_updates", "BusinessCentralConnector._current_orders",
         "BusinessCentralConnector._calls", "BusinessCentralConnector._new_line",
         "BusinessCentralConnector._line_calls", "BusinessCentralConnector._send",
         "BusinessCentralConnector._failed", "BusinessCentralConnector._find_by_number",
-        "BusinessCentralConnector._batch", "_same"),
+        "BusinessCentralConnector._call_error", "BusinessCentralConnector._batch", "_same"),
     "connectors/businessnxt.py": (
         "date_to_int", "_to_wire", "_Unit.*", "_in_field", "BusinessNxtConnector.write",
         "BusinessNxtConnector._adopt", "BusinessNxtConnector._send",

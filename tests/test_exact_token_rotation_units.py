@@ -1,4 +1,5 @@
-"""Exact's token rotation (connectors/exact.py, ExactTokens) and the one token call
+"""Exact's token rotation (connectors/auth.py RotatingRefreshTokens, with Exact's forms of a
+declined refresh in connectors/exact.py ExactTokens) and the one token call
 (connectors/auth.py, grant), fast: a SQLite link store in a temporary folder, the token
 endpoint answered in process (tests/write_path_fakes.py), the clock and the sleeps injected.
 
@@ -184,27 +185,75 @@ def test_invalid_grant_waits_for_the_entry_another_worker_writes(store_url, stor
     tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=Clock(), sleep=sleep)
     assert tokens.token() == "AT-w"
     assert sleeps == [0.2, 0.5]
-    assert len(endpoint.forms) == 2
+    assert len(endpoint.forms) == 1     # a declined refresh is not sent again for one entry
+
+
+def test_a_declined_refresh_is_sent_again_for_an_entry_that_moved(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused()])
+    _stored(store, expires_at=NOW)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        entry = store.read_state(KEY)      # another worker rotated, its token also expired
+        store.write_state(KEY, {**entry.value, "refresh_token": "RT-w"}, entry.version)
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=Clock(), sleep=sleep)
+    assert tokens.token() == "AT1"
+    assert sleeps == [0.2]
+    assert [form["refresh_token"] for form in endpoint.forms] == ["RT0", "RT-w"]
 
 
 def test_invalid_grant_gives_up_after_four_waits(store_url, store, monkeypatch):
-    Endpoint(monkeypatch, answers=[_refused()] * 5)
-    _stored(store, expires_at=NOW)
+    endpoint = Endpoint(monkeypatch, answers=[_refused()] * 5)
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 570)     # not too early to refresh
     sleeps = []
     with pytest.raises(errors.CredentialsRefusedError) as caught:
         _tokens(store_url, sleeps=sleeps).token()
     assert sleeps == [0.2, 0.5, 1.0, 2.0]
+    assert len(endpoint.forms) == 1
     assert "RT0" not in str(caught.value) and "secret-1" not in str(caught.value)
     assert str(caught.value) == ("exact: token request -> HTTP 400: refresh token *** is no "
                                  "longer valid")
 
 
-def test_other_refusals_are_not_waited_for(store_url, store, monkeypatch):
-    Endpoint(monkeypatch, answers=[_refused("invalid_client", 401)])
+def test_a_refresh_declined_as_too_early_waits_out_the_floor_once(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(status=401)] * 3)
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 10)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError):
+        _tokens(store_url, sleeps=sleeps).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, 560.0]     # 570 s after the last refresh
+    assert len(endpoint.forms) == 2                 # once more after the floor, then given up
+
+
+def test_a_refresh_declined_within_the_floor_succeeds_after_it(store_url, store, monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused("unauthorized_client", 401)])
+    clock = Clock()
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 10)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=clock, sleep=sleep)
+    assert tokens.token() == "AT1"
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, pytest.approx(556.3)]
+    assert len(endpoint.forms) == 2
+
+
+@pytest.mark.parametrize(("code", "status"), [("invalid_client", 400),
+                                              ("access_denied", 403)])
+def test_other_refusals_are_not_waited_for(store_url, store, monkeypatch, code, status):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(code, status)])
     _stored(store, expires_at=NOW)
     with pytest.raises(errors.CredentialsRefusedError) as caught:
         _tokens(store_url, sleeps=[]).token()
-    assert caught.value.body == {"error": "invalid_client"}
+    assert caught.value.body == {"error": code}
+    assert len(endpoint.forms) == 1
 
 
 def test_an_unavailable_endpoint_is_not_waited_for(store_url, store, monkeypatch):
@@ -397,3 +446,93 @@ def test_no_answer_is_the_failure_rules_error_masked():
                                  "ConnectionError: refused for ***")
     assert caught.value.system == "sys"
     assert caught.value.__suppress_context__
+
+
+def test_a_declined_refresh_keeps_a_stored_token_until_it_expires(store_url, store,
+                                                                   monkeypatch):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(status=401)])
+    clock = Clock()
+    _stored(store, expires_at=NOW + 20, refreshed_at=NOW - 560)   # due, but too early
+    tokens = _tokens(store_url, clock)
+    assert tokens.token() == "AT0"                  # still valid: used, no wait
+    clock.now = NOW + 19.9
+    assert tokens.token() == "AT0"                  # until it expires, not asked again
+    assert len(endpoint.forms) == 1
+    clock.now = NOW + 20
+    assert tokens.token() == "AT1"
+    assert len(endpoint.forms) == 2
+
+
+@pytest.mark.parametrize(("refreshed", "floor_wait"), [
+    ({}, []),                                       # never refreshed: no floor to wait out
+    ({"refreshed_at": NOW - 570 + 3.7 + 0.5}, [pytest.approx(0.5)]),
+])
+def test_the_floor_is_waited_out_only_while_it_lasts(store_url, store, monkeypatch, refreshed,
+                                                     floor_wait):
+    endpoint = Endpoint(monkeypatch, answers=[_refused()] * 2)
+    store.write_state(KEY, {"access_token": "AT0", "refresh_token": "RT0", "expires_at": NOW,
+                            **refreshed}, None)
+    clock = Clock()
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    tokens = exact.ExactTokens(_config(store_url), "secret-1", clock=clock, sleep=sleep)
+    with pytest.raises(errors.CredentialsRefusedError):
+        tokens.token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0, *floor_wait]
+    assert len(endpoint.forms) == 1 + len(floor_wait)
+
+
+def test_a_consent_answer_without_a_lifetime_lasts_ten_minutes(store_url, store, monkeypatch):
+    Endpoint(monkeypatch, answers=[(200, {"access_token": "A", "refresh_token": "R"})])
+    monkeypatch.setenv("NOPE", "secret-1")
+    value = exact.exchange_code(_config(store_url), "CODE", "http://localhost/cb", store).value
+    assert value["expires_at"] - value["refreshed_at"] == exact.ACCESS_TOKEN_S == 600
+
+
+# --- connectors.auth.RotatingRefreshTokens's own defaults (systems other than Exact) ---------
+
+class _Rotating(auth.RotatingRefreshTokens):
+    def __init__(self, store, sleep):
+        super().__init__(TOKEN_URL, KEY, "cid", "secret-1", system="sys", margin_s=30.0,
+                         default_expiry_s=600.0, clock=Clock(), sleep=sleep)
+        self._state = store
+
+    def store(self):
+        return self._state
+
+
+def test_the_base_rotation_has_no_floor_and_declines_only_invalid_grant(store, monkeypatch):
+    Endpoint(monkeypatch, answers=[_refused(), _refused("invalid_client", 401)])
+    _stored(store, expires_at=NOW, refreshed_at=NOW)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError):
+        _Rotating(store, sleeps.append).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0]           # no floor after the waits
+    with pytest.raises(errors.CredentialsRefusedError) as caught:
+        _Rotating(store, _no_sleep).token()         # a 401 is not declined here
+    assert caught.value.status == 401
+
+
+def test_the_base_rotation_names_a_missing_consent(tmp_path):
+    with open_link_store(f"sqlite:///{tmp_path}/empty.db") as empty:
+        with pytest.raises(errors.ConsentMissingError) as caught:
+            _Rotating(empty, _no_sleep).token()
+    assert str(caught.value) == "sys: no tokens stored" and caught.value.system == "sys"
+
+
+@pytest.mark.parametrize(("code", "status"), [("invalid_client", 401),
+                                              ("unauthorized_client", 400),
+                                              ("invalid_grant", 400)])
+def test_exact_declines_a_401_and_both_refusal_codes(store_url, store, monkeypatch, code,
+                                                      status):
+    endpoint = Endpoint(monkeypatch, answers=[_refused(code, status)])
+    _stored(store, expires_at=NOW, refreshed_at=NOW - 570)
+    sleeps = []
+    with pytest.raises(errors.CredentialsRefusedError) as caught:
+        _tokens(store_url, sleeps=sleeps).token()
+    assert sleeps == [0.2, 0.5, 1.0, 2.0]           # waited for another worker's entry
+    assert caught.value.body == {"error": code} and len(endpoint.forms) == 1

@@ -22,6 +22,10 @@ from tests.write_path_fakes import fake_http
 
 BASE = "https://api.bc.invalid/v2.0/t/env/api/v2.0"
 CO = "companies(c0)"
+#: entity ids are GUIDs (connectors/odata.py: any other id is refused unsent)
+X = "0000000a-0000-4000-8000-000000000001"
+O1 = "0000000b-0000-4000-8000-000000000001"
+O2 = "0000000b-0000-4000-8000-000000000002"
 
 
 @pytest.fixture(autouse=True)
@@ -145,39 +149,48 @@ def test_the_local_currency_is_sent_blank_on_orders(monkeypatch, entity, currenc
 
 def test_an_update_is_a_patch_with_the_planned_etag(monkeypatch):
     service = BC(monkeypatch)
-    [result] = _connector().write([_op("update", id="a b-1", if_match='W/"7"',
+    [result] = _connector().write([_op("update", id=X, if_match='W/"7"',
                                        fields={"blocked": "All Blocked"})])
     assert service.batches() == [[{
-        "id": "0", "method": "PATCH", "url": f"{CO}/customers(a%20b-1)",
+        "id": "0", "method": "PATCH", "url": f"{CO}/customers({X})",
         "headers": {"Content-Type": "application/json", "If-Match": 'W/"7"'},
         "body": {"blocked": "All_x0020_Blocked"}}]]
     assert result.ok and result.record.fields["blocked"] == "All Blocked"
 
 
+def test_an_update_of_an_id_that_is_not_a_guid_is_refused_unsent(monkeypatch):
+    service = BC(monkeypatch)
+    [result] = _connector().write([_op("update", id="a b-1", if_match='W/"7"')])
+    assert isinstance(result.error, PermanentApiError) and result.error.status == 404
+    assert str(result.error) == "bc: customers id 'a b-1' is not a GUID"
+    assert result.error.system == "bc"
+    assert service.batches() == []
+
+
 def test_an_update_without_an_etag_is_refused_unsent(monkeypatch):
     service = BC(monkeypatch)
-    [result] = _connector().write([_op("update", id="x", fields={"a": 1})])
+    [result] = _connector().write([_op("update", id=X, fields={"a": 1})])
     assert isinstance(result.error, PreconditionFailedError) and result.error.status == 409
     assert result.ref == "r1" and result.error.system == "bc"
-    assert str(result.error) == ("bc: PATCH /companies(c0)/customers(x): no ETag to send in "
+    assert str(result.error) == (f"bc: PATCH /companies(c0)/customers({X}): no ETag to send in "
                                  "If-Match; the entity is read again next run")
     assert service.batches() == []
 
 
 def test_an_order_head_update_is_read_back_after_it(monkeypatch):
     service = BC(monkeypatch)
-    [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
+    [result] = _connector().write([_op("update", entity="salesOrders", id=O1,
                                        if_match='W/"1"', fields={"externalDocumentNumber": "X"})])
     [requests] = service.batches()
     assert [(r["method"], r["url"], r.get("dependsOn")) for r in requests] == [
-        ("PATCH", f"{CO}/salesOrders(o1)", None),
-        ("GET", f"{CO}/salesOrders(o1)?$expand=salesOrderLines", ["0"])]
+        ("PATCH", f"{CO}/salesOrders({O1})", None),
+        ("GET", f"{CO}/salesOrders({O1})?$expand=salesOrderLines", ["0"])]
     assert "body" not in requests[1] and "If-Match" not in requests[1]["headers"]
     assert result.ok
 
 
 def _order(etag='W/"5"', lines=()):
-    return {"id": "o1", "@odata.etag": etag, "salesOrderLines": list(lines)}
+    return {"id": O1, "@odata.etag": etag, "salesOrderLines": list(lines)}
 
 
 def _bc_line(n, **fields):
@@ -190,20 +203,20 @@ def test_order_lines_become_line_operations_after_the_head(monkeypatch):
     no_etag = _bc_line(3)
     del no_etag["@odata.etag"]
     current = _order(lines=[_bc_line(1), _bc_line(2), no_etag, _bc_line(4), {"id": "l5"}])
-    service = BC(monkeypatch, orders={"o1": current})
+    service = BC(monkeypatch, orders={O1: current})
     wanted = [
         {"itemId": "i1", "quantity": "1.00", "unitPrice": 10, "amountIncludingTax": 5},
         {"itemId": "i2", "quantity": 7, "lineType": "Comment", "description": "d2"},
         # another item: BC revalidates the line, so every wanted value goes with it
         {"itemId": "i9", "quantity": 3, "description": "d3"},
     ]
-    [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
+    [result] = _connector().write([_op("update", entity="salesOrders", id=O1,
                                        if_match='W/"5"',
                                        fields={"phoneNumber": "1", "salesOrderLines": wanted})])
     read, write = service.batches()
     assert [(r["method"], r["url"]) for r in read] == [
-        ("GET", f"{CO}/salesOrders(o1)?$expand=salesOrderLines")]
-    url = f"{CO}/salesOrders(o1)"
+        ("GET", f"{CO}/salesOrders({O1})?$expand=salesOrderLines")]
+    url = f"{CO}/salesOrders({O1})"
     assert [(r["method"], r["url"], r["headers"].get("If-Match"), r.get("body"),
              r.get("dependsOn")) for r in write] == [
         ("PATCH", url, 'W/"5"', {"phoneNumber": "1"}, None),
@@ -218,11 +231,11 @@ def test_order_lines_become_line_operations_after_the_head(monkeypatch):
 
 
 def test_only_lines_changed_sends_no_head_patch_and_posts_new_lines(monkeypatch):
-    service = BC(monkeypatch, orders={"o1": _order(lines=[])})
-    _connector().write([_op("update", entity="salesOrders", id="o1", if_match='W/"5"',
+    service = BC(monkeypatch, orders={O1: _order(lines=[])})
+    _connector().write([_op("update", entity="salesOrders", id=O1, if_match='W/"5"',
                             fields={"salesOrderLines": [{"itemId": "i1", "lineType": "Item "},
                                                         {"description": "note"}]})])
-    url = f"{CO}/salesOrders(o1)"
+    url = f"{CO}/salesOrders({O1})"
     assert [(r["method"], r["url"], r.get("body")) for r in service.batches()[1]] == [
         ("POST", f"{url}/salesOrderLines", {"lineType": "Item_x0020_", "itemId": "i1"}),
         ("POST", f"{url}/salesOrderLines", {"description": "note"}),
@@ -230,15 +243,15 @@ def test_only_lines_changed_sends_no_head_patch_and_posts_new_lines(monkeypatch)
 
 
 def test_lines_of_an_order_whose_etag_moved_are_not_sent(monkeypatch):
-    service = BC(monkeypatch, orders={"o1": _order(etag='W/"6"')})
+    service = BC(monkeypatch, orders={O1: _order(etag='W/"6"')})
     other = _op(ref="r2", fields={"displayName": "Bo"})
     [result, created] = _connector().write([
-        _op("update", entity="salesOrders", id="o1", if_match='W/"5"',
+        _op("update", entity="salesOrders", id=O1, if_match='W/"5"',
             fields={"salesOrderLines": []}), other])
     assert isinstance(result.error, PreconditionFailedError) and result.error.status == 409
     assert result.error.system == "bc"
     assert str(result.error) == (
-        "bc: PATCH /companies(c0)/salesOrders(o1) -> HTTP 409: Request_EntityChanged: the order "
+        f"bc: PATCH /companies(c0)/salesOrders({O1}) -> HTTP 409: Request_EntityChanged: the order "
         "changed since it was read (ETag moved); re-read and planned again")
     assert [r["method"] for r in service.batches()[1]] == ["POST"]
     assert created.ok
@@ -246,11 +259,11 @@ def test_lines_of_an_order_whose_etag_moved_are_not_sent(monkeypatch):
 
 def test_lines_of_an_order_that_is_gone_fail(monkeypatch):
     BC(monkeypatch, answer=lambda r: {"status": 404, "body": {"error": {"code": "NotFound"}}})
-    [result] = _connector().write([_op("update", entity="salesOrders", id="o1",
+    [result] = _connector().write([_op("update", entity="salesOrders", id=O1,
                                        if_match='W/"5"', fields={"salesOrderLines": []})])
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404
     assert result.error.system == "bc"
-    assert str(result.error) == "bc: sales order o1 was not found"
+    assert str(result.error) == f"bc: sales order {O1} was not found"
 
 
 def test_a_failed_read_of_the_orders_fails_only_their_line_updates(monkeypatch):
@@ -263,18 +276,22 @@ def test_a_failed_read_of_the_orders_fails_only_their_line_updates(monkeypatch):
 
     fake_http(monkeypatch, handle)
     lines, head, create = _connector().write([
-        _op("update", entity="salesOrders", id="o1", if_match="e",
+        _op("update", entity="salesOrders", id=O1, if_match="e",
             fields={"salesOrderLines": []}),
-        _op("update", entity="salesOrders", ref="r2", id="o2", if_match="e",
+        _op("update", entity="salesOrders", ref="r2", id=O2, if_match="e",
             fields={"phoneNumber": "2"}),
         _op(ref="r3")])
     assert str(lines.error) == ("bc: POST /$batch -> HTTP 400: BadRequest: no")
     assert head.ok and create.ok
 
 
+def _guid(n: int) -> str:
+    return f"0000000c-0000-4000-8000-{n:012d}"
+
+
 def test_a_batch_holds_at_most_a_hundred_calls_and_never_splits_an_op(monkeypatch):
     service = BC(monkeypatch)
-    ops = [_op("update", entity="salesOrders", ref=f"r{n}", id=f"o{n}", if_match="e",
+    ops = [_op("update", entity="salesOrders", ref=f"r{n}", id=_guid(n), if_match="e",
                fields={"phoneNumber": str(n)}) for n in range(51)]
     results = _connector().write(ops)
     batches = service.batches()
@@ -287,19 +304,19 @@ def test_a_batch_holds_at_most_a_hundred_calls_and_never_splits_an_op(monkeypatc
 
 def test_the_first_failed_call_of_an_op_is_its_result(monkeypatch):
     def answer(request):
-        if request["method"] == "PATCH" and "o1" in request["url"]:
+        if request["method"] == "PATCH" and O1 in request["url"]:
             return {"status": 412, "body": {"error": {"code": "Request_EntityChanged",
                                                       "message": "moved"}}}
         return _echo(request)
 
     BC(monkeypatch, answer)
     result, other = _connector().write([
-        _op("update", entity="salesOrders", id="o1", if_match="e", fields={"phoneNumber": "1"}),
-        _op("update", entity="salesOrders", ref="r2", id="o2", if_match="e",
+        _op("update", entity="salesOrders", id=O1, if_match="e", fields={"phoneNumber": "1"}),
+        _op("update", entity="salesOrders", ref="r2", id=O2, if_match="e",
             fields={"phoneNumber": "2"})])
     assert other.ok and other.ref == "r2"        # the next op's calls are still read
     assert isinstance(result.error, PreconditionFailedError) and result.ref == "r1"
-    assert str(result.error) == ("bc: PATCH /companies(c0)/salesOrders(o1) (in a batch) -> "
+    assert str(result.error) == (f"bc: PATCH /companies(c0)/salesOrders({O1}) (in a batch) -> "
                                  "HTTP 412: Request_EntityChanged: moved")
 
 
@@ -346,7 +363,7 @@ def test_other_duplicates_fail(monkeypatch, kind, fields, found, reads):
     service = BC(monkeypatch, lambda r: {"status": 400, "body": {"error": {
         "code": "Internal_EntityWithSameKeyExists", "message": "exists"}}}
         if r["method"] in ("POST", "PATCH") else _duplicate(found)(r))
-    [result] = _connector().write([_op(kind, id="x", if_match="e", fields=fields)])
+    [result] = _connector().write([_op(kind, id=X, if_match="e", fields=fields)])
     assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
     assert len(service.http.not_tokens()) == 1 + reads
 
@@ -380,7 +397,7 @@ def _busy_then(service):
 
 
 @pytest.mark.parametrize(("op", "sends"), [
-    (_op("update", id="x", if_match="e"), 2),   # PATCHes only: safe to send again
+    (_op("update", id=X, if_match="e"), 2),   # PATCHes only: safe to send again
     (_op(), 1),                                 # a POST could create twice
 ])
 def test_a_batch_is_sent_again_only_without_creates(monkeypatch, op, sends):
@@ -419,3 +436,12 @@ def test_a_call_that_failed_with_a_text_body_is_its_ops_error(monkeypatch):
     assert isinstance(result.error, TransientApiError) and result.ref == "r1"
     assert str(result.error) == ("bc: POST /companies(c0)/customers (in a batch) -> HTTP 502: "
                                  "Bad Gateway")
+
+
+@pytest.mark.parametrize(("settings", "sent"), [({}, "_x0020_"), ({"blank_enum": " "}, " "),
+                                                ({"blank_enum": "_x0020_"}, "_x0020_")])
+def test_the_blank_enum_member_is_written_as_the_tenant_spells_it(monkeypatch, settings, sent):
+    service = BC(monkeypatch)
+    _connector(**settings).write([_op("update", id=X, if_match="e",
+                                      fields={"blocked": " ", "type": "Person"})])
+    assert service.batches()[0][0]["body"] == {"blocked": sent, "type": "Person"}

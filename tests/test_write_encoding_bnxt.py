@@ -19,7 +19,12 @@ from core.model import SystemConfig, WriteOp
 from tests.write_path_fakes import fake_http
 
 BASE = "https://business.visma.invalid/api/graphql-service"
-PRODUCT, ADDRESS, ORDER = nxt.TABLES["product"], nxt.TABLES["address"], nxt.TABLES["order"]
+PRODUCT, ORDER = nxt.TABLES["product"], nxt.TABLES["order"]
+#: the customer table these tests write (``customer_table: address``; the default, associate,
+#: is keyed by customer number and written the same way)
+ADDRESS = nxt.CUSTOMER_TABLES["address"]
+#: every table by its GraphQL field, as the fake service answers them
+BY_FIELD = {t.field: t for t in (*nxt.TABLES.values(), *nxt.CUSTOMER_TABLES.values())}
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +36,7 @@ def _connector(**settings) -> nxt.BusinessNxtConnector:
     return nxt.BusinessNxtConnector(SystemConfig("nxt", "businessnxt", BASE, settings={
         "client_id": "cid", "tenant_id": "ten", "company_no": "7",
         "client_secret": "${TS_NXT_SECRET}", "token_url": "https://connect.invalid/token",
-        "max_retries": 0, **settings}))
+        "max_retries": 0, "customer_table": "address", **settings}))
 
 
 def _op(kind="create", entity="product", ref="r1", **kwargs):
@@ -69,15 +74,15 @@ class Nxt:
             return {"data": {"useCompany": {"gone": {"affectedRows": 1},
                                             "lines": {"affectedRows": 1}}}}
         field = re.search(r"rows: (\w+)_(create|update)", query).group(1)
-        key = nxt.TABLES[field].key
+        key = BY_FIELD[field].key
         items = []
         for n, row in enumerate(variables["values"]):
             if "filters" in variables:
                 [(_, condition)] = variables["filters"][n].items()
                 items.append({**row, key: condition["_eq"]})
             else:
-                self.next_key += 1
-                items.append({key: self.next_key, **row})
+                self.next_key += 1      # the service numbers a row created without its key
+                items.append({**row, key: row.get(key) or self.next_key})
         return {"data": {"useCompany": {"rows": {"affectedRows": len(items), "items": items}}}}
 
     def batches(self):
@@ -428,3 +433,11 @@ def test_every_failed_multi_row_unit_of_a_batch_is_sent_again(monkeypatch):
                                   _op(entity="address", ref="a2", fields={"name": "B"})])
     assert [len(b) for b in service.batches()] == [2, 4]
     assert all(r.ok for r in results)
+
+
+def test_a_created_row_the_service_gave_no_key_fails(monkeypatch):
+    Nxt(monkeypatch, answer=lambda request: {"data": {"useCompany": {"rows": {
+        "affectedRows": 1, "items": [{"productNo": None, "description": "Pen"}]}}}})
+    [result] = _connector().write([_op(fields={"description": "Pen"})])
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
+    assert str(result.error) == "nxt: product_create gave the new row no productNo"

@@ -159,8 +159,12 @@ def _order(lines):
             exact.LINES: {"results": lines}}
 
 
+def _line_id(n):
+    return f"0000000d-0000-4000-8000-{n:012d}"
+
+
 def _line(n, **fields):
-    return {"ID": f"L{n}", "OrderID": ORDER, "LineNumber": n, "Item": f"I{n}",
+    return {"ID": _line_id(n), "OrderID": ORDER, "LineNumber": n, "Item": f"I{n}",
             "Quantity": Decimal(n), "UnitPrice": Decimal("10.00"), "Description": f"d{n}",
             **fields}
 
@@ -194,9 +198,9 @@ def test_order_lines_are_changed_position_by_position(connector, monkeypatch):
                                     fields={"YourRef": "R", exact.LINES: wanted})])
     assert server.writes() == [
         ("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')", {"YourRef": "R"}),
-        ("PUT", "/salesorder/SalesOrderLines(guid'L2')",
+        ("PUT", f"/salesorder/SalesOrderLines(guid'{_line_id(2)}')",
          {"Quantity": 5, "Description": "new", "DeliveryDate": "2026-12-24T00:00:00"}),
-        ("DELETE", "/salesorder/SalesOrderLines(guid'L3')", None)]
+        ("DELETE", f"/salesorder/SalesOrderLines(guid'{_line_id(3)}')", None)]
     reads = [s for s in server.http.not_tokens() if s.method == "GET"]
     assert len(reads) == 2 and all(r.query == {"$filter": f"OrderID eq guid'{ORDER}'",
                                                "$expand": exact.LINES} for r in reads)
@@ -231,7 +235,7 @@ def test_an_order_update_without_lines_reads_the_order_back(connector, monkeypat
                                     fields={"OrderDate": "2026-12-08"})])
     assert server.writes() == [("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')",
                                 {"OrderDate": "2026-12-08T00:00:00"})]
-    assert result.record.fields[exact.LINES][0]["ID"] == "L1"
+    assert result.record.fields[exact.LINES][0]["ID"] == _line_id(1)
 
 
 def test_a_lines_field_of_another_entity_is_sent_as_it_is(connector, monkeypatch):
@@ -261,3 +265,24 @@ def test_a_failed_op_does_not_stop_the_next(connector, monkeypatch):
 ])
 def test_line_values_compare_numbers_by_value(current, wanted, same):
     assert exact._same(current, wanted) is same
+
+
+def test_a_line_whose_id_is_not_a_guid_fails_only_its_order(connector, monkeypatch):
+    server = OrderServer(monkeypatch, [_line(1, ID="L1")])
+    result, other = connector.write([
+        _op("update", entity="SalesOrders", id=ORDER, fields={exact.LINES: []}),
+        _op("update", entity="SalesOrders", ref="r2", id=ORDER, fields={"YourRef": "R"})])
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
+    assert str(result.error) == f"exact: sales order {ORDER} has a line whose ID 'L1' is not a GUID"
+    assert result.error.system == "exact"
+    assert other.ok
+    assert server.writes() == [("PUT", f"/salesorder/SalesOrders(guid'{ORDER}')", {"YourRef": "R"})]
+
+
+def test_an_update_of_an_id_that_is_not_a_guid_is_refused_unsent(connector, monkeypatch):
+    server = OrderServer(monkeypatch, [])
+    [result] = connector.write([_op("update", id="A1", fields={"Name": "x"})])
+    assert isinstance(result.error, PermanentApiError) and result.ref == "r1"
+    assert str(result.error) == "exact: Accounts id 'A1' is not a GUID"
+    assert result.error.system == "exact"
+    assert server.http.not_tokens() == []

@@ -530,7 +530,8 @@ def test_a_link_the_store_did_not_return_is_not_reported_committed(ctx, store, m
 
 def test_conflicts_and_audit_events_of_a_committed_plan(ctx, store):
     conflict = Conflict("company_name", "Src", "Tgt", "source", "latest", T1,
-                        T1 - datetime.timedelta(hours=1))
+                        T1 - datetime.timedelta(hours=1), source_edited_in="erp",
+                        target_edited_in="shop")
     plan = _plan(ctx, "updated", link=_link(ctx, target_id="T1"), records_read=2,
                  writes=[Write("target", "update", {"company_name": "Src"}, entity_id="T1")],
                  conflicts=(conflict,))
@@ -543,7 +544,8 @@ def test_conflicts_and_audit_events_of_a_committed_plan(ctx, store):
         "run_id": "run-1", "dataflow": ctx.dataflow, "pair": "customer", "source_id": "S1",
         "target_id": "T1", "property": "company_name", "source_value": "Src",
         "target_value": "Tgt", "winner": "source", "rule": "latest",
-        "source_modified": T1.isoformat(), "target_modified": "2026-12-07T08:00:00+00:00"})
+        "source_modified": T1.isoformat(), "target_modified": "2026-12-07T08:00:00+00:00",
+        "source_edited_in": "erp", "target_edited_in": "shop"})
     assert [tag for tag, _ in tagged[1:]] == ["audit", "audit"]     # the update, the conflict
     moment = tagged[1][1]["time"]
     assert moment.tzinfo is datetime.UTC
