@@ -18,8 +18,9 @@ from __future__ import annotations
 import abc
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Self
 
-from core.model import Record, SystemConfig, WriteOp, WriteResult
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 #: the logger of progress lines (one per stage, batch or retry, never per record); the CLI
 #: shows it on stderr unless ``-q``
@@ -46,7 +47,8 @@ class Connector(abc.ABC):
         return self.config.name
 
     @abc.abstractmethod
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None
+             ) -> Iterator[Record | UnreadableRecord]:
         """Every entity changed at or after ``since`` (all when None), deleted ones included.
 
         A row that is not a record is yielded as an :class:`UnreadableRecord` (and the read
@@ -58,7 +60,7 @@ class Connector(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The current state of the given entities; missing ones are left out (unreadable ones
         come as :class:`UnreadableRecord`, as in :meth:`read`)."""
 
@@ -91,8 +93,8 @@ class Connector(abc.ABC):
     def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release connections."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -1,8 +1,8 @@
 """Microsoft Dynamics 365 Business Central, API v2.0 (OData v4): customers, items, sales orders.
 
-* Auth: Entra ID client credentials (:class:`~connectors.auth.ClientCredentialsToken`), one
-  token per client and process, cached until shortly before it expires and renewed once on a
-  ``401``; tokens and the client secret are masked in every message.
+* Auth: Entra ID client credentials from the process's one token cache
+  (:func:`connectors.auth.client_credentials`), renewed shortly before it expires and once on
+  a ``401``; tokens and the client secret are masked in every message.
 * Reads: ``$filter=lastModifiedDateTime ge …`` (all when no watermark), ordered by
   ``lastModifiedDateTime,id`` so a row changed during the read moves to the end instead of being
   missed; pages of ``Prefer: odata.maxpagesize`` followed through ``@odata.nextLink``; sales
@@ -19,8 +19,11 @@
   changed fields with each line's own ETag, POST of new lines, DELETE of surplus ones) in the
   same ``$batch``, after the order's own PATCH, then reads the order back. If the order's ETag
   moved since the plan, nothing is sent and the op fails as a conflict.
-* Wire quirks stay here: enum members are XML-escaped on the wire (``_x0020_`` for a blank,
-  ``Non_x002D_Inventory``) and plain text in records; money is JSON numbers (``Decimal``).
+* Wire quirks stay here: enum members are XML-escaped on the wire (``Non_x002D_Inventory``) and
+  plain text in records; money is JSON numbers (``Decimal``). The blank member has two spellings
+  in Microsoft's own material: ``_x0020_`` (``$metadata``) and ``" "`` (the API v2.0 examples,
+  ``"blocked": " "``). Both read as ``" "``; writes use the form the tenant was last seen to
+  serve, else the ``blank_enum`` setting, else ``$metadata``'s ``_x0020_``.
 * BC's own errors (``{"error": {"code", "message"}}``) are the messages of the errors, so they
   reach the dead letters as ``Code: message``.
 """
@@ -29,14 +32,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import hashlib
 import re
-import threading
-import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.auth import ClientCredentialsToken
+from connectors import auth, odata
 from connectors.errors import (
     ApiError,
     PermanentApiError,
@@ -44,9 +44,10 @@ from connectors.errors import (
     TransientApiError,
 )
 from connectors.http import HttpConnector
-from connectors.rows import unique_by_id
-from connectors.wire import describe_error_body, format_timestamp, parse_timestamp
-from core.model import Record, SystemConfig, WriteOp, WriteResult
+from connectors.paging import ODATA_NEXT_LINK, PageRequest
+from connectors.rows import row_key, row_list, row_object, row_timestamp
+from connectors.wire import describe_error_body
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 ORDERS, LINES = "salesOrders", "salesOrderLines"
 #: requests per ``$batch`` (BC's limit)
@@ -60,6 +61,8 @@ ENUMS: Mapping[str, frozenset[str]] = {
     ORDERS: frozenset({"status"}),
     LINES: frozenset({"lineType"}),
 }
+#: the blank enum member as ``$metadata`` names it, and as Microsoft's examples write it
+BLANK_ENUM_FORMS = ("_x0020_", " ")
 #: the BC error code of a create whose key (``number``) exists already
 _DUPLICATE_KEY = "Internal_EntityWithSameKeyExists"
 #: properties of a line a line PATCH may carry (the rest are computed by BC)
@@ -81,7 +84,8 @@ def unescape_enum(value: str) -> str:
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
-def _enums(entity: str, fields: Mapping[str, Any], convert) -> dict[str, Any]:
+def _enums(entity: str, fields: Mapping[str, Any],
+           convert: Callable[[str], str]) -> dict[str, Any]:
     """``fields`` with the enum properties (and those of lines) passed through ``convert``."""
     out = {}
     for name, value in fields.items():
@@ -91,22 +95,6 @@ def _enums(entity: str, fields: Mapping[str, Any], convert) -> dict[str, Any]:
             value = [_enums(LINES, line, convert) for line in value]
         out[name] = value
     return out
-
-
-_TOKENS: dict[tuple[str, str, str, str], ClientCredentialsToken] = {}
-_TOKENS_LOCK = threading.Lock()
-
-
-def _shared_token(token_url: str, client_id: str, secret: str, scope: str,
-                  system: str) -> ClientCredentialsToken:
-    """One token cache per client and process: the many connectors of a run's DoFns share a
-    token instead of each fetching its own (Entra ID throttles token requests too)."""
-    key = (token_url, client_id, hashlib.sha256(secret.encode()).hexdigest(), scope)
-    with _TOKENS_LOCK:
-        if key not in _TOKENS:
-            _TOKENS[key] = ClientCredentialsToken(token_url, client_id, secret, scope,
-                                                  system=system)
-        return _TOKENS[key]
 
 
 class _Call:
@@ -147,6 +135,7 @@ class BusinessCentralConnector(HttpConnector):
     decimal_numbers = True
     default_page_size = 1000
     credential_settings = ("tenant_id", "client_id", "client_secret")
+    paginator = ODATA_NEXT_LINK
 
     def __init__(self, config: SystemConfig):
         settings = config.settings
@@ -158,14 +147,21 @@ class BusinessCentralConnector(HttpConnector):
             raise ValueError(f"system {config.name!r} (businesscentral): set company_id or "
                              "company_name")
         secret = self._secret_setting(config, "client_secret")
-        self._token = _shared_token(
+        self._token = auth.client_credentials(
             settings.get("token_url") or DEFAULT_TOKEN_URL.format(tenant=settings["tenant_id"]),
-            settings["client_id"], secret, settings.get("scope", SCOPE), config.name)
+            settings["client_id"], secret, settings.get("scope", SCOPE), system=config.name)
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
                          auth=self._token)
         self._company_id: str | None = settings.get("company_id")
         # BC leaves a sales order's currency blank when it is the company's own (LCY)
         self._local_currency: str | None = settings.get("local_currency") or None
+        blank = settings.get("blank_enum", BLANK_ENUM_FORMS[0])
+        if blank not in BLANK_ENUM_FORMS:
+            raise ValueError(f"system {config.name!r} (businesscentral): setting 'blank_enum' "
+                             f"must be '_x0020_' or ' ' (the blank enum member as the tenant "
+                             f"spells it), not {blank!r}")
+        #: how the blank enum member is written: as the tenant serves it once seen
+        self._blank_enum: str = blank
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -180,9 +176,9 @@ class BusinessCentralConnector(HttpConnector):
     def _company(self) -> str:
         """``companies(<id>)``, looking the company up by name once if only that is set."""
         if self._company_id is None:
-            name = self.config.settings["company_name"].replace("'", "''")
+            name = odata.string(self.config.settings["company_name"])
             found = self._http.request("GET", "/companies",
-                                       params={"$filter": f"name eq '{name}'"}).data["value"]
+                                       params={"$filter": odata.eq("name", name)}).data["value"]
             if not found:
                 raise ValueError(f"system {self.name!r}: no company named "
                                  f"{self.config.settings['company_name']!r}")
@@ -192,8 +188,11 @@ class BusinessCentralConnector(HttpConnector):
     def _set_url(self, entity: str) -> str:
         return f"{self._company()}/{entity}"
 
-    def _entity_url(self, entity: str, entity_id: str) -> str:
-        return f"{self._company()}/{entity}({urllib.parse.quote(entity_id, safe='-')})"
+    def _entity_url(self, entity: str, entity_id: str | None) -> str:
+        if entity_id is None or not odata.is_guid(entity_id):
+            raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
+                                    status=404, system=self.name)
+        return f"{self._company()}/{entity}({odata.guid_v4(entity_id)})"
 
     @staticmethod
     def _expand(entity: str) -> str:
@@ -201,35 +200,23 @@ class BusinessCentralConnector(HttpConnector):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        return unique_by_id(self._pages(entity, since))
-
-    def _pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
-        params: dict[str, str] | None = {"$orderby": "lastModifiedDateTime,id"}
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        params = {"$orderby": "lastModifiedDateTime,id"}
         if since is not None:
-            params["$filter"] = f"lastModifiedDateTime ge {format_timestamp(since)}"
+            params["$filter"] = odata.ge("lastModifiedDateTime", odata.datetime_v4(since))
         if entity == ORDERS:
             params["$expand"] = LINES
-        path = "/" + self._set_url(entity)
-        headers = {"Prefer": f"odata.maxpagesize={self._page_size}"}
-        while True:
-            page = self._http.request("GET", path, params=params, headers=headers).data
-            for item in page["value"]:
-                yield self._to_record(entity, item, None)
-            link = page.get("@odata.nextLink")
-            if not link:
-                return
-            path, params = self._relative(link), None
+        return PageRequest("/" + self._set_url(entity), params,
+                           headers={"Prefer": f"odata.maxpagesize={self._page_size}"})
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The entities in ``$batch`` GETs of 100; unknown ids (404) are left out."""
         self._check_entity(entity)
-        return [self._to_record(entity, body, None) for body in self._get_bodies(entity, ids)]
+        return [self._read_row(entity, body) for body in self._get_bodies(entity, ids)]
 
     def _get_bodies(self, entity: str, ids: Iterable[str]) -> list[Mapping[str, Any]]:
         """The entities as BC sends them (ETags of order lines included)."""
-        ids = list(ids)
+        ids = [i for i in ids if odata.is_guid(i)]     # others cannot exist
         bodies = []
         for start in range(0, len(ids), MAX_BATCH):
             calls = [_Call(i, "GET", self._entity_url(entity, entity_id) + self._expand(entity))
@@ -243,17 +230,28 @@ class BusinessCentralConnector(HttpConnector):
         return bodies
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
+        entity_id = row_key(data, "id")
         fields = {k: v for k, v in data.items() if not k.startswith("@odata.")}
         if LINES in fields:
-            fields[LINES] = [{k: v for k, v in line.items() if not k.startswith("@odata.")}
-                             for line in fields[LINES]]
+            fields[LINES] = [{k: v for k, v in row_object(line).items()
+                              if not k.startswith("@odata.")} for line in row_list(data, LINES)]
         if entity == ORDERS and self._local_currency and not fields.get("currencyCode"):
             fields["currencyCode"] = self._local_currency
-        modified = fields.get("lastModifiedDateTime")
-        return Record(system=self.name, entity=entity, id=data["id"],
-                      fields=_enums(entity, fields, unescape_enum),
-                      modified=parse_timestamp(modified) if modified else None,
+        return Record(system=self.name, entity=entity, id=entity_id,
+                      fields=_enums(entity, fields, self._from_wire_enum),
+                      modified=row_timestamp(data, "lastModifiedDateTime", required=False),
                       etag=data.get("@odata.etag") or etag)
+
+    def _from_wire_enum(self, value: str) -> str:
+        """An enum member as plain text; a blank served either way is ``" "``, and the way the
+        tenant spells it is remembered for writing."""
+        if value in BLANK_ENUM_FORMS:
+            self._blank_enum = value
+        return unescape_enum(value)
+
+    def _to_wire_enum(self, value: str) -> str:
+        escaped = escape_enum(value)
+        return self._blank_enum if escaped == BLANK_ENUM_FORMS[0] else escaped
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -271,7 +269,8 @@ class BusinessCentralConnector(HttpConnector):
                 if current_error is not None and op.id in self._line_updates(ops):
                     raise current_error
                 op_calls = self._calls(index, op,
-                                       current.get(op.id) if op.entity == ORDERS else None)
+                                       current.get(op.id) if op.entity == ORDERS and op.id
+                                       else None)
             except ApiError as exc:
                 results[index] = WriteResult(ref=op.ref, error=exc)
                 continue
@@ -287,7 +286,7 @@ class BusinessCentralConnector(HttpConnector):
     def _line_updates(ops: Sequence[WriteOp]) -> list[str]:
         """Ids of the orders whose lines the ops replace."""
         return [op.id for op in ops if op.kind == "update" and op.entity == ORDERS
-                and LINES in op.fields]
+                and LINES in op.fields and op.id is not None]
 
     def _current_orders(self, ops: Sequence[WriteOp]) -> dict[str, Mapping[str, Any]]:
         """The orders whose lines an update replaces, as they are now (their lines' ids and
@@ -296,7 +295,7 @@ class BusinessCentralConnector(HttpConnector):
         return {body["id"]: body for body in self._get_bodies(ORDERS, ids)} if ids else {}
 
     def _calls(self, index: int, op: WriteOp, order: Mapping[str, Any] | None) -> list[_Call]:
-        body = _enums(op.entity, op.fields, escape_enum)
+        body = _enums(op.entity, op.fields, self._to_wire_enum)
         if op.entity == ORDERS and self._local_currency \
                 and body.get("currencyCode") == self._local_currency:
             body["currencyCode"] = ""       # BC's way of saying "the local currency"
@@ -351,11 +350,11 @@ class BusinessCentralConnector(HttpConnector):
                     changed = {k: v for k, v in wanted.items() if k in _LINE_WRITABLE}
                 if changed:
                     calls.append(_Call(index, "PATCH", f"{url}/{LINES}({line['id']})",
-                                       _enums(LINES, changed, escape_enum),
+                                       _enums(LINES, changed, self._to_wire_enum),
                                        line.get("@odata.etag", "*")))
             else:
                 calls.append(_Call(index, "POST", f"{url}/{LINES}",
-                                   _enums(LINES, self._new_line(wanted), escape_enum)))
+                                   _enums(LINES, self._new_line(wanted), self._to_wire_enum)))
         for line in current[len(lines):]:
             calls.append(_Call(index, "DELETE", f"{url}/{LINES}({line['id']})",
                                if_match=line.get("@odata.etag", "*")))
@@ -393,8 +392,7 @@ class BusinessCentralConnector(HttpConnector):
         return WriteResult(ref=op.ref, error=error)
 
     def _find_by_number(self, entity: str, number: str) -> Record | None:
-        literal = number.replace("'", "''")
-        params = {"$filter": f"number eq '{literal}'"}
+        params = {"$filter": odata.eq("number", odata.string(number))}
         if entity == ORDERS:
             params["$expand"] = LINES
         found = self._http.request("GET", "/" + self._set_url(entity), params=params).data["value"]

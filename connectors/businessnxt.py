@@ -7,9 +7,9 @@
   data (:data:`CUSTOMER_TABLES`); the probe introspects the schema and refuses a table the
   company does not have.
 
-* Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires
-  (the shared :class:`~connectors.auth.ClientCredentialsToken` with ``tenant_id``),
-  renewed once on a ``401`` by the HTTP layer.
+* Auth: Visma Connect client credentials with the ``tenant_id`` the service API requires,
+  from the process's one token cache (:func:`connectors.auth.client_credentials`), renewed
+  shortly before it expires and once on a ``401`` by the HTTP layer.
 * Every operation goes through ``useCompany(no: company_no)``.
 * Reads: ``first/after`` cursors until ``pageInfo.hasNextPage`` is false, ordered by the key.
   Incremental reads filter on ``changedTimestamp``, or — for rows last changed before Visma
@@ -37,15 +37,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.auth import ClientCredentialsToken
+from connectors import auth
 from connectors.errors import ApiError, PermanentApiError, TransientApiError
 from connectors.http import HttpConnector
-from connectors.rows import unique_by_id
+from connectors.paging import GraphQLCursor, PageRequest, Paginator
+from connectors.rows import UnreadableRow, row_key, row_list, row_object
 from connectors.wire import describe_error_body, format_timestamp
-from core.model import Record, SystemConfig, WriteOp, WriteResult
+from core.model import Record, SystemConfig, UnreadableRecord, WriteOp, WriteResult
 
 SCOPE = "business-graphql-service-api:access-group-based"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
@@ -171,15 +172,19 @@ def int_to_date(value: Any) -> str | None:
 
 def changed_at(row: Mapping[str, Any]) -> datetime.datetime | None:
     """When the row last changed: ``changedTimestamp`` (no zone: the server's time, UTC), else
-    ``changedDate`` + ``changedTime`` (``hhmm``)."""
+    ``changedDate`` + ``changedTime`` (``hhmm``). A ``changedTimestamp`` that is not a
+    timestamp makes the row unreadable (:class:`UnreadableRow`)."""
     if row.get("changedTimestamp"):
-        moment = datetime.datetime.fromisoformat(str(row["changedTimestamp"]).replace("Z",
-                                                                                      "+00:00"))
+        stamp = row["changedTimestamp"]
+        try:
+            moment = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            raise UnreadableRow(f"its changedTimestamp {stamp!r} is not a timestamp") from None
         return (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
     if row.get("changedDate"):
         time = row.get("changedTime") or 0
         try:
-            return datetime.datetime.fromisoformat(int_to_date(row["changedDate"])).replace(
+            return datetime.datetime.fromisoformat(str(int_to_date(row["changedDate"]))).replace(
                 hour=time // 100, minute=time % 100, tzinfo=_UTC)
         except (TypeError, ValueError):
             return None         # unknown: the row is compared with its snapshot anyway
@@ -229,12 +234,22 @@ def _from_wire(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         value = row.get(name)
         fields[name] = int_to_date(value) if kind == "Date" else value
     if table.lines is not None:
-        lines = row.get(LINES) or {"items": []}
-        if lines.get("pageInfo", {}).get("hasNextPage"):
+        lines = row_object(row.get(LINES) or {"items": []})
+        if (lines.get("pageInfo") or {}).get("hasNextPage"):
             raise PermanentApiError(f"{table.type} {row.get(table.key)} has more than "
                                     f"{MAX_LINES} lines")
-        fields[LINES] = [_from_wire(table.lines, line) for line in lines["items"]]
+        fields[LINES] = [_from_wire(table.lines, row_object(line))
+                         for line in row_list(lines, "items")]
     return fields
+
+
+def row_id(row: Any, key: str) -> str:
+    """The row's key as text: a whole number (``addressNo``) or non-empty text
+    (``productNo``); anything else makes the row unreadable."""
+    value = row_object(row).get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return row_key(row, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +298,7 @@ class _Unit:
         else:  # "lines": one order's head (if it changed) and its lines replaced
             [op] = self.ops
             lt = t.lines
+            assert op.id is not None and lt is not None     # an order update has both
             head = {k: v for k, v in rows[0].items() if k != LINES}
             variables = {"lineKey": {"orderNo": {"_eq": int(op.id)}},
                          "lines": [{**line, "orderNo": int(op.id)} for line in rows[0][LINES]]}
@@ -298,7 +314,8 @@ class _Unit:
                          f"{{ {fields} }} }}",
                 "variables": {"cid": self.connector.company_no, **variables}}
 
-    def _key_filter(self, key: str) -> dict[str, Any]:
+    def _key_filter(self, key: str | None) -> dict[str, Any]:
+        assert key is not None          # an update's (HttpConnector._check_ops)
         value = int(key) if self.table.key_kind == "Int" else key
         return {self.table.key: {"_eq": value}}
 
@@ -381,21 +398,13 @@ class BusinessNxtConnector(HttpConnector):
         secret = self._secret_setting(config, "client_secret")
         # Visma Connect's client-credentials grant also names the tenant, as tenant-based APIs
         # such as the Business NXT service API require.
-        self._token = ClientCredentialsToken(
+        self._token = auth.client_credentials(
             settings.get("token_url") or DEFAULT_TOKEN_URL, str(settings["client_id"]), secret,
             SCOPE, system=config.name, extra_form={"tenant_id": str(settings["tenant_id"])})
         super().__init__(config, headers={}, secret_values=(secret,), auth=self._token)
         self.company_no = int(settings["company_no"])
         #: the customer tables the company has, once :meth:`probe` has asked
         self._found_tables: list[str] | None = None
-
-    @property
-    def request_count(self) -> int:
-        return self._http.request_count + self._token.request_count
-
-    def close(self) -> None:
-        super().close()
-        self._token.close()
 
     @staticmethod
     def _describe_error(body: Any) -> str:
@@ -414,13 +423,13 @@ class BusinessNxtConnector(HttpConnector):
     def _post(self, payload: Any, *, idempotent: bool) -> Any:
         return self._http.request("POST", "", json=payload, idempotent=idempotent).data
 
-    def _query(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
-        """One query; its ``data.useCompany``, or the errors raised."""
-        answer = self._post({"query": query, "variables": {"cid": self.company_no, **variables}},
-                            idempotent=True)
-        if answer.get("errors"):
+    def fetch_page(self, request: PageRequest) -> Any:
+        """A page of a query, sent as every GraphQL request is (:meth:`_post`); an answer with
+        ``errors`` fails the read."""
+        answer = self._post(request.json, idempotent=request.idempotent)
+        if isinstance(answer, Mapping) and answer.get("errors"):
             raise self.graphql_error(answer["errors"], "query")
-        return answer["data"]["useCompany"]
+        return answer
 
     # -- the check ----------------------------------------------------------------------------
 
@@ -461,45 +470,47 @@ class BusinessNxtConnector(HttpConnector):
 
     def record(self, table: Table, row: Mapping[str, Any]) -> Record:
         return Record(system=self.name, entity=self._entity_of[table.field],
-                      id=str(row[table.key]),
-                      fields=_from_wire(table, row), modified=changed_at(row))
+                      id=row_id(row, table.key),
+                      fields=_from_wire(table, row_object(row)), modified=changed_at(row))
 
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
         return self.record(self.tables[entity], data)
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        table = self.tables[entity]
-        return unique_by_id(self._rows(table, since_filter(since) if since else None))
+    def _usable_id(self, entity: str, data: Any) -> str:
+        return row_id(data, self.tables[entity].key)
 
-    def _rows(self, table: Table, expression: Mapping[str, Any] | None) -> Iterator[Record]:
+    def _paginator(self, entity: str) -> Paginator:
+        return GraphQLCursor(("data", "useCompany", self.tables[entity].field))
+
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        return self._query_page(self.tables[entity], since_filter(since) if since else None)
+
+    def _query_page(self, table: Table, expression: Mapping[str, Any] | None) -> PageRequest:
+        """The first page of the table's rows that match ``expression``, ordered by key."""
         query = (f"query read($cid: Int!, $first: Int!, $after: String, "
                  f"$filter: FilterExpression_{table.type}) {{ useCompany(no: $cid) {{ "
                  f"{table.field}(first: $first, after: $after, filter: $filter, "
                  f"orderBy: [{{{table.key}: ASC}}]) {{ pageInfo {{ hasNextPage endCursor }} "
                  f"items {{ {table.selection} }} }} }} }}")
-        after = None
-        while True:
-            page = self._query(query, {"first": self._page_size, "after": after,
-                                       "filter": table.scoped(expression)})[table.field]
-            for row in page["items"]:
-                yield self.record(table, row)
-            if not page["pageInfo"]["hasNextPage"]:
-                return
-            after = page["pageInfo"]["endCursor"]
+        variables = {"cid": self.company_no, "first": self._page_size, "after": None,
+                     "filter": table.scoped(expression)}
+        return PageRequest("", method="POST", json={"query": query, "variables": variables},
+                           idempotent=True)
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The rows with these keys (one query per page of keys); unknown keys left out."""
         self._check_entity(entity)
         table = self.tables[entity]
         keys = [int(i) if table.key_kind == "Int" else i for i in ids]
         return self._by_column(table, table.key, keys)
 
-    def _by_column(self, table: Table, column: str, values: list) -> list[Record]:
-        records = []
+    def _by_column(self, table: Table, column: str,
+                   values: list[Any]) -> list[Record | UnreadableRecord]:
+        records: list[Record | UnreadableRecord] = []
         for start in range(0, len(values), self._page_size):
             chunk = values[start:start + self._page_size]
-            records += self._rows(table, {column: {"_in": chunk}})
+            records += self._read_rows(self._entity_of[table.field],
+                                       self._query_page(table, {column: {"_in": chunk}}))
         return records
 
     # -- writing ------------------------------------------------------------------------------
@@ -530,19 +541,23 @@ class BusinessNxtConnector(HttpConnector):
                results: dict[str, WriteResult]) -> list[WriteOp]:
         """Creates whose natural key a row has already (our earlier create whose answer was
         lost, or a row entered meanwhile) adopt that row; the others are returned."""
-        keyed = {op.fields.get(table.natural_key): op for op in creates
-                 if table.natural_key and op.fields.get(table.natural_key)}
-        if not keyed:
+        natural_key = table.natural_key
+        keyed = {op.fields.get(natural_key): op for op in creates
+                 if natural_key and op.fields.get(natural_key)}
+        if not keyed or natural_key is None:
             return creates
         try:
-            found = self._by_column(table, table.natural_key, list(keyed))
+            found = self._by_column(table, natural_key, list(keyed))
         except ApiError as exc:
             for op in creates:
                 results[op.ref] = WriteResult(ref=op.ref, error=exc)
             return []
         for record in found:
-            op = keyed.pop(record.fields.get(table.natural_key), None)
-            if op is not None:
+            if not isinstance(record, Record):
+                continue        # unreadable: not adopted (the create may then fail as a duplicate)
+            adopter = keyed.pop(record.fields.get(natural_key), None)
+            if adopter is not None:
+                op = adopter
                 results[op.ref] = WriteResult(ref=op.ref, record=record, adopted=True)
         return [op for op in creates if op.ref not in results]
 
@@ -577,14 +592,17 @@ class BusinessNxtConnector(HttpConnector):
         """The orders whose lines were replaced, as they are now."""
         if not ops:
             return
+        error: ApiError | None
         try:
-            found = {r.id: r for r in self.get(ops[0].entity, [op.id for op in ops])}
+            found = {r.id: r for r in self.get(ops[0].entity,
+                                               [op.id for op in ops if op.id is not None])
+                     if isinstance(r, Record)}
         except ApiError as exc:
             found, error = {}, exc
         else:
             error = None
         for op in ops:
-            record = found.get(op.id)
+            record = found.get(op.id) if op.id is not None else None
             results[op.ref] = (WriteResult(ref=op.ref, record=record) if record else
                                WriteResult(ref=op.ref, error=error or PermanentApiError(
                                    f"{self.name}: order {op.id} vanished", system=self.name)))

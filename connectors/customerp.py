@@ -6,19 +6,20 @@ money as JSON numbers (decoded as ``Decimal``), offset paging and no batch endpo
 
 Offset paging skips or repeats rows when rows change during the read, so reads page by keyset:
 from the last ``ModifiedAt`` seen, skipping the rows already seen with exactly that timestamp
-(see :meth:`CustomErpConnector._keyset_pages`). A create whose key exists (``409``, e.g. our
+(:class:`~connectors.paging.KeysetOffset`). A create whose key exists (``409``, e.g. our
 own earlier create whose answer was lost) adopts the existing entity.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.errors import ApiError, PreconditionFailedError
 from connectors.http import HttpConnector
-from connectors.rows import row_key, row_timestamp, unique_by_id
+from connectors.paging import KeysetOffset, PageRequest, Paginator
+from connectors.rows import UnreadableRow, row_key, row_object, row_timestamp
 from connectors.wire import describe_error_body, format_timestamp
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
@@ -55,48 +56,21 @@ class CustomErpConnector(HttpConnector):
         text = f"{error.get('Code')}: {error.get('Message')}"
         return f"{text} (field {error['Field']})" if error.get("Field") else text
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        return unique_by_id(self._keyset_pages(entity, since))
-
-    def _keyset_pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
-        """Every row modified at or after ``since``; a row changed meanwhile may come twice.
-
-        Each page starts at the last ``ModifiedAt`` seen (the cursor) and skips the rows seen
-        with exactly that timestamp, less one: that overlapping row must come back first. If
-        it does not, a row at the cursor was changed meanwhile (it moved to the end), the
-        offset no longer lines up, and the page is read again from the cursor without a skip.
-        A short page is the last. An unreadable row is passed on and leaves the cursor as it
-        is (it has no usable ``ModifiedAt`` or key to page by).
-        """
-        cursor, at_cursor, last_id = since, 0, None
-        while True:
-            overlap = 1 if at_cursor else 0
-            items = self._list(entity, cursor, at_cursor - overlap)
-            if overlap:
-                first = self._read_row(entity, items[0]) if items else None
-                if not isinstance(first, Record) or (first.id, first.modified) != (last_id,
-                                                                                   cursor):
-                    items = self._list(entity, cursor, 0)
-                    overlap = at_cursor = 0
-            for item in items[overlap:]:
-                record = self._read_row(entity, item)
-                if isinstance(record, Record):
-                    if record.modified == cursor:
-                        at_cursor += 1
-                    else:
-                        cursor, at_cursor = record.modified, 1
-                    last_id = record.id
-                yield record
-            if len(items) < self._page_size:
-                return
-
-    def _list(self, entity: str, since: datetime.datetime | None, offset: int) -> list:
-        params: dict[str, Any] = {"offset": offset, "limit": self._page_size}
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        params: dict[str, Any] = {"limit": self._page_size}
         if since is not None:
             params["modifiedSince"] = format_timestamp(since)
-        page = self._http.request("GET", f"/{entity}", params=params).data
-        return self._page_rows(page, "items", "GET", f"/{entity}")
+        return PageRequest(f"/{entity}", params)
+
+    def _paginator(self, entity: str) -> Paginator:
+        key = _KEYS[entity]
+
+        def position(row: Any) -> tuple[datetime.datetime, str] | None:
+            try:
+                return row_timestamp(row_object(row), _MODIFIED), row_key(row, key)
+            except UnreadableRow:
+                return None
+        return KeysetOffset(rows="items", position=position, since_param="modifiedSince")
 
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         """One request per op (the API has no batch); failures become the op's result."""
@@ -115,7 +89,9 @@ class CustomErpConnector(HttpConnector):
             response = self._http.request("POST", f"/{op.entity}", json=op.fields)
         except PreconditionFailedError as exc:
             key = op.fields.get(_KEYS[op.entity])
-            existing = self.get(op.entity, [key]) if exc.status == 409 and key else []
+            existing = [record for record in (self.get(op.entity, [key])
+                                              if exc.status == 409 and key else [])
+                        if isinstance(record, Record)]
             if not existing:
                 raise
             return WriteResult(ref=op.ref, record=existing[0], adopted=True)

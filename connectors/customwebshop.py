@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.errors import ApiError, TransientApiError
 from connectors.http import HttpConnector
-from connectors.rows import row_flag, row_key, row_timestamp, unique_by_id
+from connectors.paging import PageRequest, PageToken
+from connectors.rows import row_flag, row_key, row_timestamp
 from connectors.wire import describe_error_body, format_timestamp
 from core.model import Record, SystemConfig, WriteOp, WriteResult
 
@@ -53,6 +54,7 @@ class CustomWebshopConnector(HttpConnector):
     max_batch_size = _MAX_BATCH
     default_page_size = 500       # the API's largest page: fewest round trips
     credential_settings = ("api_key",)
+    paginator = PageToken(rows="data", token="next_page_token", param="page_token")
 
     def __init__(self, config: SystemConfig):
         api_key = self._secret_setting(config, "api_key")
@@ -70,21 +72,11 @@ class CustomWebshopConnector(HttpConnector):
                             for d in error.get("details") or ())
         return f"{text} ({details})" if details and details not in text else text
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
-        self._check_entity(entity)
-        return unique_by_id(self._pages(entity, since))
-
-    def _pages(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
-        params = {"page_size": self._page_size}
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        params: dict[str, Any] = {"page_size": self._page_size}
         if since is not None:
             params["updated_since"] = format_timestamp(since)
-        while True:
-            page = self._http.request("GET", f"/{entity}", params=params).data
-            for item in self._page_rows(page, "data", "GET", f"/{entity}"):
-                yield self._read_row(entity, item)
-            if not page.get("next_page_token"):
-                return
-            params["page_token"] = page["next_page_token"]
+        return PageRequest(f"/{entity}", params)
 
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         """One batch request per entity and 100 operations; results in the order of ``ops``."""

@@ -52,19 +52,20 @@ class ApiError(Exception):
             return rule_for_status(self.status).error_class
         return TRANSIENT if self.transient else PERMANENT
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_api_error, (type(self), self.message, self.status, self.transient,
                                      self.system, self.body))
 
 
-def _rebuild_api_error(cls, message, status, transient, system, body):
+def _rebuild_api_error(cls: type[ApiError], message: str, status: int | None, transient: bool,
+                       system: str, body: Any) -> ApiError:
     return cls(message, status=status, transient=transient, system=system, body=body)
 
 
 class TransientApiError(ApiError):
     """5xx, 408, timeouts and connection errors: retrying later may succeed."""
 
-    def __init__(self, message: str, **kwargs):
+    def __init__(self, message: str, **kwargs: Any):
         kwargs.setdefault("transient", True)
         super().__init__(message, **kwargs)
 

@@ -45,21 +45,27 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import requests
-
-from connectors import auth, secrets
+from connectors import auth, odata, secrets
 from connectors.errors import (
     ApiError,
     ConsentMissingError,
-    CredentialsRefusedError,
     PermanentApiError,
     TransientApiError,
 )
 from connectors.http import HttpConnector
 from connectors.linkstore import LinkStore, StaleStateError
+from connectors.paging import EXACT_NEXT, PageRequest
+from connectors.rows import UnreadableRow, row_key, row_list, row_object, row_timestamp
 from connectors.stores import open_link_store
 from connectors.wire import describe_error_body
-from core.model import Record, StateEntry, SystemConfig, WriteOp, WriteResult
+from core.model import (
+    Record,
+    StateEntry,
+    SystemConfig,
+    UnreadableRecord,
+    WriteOp,
+    WriteResult,
+)
 
 ACCOUNTS, ITEMS, ORDERS, LINES = "Accounts", "Items", "SalesOrders", "SalesOrderLines"
 #: entity -> (service path, sync path, key property, sync/Deleted entity type)
@@ -94,11 +100,11 @@ IDS_PER_REQUEST = 40
 #: seconds before a stored access token's expiry that it counts as expired: 600 - 30 = 570,
 #: Exact's minimum interval between two refreshes
 TOKEN_MARGIN_S = 30.0
+#: seconds an access token lives when Exact's answer does not say
+ACCESS_TOKEN_S = 600.0
 #: checkpoints kept per entity
 _CHECKPOINTS = 50
-#: how long a worker whose refresh was refused waits for the worker that rotated first
-_ROTATION_WAITS = (0.2, 0.5, 1.0, 2.0)
-#: Exact refuses a refresh sooner than this after the previous one (its knowledge base, OAuth
+#: Exact declines a refresh sooner than this after the previous one (its knowledge base, OAuth
 #: step 3: "9 minutes and 30 seconds")
 REFRESH_FLOOR_S = 570.0
 _DATE = re.compile(r"^/Date\((-?\d+)\)/$")
@@ -125,23 +131,9 @@ def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) 
 
 
 def _grant(url: str, form: Mapping[str, str], system: str,
-           issued: list | None = None) -> dict[str, Any]:
-    """One call of the token endpoint (:func:`connectors.auth.grant`, secrets masked): the
-    tokens, which join ``issued``. A refusal (``invalid_grant``: a used or rotated refresh
-    token, a spent code; ``invalid_client``) is a :class:`CredentialsRefusedError` whose
-    ``body`` keeps the OAuth error code."""
-    masker = secrets.Masker([form.get("client_secret", ""), form.get("refresh_token", ""),
-                             form.get("code", ""), *(issued or [])])
-    body = auth.grant(requests.post, url, form, system=system, masker=masker)
-    if issued is not None:
-        issued += [str(body["access_token"]), str(body.get("refresh_token", ""))]
-    return body
-
-
-def _entry_value(body: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """The state entry of a token answer (``expires_in`` comes as a string)."""
-    return {"access_token": str(body["access_token"]), "refresh_token": str(body["refresh_token"]),
-            "expires_at": now + float(body.get("expires_in") or 600), "refreshed_at": now}
+           issued: list[str] | None = None) -> dict[str, Any]:
+    """One call of Exact's token endpoint (:func:`connectors.auth.grant_tokens`)."""
+    return auth.grant_tokens(url, form, system, issued)
 
 
 def exchange_code(config: SystemConfig, code: str, redirect_uri: str,
@@ -153,19 +145,19 @@ def exchange_code(config: SystemConfig, code: str, redirect_uri: str,
             "client_id": str(settings["client_id"]),
             "client_secret": secrets.resolve(settings["client_secret"])}
     body = _grant(token_url(config.base_url), form, config.name)
-    key = tokens_key(config.name)
-    current = store.read_state(key)
-    return store.write_state(key, _entry_value(body, time.time()),
-                             current.version if current else None)
+    return auth.store_first_tokens(store, tokens_key(config.name), body, time.time(),
+                                   ACCESS_TOKEN_S)
 
 
 def tokens_key(system: str) -> str:
     return f"tokens/{system}"
 
 
-class ExactTokens:
-    """Access tokens of one Exact app and user, shared through a state entry (see the module
-    docstring). Thread-safe; one instance per process and system (:func:`_shared`)."""
+class ExactTokens(auth.RotatingRefreshTokens):
+    """Access tokens of one Exact app and user, rotated through the link store's state entry
+    ``tokens/<system>`` (see the module docstring and
+    :class:`~connectors.auth.RotatingRefreshTokens`). One instance per process and system
+    (:func:`_shared`)."""
 
     def __init__(self, config: SystemConfig, client_secret: str, *,
                  clock: Callable[[], float] = time.time,
@@ -173,113 +165,37 @@ class ExactTokens:
         if not config.state_store:
             raise ValueError(f"system {config.name!r} (exact): tokens are kept in the link "
                              "store; run it through talksync (SystemConfig.state_store is unset)")
-        self._config = config
-        self._url = token_url(config.base_url)
-        self._key = tokens_key(config.name)
-        self._client = {"client_id": str(config.settings["client_id"]),
-                        "client_secret": client_secret}
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
+        super().__init__(token_url(config.base_url), tokens_key(config.name),
+                         str(config.settings["client_id"]), client_secret, system=config.name,
+                         margin_s=TOKEN_MARGIN_S, default_expiry_s=ACCESS_TOKEN_S,
+                         refresh_floor_s=REFRESH_FLOOR_S, clock=clock, sleep=sleep)
+        self._state_store = config.state_store
         self._store: LinkStore | None = None
-        self._access: str | None = None
-        self._expires = 0.0
-        self._seen: list[str] = []
-        #: token requests made (they count as requests to the system)
-        self.request_count = 0
-
-    def secrets(self) -> Iterable[str]:
-        return [self._client["client_secret"], *self._seen]
 
     def store(self) -> LinkStore:
         """The link store the tokens (and the read checkpoints) are kept in."""
         if self._store is None:
-            self._store = open_link_store(self._config.state_store)
+            self._store = open_link_store(self._state_store)
         return self._store
 
-    def token(self, refresh: bool = False) -> str:
-        with self._lock:
-            if not refresh and self._access and self._clock() < self._expires:
-                return self._access
-            refused = self._access if refresh else None
-            waits = list(_ROTATION_WAITS)
-            floor_waited = False
-            declined: tuple[int, ApiError] | None = None   # the entry Exact would not refresh
-            while True:
-                entry = self._entry()
-                value = entry.value
-                now = self._clock()
-                if value["access_token"] != refused and now < value["expires_at"] - TOKEN_MARGIN_S:
-                    return self._use(value)
-                if declined is None or declined[0] != entry.version:
-                    try:
-                        body = self._refresh(value["refresh_token"])
-                    except CredentialsRefusedError as exc:
-                        if not _declined(exc):
-                            raise
-                        declined = (entry.version, exc)
-                    else:
-                        return self._use(self._persist(entry, _entry_value(body, self._clock())))
-                # Exact declined to refresh: too early (400 invalid_grant or 401, the same), or
-                # another worker rotated first and its entry is on the way
-                if value["access_token"] != refused and now < value["expires_at"]:
-                    return self._use(value, until=value["expires_at"])   # Exact still takes it
-                if waits:
-                    self._sleep(waits.pop(0))
-                    continue
-                early = float(value.get("refreshed_at", 0.0)) + REFRESH_FLOOR_S - now
-                if early > 0 and not floor_waited:   # the access token was refused: wait for
-                    floor_waited, declined = True, None   # the floor, then refresh once more
-                    self._sleep(early)
-                    continue
-                raise declined[1]
+    def consent_missing(self) -> ApiError:
+        return ConsentMissingError(
+            f"{self._system}: no Exact tokens stored; run `talksync auth exact --system "
+            f"{self._system}` once", system=self._system)
 
-    def _entry(self) -> StateEntry:
-        """The stored tokens (every token in them joins the masked secrets)."""
-        entry = self.store().read_state(self._key)
-        if entry is None:
-            raise ConsentMissingError(
-                f"{self._config.name}: no Exact tokens stored; run `talksync auth exact "
-                f"--system {self._config.name}` once", system=self._config.name)
-        self._seen += [t for t in (entry.value["access_token"], entry.value["refresh_token"])
-                       if t not in self._seen]
-        return entry
-
-    def _refresh(self, refresh_token: str) -> dict[str, Any]:
-        self.request_count += 1
-        return _grant(self._url, {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                                  **self._client}, self._config.name, issued=self._seen)
-
-    def _persist(self, read: StateEntry, value: dict[str, Any]) -> dict[str, Any]:
-        """Store the new tokens before anyone uses them. Exact has just rotated the refresh
-        token to ours, so ours is the valid one even if the entry moved since it was read."""
-        expected: int | None = read.version
-        while True:
-            try:
-                self.store().write_state(self._key, value, expected)
-                return value
-            except StaleStateError:
-                current = self.store().read_state(self._key)
-                expected = current.version if current else None
-
-    def _use(self, value: Mapping[str, Any], until: float | None = None) -> str:
-        """Use the entry's access token until ``until`` (default: its refresh is due)."""
-        self._access = value["access_token"]
-        self._expires = value["expires_at"] - TOKEN_MARGIN_S if until is None else until
-        return self._access
+    def declined(self, exc: ApiError) -> bool:
+        """Exact declined a refresh (and may take it later, or took another worker's): a
+        refresh too early, which its knowledge base describes as 401 and which has also been
+        seen as 400 ``invalid_grant``, or a refresh token another worker rotated
+        (``invalid_grant``; 401 ``unauthorized_client``, picqer/exact-php-client#644). Not: a
+        wrong client secret."""
+        return exc.status == 401 or (exc.body or {}).get("error") in ("invalid_grant",
+                                                                      "unauthorized_client")
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
-
-
-def _declined(exc: ApiError) -> bool:
-    """Whether Exact declined a refresh (and may take it later, or took another worker's): a
-    refresh too early, which its knowledge base describes as 401 and which has also been seen
-    as 400 ``invalid_grant``, or a refresh token another worker rotated (``invalid_grant``;
-    401 ``unauthorized_client``, picqer/exact-php-client#644). Not: a wrong client secret."""
-    return exc.status == 401 or (exc.body or {}).get("error") in ("invalid_grant",
-                                                                  "unauthorized_client")
 
 
 _SHARED: dict[tuple, Any] = {}
@@ -395,10 +311,6 @@ def to_wire(name: str, value: Any) -> Any:
     return value
 
 
-def _guid_literal(value: str) -> str:
-    return f"guid'{value}'"
-
-
 class ExactConnector(HttpConnector):
     """A client of one Exact Online division.
 
@@ -414,6 +326,7 @@ class ExactConnector(HttpConnector):
     decimal_numbers = True
     default_page_size = 1000
     credential_settings = ("client_id", "client_secret")
+    paginator = EXACT_NEXT
 
     def __init__(self, config: SystemConfig, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
@@ -425,7 +338,7 @@ class ExactConnector(HttpConnector):
         self._pacer = _shared(("rate", config.base_url, str(config.settings.get("division"))),
                               lambda: RateHeaders(config.name, clock=clock, sleep=sleep))
         super().__init__(config, headers={"Accept": "application/json"}, secret_values=(secret,),
-                         auth=self._tokens, pacer=self._pacer)
+                         auth=self._tokens, pacer=self._pacer, sleep=sleep)
         division = config.settings.get("division")
         self._division: str | None = str(division) if division else None
 
@@ -466,109 +379,137 @@ class ExactConnector(HttpConnector):
     def _set_path(self, entity: str) -> str:
         return f"{self._root()}/{ENDPOINTS[entity][0]}"
 
-    def _entity_path(self, entity: str, entity_id: str) -> str:  # noqa: D401 - HttpConnector hook
-        return f"{self._set_path(entity)}({_guid_literal(entity_id)})"
+    def _entity_path(self, entity: str, entity_id: str | None) -> str:
+        if entity_id is None or not odata.is_guid(entity_id):
+            raise PermanentApiError(f"{self.name}: {entity} id {entity_id!r} is not a GUID",
+                                    system=self.name)
+        return f"{self._set_path(entity)}({odata.guid(entity_id)})"
 
-    def _pages(self, path: str, params: dict[str, str] | None) -> Iterator[Mapping[str, Any]]:
-        """The rows of every page, following ``d.__next``."""
-        while True:
-            data = self._http.request("GET", path, params=params).data["d"]
-            yield from data.get("results", [])
-            link = data.get("__next")
-            if not link:
-                return
-            path, params = self._relative(link), None
+    def _rows(self, path: str, params: dict[str, str] | None) -> Iterator[Any]:
+        """The raw rows of every page, following ``d.__next``."""
+        for rows in self.paginator.pages(self, PageRequest(path, params)):
+            yield from rows
+
+    def _key_field(self, entity: str) -> str:
+        return ENDPOINTS[entity][2]
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, entity: str, since: datetime.datetime | None = None) -> Iterator[Record]:
+    def read(self, entity: str, since: datetime.datetime | None = None
+             ) -> Iterator[Record | UnreadableRecord]:
         self._check_entity(entity)
         return self._read(entity, since)
 
-    def _read(self, entity: str, since: datetime.datetime | None) -> Iterator[Record]:
+    def _read(self, entity: str, since: datetime.datetime | None
+              ) -> Iterator[Record | UnreadableRecord]:
         cursors = _Cursors(self._tokens.store if self.config.state_store else None,
                            f"cursors/{self.name}/{entity}")
         start = cursors.start(since)
         _, sync_path, key, entity_type = ENDPOINTS[entity]
         whole = entity in READ_AGAIN
         select = ("Timestamp", key, "Modified") if whole else ("Timestamp", *SELECT[entity])
-        rows = self._pages(f"{self._root()}/sync/{sync_path}",
-                           {"$select": ",".join(select), "$filter": f"Timestamp gt {start}L"})
+        rows = self._rows(f"{self._root()}/sync/{sync_path}",
+                          {"$select": ",".join(select),
+                           "$filter": odata.gt("Timestamp", odata.int64(start))})
         seen: set[str] = set()
         changed: list[str] = []
         for row in rows:
-            cursors.see(row.get("Modified"), row["Timestamp"])
-            if row[key] in seen:
+            cursors.see(row, "Modified")
+            try:
+                entity_id = row_key(row, key)
+            except UnreadableRow:
+                yield self._read_row(entity, row)     # unreadable: a dead letter, read on
                 continue
-            seen.add(row[key])
+            if entity_id in seen:
+                continue
+            seen.add(entity_id)
             if whole:
-                changed.append(row[key])
+                changed.append(entity_id)
             elif entity != ACCOUNTS or row.get("Status") == "C":
-                yield self._to_record(entity, row, None)
+                yield self._read_row(entity, row)
         if changed:
             yield from self.get(entity, changed)
         cursors.save()
         yield from self._deleted(entity, entity_type, since, seen)
 
     def _deleted(self, entity: str, entity_type: int, since: datetime.datetime | None,
-                 seen: set[str]) -> Iterator[Record]:
+                 seen: set[str]) -> Iterator[Record | UnreadableRecord]:
         """Entities deleted since ``since`` (``sync/Deleted``), as deleted records."""
         if since is None:
             return  # a full read has nothing to compare deletions with
         cursors = _Cursors(self._tokens.store if self.config.state_store else None,
                            f"cursors/{self.name}/Deleted/{entity}")
         start = cursors.start(since)
-        rows = self._pages(f"{self._root()}/sync/Deleted", {
+        rows = self._rows(f"{self._root()}/sync/Deleted", {
             "$select": "Timestamp,EntityKey,EntityType,DeletedDate",
-            "$filter": f"Timestamp gt {start}L and EntityType eq {entity_type}"})
+            "$filter": odata.all_of(odata.gt("Timestamp", odata.int64(start)),
+                                    odata.eq("EntityType", str(entity_type)))})
         for row in rows:
-            cursors.see(row.get("DeletedDate"), row["Timestamp"])
-            if row["EntityKey"] in seen:
+            cursors.see(row, "DeletedDate")
+            try:
+                entity_id = row_key(row, "EntityKey")
+                if entity_id in seen:
+                    continue
+                when = {"DeletedDate": from_wire("DeletedDate", row.get("DeletedDate"))}
+                modified = row_timestamp(when, "DeletedDate", required=False)
+            except UnreadableRow as exc:
+                yield UnreadableRecord(system=self.name, entity=entity, id=None,
+                                       reason=f"unreadable {entity} deletion row: {exc}",
+                                       payload=row)
                 continue
-            seen.add(row["EntityKey"])
-            when = from_wire("DeletedDate", row.get("DeletedDate"))
-            yield Record(system=self.name, entity=entity, id=row["EntityKey"], fields={},
-                         modified=_parse(when), deleted=True)
+            seen.add(entity_id)
+            yield Record(system=self.name, entity=entity, id=entity_id, fields={},
+                         modified=modified, deleted=True)
         cursors.save()
 
-    def _orders(self, ids: Sequence[str]) -> list[Record]:
+    def _orders(self, ids: Sequence[str]) -> list[Record | UnreadableRecord]:
         """Orders with their lines, by id (up to :data:`IDS_PER_REQUEST`)."""
         if not ids:
             return []
-        clause = " or ".join(f"OrderID eq {_guid_literal(i)}" for i in ids)
-        rows = self._pages(self._set_path(ORDERS), {"$filter": clause, "$expand": LINES})
-        return [self._to_record(ORDERS, row, None) for row in rows]
+        clause = odata.any_of("OrderID", [odata.guid(i) for i in ids])
+        return list(self._read_rows(ORDERS, PageRequest(
+            self._set_path(ORDERS), {"$filter": clause, "$expand": LINES})))
 
-    def get(self, entity: str, ids: Iterable[str]) -> list[Record]:
+    def get(self, entity: str, ids: Iterable[str]) -> list[Record | UnreadableRecord]:
         """The entities by id, in ``$filter`` requests of 40 ids (bulk endpoints for accounts
         and items); unknown ids are left out."""
         self._check_entity(entity)
-        ids = list(dict.fromkeys(ids))
-        records = []
+        ids = [i for i in dict.fromkeys(ids) if odata.is_guid(i)]   # others cannot exist
+        records: list[Record | UnreadableRecord] = []
         for start in range(0, len(ids), IDS_PER_REQUEST):
             chunk = ids[start:start + IDS_PER_REQUEST]
             if entity == ORDERS:
                 records += self._orders(chunk)
                 continue
-            clause = " or ".join(f"ID eq {_guid_literal(i)}" for i in chunk)
-            rows = self._pages(f"{self._root()}/bulk/{ENDPOINTS[entity][1]}",
-                               {"$select": ",".join(SELECT[entity]), "$filter": clause})
-            records += [self._to_record(entity, row, None) for row in rows]
+            clause = odata.any_of("ID", [odata.guid(i) for i in chunk])
+            records += self._read_rows(entity, PageRequest(
+                f"{self._root()}/bulk/{ENDPOINTS[entity][1]}",
+                {"$select": ",".join(SELECT[entity]), "$filter": clause}))
         return records
 
+    def _readable(self, records: Iterable[Record | UnreadableRecord]) -> list[Record]:
+        """The records a write reads back; one that is not a record fails the write."""
+        out = []
+        for record in records:
+            if isinstance(record, UnreadableRecord):
+                raise TransientApiError(f"{self.name}: {record.reason}", system=self.name)
+            out.append(record)
+        return out
+
     def _to_record(self, entity: str, data: Mapping[str, Any], etag: str | None) -> Record:
+        entity_id = row_key(data, ENDPOINTS[entity][2])
         fields = {name: from_wire(name, value) for name, value in data.items()
                   if name not in ("__metadata", "Timestamp", LINES)}
         if entity == ORDERS:
             lines = data.get(LINES)
-            lines = lines.get("results", []) if isinstance(lines, Mapping) else (lines or [])
+            lines = row_list(lines, "results") if isinstance(lines, Mapping) else (
+                row_list(data, LINES))
             fields[LINES] = sorted(
-                ({name: from_wire(name, value) for name, value in line.items()
+                ({name: from_wire(name, value) for name, value in row_object(line).items()
                   if name != "__metadata"} for line in lines),
                 key=lambda line: line.get("LineNumber") or 0)
-        key = ENDPOINTS[entity][2]
-        return Record(system=self.name, entity=entity, id=str(data[key]), fields=fields,
-                      modified=_parse(fields.get("Modified")))
+        return Record(system=self.name, entity=entity, id=entity_id, fields=fields,
+                      modified=row_timestamp(fields, "Modified", required=False))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -614,28 +555,27 @@ class ExactConnector(HttpConnector):
         if op.entity != ITEMS or "already exists" not in exc.message or not op.fields.get("Code"):
             return None
         code = str(op.fields["Code"]).strip()
-        literal = (code.rjust(18) if code.isdigit() else code).replace("'", "''")
-        rows = list(self._pages(f"{self._root()}/bulk/{ENDPOINTS[ITEMS][1]}",
-                                {"$select": ",".join(SELECT[ITEMS]),
-                                 "$filter": f"Code eq '{literal}'"}))
-        return self._to_record(ITEMS, rows[0], None) if rows else None
+        literal = odata.string(code.rjust(18) if code.isdigit() else code)
+        rows = self._readable(self._read_rows(ITEMS, PageRequest(
+            f"{self._root()}/bulk/{ENDPOINTS[ITEMS][1]}",
+            {"$select": ",".join(SELECT[ITEMS]), "$filter": odata.eq("Code", literal)})))
+        return rows[0] if rows else None
 
     def _update(self, op: WriteOp) -> Record:
+        assert op.id is not None        # _check_ops refused an update without one
         body = self._body(op.fields)
         lines = body.pop(LINES, None) if op.entity == ORDERS else None
         path = self._entity_path(op.entity, op.id)
         if body:
             self._http.request("PUT", path, json=body)
         if lines is not None:
-            [current] = self._orders([op.id]) or [None]
-            if current is None:
+            now = self._readable(self._orders([op.id]))
+            if not now:
                 raise PermanentApiError(f"{self.name}: sales order {op.id} was not found",
                                         status=404, system=self.name)
-            self._change_lines(op.id, current.fields.get(LINES) or [], lines)
-        if op.entity == ORDERS:
-            found = self._orders([op.id])
-        else:
-            found = self.get(op.entity, [op.id])
+            self._change_lines(op.id, now[0].fields.get(LINES) or [], lines)
+        found = self._readable(self._orders([op.id]) if op.entity == ORDERS else
+                               self.get(op.entity, [op.id]))
         if not found:
             raise PermanentApiError(f"{self.name}: {op.entity} {op.id} was not found after the "
                                     "update", status=404, system=self.name)
@@ -651,12 +591,12 @@ class ExactConnector(HttpConnector):
                 changed = {k: v for k, v in wanted.items()
                            if k in _LINE_WRITABLE and not _same(line.get(k), v)}
                 if changed:
-                    self._http.request("PUT", f"{root}({_guid_literal(line['ID'])})", json=changed)
+                    self._http.request("PUT", f"{root}({odata.guid(line['ID'])})", json=changed)
             else:
                 self._http.request("POST", root, json={**wanted, "OrderID": order_id},
                                    headers={"Prefer": "return=representation"})
         for line in current[len(lines):]:
-            self._http.request("DELETE", f"{root}({_guid_literal(line['ID'])})")
+            self._http.request("DELETE", f"{root}({odata.guid(line['ID'])})")
 
 
 def _same(current: Any, wanted: Any) -> bool:
@@ -703,13 +643,22 @@ class _Cursors:
         start = 1
         if since is not None:
             for modified, stamp in (entry.value.get("checkpoints", []) if entry else []):
-                if _parse(modified) < since and stamp > start:
-                    start, self._running = stamp, _parse(modified)
+                moment = _parse(modified)
+                if moment is not None and moment < since and stamp > start:
+                    start, self._running = stamp, moment
         return start
 
-    def see(self, modified: str | None, stamp: int) -> None:
-        """A row read, in Timestamp order."""
-        moment = _parse(from_wire("Modified", modified)) if modified else None
+    def see(self, row: Any, field: str) -> None:
+        """A row read, in Timestamp order, modified at its ``field``. A row without a usable
+        Timestamp or modified time adds nothing (it is a dead letter of its own)."""
+        if not isinstance(row, Mapping):
+            return
+        try:
+            stamp = int(row["Timestamp"])
+            modified = row.get(field)
+            moment = _parse(from_wire(field, modified)) if modified else None
+        except (KeyError, TypeError, ValueError):
+            return
         if moment is not None and (self._running is None or moment > self._running):
             self._running = moment
         if self._running is not None:

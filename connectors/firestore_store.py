@@ -11,6 +11,8 @@ installations can share one database. Layout (docs/decisions/0005-firestore-link
     {prefix}dead_letters/{dataflow}|{pair}           the next letter sequence number
     {prefix}dead_letters/{dataflow}|{pair}/letters/{seq}
     {prefix}state/{key}                              a state entry; its value as JSON text
+    {prefix}record_origins/{system}|{entity}|{id}    the origins of the values talksync wrote
+                                                     into one record (decisions/0015)
 
 Concurrency is optimistic. Every change is one atomic commit (a batched write, at most
 :data:`_MAX_BATCH` writes) whose writes carry preconditions on what was read: a create needs
@@ -47,6 +49,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
 from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
+from core.provenance import OriginWrite, RecordOrigins, merged_origins
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -96,6 +99,12 @@ _SIDES = ("source", "target")
 _LINK_FIELDS = ("pair", "link_id", "source_id", "target_id", "state", "source_etag",
                 "target_etag", "attempt_id", "version", "updated_at")
 _DEAD_LETTER_FIELDS = tuple(field.name for field in dataclasses.fields(DeadLetter))
+
+
+def _dead_letter(document: dict) -> DeadLetter:
+    """A stored letter; one stored before letters counted their attempts counts one."""
+    return DeadLetter(**{field: document.get(field) for field in _DEAD_LETTER_FIELDS
+                         if field in document})
 
 
 def _now() -> str:
@@ -200,6 +209,7 @@ class _Layout:
         self.watermarks = client.collection(f"{prefix}watermarks")
         self.dead_letters = client.collection(f"{prefix}dead_letters")
         self.states = client.collection(f"{prefix}state")
+        self.record_origins = client.collection(f"{prefix}record_origins")
 
     def link(self, pair: str, link_id: str):
         return self.links.document(_doc_id(pair, link_id))
@@ -223,6 +233,9 @@ class _Layout:
 
     def state(self, key: str):
         return self.states.document(_doc_id(key))
+
+    def origins(self, system: str, entity: str, record_id: str):
+        return self.record_origins.document(_doc_id(system, entity, record_id))
 
 
 class _UnitOfWork:
@@ -554,6 +567,41 @@ class FirestoreLinkStore(LinkStore):
                          {"pair": link.pair, "link_id": link.link_id})
         return new
 
+    # --- origins of written values (edit-time provenance) -------------------------------------
+
+    def lookup_origins(self, system: str, entity: str,
+                       ids: Iterable[str]) -> dict[str, RecordOrigins]:
+        """One batched read (:data:`_READ_CHUNK` documents per call) of the records' entries."""
+        found = {}
+        wanted = sorted(set(ids))
+        for record_id, snapshot in zip(wanted, self._get_all(
+                self._docs.origins(system, entity, i) for i in wanted), strict=True):
+            if snapshot.exists:
+                found[record_id] = RecordOrigins.from_json(
+                    system, entity, record_id, json.loads(snapshot.get("origins")))
+        return found
+
+    def save_origins(self, writes: Sequence[OriginWrite]) -> None:
+        """Per group of :data:`_MAX_BATCH` records: one batched read and one commit that
+        holds only if none of the entries read changed meanwhile (else read and merge again)."""
+        last = {write.key: write for write in writes}     # a record written twice: the last
+        for group in _chunks(list(last.values()), _MAX_BATCH):
+            self._retry_contended(self._save_origins)(group)
+
+    def _save_origins(self, writes: Sequence[OriginWrite]) -> None:
+        work = _UnitOfWork(self._client)
+        refs = [self._docs.origins(*write.key) for write in writes]
+        work.add_read(self._get_all(refs))
+        for ref, write in zip(refs, writes, strict=True):
+            stored = work.get(ref)
+            previous = (RecordOrigins.from_json(*write.key, json.loads(stored["origins"]))
+                        if stored else None)
+            merged = merged_origins(previous, write)
+            work.put(ref, {"system": write.written.system, "entity": write.written.entity,
+                           "record_id": write.written.id, "updated_at": _now(),
+                           "origins": json.dumps(merged.to_json(), sort_keys=True)})
+        work.commit()
+
     # --- watermarks --------------------------------------------------------------------------
 
     def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
@@ -620,7 +668,7 @@ class FirestoreLinkStore(LinkStore):
             return []
         run = self._query(letters.where(filter=FieldFilter("run_id", "==",
                                                            latest[0].get("run_id"))))
-        return [DeadLetter(**{field: snapshot.get(field) for field in _DEAD_LETTER_FIELDS})
+        return [_dead_letter(snapshot.to_dict())
                 for snapshot in sorted(run, key=lambda snapshot: snapshot.get("seq"))]
 
     def retire_dead_letters(self, dataflow: str, pair: str, keep_run_id: str) -> None:

@@ -1,8 +1,9 @@
 """The HTTP layer every connector talks through.
 
 :class:`HttpClient` wraps one ``requests.Session`` and adds what every system needs and what
-must behave the same for all of them: timeouts, TLS verification, a rate limiter, retries with
-capped exponential backoff and full jitter that honour ``Retry-After``, the error policy of
+must behave the same for all of them: timeouts, TLS verification, a rate limiter, retries on
+tenacity (capped exponential backoff with full jitter, ``Retry-After`` honoured, at most
+``max_retries`` after the first attempt), the error policy of
 :mod:`connectors.errors` (what each status or failure raises and whether it is asked again),
 request counting, and secret masking in every message and error body it surfaces.
 
@@ -14,30 +15,35 @@ the request was sent). A timeout or dropped connection after sending raises
 run look the entity up and adopt it instead of creating it again.
 
 :class:`HttpConnector` is the base of connectors built on :class:`HttpClient`; the row checks
-it and the connectors use are in :mod:`connectors.rows`, bearer tokens in :mod:`connectors.auth`.
+it and the connectors use are in :mod:`connectors.rows`, bearer tokens in :mod:`connectors.auth`,
+the paginators its one row reader (:meth:`HttpConnector._read_rows`) walks in
+:mod:`connectors.paging`.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import decimal
 import json
 import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import requests
+import tenacity
 import urllib3
 
 from connectors import errors, secrets, waiting
 from connectors.auth import TokenMasker, TokenProvider
 from connectors.base import Connector
 from connectors.errors import ApiError, PermanentApiError, TransientApiError, UnreachableError
-from connectors.rows import UnreadableRow, row_key, value_kind
+from connectors.paging import PageRequest, Paginator
+from connectors.rows import UnreadableRow, row_key, unique_by_id
 from connectors.wire import describe_error_body, dumps_json
 from core.model import Record, SystemConfig, UnreadableRecord, WriteOp
 
@@ -168,7 +174,7 @@ class HttpClient:
         self._pacer = pacer
         self._system = system
         self._auth = auth
-        self._masker = masker or secrets.Masker()
+        self._masker: secrets.Masker | TokenMasker = masker or secrets.Masker()
         if auth is not None:
             self._masker = TokenMasker(self._masker, auth)
         self._describe_error = describe_error
@@ -185,7 +191,7 @@ class HttpClient:
         self.request_count = 0
 
     @classmethod
-    def from_config(cls, config: SystemConfig, **kwargs) -> HttpClient:
+    def from_config(cls, config: SystemConfig, **kwargs: Any) -> HttpClient:
         """A client for ``config``: its base URL, name and the common settings.
 
         Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit),
@@ -235,15 +241,56 @@ class HttpClient:
     def _attempts(self, method: str, path: str, params: Mapping[str, Any] | None,
                   data: bytes | None, headers: dict[str, str], idempotent: bool,
                   pending: waiting.PendingRequest) -> HttpResponse:
-        """The attempts of :meth:`request` (``pending`` follows them)."""
-        url = self._base_url + path
+        """The attempts of :meth:`request` (``pending`` follows them), on tenacity: each
+        attempt (:meth:`_attempt`) decides from the error policy whether it may be asked again
+        and after how long (:class:`_FailedAttempt`); tenacity stops after ``max_retries``
+        retries or when a system that does not answer would outlast the no-answer budget,
+        sleeps with the injected ``sleep`` and announces long waits."""
         started = self._clock()
-        attempt = 0
-        refreshed = refresh = False
+        refreshed = [False]
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            failed = _failure(state)
+            return state.attempt_number > self._max_retries or (
+                failed is not None and self._past_no_answer_budget(failed.error, started,
+                                                                   failed.wait))
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            failed = _failure(state)
+            if failed is not None and failed.wait > _ANNOUNCED_WAIT_S:
+                self._still_waiting.said(pending, pending.retrying(failed.failure, failed.wait))
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, _FailedAttempt) and exc.retry),
+            stop=stop, wait=lambda state: getattr(_failure(state), "wait", 0.0),
+            before_sleep=announce, sleep=self._sleep, reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    pending.attempt = attempt.retry_state.attempt_number
+                    return self._attempt(method, path, params, data, headers, idempotent,
+                                         pending.attempt - 1, refreshed)
+        except _FailedAttempt as failed:
+            last = failed
+        else:  # pragma: no cover (tenacity returns the answer or raises)
+            raise AssertionError("tenacity ended without an answer")
+        if last.retry and last.silent and isinstance(last.error, UnreachableError):
+            waiting.UNREACHABLE.found(self._key, last.error)  # the run's others fail at once
+        raise last.error    # outside the except: the masked error alone, nothing chained
+
+    def _attempt(self, method: str, path: str, params: Mapping[str, Any] | None,
+                 data: bytes | None, headers: dict[str, str], idempotent: bool,
+                 attempt: int, refreshed: list[bool]) -> HttpResponse:
+        """One attempt (``attempt`` counts from 0): the 2xx answer, or :class:`_FailedAttempt`
+        saying what failed, whether to ask again and after how long. A ``401`` is answered
+        once per request (``refreshed``) by a new token, sent again at once within the
+        attempt."""
+        url = self._base_url + path
+        refresh = False
         while True:
             if self._auth is not None:
                 headers["Authorization"] = "Bearer " + self._token(refresh)
-                refresh = False
             if self._limiter:
                 self._limiter.acquire()
             if self._pacer:
@@ -256,57 +303,54 @@ class HttpClient:
                     timeout=self._timeout, allow_redirects=False, verify=True)
             except requests.RequestException as exc:
                 error, retry = self._network_error(method, path, exc, idempotent)
-                wait = self._backoff(attempt)
-                failure = (f"got no answer ({type(exc).__name__})"
-                           if isinstance(error, UnreachableError) else
-                           f"got a broken answer ({type(exc).__name__})")
-                # timed out or never connected (a connection dropped after sending is quick
-                # to fail again, and the system may have carried the request out)
-                silent = isinstance(error, UnreachableError) and (
-                    isinstance(exc, requests.Timeout) or _not_sent(exc))
-            else:
-                silent = False
-                waiting.UNREACHABLE.answered(self._key)
-                paced = (self._pacer.after_response(response.status_code, response.headers)
-                         if self._pacer else None)
-                if 200 <= response.status_code < 300:
-                    try:
-                        return HttpResponse(response.status_code, response.headers,
-                                            self._decode(response, method, path))
-                    except TransientApiError as garbled:
-                        # carried out, but the answer is not JSON (a proxy's or login page):
-                        # asked again like a 5xx when asking again is safe
-                        error, retry, wait = garbled, idempotent, self._backoff(attempt)
-                        failure = f"got HTTP {response.status_code} with a body that is not JSON"
-                elif response.status_code == 401 and self._auth is not None and not refreshed:
-                    refreshed = refresh = True  # refused: once, a new token and again
-                    continue
-                else:
-                    error = self.error_for(response.status_code, self._error_body(response),
-                                           method, path)
-                    retry = errors.rule_for_status(response.status_code).retried(idempotent)
-                    wait = _retry_after(response)
-                    if wait is None:
-                        wait = paced
-                    if wait is None:
-                        wait = self._backoff(attempt)
-                    elif wait > _MAX_RETRY_AFTER_S:
-                        retry = False
-                    failure = f"got HTTP {response.status_code}"
-            if (not retry or attempt >= self._max_retries
-                    or self._past_no_answer_budget(error, started, wait)):
-                if retry and silent:
-                    waiting.UNREACHABLE.found(self._key, error)  # the run's others fail at once
-                raise error
-            if wait > _ANNOUNCED_WAIT_S:
-                self._still_waiting.said(pending, pending.retrying(failure, wait))
-            self._sleep(wait)
-            attempt += 1
-            pending.attempt = attempt + 1
+                unreachable = isinstance(error, UnreachableError)
+                raise _FailedAttempt(
+                    error, retry, self._backoff(attempt),
+                    f"got no answer ({type(exc).__name__})" if unreachable else
+                    f"got a broken answer ({type(exc).__name__})",
+                    # timed out or never connected (a connection dropped after sending is
+                    # quick to fail again, and the system may have carried the request out)
+                    silent=unreachable and (isinstance(exc, requests.Timeout)
+                                            or _not_sent(exc))) from None
+            waiting.UNREACHABLE.answered(self._key)
+            paced = (self._pacer.after_response(response.status_code, response.headers)
+                     if self._pacer else None)
+            if 200 <= response.status_code < 300:
+                try:
+                    return HttpResponse(response.status_code, response.headers,
+                                        self._decode(response, method, path))
+                except TransientApiError as garbled:
+                    # carried out, but the answer is not JSON (a proxy's or login page):
+                    # asked again like a 5xx when asking again is safe
+                    raise _FailedAttempt(
+                        garbled, idempotent, self._backoff(attempt),
+                        f"got HTTP {response.status_code} with a body that is not JSON"
+                    ) from None
+            if response.status_code == 401 and self._auth is not None and not refreshed[0]:
+                refreshed[0] = refresh = True  # refused: once per request, a new token and again
+                continue
+            raise self._status_failure(response, method, path, idempotent, paced, attempt)
+
+    def _status_failure(self, response: requests.Response, method: str, path: str,
+                        idempotent: bool, paced: float | None, attempt: int) -> _FailedAttempt:
+        """The failed attempt of an error status: the policy's error and retry rule, waiting
+        what ``Retry-After`` (or the pacer) asks, else the backoff; a longer wait than
+        ``_MAX_RETRY_AFTER_S`` is not waited out."""
+        error = self.error_for(response.status_code, self._error_body(response), method, path)
+        retry = errors.rule_for_status(response.status_code).retried(idempotent)
+        wait = _retry_after(response)
+        if wait is None:
+            wait = paced
+        if wait is None:
+            wait = self._backoff(attempt)
+        elif wait > _MAX_RETRY_AFTER_S:
+            retry = False
+        return _FailedAttempt(error, retry, wait, f"got HTTP {response.status_code}")
 
     def _token(self, refresh: bool) -> str:
         """A bearer token from ``auth``; a token endpoint that does not answer makes the system
         unreachable for the process's other requests too (none of them could be sent)."""
+        assert self._auth is not None
         try:
             return self._auth.token(refresh=refresh)
         except UnreachableError as exc:
@@ -390,6 +434,32 @@ class HttpClient:
         return random.uniform(0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2 ** attempt))
 
 
+def _required_id(entity_id: str | None) -> str:
+    """The id of the entity a request is about (an update's: :meth:`_check_ops` made sure)."""
+    if entity_id is None:
+        raise ValueError("no entity id")
+    return entity_id
+
+
+class _FailedAttempt(Exception):
+    """One attempt's failure as :meth:`HttpClient._attempts` retries it: the error to raise
+    if it is the last, whether it may be asked again (``retry``), after how many seconds
+    (``wait``), in words for the progress line (``failure``), and whether the system surely
+    did not answer (``silent``: it is then remembered as unreachable)."""
+
+    def __init__(self, error: ApiError, retry: bool, wait: float, failure: str, *,
+                 silent: bool = False):
+        super().__init__(failure)
+        self.error, self.retry, self.wait, self.failure = error, retry, wait, failure
+        self.silent = silent
+
+
+def _failure(state: tenacity.RetryCallState) -> _FailedAttempt | None:
+    """The failed attempt tenacity is deciding about (None after a success)."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return exc if isinstance(exc, _FailedAttempt) else None
+
+
 def _not_sent(exc: requests.RequestException) -> bool:
     """True when the request certainly never reached the server (connect failed or timed out)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -422,18 +492,23 @@ class HttpConnector(Connector):
     decimal_numbers = False
     #: rows per list request unless the ``page_size`` setting says otherwise
     default_page_size = 100
+    #: how the system pages its lists (connectors/paging.py); or override :meth:`_paginator`
+    paginator: Paginator | None = None
 
     def __init__(self, config: SystemConfig, *, headers: Mapping[str, str],
                  secret_values: Iterable[str], auth: TokenProvider | None = None,
-                 pacer: Pacer | None = None):
+                 pacer: Pacer | None = None, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None):
         """``headers`` carry the authentication (or ``auth`` supplies bearer tokens);
         ``secret_values`` are masked in messages; ``pacer`` follows the system's own rate
-        headers."""
+        headers; ``sleep`` and ``clock`` (tests) replace the client's waits before a retry and
+        its monotonic clock."""
         super().__init__(config)
+        timing: dict[str, Any] = {"sleep": sleep, "clock": clock}
         self._http = HttpClient.from_config(
             config, headers=headers, masker=secrets.Masker(secret_values),
             describe_error=self._describe_error, decimal_numbers=self.decimal_numbers,
-            auth=auth, pacer=pacer)
+            auth=auth, pacer=pacer, **{k: v for k, v in timing.items() if v is not None})
         self._page_size = int(config.settings.get("page_size", self.default_page_size))
 
     def probe(self) -> None:
@@ -484,6 +559,11 @@ class HttpConnector(Connector):
         """The row member holding an entity's id (named in dead letters of unreadable rows)."""
         return "id"
 
+    def _usable_id(self, entity: str, data: Any) -> str:
+        """The id of a row that is not a record, when it has a usable one (the dead letter
+        names it, and the next run reads the entity again by it); else :class:`UnreadableRow`."""
+        return row_key(data, self._key_field(entity))
+
     def _read_row(self, entity: str, data: Any,
                   etag: str | None = None) -> Record | UnreadableRecord:
         """A row of a read as a :class:`Record`, or as an :class:`UnreadableRecord` saying
@@ -492,30 +572,52 @@ class HttpConnector(Connector):
             return self._to_record(entity, data, etag)
         except UnreadableRow as exc:
             try:
-                entity_id: str | None = row_key(data, self._key_field(entity))
+                entity_id: str | None = self._usable_id(entity, data)
             except UnreadableRow:
                 entity_id = None
             return UnreadableRecord(system=self.name, entity=entity, id=entity_id,
                                     reason=f"unreadable {entity} row: {exc}", payload=data)
 
-    def _page_rows(self, page: Any, member: str, method: str, path: str) -> list:
-        """The rows of a list answer (its ``member`` list), or a :class:`TransientApiError`
-        naming what is wrong: a page that cannot be read fails the read, not one row."""
-        if not isinstance(page, Mapping):
-            raise self._http.malformed(method, path,
-                                       f"{value_kind(page)} instead of a page object", page)
-        rows = page.get(member)
-        if not isinstance(rows, list):
-            problem = (f"a page without its {member!r} list" if rows is None else
-                       f"a page whose {member!r} is {value_kind(rows)}, not a list")
-            raise self._http.malformed(method, path, problem, page)
-        return rows
-
     @staticmethod
     def _describe_error(body: Any) -> str:
         return describe_error_body(body)
 
-    def _relative(self, link: str) -> str:
+    # -- the row reader and its page source (connectors/paging.py) -------------------------
+
+    def read(self, entity: str, since: datetime.datetime | None = None
+             ) -> Iterator[Record | UnreadableRecord]:
+        """The rows of the entity's list, from :meth:`_first_page`, through the connector's
+        paginator; each row a record or an unreadable one; each id once."""
+        self._check_entity(entity)
+        return unique_by_id(self._read_rows(entity, self._first_page(entity, since)))
+
+    def _first_page(self, entity: str, since: datetime.datetime | None) -> PageRequest:
+        """The request of the first page of the entity's rows changed since ``since``."""
+        raise NotImplementedError(f"{type(self).__name__} reads {entity} its own way")
+
+    def _paginator(self, entity: str) -> Paginator:
+        """The paginator of the entity's lists (the class's :attr:`paginator` by default)."""
+        if self.paginator is None:
+            raise NotImplementedError(f"{type(self).__name__} declares no paginator")
+        return self.paginator
+
+    def _read_rows(self, entity: str, first: PageRequest,
+                   paginator: Paginator | None = None) -> Iterator[Record | UnreadableRecord]:
+        """The one row reader: every row of every page, as a record or an unreadable one
+        (see :meth:`_read_row`); a page that cannot be read raises."""
+        for rows in (paginator or self._paginator(entity)).pages(self, first):
+            for row in rows:
+                yield self._read_row(entity, row)
+
+    def fetch_page(self, request: PageRequest) -> Any:
+        return self._http.request(request.method, request.path, params=request.params,
+                                  headers=request.headers, json=request.json,
+                                  idempotent=request.idempotent).data
+
+    def malformed_page(self, request: PageRequest, problem: str, page: Any) -> ApiError:
+        return self._http.malformed(request.method, request.path, problem, page)
+
+    def relative_link(self, link: str) -> str:
         """A next-page link as a path under the base URL; a link elsewhere is refused (the
         credentials must never go to another host)."""
         base = self.config.base_url.rstrip("/")
@@ -524,9 +626,8 @@ class HttpConnector(Connector):
                                     system=self.name)
         return link[len(base):]
 
-    @staticmethod
-    def _entity_path(entity: str, entity_id: str) -> str:
-        return f"/{entity}/{urllib.parse.quote(entity_id, safe='')}"
+    def _entity_path(self, entity: str, entity_id: str | None) -> str:
+        return f"/{entity}/{urllib.parse.quote(_required_id(entity_id), safe='')}"
 
     def _check_entity(self, entity: str) -> None:
         if entity not in self.entities:
@@ -539,3 +640,5 @@ class HttpConnector(Connector):
             self._check_entity(op.entity)
             if op.kind not in _WRITE_KINDS:
                 raise ValueError(f"unknown write kind {op.kind!r} (create or update)")
+            if op.kind == "update" and not op.id:
+                raise ValueError(f"an update of {op.entity} needs the id of the entity")

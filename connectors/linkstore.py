@@ -3,7 +3,9 @@
 The store keeps :class:`~core.model.Link` values (one source entity tied to one target entity of
 a pair, with each side's snapshot: the canonical values of that side after the last successful
 sync), the watermarks (where the next incremental read starts), the open dead letters (retried
-on the next run) and small state entries (run locks, connector tokens). The planner's
+on the next run), small state entries (run locks, connector tokens) and the origins of the
+values talksync wrote into each record (:class:`~core.provenance.RecordOrigins`, shared by
+every dataflow: docs/decisions/0015-edit-time-provenance.md). The planner's
 three-way merge compares each side with its own snapshot, so a system that normalises a value
 (lower-cases an e-mail, rounds a price) never looks like an edit and never causes an echo.
 
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import Any, Self
 
 from core.model import DeadLetter, Link, StateEntry
+from core.provenance import OriginWrite, RecordOrigins
 
 
 class StaleLinkError(Exception):
@@ -33,7 +37,7 @@ class StaleLinkError(Exception):
         self.link_ids = tuple(link_ids)
         self.committed = list(committed)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (StaleLinkError, (str(self), self.link_ids, self.committed))
 
 
@@ -46,6 +50,11 @@ class LinkStore(abc.ABC):
 
     #: False for stores that only one process can use (SQLite): refused on distributed runners.
     distributed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> LinkStore:
+        """The store at ``url`` (each store parses its own scheme)."""
+        raise NotImplementedError(f"{cls.__name__} is not opened from a URL")
 
     @abc.abstractmethod
     def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
@@ -82,6 +91,18 @@ class LinkStore(abc.ABC):
         Returns the stored links with their new versions; raises :class:`StaleLinkError` for a
         link whose stored version moved on (the others are still committed).
         """
+
+    @abc.abstractmethod
+    def lookup_origins(self, system: str, entity: str,
+                       ids: Iterable[str]) -> dict[str, RecordOrigins]:
+        """What talksync's last writes left in the records ``ids`` of ``entity`` in ``system``
+        (any dataflow's), keyed by record id; records talksync never wrote are left out."""
+
+    @abc.abstractmethod
+    def save_origins(self, writes: Sequence[OriginWrite]) -> None:
+        """Remember successful writes: each record's entry becomes
+        :func:`core.provenance.merged_origins` of the stored one and the write, atomically per
+        record (a concurrent save of the same record is merged, never lost half-way)."""
 
     @abc.abstractmethod
     def get_watermark(self, dataflow: str, pair: str, system: str) -> str | None:
@@ -127,8 +148,8 @@ class LinkStore(abc.ABC):
     def close(self) -> None:  # noqa: B027  (a hook: nothing to release by default)
         """Release the connection."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 from connectors.wire import parse_timestamp
 from core.model import Record, UnreadableRecord
@@ -65,9 +65,22 @@ def row_key(data: Any, field: str) -> str:
     return value
 
 
-def row_timestamp(data: Mapping[str, Any], field: str) -> datetime.datetime:
-    """The row's modified time in ``field`` (ISO 8601 with a time zone) as aware UTC."""
+@overload
+def row_timestamp(data: Mapping[str, Any], field: str) -> datetime.datetime: ...
+
+
+@overload
+def row_timestamp(data: Mapping[str, Any], field: str, *,
+                  required: bool) -> datetime.datetime | None: ...
+
+
+def row_timestamp(data: Mapping[str, Any], field: str, *,
+                  required: bool = True) -> datetime.datetime | None:
+    """The row's modified time in ``field`` (ISO 8601 with a time zone) as aware UTC; with
+    ``required=False`` a missing, null or empty one is None (a system that may not know)."""
     value = data.get(field)
+    if value in (None, "") and not required:
+        return None
     if value is None:
         raise UnreadableRow(f"it has no {field}")
     if not isinstance(value, str):
@@ -77,6 +90,16 @@ def row_timestamp(data: Mapping[str, Any], field: str) -> datetime.datetime:
     except ValueError:
         raise UnreadableRow(f"its {field} {value!r} is not an ISO 8601 timestamp with a "
                             "time zone") from None
+
+
+def row_list(data: Mapping[str, Any], field: str) -> list[Any]:
+    """The row's list in ``field`` (missing or null: empty), e.g. an order's lines."""
+    value = data.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UnreadableRow(f"its {field} is {value_kind(value)}, not a list")
+    return value
 
 
 def row_flag(data: Mapping[str, Any], field: str) -> bool:

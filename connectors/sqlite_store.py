@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
 from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
+from core.provenance import OriginWrite, RecordOrigins, merged_origins
 
 _LOG = logging.getLogger(__name__)
 _URL_PREFIX = "sqlite:///"
@@ -102,6 +103,19 @@ _MIGRATIONS = (
         updated_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE record_origins (
+        system     TEXT NOT NULL,
+        entity     TEXT NOT NULL,
+        record_id  TEXT NOT NULL,
+        origins    TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (system, entity, record_id)
+    );
+    """,
+    """
+    ALTER TABLE dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 _LINK_COLUMNS = ("pair", "link_id", "source_id", "target_id", "state", "snapshot_source",
@@ -109,7 +123,7 @@ _LINK_COLUMNS = ("pair", "link_id", "source_id", "target_id", "state", "snapshot
                  "updated_at")
 _DEAD_LETTER_COLUMNS = ("run_id", "dataflow", "pair", "direction", "system", "entity",
                         "entity_id", "stage", "error_class", "message", "status", "payload",
-                        "created_at")
+                        "attempts", "created_at")
 
 
 def _prepare_private_file(path: str) -> None:
@@ -174,7 +188,7 @@ def _instant(value: str) -> datetime.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
-def _link_row(link: Link, *, state: str, version: int, updated_at: str) -> tuple:
+def _link_row(link: Link, *, state: str, version: int, updated_at: str | None) -> tuple:
     return (link.pair, link.link_id, link.source_id, link.target_id, state,
             encode_values(link.snapshot_source), encode_values(link.snapshot_target),
             link.source_etag, link.target_etag, link.attempt_id, version, updated_at)
@@ -221,10 +235,12 @@ class SqliteLinkStore(LinkStore):
     # --- links -------------------------------------------------------------------------------
 
     def lookup_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
-        return {link.source_id: link for link in self._lookup(pair, "source_id", ids)}
+        return {link.source_id: link for link in self._lookup(pair, "source_id", ids)
+                if link.source_id is not None}
 
     def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
-        return {link.target_id: link for link in self._lookup(pair, "target_id", ids)}
+        return {link.target_id: link for link in self._lookup(pair, "target_id", ids)
+                if link.target_id is not None}
 
     def _lookup(self, pair: str, column: str, ids: Iterable[str]) -> list[Link]:
         wanted = sorted(set(ids))
@@ -296,7 +312,7 @@ class SqliteLinkStore(LinkStore):
             error = StaleLinkError(
                 f"{len(stale)} link(s) changed since they were read (another writer won): "
                 f"{', '.join(stale)}")
-            error.link_ids = stale
+            error.link_ids = tuple(stale)
             error.committed = committed
             raise error
         return committed
@@ -319,6 +335,42 @@ class SqliteLinkStore(LinkStore):
         except sqlite3.IntegrityError:
             # The link id exists already (version 0), or its source/target id is another's.
             return False
+
+    # --- origins of written values (edit-time provenance) -------------------------------------
+
+    def lookup_origins(self, system: str, entity: str,
+                       ids: Iterable[str]) -> dict[str, RecordOrigins]:
+        wanted = sorted(set(ids))
+        found = {}
+        with self._lock:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start:start + _LOOKUP_CHUNK]
+                for row in self._db.execute(
+                        "SELECT record_id, origins FROM record_origins WHERE system = ? AND "
+                        f"entity = ? AND record_id IN ({', '.join('?' * len(chunk))})",
+                        (system, entity, *chunk)):
+                    found[row["record_id"]] = RecordOrigins.from_json(
+                        system, entity, row["record_id"], json.loads(row["origins"]))
+        return found
+
+    def save_origins(self, writes: Sequence[OriginWrite]) -> None:
+        """Each write merged with the stored entry, all in one transaction."""
+        if not writes:
+            return
+        now = _now()
+        with self._transaction():
+            for write in writes:
+                row = self._db.execute(
+                    "SELECT origins FROM record_origins WHERE system = ? AND entity = ? AND "
+                    "record_id = ?", write.key).fetchone()
+                stored = (RecordOrigins.from_json(*write.key, json.loads(row["origins"]))
+                          if row else None)
+                merged = merged_origins(stored, write)
+                self._db.execute(
+                    "INSERT INTO record_origins (system, entity, record_id, origins, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, entity, record_id) DO UPDATE "
+                    "SET origins = excluded.origins, updated_at = excluded.updated_at",
+                    (*write.key, json.dumps(merged.to_json(), sort_keys=True), now))
 
     # --- watermarks --------------------------------------------------------------------------
 

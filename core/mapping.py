@@ -21,7 +21,8 @@ from core import types
 from core.spec import PairSpec, PropertySpec
 
 #: ``resolve(pair, direction, id)`` → the id on the other side, or None when not linked.
-#: ``direction`` is "to_target" (a source id in, a target id out) or "to_source".
+#: ``direction`` is "to_target" (a source id in, a target id out) or "to_source". It may raise
+#: :class:`ReferenceMissing` when the entity the id names does not exist at all.
 Resolver = Callable[[str, str, str], str | None]
 #: one thing wrong with an entity: (property label, reason, error class)
 Problem = tuple[str, str, str]
@@ -30,23 +31,37 @@ _ASCII_SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
 VALIDATION = "validation"
 REFERENCE = "reference"
+#: a problem class only: a reference to an entity that does not exist (its letters are of the
+#: error class ``reference`` and the stage ``reference``, retried a bounded number of runs)
+MISSING = "missing"
 
 
 class _Unresolved(Exception):
     """A reference whose entity has no link yet."""
 
 
+class ReferenceMissing(Exception):
+    """Raised by a :data:`Resolver` for an id that has no link because the entity it names
+    does not exist (the resolver looked it up in its system); the message says so, naming the
+    system: ``customer C99999 does not exist in customerp``."""
+
+
 class MappingError(ValueError):
     """An entity that cannot be mapped: ``problems`` lists (property, reason) pairs.
 
     ``error_class`` is ``reference`` when the only problems are references that are not linked
-    yet (retried next run, after the referenced entities sync), else ``validation``.
+    yet (retried next run, after the referenced entities sync) or that name entities that do
+    not exist, else ``validation``. ``missing`` is True when the only problems are references
+    and at least one names an entity that does not exist: such a record waits for something
+    that may never come, so it is retried a bounded number of runs (docs/rules.md).
     """
 
     def __init__(self, problems: Sequence[tuple[str, str, str]]):
         self.problems = list(problems)
         classes = {cls for _, _, cls in self.problems}
-        self.error_class = REFERENCE if classes == {REFERENCE} else VALIDATION
+        references = bool(classes) and classes <= {REFERENCE, MISSING}
+        self.error_class = REFERENCE if references else VALIDATION
+        self.missing = references and MISSING in classes
         super().__init__("; ".join(f"{prop}: {reason}" for prop, reason, _ in self.problems))
 
 
@@ -103,6 +118,12 @@ def match_token(value: Any) -> str:
     return str(value)
 
 
+def _broken_rules(prop: PropertySpec, value: Any) -> list[str]:
+    """Why the canonical ``value`` breaks the property's business rules (core.rules): checked
+    on whichever side a record is read, so a rule holds in both directions."""
+    return [reason for rule in prop.rules if (reason := rule.broken_by(value)) is not None]
+
+
 def _label(prop: PropertySpec, side: str) -> str:
     return prop.target if side == "target" else f"{prop.target} ({prop.source})"
 
@@ -149,8 +170,12 @@ class PairMapper:
             except _Unresolved as exc:
                 problems.append((label, str(exc), REFERENCE))
                 continue
+            except ReferenceMissing as exc:
+                problems.append((label, str(exc), MISSING))
+                continue
             if value is None and prop.required:
                 problems.append((label, "a value is required", VALIDATION))
+            problems.extend((label, reason, VALIDATION) for reason in _broken_rules(prop, value))
             view[prop.target] = value
         return view
 
@@ -235,7 +260,11 @@ class PairMapper:
         if side == "source" and prop.type == "reference":
             # the source side always maps with a resolver; a reference always names its pair
             assert resolve is not None and prop.pair is not None
-            translated = resolve(prop.pair, "to_source", value)
+            try:
+                translated = resolve(prop.pair, "to_source", value)
+            except ReferenceMissing as exc:
+                problems.append((label, str(exc), MISSING))
+                return None
             if translated is None:
                 problems.append((label, f"{prop.pair} {value} is not linked yet (retried on the "
                                         "next run)", REFERENCE))

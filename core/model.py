@@ -162,6 +162,10 @@ class DeadLetter:
     ``system``/``entity``/``entity_id`` name the entity the next run reads again: the record
     that failed to map, or — for a failed write — the record whose change the write carried
     (``direction`` says which way; the message names the system that refused it).
+    ``attempts`` counts the runs in a row that left the entity a dead letter (1: this run's
+    first). A letter of the stage ``reference`` (a reference to an entity that exists in
+    neither system) is retried that many runs at most, then kept as ``permanent``: carried
+    from run to run without reading the record again, until the record changes.
     """
 
     run_id: str
@@ -177,6 +181,7 @@ class DeadLetter:
     status: int | None = None
     payload: str | None = None      # JSON text of the offending record (secrets masked)
     created_at: str | None = None
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

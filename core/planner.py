@@ -27,6 +27,7 @@ from typing import Any
 
 from core import types
 from core.model import LINKED, PENDING, Link
+from core.provenance import EditOrigin, Version
 from core.spec import PairSpec, PropertySpec
 
 SOURCE = "source"
@@ -54,7 +55,14 @@ def other(side: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Entity:
-    """A record of one side of a pair, mapped to the pair's canonical view."""
+    """A record of one side of a pair, mapped to the pair's canonical view.
+
+    ``system`` names the system the record is in. ``origins`` holds, per canonical property,
+    the person's edit a value talksync wrote into the record came from, and
+    ``others_edited`` when the record's other values were last edited, both only while the
+    record is as talksync's last write left it (core/provenance.py): "latest change wins"
+    then compares people's edit times, not the time talksync copied a value in.
+    """
 
     side: str
     id: str
@@ -62,12 +70,38 @@ class Entity:
     modified: datetime.datetime | None = None
     deleted: bool = False
     etag: str | None = None
+    system: str = ""
+    origins: Mapping[str, EditOrigin] = dataclasses.field(default_factory=dict)
+    others_edited: datetime.datetime | None = None
+
+    @property
+    def version(self) -> Version:
+        """The version read: what tells whether the record changed after a write."""
+        return Version(etag=self.etag, modified=self.modified)
+
+    def edited_at(self, name: str) -> datetime.datetime | None:
+        """When a person last edited property ``name``: its origin's time for a value talksync
+        wrote, else the record's own time (``others_edited``, else its modified time)."""
+        origin = self.origins.get(name)
+        if origin is not None:
+            return origin.at
+        return self.others_edited or self.modified
+
+    def edit_origin(self, name: str) -> EditOrigin | None:
+        """The edit property ``name``'s value comes from (None: not known)."""
+        origin = self.origins.get(name)
+        if origin is not None:
+            return origin
+        at = self.others_edited or self.modified
+        return EditOrigin(self.system, at) if at is not None and self.system else None
 
 
 @dataclasses.dataclass(frozen=True)
 class Conflict:
     """Both sides changed one property differently; ``winner`` is the side whose value won.
-    The records' modified times are kept so a reader can see why the latest change won."""
+    The edit times compared are kept so a reader can see why the latest change won:
+    ``*_modified`` is when a person edited each side's value (the origin's time for a value
+    talksync copied in, else the record's modified time), ``*_edited_in`` the system where."""
 
     property: str
     source_value: Any
@@ -76,6 +110,8 @@ class Conflict:
     rule: str
     source_modified: datetime.datetime | None = None
     target_modified: datetime.datetime | None = None
+    source_edited_in: str | None = None
+    target_edited_in: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +125,8 @@ class Provenance:
     origin: str
     rule: str
     conflict: bool = False
+    #: the person's edit the value comes from (kept with the written record: core/provenance.py)
+    edit: EditOrigin | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +140,8 @@ class Write:
     etag: str | None = None
     idempotency_key: str | None = None
     provenance: tuple[Provenance, ...] = ()
+    #: the version of the record an update replaces, as read (None: a create)
+    replaces: Version | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +264,7 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Entity | Non
         else:
             decision = _three_way_winner(pair, prop, s, t, s != bs, t != bt, source, target,
                                          conflicts)
-        routes.route(prop, decision, s, t)
+        routes.route(prop, decision, s, t, source, target)
     to_target, to_source = routes.changes[TARGET], routes.changes[SOURCE]
     new_s = {**s_view, **to_source}
     new_t = {**t_view, **to_target}
@@ -232,11 +272,13 @@ def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Entity | Non
     if to_target:
         writes.append(Write(TARGET, "update", to_target, entity_id=link.target_id,
                             etag=target.etag if target else link.target_etag,
-                            provenance=routes.provenance(TARGET)))
+                            provenance=routes.provenance(TARGET),
+                            replaces=_version_read(target, link.target_etag)))
     if to_source:
         writes.append(Write(SOURCE, "update", to_source, entity_id=link.source_id,
                             etag=source.etag if source else link.source_etag,
-                            provenance=routes.provenance(SOURCE)))
+                            provenance=routes.provenance(SOURCE),
+                            replaces=_version_read(source, link.source_etag)))
     new_link = link.replace(
         snapshot_source=new_s, snapshot_target=new_t,
         source_etag=source.etag if source and source.etag else link.source_etag,
@@ -260,32 +302,66 @@ def _three_way_winner(pair: PairSpec, prop: PropertySpec, s: Any, t: Any, s_chan
     """Which side's value should both sides have, and by which rule."""
     if s == t:
         return _KEEP
-    if prop.direction == "to_target":
-        return (SOURCE, "one-way to target", False) if (s_changed or t_changed) else _KEEP
-    if prop.direction == "to_source":
-        return (TARGET, "one-way to source", False) if (s_changed or t_changed) else _KEEP
+    if prop.direction in ("to_target", "to_source"):
+        return _one_way_winner(prop, s_changed or t_changed, source, target)
     if s_changed and not t_changed:
         return SOURCE, "changed in source", False
     if t_changed and not s_changed:
         return TARGET, "changed in target", False
     if not s_changed and not t_changed:
         return _KEEP  # the sides agreed to differ (a system normalises the value): no echo
-    winner, rule = _resolve_conflict(pair.conflict, source, target)
+    winner, rule = _resolve_conflict(pair.conflict, prop.target, source, target)
+    s_origin = source.edit_origin(prop.target) if source else None
+    t_origin = target.edit_origin(prop.target) if target else None
     conflicts.append(Conflict(property=prop.target, source_value=s, target_value=t,
                               winner=winner, rule=rule,
-                              source_modified=source.modified if source else None,
-                              target_modified=target.modified if target else None))
+                              source_modified=_edited_at(source, prop.target),
+                              target_modified=_edited_at(target, prop.target),
+                              source_edited_in=s_origin.system if s_origin else None,
+                              target_edited_in=t_origin.system if t_origin else None))
     return winner, rule, True
 
 
-def _resolve_conflict(policy: str, source: Entity | None,
+def _edited_at(entity: Entity | None, name: str) -> datetime.datetime | None:
+    """When a person last edited property ``name`` of ``entity`` (None: not read, not known)."""
+    return entity.edited_at(name) if entity else None
+
+
+def _version_read(entity: Entity | None, link_etag: str | None) -> Version:
+    """The version an update of ``entity``'s record replaces: as read, else as last linked."""
+    return entity.version if entity else Version(etag=link_etag)
+
+
+def _one_way_winner(prop: PropertySpec, changed: bool, source: Entity | None,
+                    target: Entity | None) -> Decision:
+    """A one-way property: the side it flows from (its master here) has the say, and a value
+    edited on the side it flows to is put back. But when that value was brought in by
+    another dataflow from another master of the same field (its origin is another system:
+    two ERPs keep the webshop's stock, say), the two masters' edits are compared and the
+    later one stays: putting ours back would start a tug of war that never settles."""
+    if not changed:
+        return _KEEP
+    master = SOURCE if prop.direction == "to_target" else TARGET
+    rule = f"one-way {prop.direction.replace('_', ' ')}"
+    receiver = target if master == SOURCE else source
+    brought = receiver.origins.get(prop.target) if receiver else None
+    if receiver is not None and brought is not None and brought.system != receiver.system:
+        master_time = _edited_at(source if master == SOURCE else target, prop.target)
+        if master_time is None or master_time <= brought.at:
+            return _KEEP
+    return master, rule, False
+
+
+def _resolve_conflict(policy: str, name: str, source: Entity | None,
                       target: Entity | None) -> tuple[str, str]:
+    """The side that wins a conflict on property ``name``: by priority, or the later edit by a
+    person (edit-time provenance: a value talksync copied in counts from its origin's edit)."""
     if policy == "source":
         return SOURCE, "source priority"
     if policy == "target":
         return TARGET, "target priority"
-    s_time = source.modified if source else None
-    t_time = target.modified if target else None
+    s_time = _edited_at(source, name)
+    t_time = _edited_at(target, name)
     if s_time and t_time and t_time > s_time:
         return TARGET, "latest change wins"
     if s_time and t_time and s_time > t_time:
@@ -307,8 +383,8 @@ def _first_link_winner(prop: PropertySpec, s: Any, t: Any, source: Entity | None
         return SOURCE, "first link: one-way to target", False
     if prop.direction == "to_source":
         return TARGET, "first link: one-way to source", False
-    s_time = source.modified if source else None
-    t_time = target.modified if target else None
+    s_time = _edited_at(source, prop.target)
+    t_time = _edited_at(target, prop.target)
     if s_time and t_time and t_time > s_time:
         return TARGET, "first link: newer record wins", False
     return SOURCE, "first link: newer record wins", False
@@ -321,8 +397,10 @@ class _Routes:
         self.changes: dict[str, dict[str, Any]] = {SOURCE: {}, TARGET: {}}
         self._provenance: dict[str, list[Provenance]] = {SOURCE: [], TARGET: []}
 
-    def route(self, prop: PropertySpec, decision: Decision, s: Any, t: Any) -> None:
-        """Queue the winning value for the side that lacks it, where that side is writable."""
+    def route(self, prop: PropertySpec, decision: Decision, s: Any, t: Any,
+              source: Entity | None, target: Entity | None) -> None:
+        """Queue the winning value for the side that lacks it, where that side is writable,
+        with the edit it comes from."""
         winner, rule, conflict = decision
         if winner is None or prop.immutable or s == t:
             return
@@ -330,10 +408,11 @@ class _Routes:
         if not prop.writes_to(written):
             return
         after, before = (s, t) if winner == SOURCE else (t, s)
+        origin = source if winner == SOURCE else target
         self.changes[written][prop.target] = after
         self._provenance[written].append(Provenance(
             property=prop.target, before=before, after=after, origin=winner, rule=rule,
-            conflict=conflict))
+            conflict=conflict, edit=origin.edit_origin(prop.target) if origin else None))
 
     def provenance(self, side: str) -> tuple[Provenance, ...]:
         return tuple(self._provenance[side])
@@ -387,7 +466,8 @@ def _plan_link_by_match(pair: PairSpec, pair_key: str, source: Entity, target: E
     routes = _Routes()
     for prop in pair.properties:
         s, t = source.view.get(prop.target), target.view.get(prop.target)
-        routes.route(prop, _first_link_winner(prop, s, t, source, target), s, t)
+        routes.route(prop, _first_link_winner(prop, s, t, source, target), s, t, source,
+                     target)
     to_target, to_source = routes.changes[TARGET], routes.changes[SOURCE]
     link = (reservation or Link(pair=pair_key, link_id=f"s:{source.id}")).replace(
         source_id=source.id, target_id=target.id, state=LINKED,
@@ -396,10 +476,10 @@ def _plan_link_by_match(pair: PairSpec, pair_key: str, source: Entity, target: E
     writes = []
     if to_target:
         writes.append(Write(TARGET, "update", to_target, entity_id=target.id, etag=target.etag,
-                            provenance=routes.provenance(TARGET)))
+                            provenance=routes.provenance(TARGET), replaces=target.version))
     if to_source:
         writes.append(Write(SOURCE, "update", to_source, entity_id=source.id, etag=source.etag,
-                            provenance=routes.provenance(SOURCE)))
+                            provenance=routes.provenance(SOURCE), replaces=source.version))
     return SyncPlan(pair=pair.name, outcome=LINK, link=link, writes=tuple(writes))
 
 
@@ -428,7 +508,8 @@ def _plan_create(pair: PairSpec, pair_key: str, entity: Entity, side: str,
     write = Write(side, "create", changes,
                   idempotency_key=idempotency_key(pair_key, link.link_id),
                   provenance=tuple(Provenance(property=name, before=None, after=value,
-                                              origin=entity.side, rule="create")
+                                              origin=entity.side, rule="create",
+                                              edit=entity.edit_origin(name))
                                    for name, value in changes.items()))
     return SyncPlan(pair=pair.name, outcome=CREATE_TARGET if side == TARGET else CREATE_SOURCE,
                     link=link, writes=(write,))

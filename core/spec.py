@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from core.rules import RULE_KEYS, Rule, RuleError, parse_rules
+
 DATAFLOWS_DIR = pathlib.Path(__file__).resolve().parent / "dataflows"
 
 #: canonical data types and what they hold (the docs' "data type" column)
@@ -49,7 +51,7 @@ _PAIR_KEYS = {"name", "description", "source", "target", "match", "conflict", "d
 _ENTITY_KEYS = {"entity", "label"}
 _PROPERTY_KEYS = {"source", "target", "type", "direction", "required", "max_length", "values",
                   "immutable", "source_fallback", "target_fallback", "pair", "lines",
-                  "description"}
+                  "description", *RULE_KEYS}
 
 
 class SpecError(ValueError):
@@ -67,7 +69,8 @@ class PropertySpec:
     other fields of that side (``"{first_name} {last_name}"``) that stands in for the side's
     value when it is empty.
     ``pair`` names the pair whose links translate a ``reference``. ``lines`` holds the
-    properties of each line of a ``lines`` property.
+    properties of each line of a ``lines`` property. ``rules`` are the business rules its
+    canonical value must keep (:mod:`core.rules`).
     """
 
     source: str
@@ -83,6 +86,7 @@ class PropertySpec:
     pair: str | None = None
     lines: tuple[PropertySpec, ...] = ()
     description: str = ""
+    rules: tuple[Rule, ...] = ()
 
     def writes_to(self, side: str) -> bool:
         """Whether an update may carry this property to ``side`` ("source" or "target")."""
@@ -277,7 +281,7 @@ def _parse_pair(v: _Validator, raw: Any, where: str) -> PairSpec:
                                     label=str(ent.get("label") or ent["entity"]))
     if not isinstance(pair["properties"], list) or not pair["properties"]:
         raise v.fail(where, "properties: expected a non-empty list")
-    properties = _parse_properties(v, pair["properties"], where)
+    properties = _parse_properties(v, pair["properties"], where, name)
     match = pair["match"]
     if isinstance(match, str):
         match = [match]
@@ -301,8 +305,10 @@ def _parse_pair(v: _Validator, raw: Any, where: str) -> PairSpec:
         description=str(pair.get("description") or ""))
 
 
-def _parse_properties(v: _Validator, rows: list[Any], where: str,
+def _parse_properties(v: _Validator, rows: list[Any], where: str, owner: str,
                       in_lines: bool = False) -> tuple[PropertySpec, ...]:
+    """The property rows of a pair (``owner`` is the pair's name, ``pair.property`` for the
+    properties of a line, as the rules' messages cite them)."""
     properties: list[PropertySpec] = []
     for index, raw in enumerate(rows):
         row = v.mapping(raw, f"{where}: properties[{index}]")
@@ -330,12 +336,17 @@ def _parse_properties(v: _Validator, rows: list[Any], where: str,
         if type_ == "lines":
             if not isinstance(row.get("lines"), list) or not row["lines"]:
                 raise v.fail(at, "lines: a lines property lists the properties of each line")
-            lines = _parse_properties(v, row["lines"], f"{at}: lines", in_lines=True)
+            lines = _parse_properties(v, row["lines"], f"{at}: lines",
+                                      f"{owner}.{row['target']}", in_lines=True)
         elif row.get("lines"):
             raise v.fail(at, "lines: only a property of type lines has line properties")
         for flag in ("required", "immutable"):
             if flag in row and not isinstance(row[flag], bool):
                 raise v.fail(at, f"{flag}: expected true or false")
+        try:
+            rules = parse_rules(row, type_, f"{owner}.{row['target']}")
+        except RuleError as exc:
+            raise v.fail(at, str(exc)) from None
         properties.append(PropertySpec(
             source=str(row["source"]), target=str(row["target"]), type=type_,
             direction=v.choice(row.get("direction", "both"), DIRECTIONS, at, "direction"),
@@ -344,7 +355,7 @@ def _parse_properties(v: _Validator, rows: list[Any], where: str,
             immutable=bool(row.get("immutable", False)),
             source_fallback=row.get("source_fallback"),
             target_fallback=row.get("target_fallback"), pair=row.get("pair"), lines=lines,
-            description=str(row.get("description") or "")))
+            description=str(row.get("description") or ""), rules=rules))
     _check_duplicates(v, properties, where)
     return tuple(properties)
 

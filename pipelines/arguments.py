@@ -91,6 +91,18 @@ def every_seconds(text: str) -> float:
     return seconds
 
 
+def max_passes(text: str) -> int:
+    """``--max_passes``: a whole number of passes, at least 1."""
+    try:
+        passes = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of passes") from None
+    if passes < 1:
+        raise argparse.ArgumentTypeError(f"{text}: --all needs at least 1 pass (e.g. "
+                                         "--max_passes 3)")
+    return passes
+
+
 # --- Beam's pipeline options ---------------------------------------------------------------
 
 class _Recorder:

@@ -47,8 +47,8 @@ def auth_exact(config_path: str, system: str, *, redirect_port: int | None = Non
     state = secrets.token_urlsafe(16)
     server = None
     if redirect_port is not None:
-        redirect_uri = f"http://127.0.0.1:{redirect_port}/callback"
-        server = _Redirect(redirect_port, state)
+        server = _Redirect(redirect_port, state)      # port 0: a free port, bound at once
+        redirect_uri = f"http://127.0.0.1:{server.port}/callback"
     else:
         redirect_uri = str(target.settings.get("redirect_uri") or "")
         if not redirect_uri:
@@ -121,6 +121,11 @@ class _Redirect:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one asked for, or the free one port 0 got)."""
+        return self._server.server_address[1]
 
     def wait(self, timeout_s: float) -> str:
         try:

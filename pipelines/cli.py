@@ -43,6 +43,7 @@ from pipelines.arguments import (
     UsageError,
     add_sync_options,
     every_seconds,
+    max_passes,
 )
 from pipelines.config import ConfigError
 from pipelines.console import show_progress
@@ -54,12 +55,13 @@ from pipelines.exit_status import (  # noqa: F401  (EXIT_*: the command's status
     EXIT_OK,
     EXIT_USAGE,
 )
-from pipelines.options import DEFAULT_CONFIG, DEFAULT_MODE
+from pipelines.options import DEFAULT_CONFIG, DEFAULT_MAX_PASSES, DEFAULT_MODE
 from pipelines.preflight import PreflightError
 
 #: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
 _TUNING_OPTIONS = ("max_updates_per_pair", "confirm_mass_changes", "break_run_lock",
-                   "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir")
+                   "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir",
+                   "missing_reference_runs")
 
 
 def _parser() -> Parser:
@@ -74,9 +76,15 @@ def _parser() -> Parser:
                          description="Sync dataflows: read both systems, plan, write, report. "
                                      "Exit status: 0 synced; 3 dead letters; 2 usage, config "
                                      "or refused credentials; 1 failed (unreachable system, "
-                                     "circuit breaker, run lock); 130 interrupted.")
+                                     "circuit breaker, run lock, --all not settled); 130 "
+                                     "interrupted.")
     run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
-    run.add_argument("--all", action="store_true", help="run every dataflow the config can")
+    run.add_argument("--all", action="store_true",
+                     help="run every dataflow the config can, those feeding the shared system "
+                          "first, in passes until a pass writes nothing")
+    run.add_argument("--max_passes", type=max_passes, default=DEFAULT_MAX_PASSES, metavar="N",
+                     help="--all: passes at most; still writing after the last is a warning "
+                          f"and exit status 1 (default {DEFAULT_MAX_PASSES})")
     run.add_argument("--config", default=DEFAULT_CONFIG,
                      help=f"systems config ({DEFAULT_CONFIG})")
     run.add_argument("--plan", dest="mode", action="store_const", const="plan",
@@ -109,7 +117,8 @@ def _parser() -> Parser:
 
     history = sub.add_parser("history", help="what talksync did to one record, run by run "
                                              "(docs/audit.md)")
-    history.add_argument("entity_id", metavar="ENTITY-ID", help="its id in either system")
+    history.add_argument("entity_id", metavar="ID-OR-KEY",
+                         help="its id in either system, or a match key: e-mail, SKU, order number")
     history.add_argument("--dataflow", help="only this dataflow")
     history.add_argument("--since", help="from a date, a time or a span back (7d, 12h)")
     runs = sub.add_parser("runs", help="the last runs with their counts")

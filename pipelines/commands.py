@@ -61,8 +61,12 @@ def cmd_audit(args) -> int:
     from pipelines import history, report_html
     runs_dir, audit_dir = history.locations(args.config, args.runs_dir, args.audit_dir)
     if args.command == "history":
-        print(history.history(audit_dir, args.entity_id, args.dataflow,
-                              history.parse_since(args.since)))
+        from pipelines.links_io import scan_links
+        answer = history.find_record(args.entity_id, audit_dir,
+                                     scan_links(history.link_store_of(args.config)),
+                                     args.dataflow, history.parse_since(args.since))
+        print(answer.text, file=sys.stderr if answer.to_stderr else sys.stdout)
+        return answer.status
     elif args.command == "runs":
         print(history.format_runs(history.list_runs(runs_dir, args.last)))
     else:

@@ -14,6 +14,9 @@ import pathlib
 from core.spec import TYPES, DataflowSpec, DocumentSpec, PairSpec, PropertySpec
 
 _DIRECTION_NOTE = {"to_target": "(one way: {s} → {t})", "to_source": "(one way: {t} → {s})"}
+#: how a business rule (core.rules) reads in a document's data type column
+_RULE_NOTE = {"minimum": "at least {}", "greater_than": "above {}", "maximum": "at most {}",
+              "less_than": "below {}", "pattern": "matches ``{}``", "allowed": "one of {}"}
 
 
 def _heading(text: str, char: str, overline: bool = False) -> str:
@@ -44,6 +47,11 @@ def _rows(spec: DataflowSpec, pair: PairSpec, properties, target_label: str,
             notes.append("match key")
         if prop.immutable:
             notes.append("set on create")
+        if prop.required:
+            notes.append("required")
+        notes.extend(_RULE_NOTE[rule.kind].format(
+            ", ".join(map(str, rule.limit)) if rule.kind == "allowed" else rule.limit)
+            for rule in prop.rules)
         type_label = _type_label(prop, spec, target_label)
         if notes:
             type_label += " — " + ", ".join(notes)

@@ -3,8 +3,9 @@
 One policy, read by the command (``pipelines/cli.py``) and by the run's page
 (``pipelines/report_html.py``), so the page says the status the command returned:
 0 synced; 3 finished with dead letters; 1 failed (a system could not be reached, a pair was held
-back by the circuit breaker, or the run itself failed); 2 bad usage, config or credentials
-(raised before any run, so never a section's status).
+back by the circuit breaker, the run itself failed, or ``--all`` did not settle within its
+passes); 2 bad usage, config or credentials (raised before any run, so never a section's
+status).
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def section_status(section: dict) -> int:
     if sum(counts.get("dead_letters", 0) for counts in section["pairs"].values()):
         return EXIT_DEAD_LETTERS
     return EXIT_OK
+
+
+def unsettled_status() -> int:
+    """The status of an ``--all`` whose last allowed pass still wrote: failed. Its writes are
+    sound, but the systems may still disagree (a value the last pass wrote into the hub has
+    not reached the other systems), which a scheduler must notice as it notices a pair held
+    back; the next run carries on from there."""
+    return EXIT_FAILED
 
 
 def combined(statuses: Iterable[int]) -> int:

@@ -43,8 +43,11 @@ VERSION = 1
 #: links per round of lookups and commits during an import
 _IMPORT_BATCH = 500
 #: the SQLite schema versions this module reads (connectors.sqlite_store._MIGRATIONS); version 2
-#: added state entries (locks, connector tokens), which an export leaves out on purpose
-_SQLITE_SCHEMAS = (1, 2)
+#: added state entries (locks, connector tokens), version 3 the origins of written values
+#: (decisions/0015): an export leaves both out on purpose (an origin is only good for the
+#: record version it names; without it a record's own time counts, as before); version 4
+#: counts the attempts of dead letters
+_SQLITE_SCHEMAS = (1, 2, 3, 4)
 _SQLITE_PREFIX = "sqlite:///"
 #: what an import does with a link of the file
 _ADD, _UPGRADE, _PRESENT, _CONFLICT = "add", "upgrade", "present", "conflict"
@@ -261,6 +264,23 @@ def export_links(url: str, out: pathlib.Path) -> ExportCounts:
     return counts
 
 
+def scan_links(url: str) -> list[Link]:
+    """Every link of the store at ``url`` (``talksync history`` finds a record by a match key
+    in the links' snapshots); none for a SQLite store whose file does not exist yet (read
+    without creating it)."""
+    if url.startswith(_SQLITE_PREFIX):
+        path = url[len(_SQLITE_PREFIX):]
+        if path == ":memory:" or not pathlib.Path(path).is_file():
+            return []
+        scan = _SqliteScan(path)
+        try:
+            return list(scan.scan_links())
+        finally:
+            scan.close()
+    with open_link_store(url) as store:
+        return list(store.scan_links())
+
+
 # --- import -----------------------------------------------------------------------------------
 
 def import_links(url: str, path: pathlib.Path) -> ImportCounts:
@@ -283,7 +303,7 @@ def import_links(url: str, path: pathlib.Path) -> ImportCounts:
             elif kind == "watermark":
                 _import_watermark(store, record, counts)
             else:
-                letter = DeadLetter(**{f: record.get(f) for f in _DEAD_LETTER_FIELDS})
+                letter = DeadLetter(**{f: record[f] for f in _DEAD_LETTER_FIELDS if f in record})
                 letters.setdefault((letter.dataflow, letter.pair), []).append(letter)
         _import_link_batch(store, batch, counts)
         for (dataflow, pair), group in letters.items():

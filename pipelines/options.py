@@ -9,6 +9,7 @@ accepts ``--name=true|false``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Mapping
 
@@ -24,6 +25,10 @@ DEFAULT_MODE = "sync"
 DEFAULT_READ_OVERLAP_SECONDS = 60
 DEFAULT_MAX_UPDATES_PER_PAIR = DEFAULT_MAX_UPDATES
 DEFAULT_RUN_LOCK_TTL_MINUTES = DEFAULT_TTL_MINUTES
+#: passes ``talksync run --all`` makes at most until one writes nothing (an option of the
+#: command only: a Dataflow job runs one dataflow, one pass)
+DEFAULT_MAX_PASSES = 5
+DEFAULT_MISSING_REFERENCE_RUNS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,7 @@ TEMPLATE_PARAMETERS: Mapping[str, TemplateParameter] = {
     "confirm_mass_changes": TemplateParameter("Confirm mass changes"),
     "run_lock_ttl_minutes": TemplateParameter("Run lock lifetime (minutes)"),
     "break_run_lock": TemplateParameter("Break the run lock"),
+    "missing_reference_runs": TemplateParameter("Runs to retry a reference to nothing"),
 }
 
 
@@ -70,6 +76,17 @@ def parse_boolean(value: str | bool) -> bool:
     if text in ("false", "no", "0"):
         return False
     raise ValueError(f"expected true or false, not {value!r}")
+
+
+def _at_least_one(value: str | int) -> int:
+    """A whole number of at least 1 (argparse ``type``)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or str(number) != str(value).strip():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return number
 
 
 class SyncOptions(PipelineOptions):
@@ -130,3 +147,10 @@ class SyncOptions(PipelineOptions):
             "--break_run_lock", default=False, nargs="?", const=True, type=parse_boolean,
             help="Take the run lock from a run that is known to be dead (its job failed or "
                  "its machine is gone). Default: false.")
+        parser.add_argument(
+            "--missing_reference_runs", default=DEFAULT_MISSING_REFERENCE_RUNS,
+            type=_at_least_one,
+            help="How many runs a record whose reference names a record that exists in "
+                 "neither system (an order of a customer that does not exist) is retried; "
+                 "then its dead letter is kept as permanent and the record is not read again "
+                 f"until it changes. Default: {DEFAULT_MISSING_REFERENCE_RUNS}.")

@@ -273,10 +273,12 @@ def _conflicts(conflicts: list, systems: dict) -> str:
                      _e(c.get("property")),
                      _cell(c.get("source_value"), "value " + ("winner" if won_source
                                                               else "loser")),
-                     _edited(c.get("source_modified"), SOURCE),
+                     _edited(c.get("source_modified"), SOURCE,
+                             _elsewhere(c.get("source_edited_in"), systems[SOURCE])),
                      _cell(c.get("target_value"), "value " + ("loser" if won_source
                                                               else "winner")),
-                     _edited(c.get("target_modified"), TARGET),
+                     _edited(c.get("target_modified"), TARGET,
+                             _elsewhere(c.get("target_edited_in"), systems[TARGET])),
                      _e(systems.get(c.get("winner"), c.get("winner"))), _e(c.get("rule"))])
     headers = ["pair", f"{systems['source']} id", f"{systems['target']} id", "property",
                f"{systems['source']} value", f"{systems['source']} edited",
@@ -403,10 +405,18 @@ def _shown(text: str | None) -> str:
     return str(value)
 
 
-def _edited(iso: str | None, side: str) -> str:
-    """A conflict side's modified time (unknown in runs from before the times were kept)."""
+def _elsewhere(edited_in: str | None, system: str) -> str | None:
+    """The system a value was edited in when it is not the one that holds it now."""
+    return edited_in if edited_in and edited_in != system else None
+
+
+def _edited(iso: str | None, side: str, edited_in: str | None = None) -> str:
+    """When a person edited a conflict side's value (unknown in runs from before the times
+    were kept), and where, when talksync had copied it in from another system
+    (docs/decisions/0015-edit-time-provenance.md)."""
+    where = f" in {edited_in}" if edited_in else ""
     return (f'<td class="edited" data-side="{side}" data-time="{_e(iso)}">'
-            f'{_e(_moment(iso, precise=True) if iso else "unknown")}</td>')
+            f'{_e(_moment(iso, precise=True) if iso else "unknown")}{_e(where)}</td>')
 
 
 def _plural(count: int, noun: str) -> str:

@@ -4,11 +4,19 @@ Options, the config (loaded once per run, then passed on) and the checks that ne
 come first; then each pass checks every system once (pre-flight) and runs each dataflow whose
 systems can be read, printing its summary. The exit status combines the dataflows': 0 synced,
 3 dead letters, 1 failed (an unreachable system, the circuit breaker, a run lock held, a
-dataflow that raised); config and usage errors propagate to the CLI (exit 2)."""
+dataflow that raised, ``--all`` not settled); config and usage errors propagate to the CLI
+(exit 2).
+
+``--all`` converges: the dataflows share systems (the webshop is in all four), so a value one
+dataflow writes into the shared system is news for the others. It runs the dataflows that feed
+the most shared system (the hub) first, then those it feeds, and repeats passes until a pass
+writes nothing, at most ``--max_passes`` (:func:`run_until_settled`). Several dataflows named
+on the command line repeat passes the same way, in the order given."""
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import pathlib
@@ -24,7 +32,14 @@ from pipelines import preflight, sync_pipeline
 from pipelines.arguments import UsageError, beam_flags
 from pipelines.config import ConfigError, load_config
 from pipelines.console import progress
-from pipelines.exit_status import EXIT_FAILED, EXIT_OK, combined, held_pairs, section_status
+from pipelines.exit_status import (
+    EXIT_FAILED,
+    EXIT_OK,
+    combined,
+    held_pairs,
+    section_status,
+    unsettled_status,
+)
 from pipelines.summary import format_summary
 from pipelines.sync_pipeline import new_run_id
 from transforms.breaker import held_message
@@ -62,12 +77,86 @@ def _dataflows_to_run(args, config):
         if not specs:
             raise UsageError(f"--all: no dataflow has both its systems configured in "
                              f"{config.path}")
-        return specs
+        return hub_first(specs)
     if not args.dataflows:
         raise UsageError("name the dataflow(s) to run, or --all (see `talksync dataflows`)")
     return [get_dataflow(name) for name in args.dataflows]
 
+
+def hub_first(specs: list) -> list:
+    """The dataflows in the order that settles soonest: the hub is the system most of them
+    share; first those that feed it (the hub is their target), then those it feeds (its
+    source), each group by name. An edit in any system then reaches the hub in the first
+    half of a pass and the other systems in the second half of the same pass."""
+    counts = collections.Counter(system for spec in specs
+                                 for system in (spec.source.system, spec.target.system))
+    hub = max(sorted(counts), key=lambda system: counts[system])
+    return sorted(specs, key=lambda spec: (spec.target.system != hub, spec.name))
+
+
 def _run_once(args, config, specs, options, full: bool) -> int:
+    """One run: passes until settled when it syncs more than one dataflow (they may share a
+    system), else a single pass."""
+    if args.mode == "sync" and len(specs) > 1:
+        status, report = run_until_settled(args, config, specs, options, full)
+    else:
+        status, sections = _run_pass(args, config, specs, options, full)
+        report = {"dataflows": sections}
+    if args.report:
+        _write_json(pathlib.Path(args.report), report)
+    return status
+
+
+def run_until_settled(args, config, specs, options, full: bool) -> tuple[int, dict]:
+    """Passes over ``specs`` until one writes nothing, at most ``args.max_passes``.
+
+    Returns the exit status and the report: every dataflow section of every pass (each
+    section says its ``pass``), and per pass what each dataflow wrote. A pass that failed (a
+    system unreachable, the circuit breaker, a run lock) stops the repeating: another pass
+    could not do better. When the last pass allowed still wrote, the systems may still
+    disagree: a warning, and the status of :func:`~pipelines.exit_status.unsettled_status`.
+    """
+    status, sections, passes = EXIT_OK, [], []
+    for number in range(1, args.max_passes + 1):
+        progress(f"pass {number} of at most {args.max_passes}")
+        pass_status, pass_sections = _run_pass(args, config, specs, options,
+                                               full and number == 1)
+        for section in pass_sections:
+            section["pass"] = number
+        sections += pass_sections
+        written = {section["dataflow"]: section.get("writes", 0) for section in pass_sections}
+        passes.append({"pass": number, "writes": written, "status": pass_status})
+        status = combined([status, pass_status])
+        if not sum(written.values()) or pass_status == EXIT_FAILED:
+            break
+    settled = not sum(passes[-1]["writes"].values())
+    print(passes_line(passes, settled))
+    if not settled and status != EXIT_FAILED:
+        print(f"talksync: warning: the dataflows did not settle in {_passes(len(passes))}: the "
+              f"last still wrote {sum(passes[-1]['writes'].values())} changes, which the other "
+              "dataflows have not seen yet; run again, or raise --max_passes",
+              file=sys.stderr)
+        status = combined([status, unsettled_status()])
+    return status, {"dataflows": sections, "passes": passes, "settled": settled}
+
+
+def passes_line(passes: list[dict], settled: bool) -> str:
+    """``settled in 2 passes: pass 1 wrote 3 (…), pass 2 wrote nothing``."""
+    parts = []
+    for done in passes:
+        total = sum(done["writes"].values())
+        detail = ", ".join(f"{name} {count}" for name, count in done["writes"].items() if count)
+        parts.append(f"pass {done['pass']} wrote {total} ({detail})" if total
+                     else f"pass {done['pass']} wrote nothing")
+    verdict = "settled" if settled else "did not settle"
+    return f"{verdict} in {_passes(len(passes))}: " + "; ".join(parts)
+
+
+def _passes(count: int) -> str:
+    return f"{count} pass" + ("es" if count != 1 else "")
+
+
+def _run_pass(args, config, specs, options, full: bool) -> tuple[int, list[dict]]:
     """One pass over ``specs``: every system is checked once, then each dataflow runs."""
     forget_unreachable_systems()   # a system the last run found unreachable is asked again
     systems = preflight.systems_of(specs)
@@ -103,7 +192,7 @@ def _run_once(args, config, specs, options, full: bool) -> int:
             continue
         sections.append(section)
         _write_json(f"{section['run_dir'].rstrip('/')}/report.json", {"dataflows": [section]})
-        print(format_summary(section))
+        print(format_summary(section, legend=spec is specs[-1]))
         for name, updates in held_pairs(section).items():
             print(f"talksync: {spec.name} stopped by the circuit breaker: "
                   f"{held_message(name, updates, section['max_updates_per_pair'])}",
@@ -113,9 +202,7 @@ def _run_once(args, config, specs, options, full: bool) -> int:
                   f"that read it were not synced (the next run reads them again)",
                   file=sys.stderr)
         status = combined([status, section_status(section)])
-    if args.report:
-        _write_json(pathlib.Path(args.report), {"dataflows": sections})
-    return status
+    return status, sections
 
 
 def _run_repeatedly(args, config, specs, options) -> int:

@@ -33,8 +33,9 @@ _OUTCOMES_FROM = len(READ_COUNTERS)
 _CHANGES_FROM = len(READ_COUNTERS) + len(OUTCOME_COUNTERS)
 
 
-def format_summary(section: dict) -> str:
-    """The readable table printed after each run, its legend under it.
+def format_summary(section: dict, legend: bool = True) -> str:
+    """The readable table printed after each run, its legend under it (``legend=False``: the
+    tables of one command but its last, which carries the legend once).
 
     Columns are grouped by ``|``: the records read, what became of them (each record read is
     counted in exactly one of these), and the changes written (counted per change)."""
@@ -49,7 +50,7 @@ def format_summary(section: dict) -> str:
     lines += [_table_row(row, widths) for row in rows]
     requests = ", ".join(f"{system} {n}" for system, n in section["requests"].items())
     lines.append(f"requests: {requests or 'none'}; files: {section['run_dir']}")
-    return "\n".join(lines + summary_legend())
+    return "\n".join(lines + (summary_legend() if legend else []))
 
 
 def _table_row(cells: list, widths: list) -> str:

@@ -30,11 +30,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from connectors.linkstore import LinkStore
 from connectors.stores import link_store_class, open_link_store
 from core import planner
+from core.model import DeadLetter
 from core.planner import SOURCE, TARGET
 from core.spec import DataflowSpec, PairSpec, get_dataflow
 from pipelines.config import DEFAULT_RUNS_DIR, Config, ConfigError, load_config
 from pipelines.options import (
     DEFAULT_MAX_UPDATES_PER_PAIR,
+    DEFAULT_MISSING_REFERENCE_RUNS,
     DEFAULT_MODE,
     DEFAULT_READ_OVERLAP_SECONDS,
     DEFAULT_RUN_LOCK_TTL_MINUTES,
@@ -56,6 +58,9 @@ OUTCOME_COUNTERS = (planner.CREATE_TARGET, planner.CREATE_SOURCE, planner.LINK, 
 #: What the run changed or recorded, counted per change rather than per entity.
 CHANGE_COUNTERS = ("updated_target", "updated_source", "conflicts", "dead_letters")
 REPORT_COUNTERS = READ_COUNTERS + OUTCOME_COUNTERS + CHANGE_COUNTERS
+#: The creates and updates a system accepted (transforms/write.py): a section's ``writes``,
+#: what tells an ``--all`` pass that wrote from one that found everything settled.
+WRITE_COUNTERS = ("written_source", "written_target")
 _LOG = logging.getLogger(__name__)
 _DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
 
@@ -76,6 +81,7 @@ class RunSettings:
     confirm_mass_changes: bool = False
     run_lock_ttl_minutes: int = DEFAULT_RUN_LOCK_TTL_MINUTES
     break_run_lock: bool = False
+    missing_reference_runs: int = DEFAULT_MISSING_REFERENCE_RUNS
 
     @property
     def run_dir(self) -> str:
@@ -116,15 +122,22 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
     pairs = selected_pairs(spec, settings.pairs)
     plans, links, dead, conflicts, watermarks, done, events, held = \
         {}, {}, [], [], [], [], [], []
+    previous: dict[tuple, DeadLetter] = {}
     for pair in pairs:
         ctx = PairContext(dataflow=spec.name, pair=pair, source_system=source_system,
                           target_system=target_system, link_store=config.link_store,
-                          run_id=settings.run_id)
-        positions = _read_positions(store, ctx, settings)
+                          run_id=settings.run_id,
+                          references={dep: (spec.pair(dep).source.entity,
+                                            spec.pair(dep).target.entity)
+                                      for dep in pair.depends_on})
+        letters = store.open_dead_letters(ctx.dataflow, ctx.pair.name)
+        previous.update((finish.entity_key(letter), letter) for letter in letters)
+        kept = [letter for letter in letters if finish.is_kept(letter)]
+        positions = _read_positions(store, ctx, settings, letters)
         out = p | f"Sync {pair.name}" >> SyncPair(
             ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing,
             max_updates=settings.max_updates_per_pair,
-            confirm_mass_changes=settings.confirm_mass_changes)
+            confirm_mass_changes=settings.confirm_mass_changes, kept_letters=kept)
         plans[pair.name], links[pair.name] = out.plans, out.links
         dead.append(out.dead_letters)
         watermarks.append(out.watermarks)
@@ -135,7 +148,10 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
             held.append(out.held)
 
     dead_letters = (_flatten(p, dead, "dead letters")
-                    | "One letter per entity" >> finish.OneLetterPerEntity())
+                    | "One letter per entity" >> finish.OneLetterPerEntity()
+                    | "Count attempts" >> beam.Map(
+                        finish.count_attempts, previous=previous,
+                        missing_reference_runs=settings.missing_reference_runs))
     all_conflicts = _flatten(p, conflicts, "conflicts")
     held_pairs = _flatten(p, held, "held pairs")
     run_dir = settings.run_dir
@@ -179,15 +195,18 @@ def _plan_row(plan_) -> dict:
             "conflicts": [dataclasses.asdict(c) for c in plan_.conflicts]}
 
 
-def _read_positions(store: LinkStore, ctx: PairContext,
-                    settings: RunSettings) -> dict[str, ReadPosition]:
+def _read_positions(store: LinkStore, ctx: PairContext, settings: RunSettings,
+                    letters: Sequence[DeadLetter]) -> dict[str, ReadPosition]:
     """Where each side's read starts: the watermark less the overlap (None: a full read); and
-    which entities it reads again whatever their modified times: those of open dead letters
-    together with their linked counterparts (a write that failed on a stale version needs the
-    fresh version of the side it wrote), and every entity an uncommitted reservation holds."""
+    which entities it reads again whatever their modified times: those of the open dead
+    ``letters`` (but the ones kept as permanent: they are carried, not retried) together with
+    their linked counterparts (a write that failed on a stale version needs the fresh version
+    of the side it wrote), and every entity an uncommitted reservation holds."""
     retry: dict[str, set[str]] = {SOURCE: set(), TARGET: set()}
     systems = {ctx.system(side).name: side for side in (SOURCE, TARGET)}
-    for letter in store.open_dead_letters(ctx.dataflow, ctx.pair.name):
+    for letter in letters:
+        if finish.is_kept(letter):
+            continue
         if letter.entity_id and letter.system in systems:
             retry[systems[letter.system]].add(letter.entity_id)
     counterparts = {
@@ -257,6 +276,8 @@ def settings_from(values, config: Config, **overrides) -> tuple[Config, RunSetti
                   max_updates_per_pair=values.max_updates_per_pair,
                   confirm_mass_changes=values.confirm_mass_changes,
                   run_lock_ttl_minutes=values.run_lock_ttl_minutes,
+                  missing_reference_runs=getattr(values, "missing_reference_runs",
+                                                 DEFAULT_MISSING_REFERENCE_RUNS),
                   break_run_lock=values.break_run_lock)
     fields.update(overrides)
     return config, RunSettings(**fields)
@@ -323,10 +344,11 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
-    pairs, held_updates = {}, {}
+    pairs, held_updates, writes = {}, {}, 0
     for pair in selected_pairs(spec, settings.pairs):
         prefix = f"{spec.name}/{pair.name}/"
         pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
+        writes += sum(counters.get(prefix + name, 0) for name in WRITE_COUNTERS)
         if counters.get(prefix + HELD_UPDATES):
             held_updates[pair.name] = counters[prefix + HELD_UPDATES]
         if unaccounted(pairs[pair.name]):
@@ -342,7 +364,7 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
             "max_updates_per_pair": settings.max_updates_per_pair,
             "pairs": pairs, "held_updates": held_updates, "requests": requests,
-            "unreachable": unreachable}
+            "unreachable": unreachable, "writes": writes}
 
 
 def unaccounted(counts: dict) -> int:

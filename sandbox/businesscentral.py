@@ -1,28 +1,36 @@
 """Emulator of the Business Central API v2.0 (OData v4), driven by BC's real ``$metadata``.
 
-What it reproduces (``docs/api/businesscentral.md`` has the full list, and what it leaves out):
+What real BC honours, the emulator does or refuses loudly (501
+``BadRequest_MethodNotImplemented`` where BC would have done it, BC's own answer where BC
+refuses); every link it hands out and every set it announces, it serves. What it reproduces
+(``docs/api/businesscentral.md`` has the full list, and the table of refusals):
 
-* the service root ``/v2.0/{tenant}/{environment}/api/v2.0`` with one company,
-  ``companies({id})/customers|items|salesOrders`` and ``salesOrders({id})/salesOrderLines``;
+* the service root ``/v2.0/{tenant}/{environment}/api/v2.0`` (service document, ``$metadata``
+  cut to what is served) with one company, ``companies({id})/customers|items|salesOrders``,
+  ``salesOrders({id})/salesOrderLines`` and ``companies({id})/salesOrderLines``; the company
+  also as ``?company=``, a ``Company`` header, or by default;
 * an Entra ID style token endpoint ``/{tenant}/oauth2/v2.0/token`` (client credentials) and
   BC's 401 body for a missing, unknown or expired bearer token;
 * every write checked against the ``$metadata`` (property names, Edm types, ``MaxLength``, enum
   member names, ``Nullable``), read-only properties refused, BC's error body
-  ``{"error": {"code", "message"}}`` with BC's codes;
+  ``{"error": {"code", "message"}}`` with BC's codes; the blank enum member served as
+  ``_x0020_`` or ``" "`` (``blank_enum=``) and accepted either way;
 * ``@odata.etag`` on every entity, changing on every write; ``If-Match`` required on PATCH and
   DELETE, a stale one answered ``409 Request_EntityChanged``;
-* server-driven paging (``Prefer: odata.maxpagesize``, ``@odata.nextLink`` with an opaque
-  ``$skiptoken``), ``$filter`` (:mod:`sandbox.odata`), ``$orderby``, ``$top``, ``$select``,
-  ``$expand=salesOrderLines``, deep insert of lines, recomputed read-only amounts;
-* JSON ``$batch`` of up to 100 requests, each answered on its own;
+* query options (:mod:`sandbox.businesscentral_query`): ``$filter``, ``$orderby`` asc/desc,
+  ``$top``, ``$skip``, ``$count``/``/$count``, ``$select``, ``$expand=salesOrderLines``;
+  server-driven paging (``Prefer: odata.maxpagesize``, ``@odata.nextLink`` with an opaque
+  keyset ``$skiptoken``); deep insert of lines, recomputed read-only amounts;
+* JSON ``$batch`` of up to 100 requests (:mod:`sandbox.businesscentral_batch`), each answered on
+  its own, transactional under ``Isolation: snapshot``;
 * throttling: 6,000 requests per 5 minutes (``rate_limit: true`` of ``/_sandbox/faults``) and
   5 concurrent requests plus 95 queued (``POST /_sandbox/limits``), ``429
   Application_TooManyRequests`` beyond.
 
-Test controls beyond the common ones: ``POST /_sandbox/touch/{set}/{id}`` saves an entity
-unchanged, so its ETag moves (a concurrent edit, for conflict tests; ``{"when": "next_write"}``
-does it just before the next write of it arrives), ``POST /_sandbox/expire-tokens`` and
-``POST /_sandbox/limits``.
+Test controls beyond the common ones (:mod:`sandbox.businesscentral_controls`): ``POST
+/_sandbox/touch/{set}/{id}`` saves an entity unchanged, so its ETag moves (a concurrent edit, for
+conflict tests; ``{"when": "next_write"}`` does it just before the next write of it arrives),
+``POST /_sandbox/expire-tokens``, ``POST /_sandbox/limits`` and ``POST /_sandbox/blank-enum``.
 """
 
 from __future__ import annotations
@@ -32,40 +40,54 @@ import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from sandbox.businesscentral_batch import BatchMixin
+from sandbox.businesscentral_controls import ControlsMixin
 from sandbox.businesscentral_edm import (
+    BLANK_FORMS,
+    BLANK_MEMBER,
     EMPTY_GUID,
-    MAX_CONCURRENT,
-    MAX_QUEUED,
-    METADATA_PATH,
     EdmEntityType,
     Gate,
     check_value,
-    comparable,
     decode_skiptoken,
     encode_skiptoken,
     format_etag,
     line_amounts,
     metadata,
     round_cents,
+    served_metadata,
     sort_key,
     type_default,
 )
+from sandbox.businesscentral_lines import COMPANY_ID, LINES, LinesMixin
+from sandbox.businesscentral_query import (
+    COLLECTION_OPTIONS,
+    COUNT_OPTIONS,
+    ENTITY_OPTIONS,
+    NO_OPTIONS,
+    check_headers,
+    check_options,
+    compare_keys,
+    compile_filter,
+    non_negative,
+    not_emulated,
+    ordered,
+    parse_orderby,
+    preferences,
+    wants_count,
+)
 from sandbox.emulator import Emulator, Row, constant_time_equal
 from sandbox.limits import BearerTokens, RateLimit
-from sandbox.odata import FilterError, parse_filter
 from sandbox.routing import CONTROL_ROUTES, Route, Router
 from sandbox.seed_businesscentral import businesscentral_seed
 from sandbox.validation import ApiError
-from sandbox.wire import dumps, loads
 
 TENANT_ID = "7c4c2f8e-3d0a-4b8e-9c55-0f1d2e3a4b5c"
 ENVIRONMENT = "sandbox"
-COMPANY_ID = "a1b2c3d4-0000-4000-8000-00000000c0de"
 COMPANY_NAME = "CRONUS Norge AS"
 CLIENT_ID = "5f0e6d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6"
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -73,10 +95,14 @@ TOKEN_PATH = f"/{TENANT_ID}/oauth2/v2.0/token"
 
 #: the entity sets served under the company, and their lines
 ENTITY_SETS = ("customers", "items", "salesOrders")
-LINES = "salesOrderLines"
-#: the biggest page BC online serves, and the most requests in one ``$batch``
+#: the biggest page BC online serves
 MAX_PAGE_SIZE = 20_000
-MAX_BATCH_REQUESTS = 100
+#: the entity sets and navigation properties served (and so announced in ``$metadata``)
+SERVED_SETS = frozenset({"companies", "customers", "items", "salesOrders", "salesOrderLines"})
+SERVED_NAVIGATION = frozenset({("company", "customers"), ("company", "items"),
+                               ("company", "salesOrders"), ("company", "salesOrderLines"),
+                               ("salesOrder", "salesOrderLines")})
+_SEGMENT = re.compile(r"^/([A-Za-z]+)")
 #: access tokens live an hour, like Entra's (less the client's skew)
 TOKEN_LIFETIME_S = 3599
 #: properties BC computes or owns; a body that sets one is refused (MS resource docs)
@@ -93,7 +119,6 @@ READ_ONLY: Mapping[str, frozenset[str]] = {
 }
 #: number series of the entity sets that number their records
 NUMBER_SERIES = {"customers": "C", "items": "", "salesOrders": "S-ORD"}
-_MAXPAGESIZE = re.compile(r"odata\.maxpagesize=(\d+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,13 +127,16 @@ _MAXPAGESIZE = re.compile(r"odata\.maxpagesize=(\d+)")
 
 def _entity_routes() -> tuple[Route, ...]:
     company = "/companies({company})"
-    routes = [Route("GET", "/companies", "list_companies"),
+    routes = [Route("GET", "/", "service_document"),
+              Route("GET", "/companies", "list_companies"),
+              Route("GET", company, "get_company"),
               Route("GET", "/$metadata", "get_metadata"),
               Route("POST", "/$batch", "batch")]
     for resource in ENTITY_SETS:
         args = {"resource": resource}
         routes += [
             Route("GET", f"{company}/{resource}", "list_entities", args),
+            Route("GET", f"{company}/{resource}/$count", "count_entities", args),
             Route("POST", f"{company}/{resource}", "create_entity", args),
             Route("GET", f"{company}/{resource}({{id}})", "get_entity", args),
             Route("PATCH", f"{company}/{resource}({{id}})", "patch_entity", args),
@@ -117,15 +145,27 @@ def _entity_routes() -> tuple[Route, ...]:
     lines = f"{company}/salesOrders({{id}})/{LINES}"
     routes += [
         Route("GET", lines, "list_lines"),
+        Route("GET", f"{lines}/$count", "count_lines"),
         Route("POST", lines, "create_line"),
         Route("GET", f"{lines}({{line}})", "get_line"),
         Route("PATCH", f"{lines}({{line}})", "patch_line"),
         Route("DELETE", f"{lines}({{line}})", "delete_line"),
     ]
+    # the company-level set of all sales order lines (MS Learn: "Get salesOrderLines",
+    # "GET businesscentralPrefix/companies({id})/salesOrderLines({salesOrderLineId})")
+    every_line = f"{company}/{LINES}"
+    routes += [
+        Route("GET", every_line, "list_company_lines"),
+        Route("GET", f"{every_line}/$count", "count_company_lines"),
+        Route("POST", every_line, "create_company_line"),
+        Route("GET", f"{every_line}({{line}})", "get_company_line"),
+        Route("PATCH", f"{every_line}({{line}})", "patch_company_line"),
+        Route("DELETE", f"{every_line}({{line}})", "delete_company_line"),
+    ]
     return tuple(routes)
 
 
-class BusinessCentral(Emulator):
+class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
     """Business Central API v2.0 for one company (see the module docstring)."""
 
     system = "businesscentral"
@@ -137,9 +177,13 @@ class BusinessCentral(Emulator):
     errors = {
         "unauthorized": (401, "Authentication_InvalidCredentials"),
         "not_found": (404, "BadRequest_NotFound"),
+        "resource_not_found": (404, "BadRequest_ResourceNotFound"),
+        "not_emulated": (501, "BadRequest_MethodNotImplemented"),
+        "required": (400, "BadRequest_RequiredParamNotProvided"),
         "method_not_allowed": (405, "BadRequest_MethodNotAllowed"),
         "validation_failed": (400, "BadRequest"),
         "bad_request": (400, "BadRequest"),
+        "not_an_option": (400, "Unknown"),
         "read_only": (400, "BadRequest_InvalidOperation"),
         "string_too_long": (400, "Application_StringExceededLength"),
         "invalid_guid": (400, "Application_InvalidGUID"),
@@ -158,9 +202,15 @@ class BusinessCentral(Emulator):
         Route("POST", "/_sandbox/touch/{resource}/{id}", "control_touch"),
         Route("POST", "/_sandbox/expire-tokens", "control_expire_tokens"),
         Route("POST", "/_sandbox/limits", "control_limits"),
+        Route("POST", "/_sandbox/blank-enum", "control_blank_enum"),
     )
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, blank_enum: str = BLANK_MEMBER, **kwargs: Any):
+        if blank_enum not in BLANK_FORMS:
+            raise ValueError(f"blank_enum must be one of {BLANK_FORMS}, not {blank_enum!r}")
+        #: the form the blank enum member is served in: ``$metadata``'s ``_x0020_`` or the
+        #: ``" "`` of Microsoft's examples (both are accepted on input either way)
+        self.blank_enum = self._default_blank_enum = blank_enum
         self.metadata = metadata()
         self._tokens = BearerTokens()
         self._gate = Gate()
@@ -241,7 +291,42 @@ class BusinessCentral(Emulator):
             if request.method != "POST":
                 raise ApiError("method_not_allowed", "The token endpoint takes POST.")
             return self._issue_token(request)
-        return super()._dispatch(request)
+        path = request.path
+        if not (path == self.api_prefix or path.startswith(self.api_prefix + "/")):
+            raise ApiError("not_found", f"no such endpoint: {path}")
+        check_headers(request, batch=path.rstrip("/").endswith("/$batch"))
+        with self.lock:
+            return self._route(request)
+
+    def _route(self, request: Request) -> Response:
+        """The handler's answer to an API request (also one inside a ``$batch``). An entity set
+        named at the service root is the company's of the ``company`` query option, the
+        ``Company`` header, or the tenant's only company (MS Learn, "API endpoint structure")."""
+        path = request.path[len(self.api_prefix):] or "/"
+        first = _SEGMENT.match(path)
+        if first and first.group(1) in (*ENTITY_SETS, LINES):
+            path = f"/companies({self._company_for(request)}){path}"
+        try:
+            route, params = self._router.match(request.method, path)
+        except ApiError as error:
+            if error.kind == "method_not_allowed":
+                raise ApiError("method_not_allowed", f"'{request.method}' requests for "
+                               f"'{_unknown_segment(path)}' of EdmType 'Entity' are not allowed "
+                               "within Microsoft Dynamics NAV OData web services.",
+                               headers=error.headers) from None
+            if error.kind != "not_found":
+                raise
+            raise ApiError("resource_not_found", "Resource not found for the segment "
+                                                 f"'{_unknown_segment(path)}'.") from None
+        return getattr(self, route.handler)(request, **params)
+
+    def _company_for(self, request: Request) -> str:
+        named = request.args.get("company") or request.headers.get("Company")
+        if named is None:
+            return COMPANY_ID
+        if named.strip("'").lower() in (COMPANY_ID, COMPANY_NAME.lower()):
+            return COMPANY_ID
+        raise ApiError("not_found", f"The company '{named}' does not exist.")
 
     def _issue_token(self, request: Request) -> Response:
         """Entra ID's client-credentials grant: a bearer token for the one client there is."""
@@ -319,142 +404,200 @@ class BusinessCentral(Emulator):
 
     # -- output ---------------------------------------------------------------------------
 
+    def _served(self, resource: str, name: str, value: Any) -> Any:
+        """A stored value as served: the blank enum member in the configured form."""
+        if value == BLANK_MEMBER and self.blank_enum != BLANK_MEMBER and self._edm(
+                resource).properties[name].is_enum:
+            return self.blank_enum
+        return value
+
     def _out(self, resource: str, row: Row, request: Request | None) -> dict[str, Any]:
         """An entity as BC sends it: ``@odata.etag`` first, lines only when expanded."""
-        expand = self._expand(request)
+        expand = self._expand(request, resource)
         select = self._select(request, resource)
         out: dict[str, Any] = {"@odata.etag": format_etag(row.entity["id"], row.version)}
         for name, value in row.entity.items():
             if name == LINES or (select and name not in select):
                 continue
-            out[name] = value
+            out[name] = self._served(resource, name, value)
         if LINES in expand:
-            out[LINES] = [self._line_out(line) for line in row.entity.get(LINES, [])]
+            out[LINES] = [self._line_out(line, select=expand[LINES])
+                          for line in row.entity.get(LINES, [])]
         return out
 
-    @staticmethod
-    def _line_out(line: Mapping[str, Any]) -> dict[str, Any]:
+    def _line_out(self, line: Mapping[str, Any], request: Request | None = None, *,
+                  select: set[str] | None = None) -> dict[str, Any]:
+        self._expand(request, LINES)
+        select = select if select is not None else self._select(request, LINES)
         out = {"@odata.etag": format_etag(line["id"], line["_version"])}
-        out.update((k, v) for k, v in line.items() if k != "_version")
+        out.update((k, self._served(LINES, k, v)) for k, v in line.items()
+                   if k != "_version" and (not select or k in select))
         return out
 
-    @staticmethod
-    def _expand(request: Request | None) -> set[str]:
+    def _expand(self, request: Request | None, resource: str) -> dict[str, set[str]]:
+        """``$expand``'s navigation properties, each with the ``$select`` nested in it
+        (``salesOrderLines($select=quantity)``, which BC recommends: MS Learn, "OData client
+        performance"); other nested options are not emulated."""
         if request is None:
-            return set()
-        names = {name.strip() for name in request.args.get("$expand",
-                                                           "").split(",") if name.strip()}
-        unknown = names - {LINES}
-        if unknown:
-            raise ApiError("bad_request", f"Could not find a property named '{sorted(unknown)[0]}' "
-                                          "to expand.")
-        return names
+            return {}
+        expanded: dict[str, set[str]] = {}
+        for item in _top_level_split(request.args.get("$expand", "")):
+            name, _, nested = item.partition("(")
+            name, nested = name.strip(), nested.rstrip().removesuffix(")")
+            if name == "*":
+                raise not_emulated("$expand=*")
+            if name != LINES or resource != "salesOrders":
+                raise ApiError("bad_request", f"Could not find a property named '{name}' to "
+                                              "expand.")
+            option, _, value = nested.partition("=")
+            if nested and (option.strip() != "$select" or ";" in value):
+                raise not_emulated(f"The nested query option '{nested}' in $expand")
+            expanded[name] = self._select_list(value, LINES) if nested else set()
+        return expanded
 
     def _select(self, request: Request | None, resource: str) -> set[str]:
         if request is None or not request.args.get("$select"):
             return set()
-        names = {name.strip() for name in request.args["$select"].split(",")}
+        return self._select_list(request.args["$select"], resource)
+
+    def _select_list(self, text: str, resource: str) -> set[str]:
+        names = {name.strip() for name in text.split(",")}
+        if "*" in names:
+            return set()     # every property, as without $select
         unknown = names - set(self._edm(resource).properties)
         if unknown:
             raise ApiError("bad_request",
                            f"Could not find a property named '{sorted(unknown)[0]}'.")
         return names | {"id"}
 
+    def _context(self, request: Request, path: str) -> str:
+        return f"{request.host_url.rstrip('/')}{self.api_prefix}/$metadata#{path}"
+
+    def _written(self, status: int, body: dict[str, Any], request: Request) -> Response:
+        """A created or changed entity; with ``Prefer: return=minimal`` no body (204) but its
+        ETag (OData v4 §8.2.8.7)."""
+        headers = {"ETag": body["@odata.etag"], "OData-Version": "4.0"}
+        if preferences(request).get("return") == "minimal":
+            headers["Preference-Applied"] = "return=minimal"
+            if status == 201:
+                base = request.base_url.rstrip("/")
+                headers["Location"] = headers["OData-EntityId"] = f"{base}({body['id']})"
+            return self.respond(204, None, headers)
+        if preferences(request).get("return") == "representation":
+            headers["Preference-Applied"] = "return=representation"
+        return self.respond(status, body, headers)
+
     def _entity_response(self, status: int, resource: str, row: Row, request: Request) -> Response:
-        body = {"@odata.context": f"{request.host_url.rstrip('/')}{self.api_prefix}/$metadata"
-                                  f"#companies({COMPANY_ID})/{resource}/$entity",
+        check_options(request, ENTITY_OPTIONS)
+        body = {"@odata.context": self._context(request, f"companies({COMPANY_ID})/{resource}"
+                                                        "/$entity"),
                 **self._out(resource, row, request)}
-        return self.respond(status, body, {"ETag": body["@odata.etag"], "OData-Version": "4.0"})
+        return self._written(status, body, request)
 
     # -- handlers: service documents ---------------------------------------------------------
 
+    def service_document(self, request: Request) -> Response:
+        """The OData service document: the entity sets served, no others."""
+        check_options(request, NO_OPTIONS)
+        return self.respond(200, {
+            "@odata.context": self._context(request, "").rstrip("#"),
+            "value": [{"name": name, "kind": "EntitySet", "url": name}
+                      for name in sorted(SERVED_SETS)]})
+
+    def _company(self) -> dict[str, Any]:
+        return {"id": COMPANY_ID, "systemVersion": "25.0.23364.24603", "timestamp": 1,
+                "name": COMPANY_NAME, "displayName": COMPANY_NAME, "businessProfileId": "",
+                "systemCreatedAt": "2024-01-02T08:00:00Z", "systemCreatedBy": EMPTY_GUID,
+                "systemModifiedAt": "2024-01-02T08:00:00Z", "systemModifiedBy": EMPTY_GUID}
+
     def list_companies(self, request: Request) -> Response:
-        company = {"id": COMPANY_ID, "systemVersion": "25.0.23364.24603", "timestamp": 1,
-                   "name": COMPANY_NAME, "displayName": COMPANY_NAME, "businessProfileId": ""}
-        filter_text = request.args.get("$filter")
-        value = [company]
-        if filter_text:
-            props = self.metadata.entity_set("companies").properties
-            try:
-                predicate = parse_filter(filter_text, lambda n, v: comparable(props.get(n), v),
-                                         frozenset(props))
-            except FilterError as exc:
-                raise ApiError("bad_request", str(exc)) from None
-            value = [c for c in value if predicate(c)]
-        return self.respond(200, {"@odata.context": f"{request.host_url.rstrip('/')}"
-                                                    f"{self.api_prefix}/$metadata#companies",
-                                  "value": value})
+        return self._listing(request, "companies", [self._company()], lambda c: c,
+                             lambda c: self._plain_out("companies", c, request), "companies")
+
+    def get_company(self, request: Request, company: str) -> Response:
+        self._check_company(company)
+        check_options(request, ENTITY_OPTIONS)
+        self._expand(request, "companies")
+        return self.respond(200, {"@odata.context": self._context(request, "companies/$entity"),
+                                  **self._plain_out("companies", self._company(), request)})
+
+    def _plain_out(self, resource: str, entity: Mapping[str, Any], request: Request
+                   ) -> dict[str, Any]:
+        select = self._select(request, resource)
+        return {k: v for k, v in entity.items() if not select or k in select}
 
     def get_metadata(self, request: Request) -> Response:
-        return Response(METADATA_PATH.read_bytes(), status=200,
+        check_options(request, NO_OPTIONS)
+        return Response(served_metadata(SERVED_SETS, SERVED_NAVIGATION), status=200,
                         content_type="application/xml; charset=utf-8")
 
     # -- handlers: collections ---------------------------------------------------------------
 
     def list_entities(self, request: Request, company: str, resource: str) -> Response:
         self._check_company(company)
-        rows = self._query(request, resource, list(self.collections[resource].values()))
-        return self._page(request, resource, rows)
+        return self._listing(request, resource, list(self.collections[resource].values()),
+                             lambda row: row.entity, lambda row: self._out(resource, row, request),
+                             f"companies({COMPANY_ID})/{resource}")
 
-    def _query(self, request: Request, resource: str, rows: list[Row]) -> list[Row]:
-        """``$filter`` then ``$orderby`` (always ending with ``id``, so the order is total)."""
+    def count_entities(self, request: Request, company: str, resource: str) -> Response:
+        self._check_company(company)
+        return self._count(request, resource, [row.entity for row in
+                                               self.collections[resource].values()])
+
+    def _filtered(self, request: Request, resource: str, items: list[Any],
+                  entity_of: Any) -> list[Any]:
+        text = request.args.get("$filter")
+        if not text:
+            return items
+        predicate = compile_filter(text, self._edm(resource).properties)
+        return [item for item in items if predicate(entity_of(item))]
+
+    def _count(self, request: Request, resource: str, entities: list[Mapping[str, Any]]
+               ) -> Response:
+        """``…/$count``: the number of entities the ``$filter`` matches, as plain text."""
+        check_options(request, COUNT_OPTIONS)
+        count = len(self._filtered(request, resource, entities, lambda e: e))
+        return Response(str(count), status=200, content_type="text/plain; charset=utf-8",
+                        headers={"OData-Version": "4.0"})
+
+    def _listing(self, request: Request, resource: str, items: list[Any], entity_of: Any,
+                 render: Any, context: str) -> Response:
+        """A collection GET: ``$filter``, ``$orderby`` (``id`` last, so the order is total),
+        ``$count=true``, ``$skiptoken`` (keyset), ``$skip``, ``$top``, server-driven paging
+        (``Prefer: odata.maxpagesize``, at most 20,000) and an ``@odata.nextLink`` that carries
+        the rest of the query."""
+        check_options(request, COLLECTION_OPTIONS)
         props = self._edm(resource).properties
-        filter_text = request.args.get("$filter")
-        if filter_text:
-            try:
-                predicate = parse_filter(filter_text, lambda n, v: comparable(props.get(n), v),
-                                         frozenset(props))
-            except FilterError as exc:
-                raise ApiError("bad_request", str(exc)) from None
-            rows = [row for row in rows if predicate(row.entity)]
-        order = self._order(request, resource)
-        rows.sort(key=lambda row: sort_key(row.entity, order, props))
-        return rows
-
-    def _order(self, request: Request, resource: str) -> list[tuple[str, bool]]:
-        order: list[tuple[str, bool]] = []
-        for part in filter(None, (p.strip() for p in request.args.get("$orderby", "").split(","))):
-            name, _, direction = part.partition(" ")
-            if name not in self._edm(resource).properties or direction not in ("", "asc", "desc"):
-                raise ApiError("bad_request", f"$orderby: '{part}' is not a sortable property.")
-            order.append((name, direction == "desc"))
-        if "id" not in (name for name, _ in order):
-            order.append(("id", False))
-        return order
-
-    def _page(self, request: Request, resource: str, rows: list[Row]) -> Response:
-        """Server-driven paging: ``$top``, ``Prefer: odata.maxpagesize`` and ``$skiptoken``."""
-        props = self._edm(resource).properties
-        order = self._order(request, resource)
+        items = self._filtered(request, resource, items, entity_of)
+        order = parse_orderby(request.args.get("$orderby", ""), props)
+        items = ordered(items, order, props, entity_of)
+        count = len(items)
         token = request.args.get("$skiptoken")
         if token:
-            after = decode_skiptoken(token)
-            try:
-                rows = [row for row in rows if sort_key(row.entity, order, props) > after]
-            except TypeError:
-                raise ApiError("bad_request", "The skip token is not valid.") from None
-        top = request.args.get("$top")
+            after, directions = decode_skiptoken(token), [desc for _, desc in order]
+            items = [item for item in items if compare_keys(
+                directions, sort_key(entity_of(item), order, props), after) > 0]
+        skip, top = non_negative(request, "$skip"), non_negative(request, "$top")
+        items = items[skip or 0:]
         if top is not None:
-            if not top.isdigit():
-                raise ApiError("bad_request", "$top must be a non-negative integer.")
-            rows = rows[:int(top)]
-        prefer = _MAXPAGESIZE.search(request.headers.get("Prefer", ""))
-        page_size = max(1, min(int(prefer.group(1)), MAX_PAGE_SIZE)) if prefer else MAX_PAGE_SIZE
-        page, rest = rows[:page_size], rows[page_size:]
-        root = request.host_url.rstrip("/")
-        body: dict[str, Any] = {
-            "@odata.context":
-                f"{root}{self.api_prefix}/$metadata#companies({COMPANY_ID})/{resource}",
-            "value": [self._out(resource, row, request) for row in page],
-        }
+            items = items[:top]
+        wanted = preferences(request).get("odata.maxpagesize")
+        page_size = max(1, min(int(wanted), MAX_PAGE_SIZE)) if wanted else MAX_PAGE_SIZE
+        page, rest = items[:page_size], items[page_size:]
+        body: dict[str, Any] = {"@odata.context": self._context(request, context)}
+        if wants_count(request):
+            body["@odata.count"] = count
+        body["value"] = [render(item) for item in page]
         if rest:
-            params = {k: v for k, v in request.args.items() if k not in ("$skiptoken", "$top")}
+            params = {k: v for k, v in request.args.items()
+                      if k not in ("$skiptoken", "$top", "$skip")}
             if top is not None:
                 params["$top"] = str(len(rest))
-            params["$skiptoken"] = encode_skiptoken(sort_key(page[-1].entity, order, props))
-            body["@odata.nextLink"] = f"{root}{request.path}?{urlencode(params)}"
+            params["$skiptoken"] = encode_skiptoken(sort_key(entity_of(page[-1]), order, props))
+            body["@odata.nextLink"] = (f"{request.host_url.rstrip('/')}{request.path}?"
+                                       f"{urlencode(params)}")
         headers = {"OData-Version": "4.0"}
-        if prefer:
+        if wanted:
             headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
         return self.respond(200, body, headers)
 
@@ -464,12 +607,15 @@ class BusinessCentral(Emulator):
 
     def create_entity(self, request: Request, company: str, resource: str) -> Response:
         self._check_company(company)
+        check_options(request, ENTITY_OPTIONS)
+        self._expand(request, resource)
         body = self.json_body(request)
         row = self._create(resource, body)
         return self._entity_response(201, resource, row, request)
 
     def patch_entity(self, request: Request, company: str, resource: str, id: str) -> Response:
         self._check_company(company)
+        check_options(request, ENTITY_OPTIONS)
         self._concurrent_edits(resource, id)
         row = self._row(resource, id)
         body = self.json_body(request)
@@ -482,6 +628,7 @@ class BusinessCentral(Emulator):
 
     def delete_entity(self, request: Request, company: str, resource: str, id: str) -> Response:
         self._check_company(company)
+        check_options(request, NO_OPTIONS)
         self._concurrent_edits(resource, id)
         row = self._row(resource, id)
         self._check_if_match(request, row.entity["id"], row.version)
@@ -598,192 +745,30 @@ class BusinessCentral(Emulator):
                       totalAmountIncludingTax=round_cents(net + tax))
         return entity
 
-    # -- handlers: lines --------------------------------------------------------------------
-
-    def _line(self, order: Row, line_id: str) -> tuple[int, dict[str, Any]]:
-        for index, line in enumerate(order.entity[LINES]):
-            if line["id"] == line_id.lower():
-                return index, line
-        raise ApiError("not_found", "The Sales Line does not exist. Identification fields and "
-                                    f"values: Id='{line_id}'")
-
-    def _commit_lines(self, order: Row, lines: list[dict[str, Any]]) -> Row:
-        """Store an order with new lines: the order's ETag and modified time move too."""
-        entity = {**order.entity, LINES: lines}
-        return self.commit("salesOrders", entity["id"], self._with_totals("salesOrders", entity))
-
-    def _lines_page(self, request: Request, order: Row) -> Response:
-        root = request.host_url.rstrip("/")
-        return self.respond(200, {
-            "@odata.context": f"{root}{self.api_prefix}/$metadata#companies({COMPANY_ID})/"
-                              f"salesOrders({order.entity['id']})/{LINES}",
-            "value": [self._line_out(line) for line in order.entity[LINES]]})
-
-    def list_lines(self, request: Request, company: str, id: str) -> Response:
-        self._check_company(company)
-        return self._lines_page(request, self._row("salesOrders", id))
-
-    def get_line(self, request: Request, company: str, id: str, line: str) -> Response:
-        self._check_company(company)
-        _, found = self._line(self._row("salesOrders", id), line)
-        body = self._line_out(found)
-        return self.respond(200, body, {"ETag": body["@odata.etag"]})
-
-    def create_line(self, request: Request, company: str, id: str) -> Response:
-        self._check_company(company)
-        order = self._row("salesOrders", id)
-        line = self._new_line(order.entity, self.json_body(request))
-        self._commit_lines(order, [*order.entity[LINES], line])
-        body = self._line_out(line)
-        return self.respond(201, body, {"ETag": body["@odata.etag"]})
-
-    def patch_line(self, request: Request, company: str, id: str, line: str) -> Response:
-        self._check_company(company)
-        self._concurrent_edits(LINES, line)
-        order = self._row("salesOrders", id)
-        index, current = self._line(order, line)
-        accepted = self._validate(LINES, self.json_body(request))
-        self._check_if_match(request, current["id"], current["_version"])
-        changed = {**current, **accepted, "_version": current["_version"] + 1}
-        self._line_rules(changed, accepted, new=False)
-        lines = list(order.entity[LINES])
-        lines[index] = changed
-        self._commit_lines(order, lines)
-        body = self._line_out(changed)
-        return self.respond(200, body, {"ETag": body["@odata.etag"]})
-
-    def delete_line(self, request: Request, company: str, id: str, line: str) -> Response:
-        self._check_company(company)
-        self._concurrent_edits(LINES, line)
-        order = self._row("salesOrders", id)
-        index, current = self._line(order, line)
-        self._check_if_match(request, current["id"], current["_version"])
-        self._commit_lines(order, [line for i,
-                                   line in enumerate(order.entity[LINES]) if i != index])
-        return self.respond(204)
-
-    # -- $batch -----------------------------------------------------------------------------
-
-    def batch(self, request: Request) -> Response:
-        """JSON ``$batch``: each request runs as if sent alone and is answered on its own."""
-        body = self.json_body(request)
-        requests = body.get("requests")
-        if not isinstance(requests, list):
-            raise ApiError("bad_request", "The batch request body must have a 'requests' array.")
-        if len(requests) > MAX_BATCH_REQUESTS:
-            raise ApiError("bad_request", f"The batch has {len(requests)} operations; the maximum "
-                                          f"is {MAX_BATCH_REQUESTS}.")
-        statuses: dict[str, int] = {}
-        responses = []
-        for item in requests:
-            response = self._batch_one(request, item, statuses)
-            if response["id"] is not None:
-                statuses[str(response["id"])] = response["status"]
-            responses.append(response)
-        return self.respond(200, {"responses": responses}, {"OData-Version": "4.0"})
-
-    def _batch_one(self, outer: Request, item: Any, statuses: Mapping[str, int]) -> dict[str, Any]:
-        """One request of a batch; one that ``dependsOn`` a failed request is not run (424)."""
-        ident = item.get("id") if isinstance(item, dict) else None
-        depends = item.get("dependsOn") or [] if isinstance(item, dict) else []
-        failed = [d for d in depends if not 200 <= statuses.get(str(d), 0) < 300]
-        if failed:
-            error = ApiError("failed_dependency", f"The request depends on request "
-                                                  f"'{failed[0]}', which failed or was not found.")
-            return {"id": ident, "status": 424, "headers": {},
-                    "body": self.error_payload(error)}
-        try:
-            inner = self._inner_request(outer, item)
-            path = (inner.path[len(self.api_prefix):] if inner.path.startswith(self.api_prefix)
-                    else None)
-            if path is None or path == "/$batch":
-                raise ApiError("bad_request", f"The batch request URL '{item.get('url')}' is not "
-                                              "a resource of this service.")
-            route, params = self._router.match(inner.method, path)
-            response = getattr(self, route.handler)(inner, **params)
-        except ApiError as error:
-            response = self.error_response(error)
-        headers = {"content-type": "application/json; odata.metadata=minimal"}
-        if response.headers.get("ETag"):
-            headers["etag"] = response.headers["ETag"]
-        data = response.get_data()
-        return {"id": ident, "status": response.status_code, "headers": headers,
-                "body": loads(data) if data else None}
-
-    def _inner_request(self, outer: Request, item: Any) -> Request:
-        if not isinstance(item, dict) or not isinstance(item.get("method"), str) or not isinstance(
-                item.get("url"), str):
-            raise ApiError("bad_request", "Each batch request needs a method and a url.")
-        url = item["url"]
-        split = urlsplit(url)
-        if split.scheme:
-            path = split.path
-        else:
-            path = self.api_prefix + "/" + split.path.lstrip("/")
-        headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
-        data = dumps(item["body"]).encode() if item.get("body") is not None else None
-        builder = EnvironBuilder(path=path, query_string=split.query, method=item["method"].upper(),
-                                 headers=headers, data=data, base_url=outer.host_url)
-        try:
-            return builder.get_request()
-        finally:
-            builder.close()
-
     # -- control endpoints ------------------------------------------------------------------
-
-    def control_touch(self, request: Request, resource: str, id: str) -> Response:
-        """Someone saves the entity (or line) in BC without changing it: its ETag (and an
-        entity's ``lastModifiedDateTime``) move. With ``{"when": "next_write"}`` that happens
-        just before the next PATCH or DELETE of it arrives, i.e. between a client's read and
-        its write, deterministically."""
-        body = loads(request.get_data() or b"{}")
-        when = body.get("when", "now") if isinstance(body, dict) else None
-        if when not in ("now", "next_write"):
-            raise ApiError("bad_request", 'when must be "now" or "next_write"')
-        with self.lock:
-            if resource not in (*ENTITY_SETS, LINES):
-                raise ApiError("not_found", f"no entity set {resource}")
-            if when == "next_write":
-                self._armed.add(id.lower())
-                return self.respond(200, {"armed": id.lower()})
-            return self.respond(200, {"@odata.etag": self._touch(resource, id)})
-
-    def _touch(self, resource: str, key: str) -> str:
-        """The concurrent save itself; returns the new ETag."""
-        key = key.lower()
-        if resource == LINES:
-            for order in list(self.collections["salesOrders"].values()):
-                for index, line in enumerate(order.entity[LINES]):
-                    if line["id"] == key:
-                        lines = list(order.entity[LINES])
-                        lines[index] = {**line, "_version": line["_version"] + 1}
-                        self._commit_lines(order, lines)
-                        return format_etag(key, lines[index]["_version"])
-            raise ApiError("not_found", f"no sales order line {key}")
-        row = self._row(resource, key)
-        return format_etag(key, self.commit(resource, key, dict(row.entity)).version)
-
-    def _concurrent_edits(self, resource: str, *keys: str) -> None:
-        """Carry out the touches armed for these entities (see :meth:`control_touch`)."""
-        for key in keys:
-            if key.lower() in self._armed:
-                self._armed.discard(key.lower())
-                self._touch(resource, key)
-
-    def control_expire_tokens(self, request: Request) -> Response:
-        return self.respond(200, {"expired": self._tokens.expire_all()})
-
-    def control_limits(self, request: Request) -> Response:
-        body = loads(request.get_data() or b"{}")
-        concurrent = body.get("max_concurrent", MAX_CONCURRENT)
-        queued = body.get("max_queued", MAX_QUEUED)
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= bound
-                   for n, bound in ((concurrent, 1), (queued, 0))):
-            raise ApiError("bad_request", "max_concurrent must be >= 1 and max_queued >= 0.")
-        self._gate = Gate(concurrent, queued)
-        return self.respond(200, {"max_concurrent": concurrent, "max_queued": queued})
 
     def control_reset(self, request: Request) -> Response:
         self._gate = Gate()
+        self.blank_enum = self._default_blank_enum
         self._armed.clear()
         return super().control_reset(request)
+
+
+def _unknown_segment(path: str) -> str:
+    """The first segment of a path the service has no resource for (BC's 404 names it)."""
+    known = {"companies", *ENTITY_SETS, LINES, "$metadata", "$batch", "$count"}
+    names = [segment.split("(")[0] for segment in path.strip("/").split("/")]
+    return next((name for name in names if name not in known), names[-1])
+
+
+def _top_level_split(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in [*parts, current] if part.strip()]

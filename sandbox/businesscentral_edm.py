@@ -25,11 +25,17 @@ METADATA_PATH = Path(__file__).with_name("businesscentral-metadata.xml")
 _EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
+#: the blank enum member as ``$metadata`` names it (an XML-escaped space)
+BLANK_MEMBER = "_x0020_"
+#: the two forms of the blank enum member the emulator can serve: ``$metadata``'s name and the
+#: ``" "`` of Microsoft's examples
+BLANK_FORMS = (BLANK_MEMBER, " ")
 #: BC online: 5 requests processed at once, 95 more queued, 429 beyond
 MAX_CONCURRENT, MAX_QUEUED = 5, 95
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _CENT = decimal.Decimal("0.01")
 _DEFAULT_TAX_PERCENT = decimal.Decimal(25)
 
@@ -117,9 +123,13 @@ def check_value(prop: EdmProperty, value: Any) -> Any:
                                           f"'{prop.type}[Nullable=False]'.")
         return None
     if prop.is_enum:
+        value = enum_member(prop, value)
         if value not in prop.members:
-            raise ApiError("bad_request", f"The value '{value}' is not a member of "
-                                          f"'{prop.type}' ({', '.join(prop.members)}).")
+            # BC's answer (MS Learn, "Using OData transactional $batch requests"): code Unknown
+            options = ",".join(_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), member)
+                               for member in prop.members)
+            raise ApiError("not_an_option", f"'{value}' is not an option. The existing options "
+                                            f"are: {options}")
         return value
     kind = prop.type
     if kind == "Edm.String":
@@ -163,10 +173,20 @@ def check_value(prop: EdmProperty, value: Any) -> Any:
     raise ApiError("bad_request", f"Property '{prop.name}' of type {kind} cannot be written.")
 
 
+def enum_member(prop: EdmProperty, value: Any) -> Any:
+    """The member a value names: the blank member is ``_x0020_`` in ``$metadata`` but ``" "`` in
+    Microsoft's own examples (``"blocked": " "`` in "Create customers", API v2.0); both name it."""
+    if value == " " and BLANK_MEMBER in prop.members:
+        return BLANK_MEMBER
+    return value
+
+
 def comparable(prop: EdmProperty | None, value: Any) -> Any:
     """A stored value or a ``$filter`` literal in a form that compares the way OData does."""
     if value is None or prop is None:
         return value
+    if prop.is_enum:
+        return enum_member(prop, value)
     if prop.type == "Edm.DateTimeOffset":
         return parse_timestamp(value) if isinstance(value, str) else value
     if prop.type == "Edm.Decimal" or prop.type.startswith("Edm.Int"):
@@ -179,9 +199,7 @@ def comparable(prop: EdmProperty | None, value: Any) -> Any:
 def sort_key(entity: Mapping[str, Any], order, props) -> list:
     """The row's position in ``order``, as JSON-safe scalars (the skiptoken holds it)."""
     key: list[Any] = []
-    for name, descending in order:
-        if descending:
-            raise ApiError("bad_request", "$orderby desc is not supported by the sandbox.")
+    for name, _ in order:
         value = comparable(props.get(name), entity.get(name))
         if isinstance(value, datetime.datetime):
             value = format_timestamp(value)
@@ -249,3 +267,39 @@ class Gate:
         self._slots.release()
         with self._lock:
             self._inside -= 1
+
+
+@functools.lru_cache(maxsize=4)
+def served_metadata(entity_sets: frozenset[str],
+                    navigation: frozenset[tuple[str, str]]) -> bytes:
+    """BC's ``$metadata`` cut down to what the emulator serves: the ``entity_sets`` in the
+    container, the ``(entity type, property)`` pairs of ``navigation``, no bound actions or
+    functions. Types stay as BC declares them. A document that announced sets, navigation or
+    actions the emulator answers 404 to would send generic clients (which follow ``$metadata``)
+    into requests that cannot work; this one announces exactly what is served."""
+    ElementTree.register_namespace("edmx", "http://docs.oasis-open.org/odata/ns/edmx")
+    ElementTree.register_namespace("", _EDM[1:-1])
+    root = ElementTree.fromstring(METADATA_PATH.read_bytes())
+    schema = root.find(f".//{_EDM}Schema")
+    for kind in ("Action", "Function"):
+        for element in schema.findall(f"{_EDM}{kind}"):
+            schema.remove(element)
+    for entity in schema.findall(f"{_EDM}EntityType"):
+        for nav in entity.findall(f"{_EDM}NavigationProperty"):
+            if (entity.get("Name"), nav.get("Name")) not in navigation:
+                entity.remove(nav)
+    for entity in schema.findall(f"{_EDM}EntityType"):
+        for nav in entity.findall(f"{_EDM}NavigationProperty"):
+            partner = nav.get("Partner")
+            target = nav.get("Type").removeprefix("Collection(").rstrip(")").rpartition(".")[2]
+            if partner and (target, partner) not in navigation:
+                del nav.attrib["Partner"]
+    container = root.find(f".//{_EDM}EntityContainer")
+    for element in list(container):
+        if element.tag != f"{_EDM}EntitySet" or element.get("Name") not in entity_sets:
+            container.remove(element)
+            continue
+        for binding in element.findall(f"{_EDM}NavigationPropertyBinding"):
+            if binding.get("Target") not in entity_sets:
+                element.remove(binding)
+    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)

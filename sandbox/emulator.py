@@ -3,8 +3,8 @@
 An emulator is a subclass of :class:`Emulator` that declares its routes, its error vocabulary
 and its seed data, and implements the resource handlers. The request pipeline (faults, API-key
 check, rate limit, routing, error bodies, request log, lost responses) and the ``/_sandbox/*``
-control endpoints (request log, faults, reset, raw records) are the same for every emulated
-API and live here, once; the pieces they use are in :mod:`sandbox.wire`,
+control endpoints (request log, faults, reset, raw records, malformed rows) are the same for
+every emulated API and live here, once; the pieces they use are in :mod:`sandbox.wire`,
 :mod:`sandbox.validation`, :mod:`sandbox.limits`, :mod:`sandbox.faults`, :mod:`sandbox.state`
 and :mod:`sandbox.routing`.
 """
@@ -87,6 +87,8 @@ class Emulator:
         self.faults = Faults(default_seed=seed)
         self._router = Router(self.routes)
         self._control_router = Router(CONTROL_ROUTES)
+        #: ``/_sandbox/malformed-rows``: (match, set, drop) applied to every answer's rows
+        self.malformed_rows: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = []
         self.collections: dict[str, dict[str, Row]] = {}
         self.counters: dict[str, int] = {}
         self.idempotency: dict[str, dict[str, dict[str, Any]]] = {}
@@ -319,6 +321,8 @@ class Emulator:
         corruption = self.faults.settings.corruption(request.method, request.path)
         if corruption is not None:
             response = corruption.apply(response)
+        elif self.malformed_rows and response.mimetype == "application/json":
+            response = self._malform_rows(response)
         self.log.record(request.method, request.path, response.status_code, lost=lost)
         if lost:
             drop_connection(environ)
@@ -442,6 +446,44 @@ class Emulator:
             self._observe_timestamps()
             self._changed()
         return self.respond(200, {"stored": keys})
+
+    def control_malformed_rows(self, request: Request) -> Response:
+        """Serve some rows malformed, as the API's own validation would never let them be
+        stored (tests of a connector's row reader). The body is a JSON array of rules
+        ``{"match": {...}, "set": {...}, "drop": [...]}``: in every JSON answer of the API, each
+        object holding all of ``match``'s members gets ``set``'s members (any JSON value) and
+        loses ``drop``'s. An empty array turns it off."""
+        try:
+            rules = loads(request.get_data() or b"[]")
+        except ValueError:
+            raise validation_error([("", "request body is not valid JSON")]) from None
+        if not isinstance(rules, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("match"), dict) and r["match"]
+                and isinstance(r.get("set", {}), dict) and isinstance(r.get("drop", []), list)
+                for r in rules):
+            raise validation_error([("", 'the body is [{"match": {...}, "set": {...}, '
+                                         '"drop": [...]}, ...]')])
+        self.malformed_rows = [(r["match"], r.get("set", {}), r.get("drop", [])) for r in rules]
+        return self.respond(200, {"rules": len(self.malformed_rows)})
+
+    def _malform_rows(self, response: Response) -> Response:
+        def walk(value: Any) -> Any:
+            if isinstance(value, list):
+                return [walk(item) for item in value]
+            if not isinstance(value, dict):
+                return value
+            value = {key: walk(item) for key, item in value.items()}
+            for match, changes, drop in self.malformed_rows:
+                if all(value.get(key) == want for key, want in match.items()):
+                    value = {k: v for k, v in value.items() if k not in drop}
+                    value.update(changes)
+            return value
+        try:
+            body = loads(response.get_data())
+        except ValueError:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(dumps(walk(body)), status=response.status_code, headers=headers)
 
 
 def constant_time_equal(presented: str | None, expected: str) -> bool:

@@ -61,6 +61,7 @@ CONTROL_ROUTES: tuple[Route, ...] = (
     Route("POST", "/_sandbox/faults", "control_set_faults"),
     Route("POST", "/_sandbox/reset", "control_reset"),
     Route("POST", "/_sandbox/raw/{resource}", "control_raw"),
+    Route("POST", "/_sandbox/malformed-rows", "control_malformed_rows"),
 )
 
 

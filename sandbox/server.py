@@ -254,6 +254,11 @@ class Sandbox:
         """``POST /_sandbox/raw/{resource}``: store records unvalidated; returns their keys."""
         return self._control(system, "POST", f"/_sandbox/raw/{resource}", records)["stored"]
 
+    def malformed_rows(self, system: str, *rules: dict[str, Any]) -> None:
+        """``POST /_sandbox/malformed-rows``: serve the rows each rule ``match``-es with its
+        ``set`` members and without its ``drop`` ones (no rules: off)."""
+        self._control(system, "POST", "/_sandbox/malformed-rows", list(rules))
+
     def reset(self, system: str) -> None:
         """Back to the seed data; request log and faults cleared."""
         self._control(system, "POST", "/_sandbox/reset")

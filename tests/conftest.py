@@ -7,6 +7,7 @@ import decimal
 import json
 import pathlib
 import shutil
+import socket
 
 import pytest
 import requests
@@ -14,6 +15,15 @@ import yaml
 
 from pipelines import cli
 from pipelines.sync_pipeline import OUTCOME_COUNTERS, READ_COUNTERS, unaccounted
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The random order's seed at the end of every run, also under ``-q`` (which hides
+    pytest-randomly's header line), so a failing order can be run again."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order; run this order again with "
+                                    f"-p randomly --randomly-seed={seed}")
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +34,16 @@ def _systems_asked_afresh():
     forget_unreachable_systems()
     yield
     forget_unreachable_systems()
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A local port where a connection is refused for the whole test: bound by a socket that
+    never listens. A port probed free and released could be taken meanwhile by another
+    process (the other test worker's server), and the test would then talk to it."""
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        yield reserved.getsockname()[1]
 
 
 def group_by(rows, key, fold=False) -> dict:

@@ -29,6 +29,12 @@ INSTALL_HINT = ("install the Firestore emulator: `apt-get install "
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _POLL_S = 0.1
+#: free ports tried before giving up: another process may take one between the probe and the
+#: emulator's bind (the emulator cannot report the port it got for port 0)
+_PORT_ATTEMPTS = 5
+#: what the emulator logs once it listens on its port, and when the port was taken meanwhile
+_RUNNING_LINE = "Dev App Server is now running"
+_PORT_TAKEN_LINE = "BindException"
 _EMULATOR_COMPONENT = pathlib.Path("platform", "cloud-firestore-emulator")
 
 
@@ -67,9 +73,13 @@ def free_port() -> int:
 
 
 class FirestoreEmulator:
-    """One `gcloud emulators firestore start` process group on 127.0.0.1:``port``."""
+    """One `gcloud emulators firestore start` process group on 127.0.0.1:``port``.
 
-    def __init__(self, port: int, workdir: pathlib.Path):
+    Without a ``port`` the first :meth:`start` takes a free one; a later start (a restart)
+    uses the same port again.
+    """
+
+    def __init__(self, workdir: pathlib.Path, port: int | None = None):
         self.port = port
         self.workdir = workdir
         self._process: subprocess.Popen | None = None
@@ -81,7 +91,26 @@ class FirestoreEmulator:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the emulator and wait (bounded) until it answers ``Ok``."""
+        """Start the emulator and wait (bounded) until it listens and answers ``Ok``.
+
+        A free port is found by binding port 0 and closing it, so another process (the other
+        test worker's emulator) may take it before the emulator binds it: the emulator then
+        exits, and the next free port is tried. That another server answers on the port is not
+        taken as ours starting: ours must say in its own log that it runs.
+        """
+        if self.port is not None:
+            if not self._start_on(self.port):
+                raise RuntimeError(f"the Firestore emulator's port {self.port} is taken")
+            return
+        for _ in range(_PORT_ATTEMPTS):
+            self.port = free_port()
+            if self._start_on(self.port):
+                return
+        raise RuntimeError(f"the Firestore emulator found no free port in {_PORT_ATTEMPTS} "
+                           "attempts")
+
+    def _start_on(self, port: int) -> bool:
+        """Start on ``port``; False when another process had taken it."""
         self._starts += 1
         log = self.workdir / f"emulator-{self._starts}.log"
         env = {**os.environ, "CLOUDSDK_CONFIG": str(self.workdir / "gcloud"),
@@ -89,20 +118,25 @@ class FirestoreEmulator:
         env.pop("FIRESTORE_EMULATOR_HOST", None)
         with open(log, "wb") as output:
             self._process = subprocess.Popen(
-                ["gcloud", "emulators", "firestore", "start", f"--host-port={self.host}"],
+                ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}"],
                 stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True)       # its own process group: stop() ends all of it
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while not self._answers():
+        while not (_RUNNING_LINE in log.read_text(errors="replace") and self._answers()):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the Firestore emulator did not start on {self.host} "
-                                   f"within {_START_TIMEOUT_S:.0f} s; its output:\n{tail}")
+                self.stop(linger=False)   # what answers on the port may be another's
+                output = log.read_text(errors="replace")
+                if _PORT_TAKEN_LINE in output:
+                    return False
+                raise RuntimeError(f"the Firestore emulator did not start on 127.0.0.1:{port} "
+                                   f"within {_START_TIMEOUT_S:.0f} s; its output:\n"
+                                   f"{output[-2000:]}")
             time.sleep(_POLL_S)
+        return True
 
-    def stop(self) -> None:
-        """End the whole process group (gcloud, its shell wrapper, the Java emulator)."""
+    def stop(self, linger: bool = True) -> None:
+        """End the whole process group (gcloud, its shell wrapper, the Java emulator); with
+        ``linger``, wait (bounded) until its port no longer answers."""
         process, self._process = self._process, None
         if process is None:
             return
@@ -117,7 +151,7 @@ class FirestoreEmulator:
             except subprocess.TimeoutExpired:
                 continue
         deadline = time.monotonic() + _STOP_TIMEOUT_S
-        while self._answers() and time.monotonic() < deadline:   # the JVM may linger a moment
+        while linger and self._answers() and time.monotonic() < deadline:   # the JVM lingers
             time.sleep(_POLL_S)
 
     def reset(self, project: str = PROJECT, database: str = "(default)") -> None:
@@ -147,7 +181,7 @@ def firestore_emulator():
     require_emulator()
     if _Shared.emulator is None:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix="talksync-firestore-"))
-        emulator = FirestoreEmulator(free_port(), workdir)
+        emulator = FirestoreEmulator(workdir)
         emulator.start()
         _Shared.emulator = emulator
     _Shared.users += 1

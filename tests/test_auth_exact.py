@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
+import re
 import sys
 import threading
 import time
@@ -29,27 +29,34 @@ def _current_refresh_sha(sandbox) -> str:
                         timeout=10).json()["current_refresh_token_sha256"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class _Output(io.StringIO):
+    """The consent's output; ``url_shown`` is set once the consent URL is written."""
+
+    def __init__(self):
+        super().__init__()
+        self.url_shown = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if "oauth2/auth?" in self.getvalue():
+            self.url_shown.set()
+        return written
 
 
 def test_the_code_is_caught_on_a_loopback_redirect(sandbox_of):
     sandbox = sandbox_of("exact")
-    port, out, done = _free_port(), io.StringIO(), {}
+    out, done = _Output(), {}
 
-    def consent():
-        done["key"] = auth.auth_exact(str(sandbox.config_path), "exact", redirect_port=port,
+    def consent():          # redirect port 0: the loopback server binds a free port itself
+        done["key"] = auth.auth_exact(str(sandbox.config_path), "exact", redirect_port=0,
                                       stdin=io.StringIO(), out=out, timeout_s=30)
 
     worker = threading.Thread(target=consent)
     worker.start()
-    deadline = time.monotonic() + 10
-    while "oauth2/auth?" not in out.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert out.url_shown.wait(30), out.getvalue()
     url = next(line for line in out.getvalue().splitlines() if "oauth2/auth?" in line)
-    assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback" in url
+    port = re.search(r"redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A(\d+)%2Fcallback", url)
+    assert port and int(port.group(1)) > 0, url
     # the browser: the consent page redirects to the loopback server, which takes the code
     landing = requests.get(url, timeout=10)
     worker.join(timeout=30)

@@ -103,6 +103,8 @@ CASES = [
                  "email (Email): 'not-an-address' is not an e-mail address"),
     erp_customer("erp email with a space", {"Email": "ola nordmann@example.no"}, "map", V,
                  "is not an e-mail address"),
+    erp_customer("erp email with two dots", {"Email": "ola..nordmann@example.no"}, "map", V,
+                 "email (Email): 'ola..nordmann@example.no' does not match the pattern"),
     erp_customer("erp email a boolean", {"Email": True}, "map", V,
                  "email (Email): expected text, got bool"),
     erp_customer("erp name oversize", {"Name": "N" * 101}, "map", V,
@@ -131,6 +133,8 @@ CASES = [
     # --- ERP products
     erp_product("erp item key missing", {"ItemNo": DROP}, "read", V,
                 "unreadable Products row: it has no ItemNo"),
+    erp_product("erp price negative", {"SalesPrice": -10}, "map", V,
+                "price (SalesPrice): -10 is below the minimum 0 (rule minimum of product.price)"),
     erp_product("erp price decimal comma", {"SalesPrice": "12,50"}, "map", V,
                 "price (SalesPrice): '12,50' is not a number"),
     erp_product("erp price thousands space", {"SalesPrice": "1 000"}, "map", V,
@@ -160,10 +164,15 @@ CASES = [
     # --- ERP orders
     erp_order("erp order key missing", {"OrderNo": DROP}, "read", V,
               "unreadable Orders row: it has no OrderNo"),
-    erp_order("erp order missing customer", {"CustomerNo": "NO-SUCH-CUSTOMER"}, "map", R,
-              "customer_id (CustomerNo): customer NO-SUCH-CUSTOMER is not linked yet"),
-    erp_order("erp order missing item", _line(ItemNo="NO-SUCH-ITEM"), "map", R,
-              "lines (Lines)[0].product_id (ItemNo): product NO-SUCH-ITEM is not linked yet"),
+    erp_order("erp order missing customer", {"CustomerNo": "NO-SUCH-CUSTOMER"}, "reference", R,
+              "customer_id (CustomerNo): customer NO-SUCH-CUSTOMER does not exist in customerp "
+              "(retried on the next run: 1 of 3)"),
+    erp_order("erp order missing item", _line(ItemNo="NO-SUCH-ITEM"), "reference", R,
+              "lines (Lines)[0].product_id (ItemNo): product NO-SUCH-ITEM does not exist in "
+              "customerp"),
+    erp_order("erp order line of nothing", _line(Qty=0), "map", V,
+              "lines (Lines)[0].quantity (Qty): 0 is not greater than 0 "
+              "(rule greater_than of order.lines.quantity)"),
     erp_order("erp order impossible date", {"OrderDate": "2026-02-30"}, "map", V,
               "order_date (OrderDate): '2026-02-30' is not a date (YYYY-MM-DD)"),
     erp_order("erp order dotted date", {"OrderDate": "30.11.2026"}, "map", V,
@@ -226,11 +235,16 @@ CASES = [
     shop("products", "shop duplicate sku", {"sku": "BAD-DUP-SKU"}, "plan", V,
          "duplicate match key: 2 target Product records", twin={"sku": "BAD-DUP-SKU"}),
     # --- webshop orders
-    shop("orders", "shop order missing customer", {"customer_id": "cus_999999"}, "write", R,
-         "create in customerp failed: customer_id (CustomerNo): customer cus_999999 is not "
-         "linked yet"),
-    shop("orders", "shop order missing product", _line(product_id="prd_999999"), "write", R,
-         "lines (Lines)[0].product_id: product prd_999999 is not linked yet"),
+    shop("orders", "shop order missing customer", {"customer_id": "cus_999999"}, "reference",
+         R, "create in customerp failed: customer_id (CustomerNo): customer cus_999999 does "
+         "not exist in customwebshop (retried on the next run: 1 of 3)"),
+    shop("orders", "shop order missing product", _line(product_id="prd_999999"), "reference",
+         R, "lines (Lines)[0].product_id: product prd_999999 does not exist in customwebshop"),
+    shop("orders", "shop order line of nothing", _line(quantity="0"), "map", V,
+         "lines[0].quantity: 0 is not greater than 0 (rule greater_than of "
+         "order.lines.quantity)"),
+    shop("products", "shop price negative", {"price": "-0.50"}, "map", V,
+         "price: -0.50 is below the minimum 0 (rule minimum of product.price)"),
     shop("orders", "shop order status without ERP equivalent", {"status": "on-hold"}, "write",
          V, "create in customerp failed: status (Status): 'on-hold' has no Order equivalent"),
     shop("orders", "shop order impossible date", {"order_date": "2026-11-31"}, "map", V,

@@ -12,7 +12,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -166,10 +165,9 @@ def test_a_refused_api_key_stops_the_run_with_exit_2_once(harness, capsys, monke
     assert harness.sandbox.requests("customerp")["count"] == 1   # the probe, not retried
 
 
-def test_an_unreachable_system_is_reported_once_and_its_dataflows_not_run(harness, capsys):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]   # nothing listens here once the socket is closed
+def test_an_unreachable_system_is_reported_once_and_its_dataflows_not_run(harness, capsys,
+                                                                         refused_port):
+    port = refused_port
     config = _config(harness, "customerp", base_url=f"http://127.0.0.1:{port}/erp/v1",
                      max_retries=1)
     harness.sandbox.clear_requests("customwebshop")

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 import requests
 
+from connectors import auth
 from connectors import businesscentral as conn
 from connectors.errors import PermanentApiError, PreconditionFailedError
 from core.model import SystemConfig, WriteOp
@@ -28,7 +29,7 @@ def sandbox(running, monkeypatch):
     running.reset(SYSTEM)
     for name, value in running.environ().items():
         monkeypatch.setenv(name, value)
-    conn._TOKENS.clear()      # each test fetches its own token
+    auth.forget_tokens()      # each test fetches its own token
     yield running
     requests.post(running.root_url(SYSTEM) + "/_sandbox/limits", json={}, timeout=10)
 
@@ -131,6 +132,19 @@ def test_token_is_cached_renewed_on_401_and_masked(sandbox):
     error = connector._http.error_for(400, {"error": {"code": "X", "message": f"echo {token}"}},
                                       "GET", "/items")
     assert token not in str(error) and "***" in str(error)
+
+
+def test_the_connectors_of_a_process_share_one_token_per_client_and_scope(sandbox):
+    first, second = _connector(sandbox), _connector(sandbox, page_size=7)
+    list(first.read("items"))
+    list(second.read("items"))
+    assert first._token is second._token
+    tokens = [e for e in _log(sandbox, True) if e["path"].endswith("/oauth2/v2.0/token")]
+    assert len(tokens) == 1                        # one token request for both connectors
+    other_scope = _connector(sandbox, scope="https://example.test/other/.default")
+    assert other_scope._token is not first._token  # another scope: another token
+    auth.forget_tokens()
+    assert _connector(sandbox)._token is not first._token
 
 
 def test_wrong_client_secret_is_a_permanent_error_without_the_secret(sandbox, monkeypatch):

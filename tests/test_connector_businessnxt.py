@@ -180,6 +180,18 @@ def test_expired_token_is_renewed_once(bnxt):
         assert connector._token.request_count == 2
 
 
+def test_the_connectors_of_a_process_share_one_token(bnxt):
+    """The many connectors of a run's DoFns share the process's one token of a client (Visma
+    Connect throttles token requests too); another tenant is another client."""
+    with connect(bnxt) as first, connect(bnxt, page_size=3) as second:
+        assert len(first.get("address", ["1"])) == len(second.get("address", ["2"])) == 1
+        assert first._token is second._token and first._token.request_count == 1
+        tokens = [e for e in bnxt.requests("businessnxt")["log"] if "token" in e["path"]]
+        assert len(tokens) == 1
+        with connect(bnxt, tenant_id="another-tenant") as other:
+            assert other._token is not first._token
+
+
 def test_429_is_a_transient_rate_limit_error(bnxt):
     bnxt.set_faults("businessnxt", rate_limit={"limit": 1, "window_s": 60})
     with connect(bnxt, max_retries=0) as connector:

@@ -50,12 +50,8 @@ class Exact:
         """A connector as a separate worker process would have it (its own token cache)."""
         exact._SHARED.pop(("tokens", self.store_url, SYSTEM, self.config.base_url), None)
         exact._SHARED.pop(("rate", self.config.base_url, str(ex.DIVISION)), None)
-        connector = exact.ExactConnector(self.config, clock=lambda: self.clock(),
-                                         sleep=self.sleep)
-        # HttpConnector does not hand ``sleep`` on to its client: its retry waits (a 429's)
-        # would otherwise really sleep, on a clock the emulator does not share
-        connector._http._sleep = self.sleep
-        return connector
+        # ``sleep`` reaches the HTTP client too: its retry waits (a 429's) never really sleep
+        return exact.ExactConnector(self.config, clock=lambda: self.clock(), sleep=self.sleep)
 
     def control(self, path: str, body=None) -> dict:
         response = requests.post(self.sandbox.root_url(SYSTEM) + path, json=body, timeout=10)
@@ -230,6 +226,8 @@ def test_a_429_waits_for_the_minutely_reset_then_succeeds(ex_env, fake_time):
     assert record.id == ids[0]
     # refused once, then sent again after the reset the 429's headers named
     assert [e["status"] for e in ex_env.log()] == [429, 200]
+    # waited through the connector's injected sleep (the HTTP client's retry wait)
+    assert len(ex_env.sleeps) == 1 and 0 < ex_env.sleeps[0] <= 1.1, ex_env.sleeps
 
 
 def test_every_read_and_write_filters_where_exact_makes_filtering_mandatory(ex_env):

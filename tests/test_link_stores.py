@@ -508,3 +508,38 @@ def test_racing_creators_of_one_state_entry_one_wins(store_url, store):
     winners = [r for r in results if r is not None]
     assert len(results) == 4 and len(winners) == 1
     assert store.read_state("locks/race").value == {"thread": winners[0]}
+
+
+# --- origins of written values (docs/decisions/0015-edit-time-provenance.md) -----------------
+
+def _written(record_id, version, origins, replaced=None, system="customwebshop"):
+    from core.provenance import OriginWrite, RecordOrigins
+    return OriginWrite(RecordOrigins(system, "customers", record_id, version, origins),
+                       replaced=replaced)
+
+
+def test_origins_are_saved_merged_and_looked_up_in_batches(store):
+    from core.provenance import EditOrigin, Version
+    moment = datetime.datetime(2026, 12, 7, 5, 22, 24, tzinfo=datetime.UTC)
+    erp = EditOrigin("customerp", moment)
+    bc = EditOrigin("businesscentral", moment + datetime.timedelta(seconds=5))
+    assert store.lookup_origins("customwebshop", "customers", ["c1"]) == {}
+    store.save_origins([_written(f"c{n}", Version(f'"{n}"', moment), {"phone": erp})
+                        for n in range(1, 601)])
+    found = store.lookup_origins("customwebshop", "customers",
+                                 [f"c{n}" for n in range(1, 700)])
+    assert len(found) == 600 and found["c7"].origins == {"phone": erp}
+    assert found["c7"].version == Version('"7"', moment)
+    # another dataflow writes c1 over the version talksync left: phone keeps its origin
+    store.save_origins([_written("c1", Version('"9"'), {"email": bc},
+                                 replaced=Version('"1"', moment))])
+    # and c2 over a version a person made since: only the new field's origin is known
+    later = moment + datetime.timedelta(minutes=1)
+    store.save_origins([_written("c2", Version('"9"'), {"email": bc},
+                                 replaced=Version('"8"', later))])
+    found = store.lookup_origins("customwebshop", "customers", ["c1", "c2"])
+    assert found["c1"].origins == {"phone": erp, "email": bc}
+    assert found["c2"].origins == {"email": bc} and found["c2"].others_edited == later
+    # the key is system, entity and id: another system's record c1 is another record
+    assert store.lookup_origins("customerp", "customers", ["c1"]) == {}
+    assert store.lookup_origins("customwebshop", "products", ["c1"]) == {}

@@ -33,6 +33,7 @@ from core.planner import (
     idempotency_key,
     plan_group,
 )
+from core.provenance import Version
 from core.spec import DATAFLOWS_DIR, parse_dataflow
 
 KEY = "flow/product"
@@ -98,10 +99,12 @@ def test_an_update_plan_in_full():
         writes=(Write(TARGET, "update", {"price": Decimal("12")}, entity_id="prd_1",
                       etag='"t2"', provenance=(Provenance("price", Decimal("10"),
                                                           Decimal("12"), SOURCE,
-                                                          "changed in source"),)),
+                                                          "changed in source"),),
+                      replaces=Version('"t2"', _at(3))),
                 Write(SOURCE, "update", {"name": "Kaffe mørk"}, entity_id="IT-1",
                       etag=None, provenance=(Provenance("name", "Kaffe", "Kaffe mørk",
-                                                          TARGET, "changed in target"),))))]
+                                                          TARGET, "changed in target"),),
+                      replaces=Version(None, _at(2)))))]
     assert plans[0].write_for(TARGET) is plans[0].writes[0]
     assert plans[0].write_for(SOURCE) is plans[0].writes[1]
 
@@ -114,7 +117,7 @@ def test_a_conflict_plan_in_full():
     assert plan.writes == (Write(SOURCE, "update", {"name": "Shop"}, entity_id="IT-1",
                                  etag='"s2"', provenance=(Provenance(
                                      "name", "ERP", "Shop", TARGET, "latest change wins",
-                                     conflict=True),)),)
+                                     conflict=True),), replaces=Version('"s2"', _at(5))),)
     assert plan.write_for(TARGET) is None
 
 
@@ -122,7 +125,8 @@ def test_an_entity_not_read_keeps_the_links_etag_and_snapshot():
     [plan], _ = _plan([], [_target(name="Te")], [_link()])
     assert plan.writes == (Write(SOURCE, "update", {"name": "Te"}, entity_id="IT-1",
                                  etag='"s1"', provenance=(Provenance(
-                                     "name", "Kaffe", "Te", TARGET, "changed in target"),)),)
+                                     "name", "Kaffe", "Te", TARGET, "changed in target"),),
+                                 replaces=Version('"s1"')),)
     [plan], _ = _plan([_source(name="Te")], [], [_link()])
     assert plan.writes[0].etag == '"t1"' and plan.link.target_etag == '"t1"'
     assert plan.link.snapshot_target == _view(name="Te")
@@ -166,7 +170,8 @@ def test_a_property_new_to_the_spec_is_settled_by_the_first_link_rule(missing_in
     assert plan.writes == (Write(TARGET, "update", {"gtin": "7038010000010"}, entity_id="prd_1",
                                  etag='"t5"', provenance=(Provenance(
                                      "gtin", None, "7038010000010", SOURCE,
-                                     "first link: the only value"),)),)
+                                     "first link: the only value"),),
+                                 replaces=Version('"t5"', _at(9))),)
 
 
 @pytest.mark.parametrize("sources,targets,winner", [
@@ -246,13 +251,15 @@ def test_first_link_rules_in_full():
                           Provenance("price", None, Decimal("10"), SOURCE,
                                      "first link: the only value"),
                           Provenance("cost", Decimal("4"), Decimal("5"), SOURCE,
-                                     "first link: one-way to target"))),
+                                     "first link: one-way to target")),
+                      replaces=Version('"t1"', _at(2))),
                 Write(SOURCE, "update", {"name": "New", "stock_quantity": 2},
                       entity_id="IT-1", etag='"s1"', provenance=(
                           Provenance("name", "Old", "New", TARGET,
                                      "first link: newer record wins"),
                           Provenance("stock_quantity", 1, 2, TARGET,
-                                     "first link: one-way to source")))))
+                                     "first link: one-way to source")),
+                      replaces=Version('"s1"', _at(1)))))
 
 
 @pytest.mark.parametrize("s_minutes,t_minutes,winner", [(1, 2, TARGET), (2, 1, SOURCE),

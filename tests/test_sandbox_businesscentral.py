@@ -95,7 +95,11 @@ def test_service_documents(client):
                                       f"'{bc.COMPANY_NAME}'")
     assert len(body["value"]) == 1
     metadata = client.call("GET", f"{client.service}/$metadata")
-    assert metadata.status_code == 200 and metadata.content == edm.METADATA_PATH.read_bytes()
+    assert metadata.status_code == 200
+    served = edm.Metadata(metadata.text)
+    assert sorted(served.entity_sets) == sorted(bc.SERVED_SETS)   # announced = served
+    for name in served.entity_sets:                               # types exactly as BC's
+        assert served.entity_set(name) == edm.metadata().entity_set(name)
     other = client.call("GET",
                         f"{client.service}/companies(00000000-0000-0000-0000-000000000001)/items")
     assert _error(other)[:2] == (404, "BadRequest_NotFound")
@@ -117,9 +121,8 @@ def test_service_documents(client):
     ({"displayName": "x", "creditLimit": "12"}, (400, "BadRequest", "Cannot convert the literal to "
                                                  "the expected type 'Edm.Decimal' of property "
                                                  "'creditLimit'.")),
-    ({"displayName": "x", "blocked": " "}, (400, "BadRequest", "The value ' ' is not a member of "
-                                            "'Microsoft.NAV.customerBlocked' (_x0020_, Ship, "
-                                            "Invoice, All).")),
+    ({"displayName": "x", "blocked": "Blocked"}, (400, "Unknown", "'Blocked' is not an option. "
+                                                  "The existing options are:  ,Ship,Invoice,All")),
     ({"displayName": "x", "currencyId": "nope"}, (400, "Application_InvalidGUID",
                                                   "The value 'nope' of 'currencyId' is not a "
                                                   "valid GUID.")),
@@ -376,3 +379,73 @@ def test_seed_overlaps_the_webshop_and_satisfies_the_metadata():
                                 edm.check_value(line_props[key], item)
                     continue
                 edm.check_value(props[name], value)
+
+
+# -- what BC honours is done or refused, never ignored (issue 16) --------------------------------
+
+
+def test_order_lines_honour_the_query_options(client):
+    _, orders = client.json("GET", "salesOrders?$top=1&$expand=salesOrderLines")
+    order = orders["value"][0]
+    lines = f"salesOrders({order['id']})/salesOrderLines"
+    everything = client.json("GET", lines)[1]["value"]
+    status, body = client.json("GET", f"{lines}?$orderby=sequence desc&$top=1&$count=true"
+                                      "&$select=sequence")
+    assert status == 200 and body["@odata.count"] == len(everything)
+    assert [line["sequence"] for line in body["value"]] == [max(x["sequence"] for x in everything)]
+    assert set(body["value"][0]) == {"@odata.etag", "id", "sequence"}
+    assert client.call("GET", f"{lines}/$count").text == str(len(everything))
+    _, nested = client.json("GET", f"salesOrders({order['id']})?$expand=salesOrderLines("
+                                   "$select=quantity)")
+    assert {frozenset(line) for line in nested["salesOrderLines"]} == {
+        frozenset({"@odata.etag", "id", "quantity"})}
+
+
+def test_prefer_return_minimal(client):
+    response = client.call("POST", "customers", json={"displayName": "Minimal AS"},
+                           headers={"Prefer": "return=minimal"})
+    assert response.status_code == 204 and response.content == b""
+    assert response.headers["Preference-Applied"] == "return=minimal"
+    created = client.call("GET", response.headers["Location"]).json()
+    assert created["displayName"] == "Minimal AS"
+    assert response.headers["ETag"] == created["@odata.etag"]
+    patched = client.call("PATCH", response.headers["Location"], json={"city": "Oslo"},
+                          headers={"If-Match": created["@odata.etag"],
+                                   "Prefer": "return=minimal"})
+    assert patched.status_code == 204 and patched.headers["ETag"] != created["@odata.etag"]
+
+
+def test_company_by_header_name_and_default(client):
+    by_header = client.call("GET", f"{client.service}/items?$top=2",
+                            headers={"Company": bc.COMPANY_NAME})
+    by_default = client.call("GET", f"{client.service}/items?$top=2")
+    assert by_header.status_code == by_default.status_code == 200
+    assert by_header.json()["value"] == by_default.json()["value"]
+    assert _error(client.call("GET", f"{client.service}/items",
+                              headers={"Company": "Other AS"}))[:2] == (404, "BadRequest_NotFound")
+
+
+def test_transactional_batch_rolls_back_creates_and_number_series(client):
+    company = f"companies({bc.COMPANY_ID})"
+    before = client.call("GET", "customers/$count").text
+    status, body = client.json("POST", f"{client.service}/$batch", headers={
+        "Isolation": "snapshot"}, json={"requests": [
+            {"id": "1", "method": "POST", "url": f"{company}/customers",
+             "body": {"displayName": "Rolled back AS"}},
+            {"id": "2", "method": "POST", "url": f"{company}/customers",
+             "body": {"displayName": "x" * 101}}]})
+    assert status == 200 and [r["status"] for r in body["responses"]] == [201, 400]
+    assert client.call("GET", "customers/$count").text == before
+    again = client.json("POST", "customers", json={"displayName": "Next AS"})[1]
+    assert again["number"] == body["responses"][0]["body"]["number"]   # the number is free again
+    assert _error(client.call("POST", f"{client.service}/$batch", json={"requests": []},
+                              headers={"Isolation": "readcommitted"}))[:2] == (400, "BadRequest")
+
+
+def test_blank_enum_form_is_a_constructor_option():
+    with pytest.raises(ValueError, match="blank_enum"):
+        bc.BusinessCentral(api_key="k", seed=1, blank_enum="blank")
+    emulator = bc.BusinessCentral(api_key="k", seed=1, blank_enum=" ")
+    row = next(iter(emulator.collections["customers"].values()))
+    assert row.entity["blocked"] == "_x0020_"                      # stored as $metadata names it
+    assert emulator._out("customers", row, None)["blocked"] == " "  # served as configured

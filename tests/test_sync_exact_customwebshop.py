@@ -17,7 +17,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import urllib.parse
 from decimal import Decimal
 
 import pytest
@@ -28,6 +27,7 @@ from core.spec import get_dataflow
 from pipelines import auth
 from sandbox import exact as ex
 from sandbox import exact_reference
+from sandbox.people import approve_exact
 from sandbox.server import Sandbox
 from tests.conftest import SyncHarness, group_by
 
@@ -101,13 +101,7 @@ class ExactHarness(SyncHarness):
 
 def consent_code(sandbox: Sandbox) -> str:
     """What the consent page hands the browser: the code in the redirect to redirect_uri."""
-    settings = ex.ExactOnline.connector_settings(sandbox.root_url("exact"))
-    response = requests.get(f"{sandbox.url('exact')}/oauth2/auth", params={
-        "client_id": ex.CLIENT_ID, "redirect_uri": settings["redirect_uri"],
-        "response_type": "code"}, allow_redirects=False, timeout=10)
-    assert response.status_code == 302
-    return urllib.parse.parse_qs(urllib.parse.urlsplit(response.headers["Location"]).query)[
-        "code"][0]
+    return approve_exact(sandbox)
 
 
 @pytest.fixture

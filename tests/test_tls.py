@@ -42,7 +42,7 @@ def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool) -> x50
 
 
 @pytest.fixture(scope="module")
-def https_server(tmp_path_factory):
+def module_https_server(tmp_path_factory):
     """An HTTPS server on 127.0.0.1 with a certificate signed by a CA of its own; yields
     (base URL, path of the CA certificate, hits)."""
     folder = tmp_path_factory.mktemp("tls")
@@ -78,6 +78,14 @@ def https_server(tmp_path_factory):
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}", folder / "ca.pem", hits
     server.shutdown()
+
+
+@pytest.fixture
+def https_server(module_https_server):
+    """The module's HTTPS server with no hits yet: each test sees only its own requests,
+    whatever ran before it."""
+    module_https_server[2].clear()
+    return module_https_server
 
 
 def test_an_untrusted_certificate_is_refused_at_once(https_server, monkeypatch):

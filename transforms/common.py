@@ -17,8 +17,10 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from connectors.base import PROGRESS_LOGGER
+from connectors.errors import ApiError
 from connectors.linkstore import LinkStore
 from connectors.stores import open_link_store
+from core.mapping import MappingError, ReferenceMissing
 from core.model import DeadLetter, SystemConfig
 from core.spec import PairSpec
 
@@ -39,6 +41,10 @@ class PairContext:
     target_system: SystemConfig
     link_store: str
     run_id: str
+    #: the entities of the pairs this pair refers to: ``{pair: (source entity, target
+    #: entity)}``, where an id with no link is looked up to tell "not linked yet" from
+    #: "does not exist"
+    references: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def pair_key(self) -> str:
@@ -66,6 +72,14 @@ class PairContext:
             entity_id=entity_id, stage=stage, error_class=error_class, message=message,
             status=status, payload=payload_text(payload),
             created_at=datetime.datetime.now(datetime.UTC).isoformat())
+
+
+def system_fields(pair: PairSpec, side: str) -> dict[str, str]:
+    """Each canonical property of ``pair`` by the field of ``side``'s system it is kept in:
+    what the origins of written values are keyed by (the same field in every dataflow that
+    reads or writes that system, whatever the pair calls the property)."""
+    return {prop.target: prop.source if side == "source" else prop.target
+            for prop in pair.properties}
 
 
 def in_global_window(elements):
@@ -165,13 +179,17 @@ class Resolver:
     """
 
     def __init__(self, dataflow: str, store: LinkStore | None,
-                 this_run: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]]):
+                 this_run: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]],
+                 existence: ExistenceCheck | None = None):
         self._dataflow = dataflow
         self._store = store
         self._this_run = this_run
+        self._existence = existence
         self._cache: dict[tuple[str, str, str], str | None] = {}
 
     def __call__(self, pair: str, direction: str, entity_id: str) -> str | None:
+        """The linked id, or None when not linked yet; raises
+        :class:`~core.mapping.ReferenceMissing` when the entity does not exist at all."""
         forward, backward = self._this_run.get(pair, ({}, {}))
         found = (forward if direction == "to_target" else backward).get(entity_id)
         if found is not None:
@@ -179,6 +197,10 @@ class Resolver:
         key = (pair, direction, entity_id)
         if key not in self._cache:
             self._cache[key] = self._lookup(pair, direction, entity_id)
+        if self._cache[key] is None and self._existence is not None:
+            missing_in = self._existence.missing_in(pair, direction, entity_id)
+            if missing_in is not None:
+                raise ReferenceMissing(f"{pair} {entity_id} does not exist in {missing_in}")
         return self._cache[key]
 
     def _lookup(self, pair: str, direction: str, entity_id: str) -> str | None:
@@ -190,6 +212,60 @@ class Resolver:
             return link.target_id if link and link.state == "linked" else None
         link = self._store.lookup_by_target(pair_key, [entity_id]).get(entity_id)
         return link.source_id if link and link.state == "linked" else None
+
+
+class ExistenceCheck:
+    """Asks a system whether the entity an unlinked reference names exists: an order whose
+    customer exists is waiting for that customer's link (retried until it comes); an order
+    whose customer exists nowhere is waiting for nothing (docs/rules.md).
+
+    ``connector(side)`` gives the open connector of a side (the caller's, opened in its
+    ``setup``). The id of a reference read from the source is a source id, looked up in the
+    source system, and the other way round. Answers are kept for the life of the DoFn; a
+    lookup that fails (the system unreachable) answers "exists": never call a record missing
+    without the system saying so.
+    """
+
+    def __init__(self, ctx: PairContext, connector):
+        self._ctx = ctx
+        self._connector = connector
+        self._answers: dict[tuple[str, str, str], str | None] = {}
+
+    def missing_in(self, pair: str, direction: str, entity_id: str) -> str | None:
+        """The system's name when the entity does not exist there, else None."""
+        key = (pair, direction, entity_id)
+        if key not in self._answers:
+            self._answers[key] = self._ask(pair, direction, entity_id)
+        return self._answers[key]
+
+    def _ask(self, pair: str, direction: str, entity_id: str) -> str | None:
+        entities = self._ctx.references.get(pair)
+        if entities is None:
+            return None
+        side = "source" if direction == "to_target" else "target"
+        entity = entities[0] if side == "source" else entities[1]
+        connector = self._connector(side)
+        try:
+            found = connector.get(entity, [entity_id])
+        except (ApiError, KeyError, TypeError, ValueError) as exc:   # no answer: no verdict
+            progress.warning("%s: could not ask %s whether %s %s exists: %s",
+                             self._ctx.pair.name, connector.name, pair, entity_id, exc)
+            return None
+        if any(getattr(row, "id", None) == entity_id and not getattr(row, "deleted", False)
+               for row in found):
+            return None
+        return self._ctx.system(side).name
+
+
+#: the stage of a letter about a reference to an entity that does not exist
+REFERENCE_STAGE = "reference"
+
+
+def reference_stage(error: MappingError, stage: str) -> str:
+    """The stage of a mapping failure's letter: :data:`REFERENCE_STAGE` when only references
+    failed and one names an entity that does not exist (retried a bounded number of runs,
+    then kept as permanent: transforms.finish.CountAttempts), else ``stage``."""
+    return REFERENCE_STAGE if error.missing else stage
 
 
 def reference_side_inputs(links_by_pair: Mapping[str, beam.PCollection],

@@ -8,6 +8,7 @@ same changes again (which plan as no-ops where they were already synced).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import json
@@ -18,13 +19,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from connectors.stores import open_link_store
 from core.model import DeadLetter
-from transforms.common import METRICS_NAMESPACE
+from transforms.common import METRICS_NAMESPACE, REFERENCE_STAGE
 
 _DEAD_LETTER_COLUMNS = [
     ("run_id", "string"), ("dataflow", "string"), ("pair", "string"), ("direction", "string"),
     ("system", "string"), ("entity", "string"), ("entity_id", "string"), ("stage", "string"),
     ("error_class", "string"), ("message", "string"), ("status", "int64"),
-    ("payload", "string"), ("created_at", "string"),
+    ("payload", "string"), ("created_at", "string"), ("attempts", "int64"),
 ]
 
 
@@ -97,7 +98,7 @@ class OneLetterPerEntity(beam.PTransform):
     def expand(self, letters):
         about = self._ENTITY
         split = letters | "Split" >> beam.FlatMap(
-            lambda letter: [beam.pvalue.TaggedOutput(about, (_entity_key(letter), letter))]
+            lambda letter: [beam.pvalue.TaggedOutput(about, (entity_key(letter), letter))]
             if letter.entity_id else [letter]).with_outputs(about, main="others")
         first = (split[about]
                  | "Group by entity" >> beam.GroupByKey()
@@ -105,13 +106,74 @@ class OneLetterPerEntity(beam.PTransform):
         return (split.others, first) | "Letters" >> beam.Flatten()
 
 
-def _entity_key(letter: DeadLetter) -> tuple:
+def entity_key(letter: DeadLetter) -> tuple:
+    """The entity a letter is about: (dataflow, pair, system, entity, entity id)."""
     return (letter.dataflow, letter.pair, letter.system, letter.entity, letter.entity_id)
 
 
 def _letter_rank(letter: DeadLetter) -> tuple:
     stage = _STAGES.index(letter.stage) if letter.stage in _STAGES else len(_STAGES)
     return (stage, letter.message or "", letter.created_at or "")
+
+
+PERMANENT = "permanent"
+
+
+def is_kept(letter: DeadLetter) -> bool:
+    """A letter kept as permanent: a reference to an entity that exists in neither system,
+    retried its runs (``--missing_reference_runs``). It is carried from run to run
+    (:class:`CarryKeptLetters`) without reading the record again, until the record changes."""
+    return letter.stage == REFERENCE_STAGE and letter.error_class == PERMANENT
+
+
+def count_attempts(letter: DeadLetter, previous: Mapping[tuple, DeadLetter],
+                   missing_reference_runs: int) -> DeadLetter:
+    """The letter with ``attempts``: one more than the entity's open letter of the previous
+    run (1 without one). A reference to an entity that does not exist is retried
+    ``missing_reference_runs`` runs, the count in its message; then it is kept as
+    permanent. A letter already kept passes on as it is."""
+    if is_kept(letter):
+        return letter
+    before = previous.get(entity_key(letter))
+    attempts = before.attempts + 1 if before is not None and before.run_id != letter.run_id \
+        else letter.attempts
+    if letter.stage != REFERENCE_STAGE:
+        return dataclasses.replace(letter, attempts=attempts)
+    if attempts >= missing_reference_runs:
+        return dataclasses.replace(
+            letter, attempts=attempts, error_class=PERMANENT,
+            message=f"{letter.message}; kept as permanent after {attempts} "
+                    f"run{'s' if attempts > 1 else ''}: not read again until it changes "
+                    "(correct the reference, or create what it names)")
+    return dataclasses.replace(
+        letter, attempts=attempts,
+        message=f"{letter.message} (retried on the next run: {attempts} of "
+                f"{missing_reference_runs})")
+
+
+class CarryKeptLetters(beam.PTransform):
+    """The letters kept as permanent of one side of a pair, for this run: each one whose record
+    this run did not read again (a record that changed was read, and is judged afresh), with
+    this run's id. Input: the side's records read."""
+
+    def __init__(self, run_id: str, letters):
+        super().__init__()
+        self._run_id = run_id
+        self._letters = list(letters)
+
+    def expand(self, records):
+        ids = frozenset(letter.entity_id for letter in self._letters)
+        read_again = (records
+                      | "Kept ones read" >> beam.Filter(lambda record: record.id in ids)
+                      | "Their ids" >> beam.Map(lambda record: record.id))
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        carried = [dataclasses.replace(letter, run_id=self._run_id, created_at=now)
+                   for letter in self._letters]
+        return (records.pipeline
+                | "Kept letters" >> beam.Create(carried)
+                | "Not read again" >> beam.FlatMap(
+                    lambda letter, read: [] if letter.entity_id in set(read) else [letter],
+                    read=beam.pvalue.AsList(read_again)))
 
 
 class RecordDeadLetters(beam.PTransform):

@@ -3,6 +3,7 @@ record's path through a run", steps 3–4)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -11,7 +12,7 @@ from core.mapping import PairMapper
 from core.model import LINKED
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
 from transforms.coders import PLAN_ITEM, register_coders
-from transforms.common import BufferedStoreFn, PairContext
+from transforms.common import BufferedStoreFn, PairContext, system_fields
 
 _DEAD_LETTERS = "dead_letters"
 _LOOKUP_BATCH = 500
@@ -24,6 +25,10 @@ class LookUpLinks(beam.PTransform):
     pending) is grouped by its first match-key value, so records of both systems with the same
     key meet; an entity without a key is a group of its own. Links are looked up in batches, so
     a run touches only the links of the entities it read.
+
+    In the same batches, each entity gets the origins of the values talksync wrote into its
+    record (any dataflow's writes), when the record is still as that write left it
+    (docs/decisions/0015-edit-time-provenance.md).
     """
 
     def __init__(self, ctx: PairContext):
@@ -42,11 +47,13 @@ class _LookUpLinksFn(BufferedStoreFn):
     def setup(self):
         super().setup()
         self._mapper = PairMapper(self._ctx.pair)
+        self._fields = {side: system_fields(self._ctx.pair, side) for side in (SOURCE, TARGET)}
 
     def process(self, entity: Entity):
         yield from self.buffer(entity)
 
     def flush_batch(self, entities: list[Entity]):
+        entities = self._with_origins(entities)
         by_side = {
             SOURCE: self._store.lookup_by_source(
                 self._ctx.pair_key, [e.id for e in entities if e.side == SOURCE]),
@@ -59,6 +66,26 @@ class _LookUpLinksFn(BufferedStoreFn):
             yield key, entity
             if link is not None:
                 yield key, link
+
+    def _with_origins(self, entities: list[Entity]) -> list[Entity]:
+        """``entities`` with the origins of the values talksync wrote into their records, for
+        the records still at the version that write left (one look-up per side and batch)."""
+        stored = {side: self._store.lookup_origins(
+            self._ctx.system(side).name, self._ctx.entity(side),
+            [e.id for e in entities if e.side == side and not e.deleted])
+            for side in (SOURCE, TARGET)}
+        enriched = []
+        for entity in entities:
+            entry = stored[entity.side].get(entity.id)
+            if entry is None or not entry.valid_for(entity.version):
+                enriched.append(entity)
+                continue
+            origins = {name: entry.origins[path]
+                       for name, path in self._fields[entity.side].items()
+                       if path in entry.origins}
+            enriched.append(dataclasses.replace(entity, origins=origins,
+                                                others_edited=entry.others_edited))
+        return enriched
 
     def _group_key(self, entity: Entity, link) -> tuple:
         if link is not None and link.state == LINKED:

@@ -15,10 +15,12 @@ from core.mapping import MappingError, PairMapper
 from core.model import UnreadableRecord
 from core.planner import DEAD, Entity
 from transforms.common import (
+    ExistenceCheck,
     PairContext,
     RequestCounting,
     Resolver,
     progress,
+    reference_stage,
     this_run_links,
     unreachable_counter,
 )
@@ -248,38 +250,51 @@ class _MapRecordFn(beam.DoFn):
         self._mapper = PairMapper(self._ctx.pair)
         needs_store = self._side == "source" and self._ctx.pair.depends_on
         self._store = open_link_store(self._ctx.link_store) if needs_store else None
+        # an unlinked reference is looked up in the source system: missing, or not linked yet
+        self._connector = connector_for(self._ctx.system(self._side)) if needs_store else None
+        self._requests = RequestCounting(self._connector) if needs_store else None
+        self._existence = (ExistenceCheck(self._ctx, lambda side: self._connector)
+                           if needs_store else None)
         self._resolver = None
         self._resolver_inputs = None
         self._invalid = self._ctx.counter("invalid")
         self._dead = self._ctx.counter(DEAD)
 
     def process(self, record, **side_inputs):
+        system = self._ctx.system(self._side).name
         if record.deleted:
-            yield Entity(self._side, record.id, {}, record.modified, True, record.etag)
+            yield Entity(self._side, record.id, {}, record.modified, True, record.etag,
+                         system=system)
             return
         try:
             view = self._mapper.view(self._side, record.fields, self._resolve(side_inputs))
         except MappingError as exc:
+            if self._requests is not None:
+                self._requests.flush()
             self._invalid.inc()
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
-                side=self._side, entity_id=record.id, stage="map",
+                side=self._side, entity_id=record.id, stage=reference_stage(exc, "map"),
                 error_class=exc.error_class, message=str(exc), payload=dict(record.fields),
                 direction=_direction(self._side)))
             return
-        yield Entity(self._side, record.id, view, record.modified, False, record.etag)
+        yield Entity(self._side, record.id, view, record.modified, False, record.etag,
+                     system=system)
 
     def _resolve(self, side_inputs) -> Resolver:
         key = tuple(id(v) for v in side_inputs.values())
         if self._resolver is None or key != self._resolver_inputs:
             self._resolver = Resolver(self._ctx.dataflow, self._store,
-                                      this_run_links(self._ctx.pair, side_inputs))
+                                      this_run_links(self._ctx.pair, side_inputs),
+                                      self._existence)
             self._resolver_inputs = key
         return self._resolver
 
     def teardown(self):
         if self._store is not None:
             self._store.close()
+        if self._connector is not None:
+            self._connector.close()
 
 
 def _direction(side: str) -> str:

@@ -60,7 +60,8 @@ def _process_is_gone(pid: int) -> bool:
     except PermissionError:
         return False
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # the process name may be any bytes: decoded leniently, only the state after it counts
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False

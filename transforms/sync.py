@@ -9,7 +9,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from core.planner import HELD, SOURCE, TARGET, SyncPlan
-from transforms import breaker, plan, read, write
+from transforms import breaker, finish, plan, read, write
 from transforms.common import PairContext
 
 
@@ -51,16 +51,18 @@ class SyncPair(beam.PTransform):
     """Syncs one pair (docs/architecture.md, "One record's path through a run", steps 1–7).
 
     ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
-    with this run's links of the pairs this one refers to. With ``apply_changes=False`` (plan
-    mode) nothing is reserved, written or committed. Applied to the pipeline; returns a
-    :class:`SyncPairResult`.
+    with this run's links of the pairs this one refers to; ``kept_letters`` the pair's letters
+    kept as permanent, carried into this run's unless their records are read again. With
+    ``apply_changes=False`` (plan mode) nothing is reserved, written or committed. Applied to
+    the pipeline; returns a :class:`SyncPairResult`.
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
                  apply_changes: bool = True,
                  max_updates: int = breaker.DEFAULT_MAX_UPDATES,
-                 confirm_mass_changes: bool = False):
+                 confirm_mass_changes: bool = False, kept_letters: Sequence = ()):
         super().__init__()
+        self._kept = list(kept_letters)
         self._ctx = ctx
         self._positions = positions
         self._refs = reference_inputs
@@ -82,6 +84,10 @@ class SyncPair(beam.PTransform):
             failed.append(records.read_failed)
             watermarks.append(records.watermarks | f"Watermark {side}" >> beam.Map(
                 lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
+            kept = [letter for letter in self._kept if letter.system == system]
+            if kept:
+                dead.append(records.records | f"Carry kept letters {side}" >>
+                            finish.CarryKeptLetters(ctx.run_id, kept))
             mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
             views.append(mapped.entities)
             dead.append(mapped.dead_letters)

@@ -12,12 +12,18 @@ in every case it is adopted, never created twice.
 
 A link is committed only when every write planned for it succeeded; otherwise it keeps its old
 snapshots, so the next run sees the same difference and tries again.
+
+After each batch of writes, the origins of the values written (who edited each one where, and
+when) are saved with the version each record is at now (docs/decisions/0015): a later read of
+a record still at that version, in any dataflow, compares people's edit times. A crash before
+that save leaves no entry (or an older one for an older version), which reads as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import zlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -41,15 +47,21 @@ from core.planner import (
     Write,
     other,
 )
+from core.provenance import OriginWrite, RecordOrigins, Version
 from transforms import audit
 from transforms.common import (
     BufferedStoreFn,
+    ExistenceCheck,
     PairContext,
     RequestCounting,
     Resolver,
     progress,
+    reference_stage,
+    system_fields,
     this_run_links,
 )
+
+_LOG = logging.getLogger(__name__)
 
 _DEAD_LETTERS = "dead_letters"
 _CONFLICTS = "conflicts"
@@ -213,6 +225,7 @@ class _WriteBatchFn(beam.DoFn):
         self._store = open_link_store(self._ctx.link_store)
         self._connectors = {}
         self._requests = {}
+        self._fields = {side: system_fields(self._ctx.pair, side) for side in (SOURCE, TARGET)}
 
     def _connector(self, side: str):
         if side not in self._connectors:
@@ -224,7 +237,8 @@ class _WriteBatchFn(beam.DoFn):
     def process(self, element, **side_inputs):
         (side, _), batch = element
         resolve = Resolver(self._ctx.dataflow, self._store,
-                           this_run_links(self._ctx.pair, side_inputs))
+                           this_run_links(self._ctx.pair, side_inputs),
+                           ExistenceCheck(self._ctx, self._connector))
         connector = self._connector(side)
         entity = self._ctx.entity(side)
         ops, pending = [], {}
@@ -233,7 +247,8 @@ class _WriteBatchFn(beam.DoFn):
                 fields = self._mapper.fields_for(side, write.changes, resolve)
             except MappingError as exc:
                 yield from self._failed(link, write, error_class=exc.error_class,
-                                        message=str(exc), payload=write.changes)
+                                        message=str(exc), payload=write.changes,
+                                        stage=reference_stage(exc, "write"))
                 continue
             ops.append(WriteOp(kind=write.kind, entity=entity, fields=fields, ref=link.link_id,
                                id=write.entity_id, if_match=write.etag,
@@ -241,6 +256,7 @@ class _WriteBatchFn(beam.DoFn):
             pending[link.link_id] = (link, write, fields)
         if not ops:
             return
+        origins = []
         try:
             results = connector.write(ops)
             failed = sum(1 for result in results if not result.ok)
@@ -258,11 +274,42 @@ class _WriteBatchFn(beam.DoFn):
                     if record is None:
                         continue
                 self._ctx.counter(f"written_{side}").inc()
+                origins += self._origins_of(side, write, record)
                 yield (link.link_id, WriteOutcome(
                     link_id=link.link_id, side=side, ok=True, entity_id=record.id,
                     etag=record.etag, view=self._view(side, record, write, resolve)))
+            self._save_origins(origins)
         finally:
-            self._requests[side].flush()
+            for counting in self._requests.values():    # the other side's: existence checks
+                counting.flush()
+
+    def _origins_of(self, side: str, write: Write, record: Record) -> list[OriginWrite]:
+        """What this write leaves in the record: the edit each value came from, the version
+        the system answered with, the version it replaced. Nothing when the answer has no
+        version (an entry that no read could ever match)."""
+        version = Version(etag=record.etag, modified=record.modified)
+        if not version.etag and version.modified is None:
+            return []
+        fields = self._fields[side]
+        origins = {fields[p.property]: p.edit for p in write.provenance
+                   if p.edit is not None and p.property in fields}
+        return [OriginWrite(RecordOrigins(system=self._ctx.system(side).name,
+                                          entity=self._ctx.entity(side), id=record.id,
+                                          version=version, origins=origins),
+                            replaced=write.replaces)]
+
+    def _save_origins(self, origins: list[OriginWrite]) -> None:
+        """One store round trip per batch. A failure costs only the edit times of this
+        batch's values (their records' own times count, as before): it never fails the
+        writes that were made."""
+        if not origins:
+            return
+        try:
+            self._store.save_origins(origins)
+        except Exception as exc:  # noqa: BLE001 (the writes stand; only the origins are lost)
+            _LOG.warning("%s: the origins of %d written values were not saved (%s: %s); "
+                         "their records' modified times count on the next read",
+                         self._ctx.pair.name, len(origins), type(exc).__name__, exc)
 
     def _reconcile_adopted(self, connector, link: Link, write: Write, record: Record, resolve):
         """An adopted entity may hold other values than ours: send the difference as an update."""
@@ -293,7 +340,7 @@ class _WriteBatchFn(beam.DoFn):
                                 status=error.status, payload=fields)
 
     def _failed(self, link: Link, write: Write, *, error_class: str, message: str,
-                status=None, payload=None):
+                status=None, payload=None, stage: str = "write"):
         """A failed write: a dead letter about the entity whose change it carried (so the next
         run reads that entity again and retries), and a failed outcome (so the link is not
         committed and the change is not forgotten)."""
@@ -301,7 +348,7 @@ class _WriteBatchFn(beam.DoFn):
         written = self._ctx.system(write.side).name
         yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
             side=origin, entity_id=link.source_id if origin == SOURCE else link.target_id,
-            stage="write", error_class=error_class, direction=f"to_{write.side}",
+            stage=stage, error_class=error_class, direction=f"to_{write.side}",
             message=f"{write.kind} in {written} failed: {message}", status=status,
             payload=payload))
         yield (link.link_id, WriteOutcome(link_id=link.link_id, side=write.side, ok=False))
@@ -395,7 +442,9 @@ class _CommitLinksFn(BufferedStoreFn):
                     "target_value": conflict.target_value, "winner": conflict.winner,
                     "rule": conflict.rule,
                     "source_modified": _iso(conflict.source_modified),
-                    "target_modified": _iso(conflict.target_modified)})
+                    "target_modified": _iso(conflict.target_modified),
+                    "source_edited_in": conflict.source_edited_in,
+                    "target_edited_in": conflict.target_edited_in})
             for event in audit.committed_events(self._ctx, plan, by_id[link.link_id], now):
                 yield beam.pvalue.TaggedOutput(_AUDIT, event)
             yield by_id[link.link_id]
@@ -431,7 +480,8 @@ def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
-    """A record's modified time as conflicts.jsonl holds it (ISO 8601, None when unknown)."""
+    """An edit time as conflicts.jsonl holds it (ISO 8601, None when unknown): when a person
+    edited the value (its origin's time for a value talksync copied in, decisions/0015)."""
     return moment.isoformat() if moment else None
 
 

@@ -3,17 +3,25 @@
 Each seed is a scenario of its own, reproducible from its number alone:
 
 1. a fresh sandbox (its data from the seed) and a fresh link store;
-2. a few rounds of: random edits on both systems (each entity is edited on one side only in
-   the whole scenario, so the expected end state is known without modelling conflicts: before
-   two records are first linked there is no snapshot, and the first-link rule lets the newer
-   record win every property the sides disagree on), random faults in
-   both systems (5xx and 429 errors, lost responses — committed, then the connection dropped —
-   and latency), and a sync run that may be SIGKILLed at a random point;
+2. a few rounds of: random edits on both systems, random faults in both systems (5xx and 429
+   errors, lost responses — committed, then the connection dropped — and latency), and a sync
+   run that may be SIGKILLed at a random point. Most records are edited on one side only in the
+   whole scenario; in every round one customer and one product are also edited on *both* sides,
+   the same properties, one side after the other: under the shipped ``conflict: latest`` (and,
+   before a first link, the first-link rule: the newer record wins) the later edit must win.
+   The campaign reads back the modified time each system stamped on the two edits, checks they
+   are in the order it made them, and expects the later one's values;
 3. the faults cleared and one clean run, after which:
-   - every customer, product and order has exactly one counterpart under its match key;
-   - every edit has reached both systems;
+   - the oracle (``tests/reliability/oracle.py``) finds the systems and the link store
+     converged: links and records one to one, no reservation pending, no duplicate record or
+     link under a match key, and both records of every link equal in every property that maps
+     both ways (through the pair's mapper, as the pipeline compares them);
+   - every edit has reached both systems, with the expected winner where both sides edited;
    - the clean run ended without dead letters (exit status 0);
    - a further run writes nothing.
+
+``Campaign(min_rounds=2, kill_first_round=True)`` (the fast subset in ``make test``) makes sure
+a seed has at least two rounds and that its first run is SIGKILLed while it writes.
 
 Run a range of seeds: ``python -m tests.reliability.campaign --seeds 0-99`` (or ``make
 reliability``); a failing seed is rerun alone with ``--seeds N``.
@@ -22,7 +30,9 @@ reliability``); a failing seed is rerun alone with ``--seeds N``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import datetime
 import decimal
 import os
 import pathlib
@@ -36,14 +46,21 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from core.model import PENDING  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
 from sandbox.server import Sandbox  # noqa: E402
 from tests.conftest import SyncHarness  # noqa: E402
-from tests.test_sync_customerp_customwebshop import _assert_one_to_one, _writes  # noqa: E402
+from tests.reliability.oracle import assert_converged, read_links  # noqa: E402
+from tests.test_sync_customerp_customwebshop import _writes  # noqa: E402
+
+DATAFLOW = "customerp-customwebshop"
 
 _ROUNDS = (1, 3)              # faulty rounds per seed (inclusive range)
 _EDITS = (2, 8)               # edits per round
 _KILL_CHANCE = 0.4            # chance that a faulty run is killed mid-way
 _PROGRESS_MARKERS = ("wrote", "committed", "read")
+#: where a forced kill strikes: at the first of these lines (writes sent, links not committed)
+_FORCED_KILL_MARKER, _FORCED_KILL_AFTER = "wrote", 1
 
 
 @dataclasses.dataclass
@@ -59,8 +76,11 @@ class Expectation:
 class Campaign:
     """One seed's scenario."""
 
-    def __init__(self, seed: int, workdir: pathlib.Path, log=print):
+    def __init__(self, seed: int, workdir: pathlib.Path, log=print, *, min_rounds: int = 1,
+                 kill_first_round: bool = False):
         self.seed = seed
+        self.min_rounds = min_rounds
+        self.kill_first_round = kill_first_round
         self.rng = random.Random(seed)
         self.workdir = workdir
         self.log = log
@@ -70,23 +90,27 @@ class Campaign:
 
     def run(self) -> None:
         with Sandbox(state_dir=self.workdir / "sandbox", base_port=0,
-                     systems=("customwebshop", "customerp"), seed=self.seed) as sandbox:
-            os.environ.update(sandbox.environ())
+                     systems=("customwebshop", "customerp"), seed=self.seed) as sandbox, \
+                _exported(sandbox.environ()):
             h = SyncHarness(sandbox, self.workdir)
             for system in ("customwebshop", "customerp"):
                 h.configure(system, max_retries=2, timeout_s=10)
-            for round_no in range(self.rng.randint(*_ROUNDS)):
+            rounds = max(self.min_rounds, self.rng.randint(*_ROUNDS))
+            for round_no in range(rounds):
                 self._clear_faults(h)     # edits are the users', not talksync's: no faults
                 self._edit(h, self.rng.randint(*_EDITS))
+                self._edit_both_sides(h, "customer")
+                self._edit_both_sides(h, "product")
                 faults = self._faults(h)
-                killed = self._faulty_run(h)
+                killed = self._faulty_run(h, must_kill=self.kill_first_round and round_no == 0)
                 self.log(f"seed {self.seed} round {round_no}: faults {faults}, "
                          f"{'killed' if killed else 'finished'}")
             self._clear_faults(h)
             status, report = h.run()
             assert status == 0, f"seed {self.seed}: the clean run left dead letters: {report}"
-            _assert_one_to_one(h)
+            assert_converged(h.config, DATAFLOW)
             self._check_edits(h)
+            self._conflicts_on_linked_records(h)
             h.clear_logs()
             status, report = h.run()
             assert status == 0 and _writes(report) == {}, \
@@ -115,13 +139,17 @@ class Campaign:
             chosen[system] = faults
         return chosen
 
-    def _faulty_run(self, h: SyncHarness) -> bool:
-        """A run under faults; returns whether it was killed."""
-        if self.rng.random() >= _KILL_CHANCE:
+    def _faulty_run(self, h: SyncHarness, must_kill: bool = False) -> bool:
+        """A run under faults; returns whether it was killed. With ``must_kill`` it is killed
+        at its first write (a run that ends before is an error of the campaign)."""
+        if must_kill:
+            marker, after = _FORCED_KILL_MARKER, _FORCED_KILL_AFTER
+        elif self.rng.random() >= _KILL_CHANCE:
             h.run()
             return False
-        marker = self.rng.choice(_PROGRESS_MARKERS)
-        after = self.rng.randint(1, 6)
+        else:
+            marker = self.rng.choice(_PROGRESS_MARKERS)
+            after = self.rng.randint(1, 6)
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "run", "customerp-customwebshop",
@@ -138,7 +166,10 @@ class Campaign:
         finally:
             process.kill()
             process.wait(timeout=120)
-        return process.returncode == -signal.SIGKILL
+        killed = seen >= after and process.returncode == -signal.SIGKILL
+        assert killed or not must_kill, \
+            f"seed {self.seed}: the run ended before its forced kill (no '{marker}' line)"
+        return killed
 
     # --- edits ------------------------------------------------------------------------------
     def _edit(self, h: SyncHarness, count: int) -> None:
@@ -203,6 +234,105 @@ class Campaign:
         """Whether ``key`` may be edited on ``side``: never edited, or edited there before."""
         return self.edited_on.setdefault(key, side) == side
 
+    def _conflicts_on_linked_records(self, h: SyncHarness) -> None:
+        """With every record linked, edit one customer and one product on both sides and run
+        once more without faults: each edited property is a conflict the report counts, and
+        the later edit wins (``conflict: latest``), whatever the rounds before left linked: the
+        ERP's (the source) for the customer, the webshop's (the target) for the product."""
+        conflicts = {kind: self._edit_both_sides(h, kind, linked_only=True, later=later)
+                     for kind, later in (("customer", "erp"), ("product", "shop"))}
+        status, report = h.run()
+        assert status == 0, f"seed {self.seed}: the run after the conflicts failed: {report}"
+        got = {kind: report["pairs"][kind]["conflicts"] for kind in conflicts}
+        assert got == conflicts, \
+            f"seed {self.seed}: expected conflicts {conflicts}, the run counted {got}"
+        assert_converged(h.config, DATAFLOW)
+        self._check_edits(h)
+
+    def _edit_both_sides(self, h: SyncHarness, kind: str, linked_only: bool = False,
+                         later: str | None = None) -> int:
+        """Edit the same properties of one record on both systems, one after the other (the
+        order drawn), and expect the later edit to win: ``conflict: latest`` once the two are
+        linked, the first-link rule (the newer record wins) before. The winner is taken from
+        the modified times the systems stamped, after checking they are in the order made.
+        ``later`` picks the side edited last (else drawn). Returns the number of properties the
+        two edits set to different values: the conflicts a run against snapshots counts."""
+        both = self._both_sides(h, kind, linked_only)
+        assert both or not linked_only, f"seed {self.seed}: no linked {kind} to edit"
+        if not both:
+            return 0
+        key = self.rng.choice(sorted(both))
+        if not self._claim((kind[0], key), "both"):
+            return 0
+        shop, erp = both[key]
+        self.counter += 1
+        tag = f"{self.seed}-{self.counter}"
+        edits = {"shop": self._shop_edit(h, kind, shop, tag),
+                 "erp": self._erp_edit(h, kind, erp, tag)}
+        first, second = self.rng.sample(["shop", "erp"], 2)
+        if later is not None:
+            first, second = {"shop": "erp", "erp": "shop"}[later], later
+        stamps = {side: edits[side]() for side in (first, second)}
+        winner = max(stamps, key=lambda side: stamps[side][0])
+        assert stamps[second][0] > stamps[first][0], \
+            f"seed {self.seed}: {kind} {key}: the {second} edit was made after the {first} " \
+            f"edit but stamped {stamps[second][0]}, not after {stamps[first][0]}"
+        self.expected.expect(kind, key, **stamps[winner][1])
+        self.log(f"seed {self.seed}: {kind} {key} edited on both sides "
+                 f"({'linked' if linked_only or _linked(h, kind) else 'not linked yet'}); "
+                 f"{first} first, {second} later: expect {stamps[winner][1]}")
+        shop_values, erp_values = stamps["shop"][1], stamps["erp"][1]
+        return sum(shop_values[name] != erp_values[name] for name in shop_values)
+
+    @staticmethod
+    def _both_sides(h: SyncHarness, kind: str, linked_only: bool) -> dict:
+        """match key -> (webshop record, ERP record) of the live records on both systems that
+        are linked to each other (a true conflict against the link's snapshots), or before the
+        first link of the pair (unless ``linked_only``), that share a match key (the first-link
+        rule decides)."""
+        if kind == "customer":
+            shop = {c["email"].lower(): c for c in h.shop_all("customers")}
+            erp = {c["Email"].lower(): c for c in h.list_all("customerp", "Customers")
+                   if c.get("Email")}
+            erp_key = "CustomerNo"
+        else:
+            shop = {p["sku"]: p for p in h.shop_all("products")}
+            erp = {p["ItemNo"]: p for p in h.list_all("customerp", "Products")}
+            erp_key = "ItemNo"
+        both = {key: (shop[key], erp[key]) for key in shop.keys() & erp.keys()}
+        linked = _linked(h, kind)
+        if linked or linked_only:
+            both = {key: (s, e) for key, (s, e) in both.items()
+                    if (e[erp_key], s["id"]) in linked}
+        return both
+
+    def _shop_edit(self, h: SyncHarness, kind: str, record: dict, tag: str):
+        """The webshop's edit as a call: it returns (modified time stamped, values set)."""
+        if kind == "customer":
+            values = {"phone": f"+47 4{self.rng.randrange(10**7):07d}",
+                      "city": f"Nettby {tag}"}
+            body = {"phone": values["phone"], "address": {"city": values["city"]}}
+        else:
+            values = {"name": f"Nettvare {tag}",
+                      "price": decimal.Decimal(self.rng.randrange(100, 99999)) / 100}
+            body = {"name": values["name"], "price": str(values["price"])}
+        resource = "customers" if kind == "customer" else "products"
+        return lambda: (_instant(h.patch_shop(resource, record["id"], body)["updated_at"]),
+                        values)
+
+    def _erp_edit(self, h: SyncHarness, kind: str, record: dict, tag: str):
+        """The ERP's edit as a call: it returns (modified time stamped, values set)."""
+        if kind == "customer":
+            values = {"phone": f"+47 9{self.rng.randrange(10**7):07d}", "city": f"Erpby {tag}"}
+            resource, key = "Customers", record["CustomerNo"]
+            body = {"Phone": values["phone"], "City": values["city"]}
+        else:
+            values = {"name": f"Erpvare {tag}",
+                      "price": decimal.Decimal(self.rng.randrange(100, 99999)) / 100}
+            resource, key = "Products", record["ItemNo"]
+            body = {"Description": values["name"], "SalesPrice": values["price"]}
+        return lambda: (_instant(h.put_erp(resource, key, body)["ModifiedAt"]), values)
+
     def _check_edits(self, h: SyncHarness) -> None:
         shop_c = {c["email"].lower(): c for c in h.list_all("customwebshop", "customers")}
         erp_c = {c["Email"].lower(): c for c in h.list_all("customerp", "Customers")
@@ -225,9 +355,40 @@ class Campaign:
                     f"sides, got webshop {got[name][0]!r}, ERP {got[name][1]!r}"
 
 
-def run_seed(seed: int, log=print) -> None:
+@contextlib.contextmanager
+def _exported(variables: dict[str, str]):
+    """``variables`` in the environment for the scenario only: a seed's keys must not stay
+    behind for the tests that run after it in the same process."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _linked(h: SyncHarness, pair: str) -> set[tuple[str, str]]:
+    """(source id, target id) of the pair's committed links (none before the first run)."""
+    store = load_config(h.config).link_store
+    if not pathlib.Path(store.removeprefix("sqlite:///")).exists():
+        return set()
+    return {(link.source_id, link.target_id)
+            for link in read_links(store, DATAFLOW).get(pair, []) if link.state != PENDING}
+
+
+def _instant(text: str) -> datetime.datetime:
+    """A system's modified time (ISO 8601, ``Z`` or an offset) as an aware instant."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_seed(seed: int, log=print, **options) -> None:
+    """One seed's scenario in a temporary folder (``options``: see :class:`Campaign`)."""
     with tempfile.TemporaryDirectory(prefix=f"talksync-campaign-{seed}-") as workdir:
-        Campaign(seed, pathlib.Path(workdir), log).run()
+        Campaign(seed, pathlib.Path(workdir), log, **options).run()
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -244,12 +405,17 @@ def _parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-99", help="e.g. 0-99 or 3,17,42")
+    parser.add_argument("--min-rounds", type=int, default=1,
+                        help="rounds per seed at least (the `make test` subset: 2)")
+    parser.add_argument("--kill-first-round", action="store_true",
+                        help="SIGKILL each seed's first run while it writes (as the subset)")
     args = parser.parse_args(argv)
+    options = {"min_rounds": args.min_rounds, "kill_first_round": args.kill_first_round}
     failed, started = [], time.monotonic()
     seeds = _parse_seeds(args.seeds)
     for seed in seeds:
         try:
-            run_seed(seed, log=lambda m: None)
+            run_seed(seed, log=lambda m: None, **options)
             print(f"seed {seed}: ok", flush=True)
         except AssertionError as exc:
             failed.append(seed)

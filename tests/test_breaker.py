@@ -1,0 +1,85 @@
+"""The circuit breaker's parts (transforms/breaker.py), one at a time and without a pipeline:
+the count of planned updates, the verdict at and around the limit, the message that names the
+flag, and the gate. The whole breaker in a run is tests/test_safeguards.py."""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+import pytest
+
+from core.model import Link
+from core.planner import HELD, SyncPlan, Write
+from tests.write_path_fakes import recording_context
+from transforms import breaker
+from transforms.breaker import HoldMassChanges, held_message, planned_updates
+
+
+def _plan(*kinds: str, records_read: int = 2) -> SyncPlan:
+    writes = tuple(Write(side="target" if n % 2 else "source", kind=kind, changes={"name": "x"})
+                   for n, kind in enumerate(kinds))
+    return SyncPlan(pair="products", outcome="updated", link=Link("products", "s:1", "1", "2"),
+                    writes=writes, records_read=records_read)
+
+
+def test_only_updates_are_counted():
+    assert planned_updates(_plan()) == 0
+    assert planned_updates(_plan("create")) == 0
+    assert planned_updates(_plan("update", "create", "update")) == 2
+
+
+def test_a_negative_limit_is_refused_and_zero_is_allowed(tmp_path):
+    ctx = recording_context(tmp_path)
+    with pytest.raises(ValueError) as caught:
+        HoldMassChanges(ctx, -1, confirmed=False)
+    assert str(caught.value) == "max_updates_per_pair must be 0 or more, not -1"
+    HoldMassChanges(ctx, 0, confirmed=False)
+
+
+def _judge(tmp_path, updates: int, limit: int, confirmed: bool = False):
+    ctx = recording_context(tmp_path)
+    out = list(breaker._JudgeFn(ctx, limit, confirmed).process(updates))
+    return ctx, out
+
+
+def test_over_the_limit_the_pair_is_held_counted_and_named(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        ctx, out = _judge(tmp_path, updates=6, limit=5)
+    [held, verdict] = out
+    assert isinstance(held, beam.pvalue.TaggedOutput)
+    assert (held.tag, held.value) == ("held", ctx.pair.name)
+    assert verdict is True
+    assert ctx.counters == {breaker.HELD_UPDATES: 6}
+    assert [r.getMessage() for r in caplog.records] == [held_message(ctx.pair.name, 6, 5)]
+
+
+@pytest.mark.parametrize(("updates", "limit", "confirmed"), [
+    (5, 5, False),      # at the limit: within it
+    (0, 0, False),
+    (6, 5, True),       # over it but confirmed
+])
+def test_within_the_limit_or_confirmed_nothing_is_held(tmp_path, caplog, updates, limit,
+                                                       confirmed):
+    with caplog.at_level(logging.WARNING):
+        ctx, out = _judge(tmp_path, updates, limit, confirmed)
+    assert out == [False]
+    assert ctx.counters == {}
+    assert caplog.records == []
+
+
+def test_the_message_names_the_counts_the_option_and_the_flag():
+    assert held_message("products", 1200, 1000) == (
+        "pair products: 1200 updates planned, over the limit of 1000 (--max_updates_per_pair); "
+        "nothing of this pair was written. If these changes are intended, run again with "
+        "--confirm_mass_changes")
+
+
+def test_the_gate_passes_plans_or_counts_them_as_held(tmp_path):
+    ctx = recording_context(tmp_path)
+    plan = _plan("update", records_read=2)
+    gate = breaker._GateFn(ctx)
+    assert list(gate.process(plan, hold=False)) == [plan]
+    assert ctx.counters == {}
+    assert list(gate.process(plan, hold=True)) == []
+    assert ctx.counters == {HELD: 2}
