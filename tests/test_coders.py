@@ -3,6 +3,7 @@ field of entities and links, and that a planning pipeline actually uses them."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import pickle
@@ -39,8 +40,10 @@ _OPTIONAL_TEXT = st.none() | _TEXT
 _ENTITY_FIELDS = {"side": st.sampled_from(["source", "target"]), "id": _TEXT, "view": _MAPS,
                   "modified": st.none() | _DATETIMES, "deleted": st.booleans(),
                   "etag": _OPTIONAL_TEXT, "system": _TEXT,
-                  "origins": st.dictionaries(_TEXT, st.builds(
-                      EditOrigin, system=_TEXT, at=_DATETIMES), max_size=4),
+                  # a few edits shared among the properties, as one write leaves them
+                  "origins": st.lists(st.builds(EditOrigin, system=_TEXT, at=_DATETIMES),
+                                      min_size=1, max_size=3).flatmap(
+                      lambda edits: st.dictionaries(_TEXT, st.sampled_from(edits), max_size=6)),
                   "others_edited": st.none() | _DATETIMES}
 _LINK_FIELDS = {"pair": _TEXT, "link_id": _TEXT, "source_id": _OPTIONAL_TEXT,
                 "target_id": _OPTIONAL_TEXT, "state": st.sampled_from(["linked", "pending"]),
@@ -50,6 +53,19 @@ _LINK_FIELDS = {"pair": _TEXT, "link_id": _TEXT, "source_id": _OPTIONAL_TEXT,
                 "version": st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1),
                 "updated_at": _OPTIONAL_TEXT}
 _ENTITIES = st.fixed_dictionaries(_ENTITY_FIELDS).map(lambda fields: Entity(**fields))
+
+
+def _with_origins_of_its_view(entity: Entity):
+    """``entity`` with origins of its view's own properties (coded by their place in the view)
+    and of one that is not in it."""
+    names = [*entity.view, "not in the view"]
+    edits = list(entity.origins.values()) or [
+        EditOrigin("customerp", datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))]
+    return st.dictionaries(st.sampled_from(names), st.sampled_from(edits), max_size=6).map(
+        lambda origins: dataclasses.replace(entity, origins=origins))
+
+
+_ENTITIES = _ENTITIES | _ENTITIES.flatmap(_with_origins_of_its_view)
 _LINKS = st.fixed_dictionaries(_LINK_FIELDS).map(lambda fields: Link(**fields)) | st.builds(
     lambda link, same: link.replace(snapshot_target=dict(link.snapshot_source)) if same else link,
     st.fixed_dictionaries(_LINK_FIELDS).map(lambda fields: Link(**fields)), st.booleans())
@@ -167,6 +183,27 @@ def test_an_entity_with_provenance_stays_far_smaller_than_pickle():
     assert exact(decoded, entity)
     assert decoded.edited_at("email") == at
     assert len(coders.EntityCoder().encode(entity)) * 2 < len(pickle.dumps(entity))
+    # one write's edit is written once, however many properties it gave a value
+    more = dataclasses.replace(entity, origins={
+        **entity.origins, "phone": EditOrigin("customerp", at)})
+    assert len(coders.EntityCoder().encode(more)) == len(
+        coders.EntityCoder().encode(entity)) + len("phone") + 3
+    # and a property of the view by its place in it (one byte), not by its name
+    def origins_bytes(view):
+        with_view = dataclasses.replace(entity, view=view)
+        return len(coders.EntityCoder().encode(with_view)) - len(coders.EntityCoder().encode(
+            dataclasses.replace(with_view, origins={})))
+    assert origins_bytes({}) - origins_bytes(entity.view) == len("email") + len("name") + 2
+
+
+def test_origins_at_the_same_instant_in_other_offsets_stay_apart():
+    """``==`` compares instants: the table of edits must not merge 12:00Z and 13:00+01:00."""
+    utc = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+    oslo = utc.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+    entity = Entity("target", "T1", {}, system="customwebshop",
+                    origins={"email": EditOrigin("customerp", utc),
+                             "name": EditOrigin("customerp", oslo)})
+    assert exact(round_trip(coders.EntityCoder(), entity), entity)
 
 
 # --- the pipeline uses them --------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """Compact Beam coders for what goes through the planning shuffle: entities and links.
 
 Without them Beam pickles every :class:`~core.planner.Entity` and :class:`~core.model.Link` that
-:class:`~transforms.plan.PlanSync` groups (424 bytes an entity, 751 a link in P1; 250 and 309
+:class:`~transforms.plan.PlanSync` groups (457 bytes an entity, 734 a link in P1; 229 and 297
 here), class path and field names included, and the in-memory runner holds all of them at once
 (BENCHMARKS.md, "Fixes", 5).
 These coders write the fields in a fixed order, without names: strings as length-prefixed UTF-8,
-snapshots and views as tagged values (one byte of type, then the value), the same value types
-:func:`core.model.encode_value` stores, so anything a link store accepts is coded exactly and
-anything else is refused here too (no pickling fallback).
+datetimes as microseconds and offset, snapshots and views as tagged values (one byte of type,
+then the value), the same value types :func:`core.model.encode_value` stores, so anything a link
+store accepts is coded exactly and anything else is refused here too (no pickling fallback).
+An entity's edit-time provenance (:mod:`core.provenance`: ``system``, ``origins``,
+``others_edited``) is coded the same way: each distinct :class:`~core.provenance.EditOrigin`
+once, each property by its place in the view; an origin of another type is refused.
 
 The key of each group stays with Beam's own deterministic coder; the values are coded by
 :class:`PlanItemCoder`, one tag byte saying entity or link. :func:`register_coders` registers
@@ -173,7 +176,7 @@ def write_entity(entity: Entity, out) -> None:
     out.write_byte(_TRUE if entity.deleted else _FALSE)
     _write_optional_str(entity.etag, out)
     _write_str(entity.system, out)
-    _write_origins(entity.origins, out)
+    _write_origins(entity.origins, entity.view, out)
     _write_optional_datetime(entity.others_edited, out)
 
 
@@ -185,36 +188,80 @@ def read_entity(stream) -> Entity:
     deleted = stream.read_byte() == _TRUE
     etag = _read_optional_str(stream)
     return Entity(side, entity_id, view, modified, deleted, etag, system=_read_str(stream),
-                  origins=_read_origins(stream), others_edited=_read_optional_datetime(stream))
+                  origins=_read_origins(stream, view),
+                  others_edited=_read_optional_datetime(stream))
 
 
-def _write_origins(origins: Mapping[str, EditOrigin], out) -> None:
-    """Per property, the edit its value came from (:class:`~core.provenance.EditOrigin`):
-    name, system and time, without the class's name; usually none at all (one byte)."""
-    out.write_var_int64(len(origins))
-    for name, origin in origins.items():
+def _write_origins(origins: Mapping[str, EditOrigin], view: Mapping[str, Any], out) -> None:
+    """Per property, the edit its value came from (:class:`~core.provenance.EditOrigin`),
+    without the class's name: first each distinct edit once (system and time), then each
+    property (its place in the view, already written, else its name) and the number of its
+    edit. One write usually gives all its properties the same origin, so a record talksync
+    wrote carries one system and time and a few bytes per property; a record without origins
+    costs one byte."""
+    table: dict[tuple, int] = {}      # by wall time and offset: equal instants may differ
+    keys = []
+    for origin in origins.values():
         if type(origin) is not EditOrigin:
             raise TypeError(f"cannot code an origin of type {type(origin).__name__} "
                             "(an entity's origins are EditOrigin values)")
+        key = (origin.system, _exact_time(origin.at))
+        keys.append(table.setdefault(key, len(table)))
+    out.write_var_int64(len(table))
+    for system, (wall, offset) in table:
+        _write_str(system, out)
+        _write_wall_time(wall, offset, out)
+    if not table:
+        return
+    places = {name: place for place, name in enumerate(view, start=1)}
+    out.write_var_int64(len(origins))
+    for name, number in zip(origins, keys, strict=True):
+        _write_property(name, places, out)
+        out.write_var_int64(number)
+
+
+def _write_property(name: str, places: Mapping[Any, int], out) -> None:
+    """A property's name as its place in the view (from 1), or 0 and the name."""
+    place = places.get(name) if type(name) is str else None
+    if place is None:
+        out.write_var_int64(0)
         _write_str(name, out)
-        _write_str(origin.system, out)
-        _write_datetime(origin.at, out)
+    else:
+        out.write_var_int64(place)
 
 
-def _read_origins(stream) -> dict[str, EditOrigin]:
-    return {_read_str(stream): EditOrigin(system=_read_str(stream), at=_read_datetime(stream))
-            for _ in range(stream.read_var_int64())}
+def _read_origins(stream, view: Mapping[str, Any]) -> dict[str, EditOrigin]:
+    table = [EditOrigin(system=_read_str(stream), at=_read_datetime(stream))
+             for _ in range(stream.read_var_int64())]
+    if not table:
+        return {}
+    names = list(view)
+    origins = {}
+    for _ in range(stream.read_var_int64()):
+        place = stream.read_var_int64()
+        name = names[place - 1] if place else _read_str(stream)
+        origins[name] = table[stream.read_var_int64()]
+    return origins
 
 
 def _write_datetime(moment: datetime.datetime, out) -> None:
     """The wall-clock time as microseconds since year 1, then the UTC offset in microseconds
     (or none): about 11 bytes where the ISO text takes 26. A named zone is kept as its offset
     at that moment, as the ISO text and the link stores keep it."""
+    _write_wall_time(*_exact_time(moment), out)
+
+
+def _exact_time(moment: datetime.datetime) -> tuple[datetime.datetime, datetime.timedelta | None]:
+    """The wall-clock time and offset of ``moment``: what tells it apart exactly (``==``
+    compares instants, so 12:00+00:00 equals 13:00+01:00)."""
     if not isinstance(moment, datetime.datetime):
         raise TypeError(f"cannot code a value of type {type(moment).__name__} "
                         "as an edit time (a datetime)")
-    out.write_var_int64((moment.replace(tzinfo=None) - _YEAR_ONE) // _MICROSECOND)
-    offset = moment.utcoffset()
+    return moment.replace(tzinfo=None, fold=0), moment.utcoffset()
+
+
+def _write_wall_time(wall: datetime.datetime, offset: datetime.timedelta | None, out) -> None:
+    out.write_var_int64((wall - _YEAR_ONE) // _MICROSECOND)
     if offset is None:
         out.write_byte(_NONE)
     else:
