@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lock docs template reliability bench mutation clean
+.PHONY: demo test install lock docs template reliability bench bench-scale mutation clean
 
 # Every dependency, direct and transitive, at the version and hash in requirements.txt; then
 # talksync itself without its dependencies (nothing is resolved at install time).
@@ -48,6 +48,11 @@ mutation: $(STAMP)
 # Performance benchmarks P1–P5 (~15 min; not part of `make test`): results into BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --runs 3
+
+# The P1 scaling curve at 10k, 100k and 1M (issue 18; ~20 min, up to 12 GB of RAM at 1M):
+# results into BENCHMARKS.md ("Scaling").
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --ns 10000,100000,1000000 --runs 3 --big-runs 1
 
 docs: $(STAMP)
 	$(BIN)/talksync docs --out docs/dataflows

@@ -16,7 +16,7 @@ import pathlib
 import sys
 import tempfile
 
-from benchmarks.common import ROOT, Spread, load_average, machine, run_case
+from benchmarks.common import ROOT, Spread, load_average, machine, run_case, write_section
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 P1_TARGET, P4_WALL_S, P5_RSS_MB, P3_EFFICIENCY, P2_FEWER = 2.0, 30.0, 1536.0, 0.90, 50
@@ -184,12 +184,7 @@ def render(results: dict) -> str:
 
 
 def write_results(path: pathlib.Path, text: str) -> None:
-    current = path.read_text(encoding="utf-8") if path.exists() else f"{START}\n{END}\n"
-    if START not in current or END not in current:
-        current += f"\n{START}\n{END}\n"
-    head, rest = current.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+    write_section(path, START, END, text)
 
 
 def main(argv=None) -> None:

@@ -143,6 +143,17 @@ def workdir():
         yield pathlib.Path(path)
 
 
+def write_section(path: pathlib.Path, start: str, end: str, text: str) -> None:
+    """Replaces what is between the markers ``start`` and ``end`` of ``path`` with ``text``
+    (the markers are added at the end when missing); the rest of the file is kept."""
+    current = path.read_text(encoding="utf-8") if path.exists() else f"{start}\n{end}\n"
+    if start not in current or end not in current:
+        current += f"\n{start}\n{end}\n"
+    head, rest = current.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+
+
 def quiet_logs() -> None:
     """Beam's and talksync's INFO lines off in a child (they would cost time and noise)."""
     import logging

@@ -11,6 +11,7 @@ import apache_beam as beam
 from core.mapping import PairMapper
 from core.model import LINKED
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
+from transforms.coders import PLAN_ITEM, register_coders
 from transforms.common import BufferedStoreFn, PairContext, system_fields
 
 _DEAD_LETTERS = "dead_letters"
@@ -35,7 +36,9 @@ class LookUpLinks(beam.PTransform):
         self._ctx = ctx
 
     def expand(self, entities):
-        return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx))
+        register_coders()   # the grouped entities and links go through compact coders
+        return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx)).with_output_types(
+            beam.typehints.Tuple[beam.typehints.Any, PLAN_ITEM])
 
 
 class _LookUpLinksFn(BufferedStoreFn):

@@ -1,0 +1,30 @@
+"""`make bench-scale` at a tiny N, so it does not rot, and its memory guard (the 1M case must stop
+itself, not take a shared machine's memory)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import scale
+
+
+def test_the_scaling_curve_runs_and_is_written(tmp_path):
+    out, saved = tmp_path / "BENCHMARKS.md", tmp_path / "scale.json"
+    out.write_text("# Benchmarks\n\nkept\n", encoding="utf-8")
+    scale.main(["--ns", "200,300", "--runs", "1", "--json", str(saved), "--out", str(out)])
+    text = out.read_text(encoding="utf-8")
+    assert "kept" in text and scale.START in text and scale.END in text
+    assert "| 200 | engine | 1 |" in text and "| 300 | python | 1 |" in text
+    # a rerun of one N keeps the others
+    scale.main(["--ns", "300", "--runs", "1", "--json", str(saved), "--out", str(out)])
+    assert [case["n"] for case in json.loads(saved.read_text())["cases"]] == [200, 300]
+
+
+def test_a_run_past_the_memory_limit_is_stopped_and_reported(tmp_path):
+    result = scale.run_limited(["--variant", "prepare", "--n", "200000", "--store",
+                                str(tmp_path / "links.db")], max_rss_mb=1)
+    assert result["stopped"].startswith("RSS ")
+    case = {"n": 100_000, "runs": [{"engine": result}], "date": "today", "load": [1, 1]}
+    text = scale.render({"machine": {"cpu": "cpu", "cores": 2, "memory_gb": 1, "os": "os",
+                                     "python": "3", "beam": "2"}, "cases": [case]})
+    assert "stopped: RSS" in text and "**missed**" in text
