@@ -4,6 +4,7 @@ pages of 60 with ``__next``; and the loud refusal of what the sandbox does not e
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 
 import pytest
@@ -43,8 +44,12 @@ def test_pages_hold_60_and_next_links_lead_through_the_rest(exact):
     a __next tag anymore")."""
     first = exact.json("GET", "crm/Accounts", params={"$select": "ID"})[1]["d"]
     assert len(first["results"]) == 60 and "__next" in first
+    # the module's emulator is shared and the tests run in random order: count what is there
+    total = int(exact.json("GET", "crm/Accounts", params={
+        "$top": "1", "$inlinecount": "allpages", "$select": "ID"})[1]["d"]["__count"])
     rows, pages = _all(exact, "crm/Accounts", {"$select": "ID"})
-    assert pages == 2 and len(rows) == len({r["ID"] for r in rows}) == 65
+    assert total > 60 and pages == math.ceil(total / 60)
+    assert len(rows) == len({r["ID"] for r in rows}) == total
 
 
 @source(ODATA_PRACTICES)
