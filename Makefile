@@ -75,6 +75,8 @@ lock: $(STAMP)
 		--extra gcp --extra sandbox --extra test setup.py requirements/tools.in -o $(LOCK)
 	$(UV_COMPILE) --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--extra gcp --constraint $(LOCK) setup.py -o $(WORKER_LOCK)
+	$(UV_COMPILE) --universal --python-version 3.11 --extra gcp --extra sandbox --extra test \
+		--constraint $(LOCK) setup.py requirements/tools.in -o pylock.toml
 
 clean:
 	rm -rf $(VENV) .talksync *.egg-info mutants

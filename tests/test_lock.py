@@ -157,3 +157,23 @@ def test_python_markers_of_the_lock_name_only_supported_versions():
     for requirement, _ in _entries(LOCK):
         if requirement.marker is not None:
             Marker(str(requirement.marker))  # parses
+
+
+def test_the_standard_lock_file_pins_what_requirements_txt_pins():
+    """pylock.toml (PEP 751, written by `make lock` from the same resolution) is the lock in
+    the standard format tools read; pip installs from requirements.txt. Both must name the
+    same packages at the same versions, each with its hashes."""
+    import tomllib
+    packages = tomllib.loads((REPO / "pylock.toml").read_text())["packages"]
+    standard: dict[str, set[str]] = {}
+    for package in packages:
+        assert package.get("wheels") or package.get("sdist"), package["name"]
+        for artifact in [*package.get("wheels", []), package.get("sdist") or {}]:
+            if artifact:
+                assert artifact["hashes"]["sha256"], (package["name"], artifact)
+        standard.setdefault(canonicalize_name(package["name"]), set()).add(package["version"])
+    pinned: dict[str, set[str]] = {}
+    for requirement, _ in _entries(LOCK):
+        pinned.setdefault(canonicalize_name(requirement.name), set()).add(
+            str(requirement.specifier).removeprefix("=="))
+    assert standard == pinned
