@@ -72,7 +72,7 @@ _ERROR_TEXT_LIMIT = 1000
 #: characters of a garbled (non-JSON or malformed) answer quoted in an exception
 _GARBLED_TEXT_LIMIT = 200
 #: the kinds of :class:`WriteOp`
-_WRITE_KINDS = ("create", "update")
+_WRITE_KINDS = ("create", "update", "delete")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -639,6 +639,6 @@ class HttpConnector(Connector):
         for op in ops:
             self._check_entity(op.entity)
             if op.kind not in _WRITE_KINDS:
-                raise ValueError(f"unknown write kind {op.kind!r} (create or update)")
-            if op.kind == "update" and not op.id:
-                raise ValueError(f"an update of {op.entity} needs the id of the entity")
+                raise ValueError(f"unknown write kind {op.kind!r} (create, update or delete)")
+            if op.kind in ("update", "delete") and not op.id:
+                raise ValueError(f"an {op.kind} of {op.entity} needs the id of the entity")

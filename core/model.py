@@ -68,7 +68,11 @@ class UnreadableRecord:
 class WriteOp:
     """One create or update to apply to a system.
 
-    ``kind`` is ``"create"`` or ``"update"``. For updates ``id`` names the entity and
+    ``kind`` is ``"create"``, ``"update"`` or ``"delete"``. A delete removes the entity ``id``
+    the way its system does it (a hard delete, a soft delete, or a deactivation such as
+    Business Central's ``blocked``); its result's ``record`` is the entity as it now stands
+    (deactivated, ``deleted`` set) or None when it is gone, and an entity already gone is a
+    success. For updates ``id`` names the entity and
     ``fields`` holds only the changed properties (nested objects are merge-patched; lists
     are replaced whole). Values are JSON-like, except that money and quantities arrive as
     ``decimal.Decimal``: each connector writes them in its system's own form (a decimal
