@@ -14,6 +14,13 @@
   change was planned against (never ``*``). A stale ETag (409 ``Request_EntityChanged``) becomes
   that op's :class:`~connectors.errors.PreconditionFailedError`: the engine dead-letters it, then
   re-reads and re-plans the entity next run; nothing is overwritten blindly.
+* Deletes, the way BC removes each entity (API v2.0 reference; ``docs/api/businesscentral.md``):
+  a customer is deactivated with ``PATCH {"blocked": "All"}`` (the customer ``blocked`` enum:
+  "All" blocks every transaction; a hard ``DELETE`` fails once the customer has outstanding
+  documents or ledger entries), an item with ``PATCH {"blocked": true}``; a sales order is
+  deleted (``DELETE``, 204). Each with ``If-Match`` like an update, in the same ``$batch``.
+  The result of a deactivation is the entity as BC now has it, marked ``deleted``; of a
+  ``DELETE`` none. An entity already gone (404) is a success.
 * Order lines: BC does not replace a collection with one PATCH, so an update carrying
   ``salesOrderLines`` reads the order's current lines and sends line operations (PATCH of the
   changed fields with each line's own ETag, POST of new lines, DELETE of surplus ones) in the
@@ -30,6 +37,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import re
@@ -60,6 +68,15 @@ ENUMS: Mapping[str, frozenset[str]] = {
     "items": frozenset({"type"}),
     ORDERS: frozenset({"status"}),
     LINES: frozenset({"lineType"}),
+}
+#: how a delete deactivates an entity instead of deleting it: customers get ``blocked: "All"``
+#: ("No transactions are allowed for the customer", Microsoft Learn, "Blocked Field, Customer
+#: Table"; enum ``Customer Blocked``), items ``blocked: true`` (resource type item,
+#: api-reference/v2.0/resources/dynamics_item). Sales orders are deleted
+#: (api-reference/v2.0/api/dynamics_salesorder_delete: ``DELETE``, If-Match, 204).
+DEACTIVATE: Mapping[str, Mapping[str, Any]] = {
+    "customers": {"blocked": "All"},
+    "items": {"blocked": True},
 }
 #: the blank enum member as ``$metadata`` names it, and as Microsoft's examples write it
 BLANK_ENUM_FORMS = ("_x0020_", " ")
@@ -308,9 +325,12 @@ class BusinessCentralConnector(HttpConnector):
         if op.if_match is None:
             # BC answers every read with an ETag, so a plan without one is a caller's slip;
             # "If-Match: *" would overwrite blindly. Refused as a conflict: re-read, re-plan.
-            raise PreconditionFailedError(f"{self.name}: PATCH /{url}: no ETag to send in "
+            method = "DELETE" if op.kind == "delete" and op.entity not in DEACTIVATE else "PATCH"
+            raise PreconditionFailedError(f"{self.name}: {method} /{url}: no ETag to send in "
                                           "If-Match; the entity is read again next run",
                                           status=409, system=self.name)
+        if op.kind == "delete":
+            return [self._delete_call(index, op, url)]
         if op.entity != ORDERS:
             return [_Call(index, "PATCH", url, body, op.if_match, result=True)]
         lines = body.pop(LINES, None)
@@ -327,6 +347,14 @@ class BusinessCentralConnector(HttpConnector):
             calls += self._line_calls(index, url, order, lines)
         calls.append(_Call(index, "GET", url + self._expand(ORDERS), result=True))
         return calls
+
+    def _delete_call(self, index: int, op: WriteOp, url: str) -> _Call:
+        """The one call of a delete: the deactivating PATCH of a customer or an item, else a
+        ``DELETE`` (a sales order's lines go with it)."""
+        if op.entity in DEACTIVATE:
+            body = _enums(op.entity, DEACTIVATE[op.entity], self._to_wire_enum)
+            return _Call(index, "PATCH", url, body, op.if_match, result=True)
+        return _Call(index, "DELETE", url, if_match=op.if_match, result=True)
 
     @staticmethod
     def _new_line(line: Mapping[str, Any]) -> dict[str, Any]:
@@ -372,13 +400,26 @@ class BusinessCentralConnector(HttpConnector):
             op = ops[call.op_index]
             if call.op_index in results and not results[call.op_index].ok:
                 continue
-            if not 200 <= response["status"] < 300:
+            if op.kind == "delete":
+                results[call.op_index] = self._deleted(op, call, response)
+            elif not 200 <= response["status"] < 300:
                 results[call.op_index] = self._failed(op, call, response)
             elif call.result:
                 body = response["body"]
                 results[call.op_index] = WriteResult(
                     ref=op.ref, record=self._to_record(op.entity, body, None))
         return results
+
+    def _deleted(self, op: WriteOp, call: _Call, response: Mapping[str, Any]) -> WriteResult:
+        """A delete's result: gone (204, or 404: gone already) or deactivated (the entity as it
+        now stands, marked deleted); else the call's error."""
+        status = response["status"]
+        if status == 404 or (status == 204 and call.method == "DELETE"):
+            return WriteResult(ref=op.ref)
+        if not 200 <= status < 300:
+            return WriteResult(ref=op.ref, error=self._call_error(call, response))
+        record = self._to_record(op.entity, response["body"], None)
+        return WriteResult(ref=op.ref, record=dataclasses.replace(record, deleted=True))
 
     def _failed(self, op: WriteOp, call: _Call, response: Mapping[str, Any]) -> WriteResult:
         """A failed call's result; a create whose number exists adopts that entity."""

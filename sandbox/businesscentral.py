@@ -16,7 +16,8 @@ refuses); every link it hands out and every set it announces, it serves. What it
   ``{"error": {"code", "message"}}`` with BC's codes; the blank enum member served as
   ``_x0020_`` or ``" "`` (``blank_enum=``) and accepted either way;
 * ``@odata.etag`` on every entity, changing on every write; ``If-Match`` required on PATCH and
-  DELETE, a stale one answered ``409 Request_EntityChanged``;
+  DELETE, a stale one answered ``409 Request_EntityChanged``; a customer or an item that an
+  outstanding sales order uses cannot be deleted (BC's ``Application_DialogException``);
 * query options (:mod:`sandbox.businesscentral_query`): ``$filter``, ``$orderby`` asc/desc,
   ``$top``, ``$skip``, ``$count``/``/$count``, ``$select``, ``$expand=salesOrderLines``;
   server-driven paging (``Prefer: odata.maxpagesize``, ``@odata.nextLink`` with an opaque
@@ -632,6 +633,7 @@ class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
         self._concurrent_edits(resource, id)
         row = self._row(resource, id)
         self._check_if_match(request, row.entity["id"], row.version)
+        self._check_deletable(resource, row.entity)
         self.remove(resource, row.entity["id"])
         return self.respond(204)
 

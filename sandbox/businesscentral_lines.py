@@ -36,6 +36,25 @@ class LinesMixin:
         raise ApiError("not_found", "The Sales Line does not exist. Identification fields and "
                                     f"values: Id='{line_id}'")
 
+    def _check_deletable(self, resource: str, entity: Mapping[str, Any]) -> None:
+        """BC's refusal to delete a customer or an item that an outstanding sales order still
+        uses (the ``OnDelete`` triggers of the Customer and Item tables, labels ``Text000``
+        "You cannot delete %1 %2 because there is at least one outstanding Sales %3 for this
+        customer." and ``Text001`` "… that includes this item.", microsoft/BCApps
+        ``Customer.Table.al`` / ``Item.Table.al``): why a sync deactivates them instead."""
+        orders = [row.entity for row in self.collections["salesOrders"].values()]
+        if resource == "customers" and any(
+                entity["id"] in (order["customerId"], order.get("billToCustomerId"))
+                for order in orders):
+            raise ApiError("dialog", f"You cannot delete Customer {entity['number']} because "
+                                     "there is at least one outstanding Sales Order for this "
+                                     "customer.")
+        if resource == "items" and any(line.get("itemId") == entity["id"]
+                                       for order in orders for line in order[LINES]):
+            raise ApiError("dialog", f"You cannot delete Item {entity['number']} because there "
+                                     "is at least one outstanding Sales Order that includes "
+                                     "this item.")
+
     def _order_of_line(self, line_id: str) -> str:
         """The id of the sales order a line belongs to (for the company-level line set)."""
         for order in self.collections["salesOrders"].values():

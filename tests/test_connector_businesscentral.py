@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from decimal import Decimal
 
@@ -288,3 +289,98 @@ def test_429_is_waited_out_and_retried(sandbox):
         sandbox.set_faults(SYSTEM)
     statuses = [e["status"] for e in _log(sandbox) if e["method"] == "GET"]
     assert statuses.count(200) == 3 and 429 in statuses
+
+
+# -- deletes ----------------------------------------------------------------------------------
+# API v2.0 (MS Learn dev-itpro/api-reference/v2.0): customers are deactivated with
+# ``blocked: "All"`` (resources/dynamics_customer, enum customerBlocked), items with
+# ``blocked: true`` (resources/dynamics_item), sales orders deleted (api/dynamics_salesorder_delete:
+# DELETE with If-Match, 204). docs/api/businesscentral.md says why.
+
+
+def _delete(record, ref: str, etag: str | None = "") -> WriteOp:
+    return WriteOp(kind="delete", entity=record.entity, id=record.id, fields={}, ref=ref,
+                   if_match=record.etag if etag == "" else etag)
+
+
+def test_deletes_deactivate_customers_and_items_and_delete_orders_in_one_batch(sandbox):
+    connector = _connector(sandbox)
+    customer = list(connector.read("customers"))[0]
+    item = list(connector.read("items"))[0]
+    order = list(connector.read("salesOrders"))[0]
+    sandbox.clear_requests(SYSTEM)
+
+    results = connector.write([_delete(customer, "c"), _delete(item, "i"), _delete(order, "o")])
+
+    assert [e["method"] for e in _log(sandbox)] == ["POST"]               # one $batch
+    blocked, deactivated, deleted = results
+    assert blocked.ok and blocked.record.deleted and blocked.record.fields["blocked"] == "All"
+    assert blocked.record.id == customer.id and blocked.record.etag != customer.etag
+    assert deactivated.ok and deactivated.record.deleted and deactivated.record.fields["blocked"]
+    assert deleted.ok and deleted.record is None
+    # a deactivated entity still reads as BC keeps it (blocked, not deleted); the order is gone
+    [still] = connector.get("customers", [customer.id])
+    assert still.fields["blocked"] == "All" and not still.deleted
+    assert connector.get("items", [item.id])[0].fields["blocked"] is True
+
+
+def test_get_leaves_a_deleted_order_out(sandbox):
+    connector = _connector(sandbox)
+    orders = list(connector.read("salesOrders"))[:2]
+    [result] = connector.write([_delete(orders[0], "o")])
+    assert result.ok
+
+    assert [r.id for r in connector.get("salesOrders", [o.id for o in orders])] == [orders[1].id]
+
+
+def test_a_delete_of_an_entity_already_gone_is_a_success(sandbox):
+    connector = _connector(sandbox)
+    order = list(connector.read("salesOrders"))[0]
+    assert connector.write([_delete(order, "first")])[0].ok
+    customer = list(connector.read("customers"))[0]
+    unknown = dataclasses.replace(customer, id="0b6c3f1e-1d2a-4c3b-9e8f-7a6b5c4d3e2f")
+
+    again, nobody = connector.write([_delete(order, "again"), _delete(unknown, "nobody")])
+
+    assert again.ok and again.record is None          # 404: gone already
+    assert nobody.ok and nobody.record is None
+
+
+def test_a_stale_delete_is_a_conflict_and_changes_nothing(sandbox):
+    connector = _connector(sandbox)
+    customer = list(connector.read("customers"))[0]
+    order = list(connector.read("salesOrders"))[0]
+    for entity_set, record in (("customers", customer), ("salesOrders", order)):
+        requests.post(f"{sandbox.root_url(SYSTEM)}/_sandbox/touch/{entity_set}/{record.id}",
+                      json={}, timeout=10)
+
+    results = connector.write([_delete(customer, "c"), _delete(order, "o")])
+
+    assert all(isinstance(r.error, PreconditionFailedError) for r in results)
+    assert "Request_EntityChanged" in str(results[0].error)
+    assert connector.get("customers", [customer.id])[0].fields["blocked"] == " "
+    assert [r.id for r in connector.get("salesOrders", [order.id])] == [order.id]
+
+
+def test_a_delete_without_an_etag_is_refused_not_sent_blindly(sandbox):
+    connector = _connector(sandbox)
+    order = list(connector.read("salesOrders"))[0]
+    sandbox.clear_requests(SYSTEM)
+
+    [result] = connector.write([_delete(order, "o", etag=None)])
+
+    assert isinstance(result.error, PreconditionFailedError) and "DELETE" in str(result.error)
+    assert _log(sandbox) == []
+
+
+def test_a_failed_delete_fails_its_own_op_only(sandbox):
+    """A delete BC refuses (a stale ETag) fails its own op; the others of the batch go on."""
+    connector = _connector(sandbox)
+    customers = list(connector.read("customers"))[:2]
+    sandbox.clear_requests(SYSTEM)
+
+    results = connector.write([_delete(customers[0], "bad", etag='W/"JzE7MTswMDsn"'),
+                               _delete(customers[1], "good")])
+
+    assert isinstance(results[0].error, PreconditionFailedError)
+    assert results[1].ok and results[1].record.fields["blocked"] == "All"
