@@ -23,7 +23,10 @@
 * Writes: one entity per request (Exact has no documented batch). Creates are ``POST`` with
   ``Prefer: return=representation`` (orders with their ``SalesOrderLines``); an item whose code
   exists is adopted. Updates are ``PUT`` of the changed properties (204), order lines changed
-  one by one at ``SalesOrderLines(guid'…')``, then the entity is read back.
+  one by one at ``SalesOrderLines(guid'…')``, then the entity is read back. Deletes are
+  ``DELETE`` (204) of the account, item or order: the reference lists DELETE for all three, and
+  Exact records each in ``sync/Deleted``, where readers (this one too) see it; 404 is gone
+  already. Exact has no ETags: a delete is not conditional (``docs/api/exact.md``).
 * Errors: Exact locks an API key after 10 client errors per hour per endpoint, so **no 4xx is
   ever retried** (the engine dead-letters it with Exact's message); 429 waits for
   ``X-RateLimit-Minutely-Reset`` (or ``Retry-After``), and :class:`RateHeaders` holds requests
@@ -520,6 +523,7 @@ class ExactConnector(HttpConnector):
         for op in ops:
             try:
                 record, adopted = (self._create(op) if op.kind == "create" else
+                                   (self._delete(op), False) if op.kind == "delete" else
                                    (self._update(op), False))
             except ApiError as exc:
                 results.append(WriteResult(ref=op.ref, error=exc))
@@ -580,6 +584,17 @@ class ExactConnector(HttpConnector):
             raise PermanentApiError(f"{self.name}: {op.entity} {op.id} was not found after the "
                                     "update", status=404, system=self.name)
         return found[0]
+
+    def _delete(self, op: WriteOp) -> None:
+        """``DELETE`` of the entity, 204 (Exact's reference, e.g. CRMAccounts: "GET POST PUT
+        DELETE"; the deletion then shows in ``sync/Deleted``); 404: gone already. A delete
+        Exact refuses (an account or item still in use) is the op's error."""
+        try:
+            self._http.request("DELETE", self._entity_path(op.entity, op.id))
+        except PermanentApiError as exc:
+            if exc.status != 404:
+                raise
+        return None
 
     def _change_lines(self, order_id: str, current: list, lines: list) -> None:
         """Turn the order's lines into ``lines``, position by position: a PUT of each changed

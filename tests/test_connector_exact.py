@@ -4,6 +4,7 @@ pacing and 429s."""
 
 from __future__ import annotations
 
+import datetime
 import time
 from decimal import Decimal
 
@@ -319,3 +320,54 @@ def test_a_refused_refresh_token_fails_permanently_and_says_what_to_do(ex_env):
     # refused call counts towards Exact's 10 errors an hour), then for the refresh floor, and
     # asked once more
     assert [e["status"] for e in ex_env.token_requests()] == [400, 400]
+
+
+# -- deletes ----------------------------------------------------------------------------------
+# Exact's REST reference lists DELETE for crm/Accounts, logistics/Items and
+# salesorder/SalesOrders (start.exactonline.nl/docs/HlpRestAPIResourcesDetails.aspx?name=
+# CRMAccounts, …=LogisticsItems, …=SalesOrderSalesOrders) and records every deletion in
+# sync/Deleted (…=SyncDeleted: EntityType 2 Accounts, 9 Items, 12 SalesOrders).
+
+
+def _delete(record, ref: str) -> WriteOp:
+    return WriteOp("delete", record.entity, {}, ref, id=record.id)
+
+
+def test_a_delete_is_one_delete_request_and_shows_in_sync_deleted(ex_env):
+    connector = ex_env.connector()
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    gone = [list(connector.read(entity))[0] for entity in ("Accounts", "Items", "SalesOrders")]
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    results = connector.write([_delete(record, record.entity) for record in gone])
+
+    assert all(r.ok and r.record is None for r in results), [r.error for r in results]
+    assert [(e["method"], e["path"].split("/")[-1].split("(")[0], e["status"])
+            for e in ex_env.log()] == [("DELETE", "Accounts", 204), ("DELETE", "Items", 204),
+                                       ("DELETE", "SalesOrders", 204)]
+    for record in gone:
+        assert connector.get(record.entity, [record.id]) == []        # gone from every read
+        deleted = [r for r in connector.read(record.entity, since=before) if r.id == record.id]
+        assert [(r.deleted, r.fields) for r in deleted] == [(True, {})]
+        assert deleted[0].modified is not None
+
+
+def test_get_leaves_a_deleted_id_out(ex_env):
+    connector = ex_env.connector()
+    accounts = list(connector.read("Accounts"))[:3]
+    assert connector.write([_delete(accounts[1], "d")])[0].ok
+
+    assert {r.id for r in connector.get("Accounts", [a.id for a in accounts])} == {
+        accounts[0].id, accounts[2].id}
+
+
+def test_a_delete_of_an_entity_already_gone_is_a_success(ex_env):
+    connector = ex_env.connector()
+    order = list(connector.read("SalesOrders"))[0]
+    assert connector.write([_delete(order, "first")])[0].ok
+    ex_env.sandbox.clear_requests(SYSTEM)
+
+    [again] = connector.write([_delete(order, "again")])
+
+    assert again.ok and again.record is None
+    assert [(e["method"], e["status"]) for e in ex_env.log()] == [("DELETE", 404)]  # no retry
