@@ -522,9 +522,12 @@ class ExactConnector(HttpConnector):
         results = []
         for op in ops:
             try:
-                record, adopted = (self._create(op) if op.kind == "create" else
-                                   (self._delete(op), False) if op.kind == "delete" else
-                                   (self._update(op), False))
+                record: Record | None
+                if op.kind == "delete":
+                    record, adopted = self._delete(op), False
+                else:
+                    record, adopted = (self._create(op) if op.kind == "create" else
+                                       (self._update(op), False))
             except ApiError as exc:
                 results.append(WriteResult(ref=op.ref, error=exc))
             else:
@@ -585,10 +588,11 @@ class ExactConnector(HttpConnector):
                                     "update", status=404, system=self.name)
         return found[0]
 
-    def _delete(self, op: WriteOp) -> None:
+    def _delete(self, op: WriteOp) -> Record | None:
         """``DELETE`` of the entity, 204 (Exact's reference, e.g. CRMAccounts: "GET POST PUT
-        DELETE"; the deletion then shows in ``sync/Deleted``); 404: gone already. A delete
-        Exact refuses (an account or item still in use) is the op's error."""
+        DELETE"; the deletion then shows in ``sync/Deleted``); 404: gone already. Nothing of
+        it is left to return. A delete Exact refuses (an account or item still in use) is the
+        op's error."""
         try:
             self._http.request("DELETE", self._entity_path(op.entity, op.id))
         except PermanentApiError as exc:
