@@ -24,6 +24,12 @@
   (aliases), and only the rows that fail alone become errors (dead letters). An update that
   carries ``orderLines`` replaces the order's lines (``orderLine_delete`` + ``orderLine_create``
   after the head, in one request), then reads the order back.
+* Deletes: ``<table>_delete(filter: {<key>: {_in: [...]}})`` per table and up to
+  :data:`ROWS_PER_MUTATION` keys (Visma's "Delete operations": the API documents no
+  deactivation of an associate, a product or an order), in the same batches; an order's lines go
+  with it. A key no row has is gone already: a success. An associate that is also a supplier
+  (``supplierNo``: one associate row holds every role, Visma's table "Aktør") is not deleted
+  with its customer role: the roles are read first, and its op fails, saying so.
 * Creates never duplicate: before creating, rows are looked up by their natural key (e-mail,
   product number, the webshop's order number in ``customerOrderNo``); a row found is adopted.
 * Wire quirks stay here: dates are integers ``yyyymmdd`` on the wire and ISO dates in records,
@@ -68,6 +74,8 @@ class Table:
     before it is sent. ``lines`` is the child table nested under ``orderLines``. ``scope`` is
     the filter that selects the table's rows the entity has (associates that are customers);
     ``suggest`` the columns the server numbers on create (``suggest:`` of ``_create``).
+    ``other_roles`` are columns that, when non-zero, give a row a role beyond the entity's
+    (an associate that is a supplier too): such a row is never deleted.
     """
 
     field: str
@@ -78,12 +86,20 @@ class Table:
     lines: Table | None = None
     scope: Mapping[str, Any] | None = None
     suggest: tuple[str, ...] = ()
+    other_roles: tuple[str, ...] = ()
 
     def scoped(self, expression: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """``expression`` narrowed to the entity's rows (:attr:`scope`)."""
         if self.scope is None:
             return expression
         return {"_and": [self.scope, expression]} if expression else self.scope
+
+    def with_keys(self, keys: Sequence[str]) -> Mapping[str, Any]:
+        """The filter of the entity's rows with these keys."""
+        values = [int(key) if self.key_kind == "Int" else key for key in keys]
+        scoped = self.scoped({self.key: {"_in": values}})
+        assert scoped is not None
+        return scoped
 
     @property
     def create_arguments(self) -> str:
@@ -124,7 +140,8 @@ CUSTOMER_TABLES: Mapping[str, Table] = {
         "phone": "String", "mobilePhone": "String", "addressLine1": "String",
         "addressLine2": "String", "postCode": "String", "postalArea": "String",
         "countryNo": "Int"}, natural_key="emailAddress",
-        scope={"customerNo": {"_not_eq": 0}}, suggest=("customerNo",)),
+        scope={"customerNo": {"_not_eq": 0}}, suggest=("customerNo",),
+        other_roles=("supplierNo",)),
     "address": Table("address", "Address", "addressNo", {
         "addressNo": "Int", "name": "String", "emailAddress": "String", "phone": "String",
         "mobilePhone": "String", "addressLine1": "String", "addressLine2": "String",
@@ -291,6 +308,10 @@ class _Unit:
             fields = f"rows: {t.field}_create(values: $values{t.create_arguments}) {select}"
             variables: dict[str, Any] = {"values": rows}
             params = f"$values: [{t.type}_Input!]!"
+        elif self.kind == "delete":
+            fields = f"rows: {t.field}_delete(filter: $filter) {{ affectedRows }}"
+            variables = {"filter": t.with_keys([_key(op) for op in self.ops])}
+            params = f"$filter: FilterExpression_{t.type}!"
         elif self.kind == "update":
             fields = f"rows: {t.field}_update(filters: $filters, values: $values) {select}"
             variables = {"filters": [self._key_filter(op.id) for op in self.ops], "values": rows}
@@ -327,8 +348,10 @@ class _Unit:
             error = self.connector.graphql_error(errors, f"{self.table.field}_{self.kind}")
             return [WriteResult(ref=op.ref, error=error) for op in self.ops]
         company = (answer.get("data") or {}).get("useCompany") or {}
-        if self.kind == "lines":
-            return [WriteResult(ref=self.ops[0].ref)]  # the order is read back afterwards
+        if self.kind in ("lines", "delete"):
+            # an order whose lines changed is read back afterwards; a deleted row is gone (or
+            # was already: no row matched)
+            return [WriteResult(ref=op.ref) for op in self.ops]
         items = (company.get("rows") or {}).get("items") or []
         if self.kind == "create":
             if len(items) != len(self.ops):
@@ -352,6 +375,11 @@ class _Unit:
 
     def split(self) -> list[_Unit]:
         return [_Unit(self.connector, self.table, self.kind, [op]) for op in self.ops]
+
+
+def _key(op: WriteOp) -> str:
+    assert op.id is not None        # an update's or a delete's (HttpConnector._check_ops)
+    return op.id
 
 
 def _in_field(error: Mapping[str, Any]) -> bool:
@@ -528,7 +556,9 @@ class BusinessNxtConnector(HttpConnector):
             updates = [op for op in mine if op.kind == "update"]
             with_lines = [op for op in updates if LINES in op.fields]
             plain = [op for op in updates if LINES not in op.fields]
-            for kind, group in (("create", creates), ("update", plain)):
+            deletes = self._single_role([op for op in mine if op.kind == "delete"], table,
+                                        results)
+            for kind, group in (("create", creates), ("update", plain), ("delete", deletes)):
                 units += [_Unit(self, table, kind, group[i:i + ROWS_PER_MUTATION])
                           for i in range(0, len(group), ROWS_PER_MUTATION)]
             units += [_Unit(self, table, "lines", [op]) for op in with_lines]
@@ -536,6 +566,42 @@ class BusinessNxtConnector(HttpConnector):
         self._read_back([op for op in ops if op.kind == "update" and LINES in op.fields
                          and results[op.ref].ok], results)
         return [results[op.ref] for op in ops]
+
+    def _single_role(self, deletes: list[WriteOp], table: Table,
+                     results: dict[str, WriteResult]) -> list[WriteOp]:
+        """The deletes whose rows have no role beyond the entity's (:attr:`Table.other_roles`,
+        read first: 0 and null both mean none); the others fail without being sent."""
+        if not table.other_roles or not deletes:
+            return deletes
+        roles = " ".join(table.other_roles)
+        query = (f"query roles($cid: Int!, $first: Int!, $filter: FilterExpression_{table.type})"
+                 f" {{ useCompany(no: $cid) {{ {table.field}(first: $first, filter: $filter) "
+                 f"{{ items {{ {table.key} {roles} }} }} }} }}")
+        other: dict[str, list[str]] = {}
+        for start in range(0, len(deletes), self._page_size):
+            chunk = deletes[start:start + self._page_size]
+            try:
+                page = self.fetch_page(PageRequest("", method="POST", idempotent=True, json={
+                    "query": query, "variables": {
+                        "cid": self.company_no, "first": len(chunk),
+                        "filter": table.with_keys([_key(op) for op in chunk])}}))
+                company = row_object(row_object(page).get("data")).get("useCompany")
+                rows = row_list(row_object(row_object(company).get(table.field)), "items")
+                other.update((row_id(row, table.key), [r for r in table.other_roles
+                                                       if row_object(row).get(r)])
+                             for row in rows)
+            except (ApiError, UnreadableRow) as exc:
+                error = exc if isinstance(exc, ApiError) else TransientApiError(
+                    f"{self.name}: {table.field} roles unreadable: {exc}", system=self.name)
+                results.update((op.ref, WriteResult(ref=op.ref, error=error)) for op in chunk)
+        for op in deletes:
+            if other.get(_key(op)):
+                results[op.ref] = WriteResult(ref=op.ref, error=PermanentApiError(
+                    f"{self.name}: {table.field} with {table.key} {op.id} has "
+                    f"{', '.join(other[_key(op)])} set too: not deleted, that role would go "
+                    "with it; end its customer role in Business NXT by hand",
+                    system=self.name))
+        return [op for op in deletes if op.ref not in results]
 
     def _adopt(self, creates: list[WriteOp], table: Table,
                results: dict[str, WriteResult]) -> list[WriteOp]:

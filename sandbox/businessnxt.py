@@ -403,11 +403,13 @@ class BusinessNxt(Emulator):
                 if len(kept) != len(order.entity[LINES]):
                     changed += len(order.entity[LINES]) - len(kept)
                     self.commit("order", order.entity["orderNo"], {**order.entity, LINES: kept})
-            return {"affectedRows": changed, "items": []}
+            return {"affectedRows": changed, "items": None}
         doomed = [e[table.key] for e in self.rows(table) if matches(table, e, expression)]
         for key in doomed:
             self.remove(table.field, key)
-        return {"affectedRows": len(doomed), "items": []}
+        # "The value of the items field of the return type will always be null for a delete
+        # operation." (Visma, "Delete operations"); an order's lines are stored in it: gone too
+        return {"affectedRows": len(doomed), "items": None}
 
     def _suggested(self, table: Table, value: Mapping[str, Any], asked: list[str],
                    taken: dict[str, list[int]]) -> dict:

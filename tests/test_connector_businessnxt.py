@@ -199,3 +199,52 @@ def test_429_is_a_transient_rate_limit_error(bnxt):
         with pytest.raises(RateLimitedError) as raised:
             connector.get("address", ["2"])
     assert raised.value.status == 429 and raised.value.transient
+
+
+# -- deletes ----------------------------------------------------------------------------------
+# Visma's "Delete operations" (docs.vismasoftware.no/businessnxtapi/schema/mutations/deletes):
+# ``<table>_delete(filter: FilterExpression_<Table>) { affectedRows }``, the filter as for
+# updates; ``items`` is always null for a delete.
+
+
+def _delete(entity: str, key: str, ref: str) -> WriteOp:
+    return WriteOp(kind="delete", entity=entity, id=key, fields={}, ref=ref)
+
+
+def test_deletes_are_one_delete_field_per_table_in_one_batch(bnxt):
+    with connect(bnxt) as connector:
+        addresses = list(connector.read("address"))[:2]
+        products = list(connector.read("product"))[:2]
+        order = list(connector.read("order"))[0]
+        bnxt.clear_requests("businessnxt")
+
+        results = connector.write([_delete(r.entity, r.id, f"{r.entity}-{r.id}")
+                                   for r in (*addresses, *products, order)])
+
+        assert all(r.ok and r.record is None for r in results), [r.error for r in results]
+        assert posts(bnxt) == 1              # three delete fields, one batch request
+        for record in (*addresses, *products, order):
+            assert connector.get(record.entity, [record.id]) == []
+    lines = Gql(bnxt).rows("orderLine", "orderNo lineNo")
+    assert not [line for line in lines if str(line["orderNo"]) == order.id]   # gone with it
+
+
+def test_get_leaves_a_deleted_row_out(bnxt):
+    with connect(bnxt) as connector:
+        products = list(connector.read("product"))[:3]
+        assert connector.write([_delete("product", products[1].id, "p")])[0].ok
+
+        found = connector.get("product", [p.id for p in products])
+
+    assert [r.id for r in found] == [products[0].id, products[2].id]
+
+
+def test_a_delete_of_a_row_already_gone_is_a_success(bnxt):
+    with connect(bnxt) as connector:
+        order = list(connector.read("order"))[0]
+        assert connector.write([_delete("order", order.id, "first")])[0].ok
+
+        again, never = connector.write([_delete("order", order.id, "again"),
+                                        _delete("order", "987654", "never")])
+
+    assert again.ok and again.record is None and never.ok and never.record is None

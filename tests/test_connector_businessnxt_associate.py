@@ -110,3 +110,26 @@ def test_a_saved_company_is_not_served_as_the_other_kind(tmp_path):
     BusinessNxt(api_key="k", seed=42, state_path=state).close()  # an address company, saved
     with pytest.raises(ValueError, match="keeps its customers in 'address', not 'associate'"):
         BusinessNxt(api_key="k", seed=42, state_path=state, customer_table="associate")
+
+
+def test_deleting_a_customer_deletes_its_associate_unless_it_is_a_supplier_too(company):
+    """One associate row holds every role (Visma's table "Aktør": customer, supplier, …), and
+    ``associate_delete`` removes the row: a customer that is also a supplier is left alone, and
+    its op fails saying why; the other customers of the batch are deleted."""
+    gql = Gql(company)
+    gql("mutation m($cid: Int!) { useCompany(no: $cid) { associate_update(filter: "
+        "{customerNo: {_eq: 10002}}, value: {supplierNo: 59999}) { affectedRows } } }")
+    with connect(company) as connector:
+        [created] = connector.write([WriteOp(ref="c", entity="address", kind="create", fields={
+            "emailAddress": "kort.liv@example.no", "name": "Kort Liv AS"})])
+        plain, both, new = connector.write([
+            WriteOp(ref="d1", entity="address", kind="delete", id="10001", fields={}),
+            WriteOp(ref="d2", entity="address", kind="delete", id="10002", fields={}),
+            WriteOp(ref="d3", entity="address", kind="delete", id=created.record.id, fields={})])
+
+        assert plain.ok and plain.record is None and new.ok and new.record is None
+        assert isinstance(both.error, PermanentApiError) and "supplierNo" in str(both.error)
+        assert [r.id for r in connector.get("address", ["10001", "10002", created.record.id])
+                ] == ["10002"]
+    suppliers = gql.rows("associate", "customerNo supplierNo", {"supplierNo": {"_eq": 59999}})
+    assert suppliers == [{"customerNo": 10002, "supplierNo": 59999}]
