@@ -673,6 +673,9 @@ class BusinessCentral(LinesMixin, BatchMixin, ControlsMixin, Emulator):
         if ("customerId" in written or "customerNumber" in written
                 or entity["customerId"] == EMPTY_GUID):
             customer = self._customer_for(entity, written)
+            if customer.get("blocked") == "All":    # Customer table, label Text006
+                raise ApiError("dialog", "You cannot create this type of document when Customer "
+                                         f"{customer['number']} is blocked with type All")
             entity.update(customerId=customer["id"], customerNumber=customer["number"],
                           customerName=customer["displayName"], billToCustomerId=customer["id"],
                           billToCustomerNumber=customer["number"],

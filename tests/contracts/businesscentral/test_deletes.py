@@ -122,3 +122,19 @@ def test_block_item(api):
 
     assert status == 200 and body["blocked"] is True
     assert api.json("GET", f"items({item['id']})")[1]["blocked"] is True
+
+
+def test_no_new_order_for_a_customer_blocked_for_all(api):
+    """A customer blocked "All" takes no new documents: the Customer table's check on
+    documents, label ``Text006`` "You cannot %1 this type of document when Customer %2 is
+    blocked with type %3" with ``Text005`` "create" (microsoft/BCApps, BaseApp
+    ``Customer.Table.al``), answered as an error dialog, 400 ``Application_DialogException``."""
+    customer = api.json("POST", "customers", json=CUSTOMER)[1]
+    blocked = api.json("PATCH", f"customers({customer['id']})", json={"blocked": "All"},
+                       headers={"If-Match": customer["@odata.etag"]})[1]
+
+    refused = api.call("POST", "salesOrders", json={"customerId": blocked["id"]})
+
+    assert error(refused) == (400, "Application_DialogException")
+    assert message(refused) == ("You cannot create this type of document when Customer "
+                                f"{customer['number']} is blocked with type All")
