@@ -29,7 +29,7 @@ from core.spec import SpecError, get_dataflow
 from pipelines import exit_status
 from pipelines.history import read_report
 from transforms import audit
-from transforms.breaker import held_message
+from transforms.breaker import held_deletes_message, held_message
 
 #: rows shown per table; the rest are counted and left to the run's JSON Lines files
 MAX_ROWS = 1000
@@ -134,6 +134,10 @@ def _status(section: dict, letters: int) -> str:
         f'<li class="held" data-pair="{_e(pair)}">held by the circuit breaker: '
         f'{_e(held_message(pair, updates, section.get("max_updates_per_pair", "?")))}</li>'
         for pair, updates in exit_status.held_pairs(section).items()]
+    problems += [
+        f'<li class="held" data-pair="{_e(pair)}">held by the circuit breaker: '
+        f'{_e(held_deletes_message(pair, n, section.get("max_deletes_per_pair", "?")))}</li>'
+        for pair, n in exit_status.held_for_deletes(section).items()]
     if letters:
         problems.append(f'<li class="dead">{_plural(letters, "dead letter")}, retried on the '
                         "next run (below)</li>")
