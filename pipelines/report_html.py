@@ -156,6 +156,8 @@ def _cards(section: dict, conflicts: list, letters: list) -> str:
     cards = [("created", total("created_in_target", "created_in_source")),
              ("linked", total("linked_by_match")),
              ("updated", total("updated_target", "updated_source")),
+             ("deleted", total("deleted_in_target", "deleted_in_source")),
+             ("unlinked", total("unlinked")),
              ("conflicts", len(conflicts)), ("dead letters", len(letters)),
              ("requests", sum(section.get("requests", {}).values()))]
     shown = [(name, value) for name, value in cards if value]

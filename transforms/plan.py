@@ -207,7 +207,8 @@ class _PlanGroupFn(beam.DoFn):
                 continue
             finally:
                 self._requests[side].flush()
-            if not found:
+            if not found:       # read (looked up) and gone: counted like a read record
+                self._ctx.counter(f"read_{side}").inc()
                 read[entity_id] = Entity(side, entity_id, {}, deleted=True,
                                          system=self._ctx.system(side).name)
 
