@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from core.model import committed_state
 from core.planner import HELD, SOURCE, TARGET, SyncPlan
 from transforms import breaker, finish, plan, read, write
 from transforms.common import PairContext
@@ -175,4 +176,5 @@ class _DropUnchangedFn(beam.DoFn):
 def _planned_link(plan_: SyncPlan):
     link = plan_.link
     return link.replace(source_id=link.source_id or f"(new) {link.target_id}",
-                        target_id=link.target_id or f"(new) {link.source_id}", state="linked")
+                        target_id=link.target_id or f"(new) {link.source_id}",
+                        state=committed_state(link.state))
