@@ -186,7 +186,6 @@ class _PlanGroupFn(beam.DoFn):
                 error_class=rejection.error_class, message=rejection.message))
         yield from plans
 
-
     def _verify_missing(self, link: Link, sources: dict[str, Entity],
                         targets: dict[str, Entity]) -> None:
         """Adds a deleted entity for each record of ``link`` that the full read did not
@@ -198,8 +197,9 @@ class _PlanGroupFn(beam.DoFn):
                                       (TARGET, targets, link.target_id)):
             if entity_id is None or entity_id in read or link.state in _GONE_STATES[side]:
                 continue
+            connector = self._connector(side)
             try:
-                found = self._connector(side).get(self._ctx.entity(side), [entity_id])
+                found = connector.get(self._ctx.entity(side), [entity_id])
             except ApiError as exc:
                 progress.warning("%s: %s %s was not read and could not be looked up (%s); "
                                  "not taken as deleted", self._ctx.pair.name,
