@@ -31,6 +31,8 @@ from core.planner import (
     plan_group,
 )
 from core.spec import DATAFLOWS_DIR, load_dataflow
+from tests.write_path_fakes import recording_context
+from transforms import plan as plan_stage
 
 SPEC = load_dataflow(DATAFLOWS_DIR / "customerp-customwebshop.yaml")
 KEY = "customerp-customwebshop/customer"
@@ -223,3 +225,49 @@ def test_decimal_views_compare_by_value():
     survivor = Entity(SOURCE, "IT-1", {**view, "price": Decimal("10.00")}, T0)
     plans, rejections = plan_group(product, "p", [survivor], [deleted(TARGET)], [stored], "r")
     assert rejections == [] and plans[0].link.state == DELETED_TARGET
+
+
+# --- the full rescan's look-up of linked records not read (transforms/plan.py) ----------------
+
+class _Lookup:
+    """A connector whose ``get`` finds the ids in ``present``; counts its look-ups."""
+
+    name = "erp"
+    request_count = 0
+
+    def __init__(self, present=()):
+        self.present = set(present)
+        self.asked: list[str] = []
+
+    def get(self, entity, ids):
+        self.asked += list(ids)
+        return [object() for i in ids if i in self.present]
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("present, state", [((), DELETED_SOURCE), (("C-1",), LINKED)])
+def test_a_full_rescan_looks_up_a_linked_record_it_did_not_read(tmp_path, monkeypatch,
+                                                                present, state):
+    ctx = recording_context(tmp_path)
+    connector = _Lookup(present)
+    monkeypatch.setattr(plan_stage, "connector_for", lambda system: connector)
+    stored = link().replace(pair=ctx.pair_key)
+    fn = plan_stage._PlanGroupFn(ctx, verify_missing=True)
+    fn.setup()
+    [the_plan] = list(fn.process((("link", "s:C-1"), [alive(TARGET), stored])))
+    assert connector.asked == ["C-1"]            # the target was read: only the source looked up
+    assert the_plan.link.state == state
+    assert ctx.counters.get("read_source", 0) == (0 if present else 1)
+
+
+def test_an_incremental_run_never_takes_a_record_not_read_for_deleted(tmp_path, monkeypatch):
+    ctx = recording_context(tmp_path)
+    connector = _Lookup()
+    monkeypatch.setattr(plan_stage, "connector_for", lambda system: connector)
+    fn = plan_stage._PlanGroupFn(ctx)
+    fn.setup()
+    [the_plan] = list(fn.process((("link", "s:C-1"), [alive(TARGET),
+                                                      link().replace(pair=ctx.pair_key)])))
+    assert connector.asked == [] and the_plan.link.state == LINKED
