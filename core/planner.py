@@ -8,6 +8,8 @@ I/O, what to write:
   had after the last sync). Only one side changed → copy it to the other; both changed to the
   same value → nothing; both changed differently → a conflict, settled by the pair's policy.
   An entity not read this run is taken as unchanged (its snapshot).
+* linked entities one of which is deleted (read deleted, or gone by the link's tombstone) →
+  the pair's delete policy, and a rejection of a survivor changed meanwhile (core/deletes.py).
 * no link yet, both sides present (same match key) → link them; per property a non-empty value
   beats an empty one, otherwise the newer record wins (first-link rule).
 * no link, one side → create it on the other side, under a stable link id reserved before the
