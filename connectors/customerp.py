@@ -79,9 +79,22 @@ class CustomErpConnector(HttpConnector):
 
     def _write(self, op: WriteOp) -> WriteResult:
         try:
+            if op.kind == "delete":
+                return self._delete(op)
             return self._create(op) if op.kind == "create" else self._update(op)
         except ApiError as exc:
             return WriteResult(ref=op.ref, error=exc)
+
+    def _delete(self, op: WriteOp) -> WriteResult:
+        """``DELETE`` (the ERP deletes for good), guarded by ``If-Match`` when the op has an
+        ETag; an entity already gone (404) is a success."""
+        headers = {"If-Match": op.if_match} if op.if_match is not None else None
+        try:
+            self._http.request("DELETE", self._entity_path(op.entity, op.id), headers=headers)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        return WriteResult(ref=op.ref)
 
     def _create(self, op: WriteOp) -> WriteResult:
         """``POST``; on ``409`` (the key exists) the existing entity, adopted."""

@@ -79,11 +79,15 @@ class CustomWebshopConnector(HttpConnector):
         return PageRequest(f"/{entity}", params)
 
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
-        """One batch request per entity and 100 operations; results in the order of ``ops``."""
+        """One batch request per entity and 100 creates and updates, one ``DELETE`` per
+        delete (the batch takes no deletes); results in the order of ``ops``."""
         results: dict[int, WriteResult] = {}
         by_entity: dict[str, list[int]] = {}
         self._check_ops(ops)
         for index, op in enumerate(ops):
+            if op.kind == "delete":
+                results[index] = self._delete(op)
+                continue
             by_entity.setdefault(op.entity, []).append(index)
         for entity, indexes in by_entity.items():
             for start in range(0, len(indexes), _MAX_BATCH):
@@ -112,6 +116,18 @@ class CustomWebshopConnector(HttpConnector):
                 f"{len(ops)} operations", system=self.name)
             return [WriteResult(ref=op.ref, error=error) for op in ops]
         return [self._result(entity, op, result) for op, result in zip(ops, results, strict=True)]
+
+    def _delete(self, op: WriteOp) -> WriteResult:
+        """``DELETE /{entity}/{id}`` with ``If-Match``: the webshop soft-deletes (the entity
+        stays, ``deleted: true``). An entity already gone (404) is a success; one changed
+        since it was read (412) is that op's error, like an update's."""
+        headers = {"If-Match": op.if_match} if op.if_match is not None else None
+        try:
+            self._http.request("DELETE", self._entity_path(op.entity, op.id), headers=headers)
+        except ApiError as exc:
+            if exc.status != 404:
+                return WriteResult(ref=op.ref, error=exc)
+        return WriteResult(ref=op.ref)
 
     @staticmethod
     def _operation(op: WriteOp) -> dict:

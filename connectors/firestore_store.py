@@ -48,7 +48,16 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
-from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
+from core.model import (
+    PENDING,
+    UNLINKED,
+    DeadLetter,
+    Link,
+    StateEntry,
+    committed_state,
+    decode_values,
+    encode_values,
+)
 from core.provenance import OriginWrite, RecordOrigins, merged_origins
 
 _LOG = logging.getLogger(__name__)
@@ -552,8 +561,13 @@ class FirestoreLinkStore(LinkStore):
                 holder = work.get(self._docs.claim(link.pair, side, entity_id))
                 if holder and holder["link_id"] != link.link_id:
                     return None         # another link holds the id
-        new = link.replace(state=LINKED, version=link.version + 1, updated_at=_now())
-        work.put(ref, _link_document(new, token))
+        new = link.replace(state=committed_state(link.state), version=link.version + 1,
+                           updated_at=_now())
+        if new.state == UNLINKED:       # unlinked: the link and its claims are removed
+            new_ids = dict.fromkeys(_SIDES)
+            work.remove(ref)
+        else:
+            work.put(ref, _link_document(new, token))
         for side, entity_id in new_ids.items():
             old_id = stored[f"{side}_id"] if stored else None
             if old_id == entity_id:

@@ -88,6 +88,9 @@ class LinkStore(abc.ABC):
     def commit(self, links: Sequence[Link]) -> list[Link]:
         """Store links (state linked), each only if its ``version`` still matches.
 
+        A tombstone (:data:`core.model.TOMBSTONES`) keeps its state; a link in state
+        ``unlinked`` is removed with the claims on its ids (:func:`core.model.committed_state`).
+
         Returns the stored links with their new versions; raises :class:`StaleLinkError` for a
         link whose stored version moved on (the others are still committed).
         """

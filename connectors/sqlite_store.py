@@ -31,7 +31,16 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
-from core.model import LINKED, PENDING, DeadLetter, Link, StateEntry, decode_values, encode_values
+from core.model import (
+    PENDING,
+    UNLINKED,
+    DeadLetter,
+    Link,
+    StateEntry,
+    committed_state,
+    decode_values,
+    encode_values,
+)
 from core.provenance import OriginWrite, RecordOrigins, merged_origins
 
 _LOG = logging.getLogger(__name__)
@@ -302,8 +311,8 @@ class SqliteLinkStore(LinkStore):
         committed, stale = [], []
         with self._transaction():
             for link in links:
-                stored = link.replace(state=LINKED, version=link.version + 1,
-                                      updated_at=_now())
+                stored = link.replace(state=committed_state(link.state),
+                                      version=link.version + 1, updated_at=_now())
                 if self._store_if_current(link, stored):
                     committed.append(stored)
                 else:
@@ -322,6 +331,10 @@ class SqliteLinkStore(LinkStore):
         row = _link_row(stored, state=stored.state, version=stored.version,
                         updated_at=stored.updated_at)
         try:
+            if stored.state == UNLINKED:    # unlinked: the link is removed
+                return self._db.execute(
+                    "DELETE FROM links WHERE pair = ? AND link_id = ? AND version = ?",
+                    (expected.pair, expected.link_id, expected.version)).rowcount == 1
             if expected.version == 0:
                 self._db.execute(
                     f"INSERT INTO links ({', '.join(_LINK_COLUMNS)}) "

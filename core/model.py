@@ -129,6 +129,21 @@ class SystemConfig:
 
 PENDING = "pending"
 LINKED = "linked"
+# Tombstones (docs/deletes.md): a link whose record(s) were deleted, kept so later runs know.
+DELETED_SOURCE = "deleted_source"     # the source record is deleted, the target kept
+DELETED_TARGET = "deleted_target"     # the target record is deleted, the source kept
+DELETED_BOTH = "deleted"              # both records are deleted (a propagated delete)
+TOMBSTONES = (DELETED_SOURCE, DELETED_TARGET, DELETED_BOTH)
+#: the state of a link to forget: committing it removes the link (delete policy ``unlink``)
+UNLINKED = "unlinked"
+#: every state a stored link can have
+LINK_STATES = (PENDING, LINKED, *TOMBSTONES)
+
+
+def committed_state(state: str) -> str:
+    """The state a link committed in ``state`` is stored in: a create or a first link
+    (``pending``) becomes ``linked``; a tombstone stays one; ``unlinked`` is removed."""
+    return LINKED if state == PENDING else state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +153,9 @@ class Link:
     ``link_id`` is stable from the moment the link is reserved: ``"s:<source id>"`` when the
     source entity came first (a create in the target), ``"t:<target id>"`` when the target came
     first. ``state`` is ``pending`` between the reservation and the commit of a create, then
-    ``linked``. ``version`` is the store's optimistic-concurrency counter (0 = not stored yet).
-    Snapshots map canonical property names to canonical values (see :func:`encode_values`).
+    ``linked``; once a record of the link is deleted, a tombstone (:data:`TOMBSTONES`, see
+    docs/deletes.md). ``version`` is the store's optimistic-concurrency counter (0 = not stored
+    yet). Snapshots map canonical property names to canonical values (see :func:`encode_values`).
     """
 
     pair: str

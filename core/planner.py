@@ -8,6 +8,8 @@ I/O, what to write:
   had after the last sync). Only one side changed → copy it to the other; both changed to the
   same value → nothing; both changed differently → a conflict, settled by the pair's policy.
   An entity not read this run is taken as unchanged (its snapshot).
+* linked entities one of which is deleted (read deleted, or gone by the link's tombstone) →
+  the pair's delete policy, and a rejection of a survivor changed meanwhile (core/deletes.py).
 * no link yet, both sides present (same match key) → link them; per property a non-empty value
   beats an empty one, otherwise the newer record wins (first-link rule).
 * no link, one side → create it on the other side, under a stable link id reserved before the
@@ -25,159 +27,32 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from core import types
-from core.model import LINKED, PENDING, Link
-from core.provenance import EditOrigin, Version
+from core import deletes, types
+from core.model import LINKED, PENDING, TOMBSTONES, Link
+from core.plans import (  # noqa: F401  (re-exported: the planner's public names)
+    CREATE_SOURCE,
+    CREATE_TARGET,
+    DEAD,
+    DELETED,
+    HELD,
+    LINK,
+    SKIPPED,
+    SOURCE,
+    TARGET,
+    UNCHANGED,
+    UPDATE,
+    Conflict,
+    Entity,
+    Provenance,
+    Rejection,
+    SyncPlan,
+    Write,
+    other,
+)
+from core.provenance import Version
 from core.spec import PairSpec, PropertySpec
 
-SOURCE = "source"
-TARGET = "target"
-
-# Plan outcomes. Also the report's counters of entities read: each entity read this run is
-# counted once, under the outcome of the plan of its link, or under one of the outcomes below.
-CREATE_TARGET = "created_in_target"
-CREATE_SOURCE = "created_in_source"
-LINK = "linked_by_match"
-UPDATE = "updated"
-UNCHANGED = "unchanged"
-# What becomes of an entity read that no plan carries (or whose plan was not carried out).
-DELETED = "deleted"       # deleted in its system: deletes are not propagated
-SKIPPED = "skipped"       # nothing to do by design (no create in that direction, say)
-DEAD = "dead"             # its sync failed this run: a dead letter says why
-HELD = "held_back"        # not planned or not written: circuit breaker, or a failed read
-
 _MISSING = object()
-
-
-def other(side: str) -> str:
-    return TARGET if side == SOURCE else SOURCE
-
-
-@dataclasses.dataclass(frozen=True)
-class Entity:
-    """A record of one side of a pair, mapped to the pair's canonical view.
-
-    ``system`` names the system the record is in. ``origins`` holds, per canonical property,
-    the person's edit a value talksync wrote into the record came from, and
-    ``others_edited`` when the record's other values were last edited, both only while the
-    record is as talksync's last write left it (core/provenance.py): "latest change wins"
-    then compares people's edit times, not the time talksync copied a value in.
-    """
-
-    side: str
-    id: str
-    view: Mapping[str, Any]
-    modified: datetime.datetime | None = None
-    deleted: bool = False
-    etag: str | None = None
-    system: str = ""
-    origins: Mapping[str, EditOrigin] = dataclasses.field(default_factory=dict)
-    others_edited: datetime.datetime | None = None
-
-    @property
-    def version(self) -> Version:
-        """The version read: what tells whether the record changed after a write."""
-        return Version(etag=self.etag, modified=self.modified)
-
-    def edited_at(self, name: str) -> datetime.datetime | None:
-        """When a person last edited property ``name``: its origin's time for a value talksync
-        wrote, else the record's own time (``others_edited``, else its modified time)."""
-        origin = self.origins.get(name)
-        if origin is not None:
-            return origin.at
-        return self.others_edited or self.modified
-
-    def edit_origin(self, name: str) -> EditOrigin | None:
-        """The edit property ``name``'s value comes from (None: not known)."""
-        origin = self.origins.get(name)
-        if origin is not None:
-            return origin
-        at = self.others_edited or self.modified
-        return EditOrigin(self.system, at) if at is not None and self.system else None
-
-
-@dataclasses.dataclass(frozen=True)
-class Conflict:
-    """Both sides changed one property differently; ``winner`` is the side whose value won.
-    The edit times compared are kept so a reader can see why the latest change won:
-    ``*_modified`` is when a person edited each side's value (the origin's time for a value
-    talksync copied in, else the record's modified time), ``*_edited_in`` the system where."""
-
-    property: str
-    source_value: Any
-    target_value: Any
-    winner: str
-    rule: str
-    source_modified: datetime.datetime | None = None
-    target_modified: datetime.datetime | None = None
-    source_edited_in: str | None = None
-    target_edited_in: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Provenance:
-    """Where one written value came from: the value it replaces on the written side, the side
-    that supplied it and the rule that chose it (``conflict`` when both sides had changed)."""
-
-    property: str
-    before: Any
-    after: Any
-    origin: str
-    rule: str
-    conflict: bool = False
-    #: the person's edit the value comes from (kept with the written record: core/provenance.py)
-    edit: EditOrigin | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Write:
-    """One create or update of one side, in canonical values, with each value's provenance."""
-
-    side: str
-    kind: str                       # "create" | "update"
-    changes: Mapping[str, Any]
-    entity_id: str | None = None
-    etag: str | None = None
-    idempotency_key: str | None = None
-    provenance: tuple[Provenance, ...] = ()
-    #: the version of the record an update replaces, as read (None: a create)
-    replaces: Version | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class SyncPlan:
-    """What one link needs this run.
-
-    ``link`` is the link to commit once every write succeeded: ids known so far, snapshots as
-    planned (the write stage replaces a written side's snapshot with the view of the system's
-    response). ``commit`` is False when nothing about the link changed. ``records_read``
-    is how many of the link's two entities were read this run and not deleted (set by
-    :func:`account_group`): the report counts that many entities under this plan's fate.
-    """
-
-    pair: str
-    outcome: str
-    link: Link
-    writes: tuple[Write, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-    commit: bool = True
-    records_read: int = 0
-
-    def write_for(self, side: str) -> Write | None:
-        for write in self.writes:
-            if write.side == side:
-                return write
-        return None
-
-
-@dataclasses.dataclass(frozen=True)
-class Rejection:
-    """An entity the planner refuses (for example a duplicate match key): a dead letter."""
-
-    side: str
-    entity_id: str
-    message: str
-    error_class: str = "validation"
 
 
 def idempotency_key(pair_key: str, link_id: str) -> str:
@@ -188,17 +63,24 @@ def idempotency_key(pair_key: str, link_id: str) -> str:
 
 def plan_group(pair: PairSpec, pair_key: str, sources: Sequence[Entity],
                targets: Sequence[Entity], links: Iterable[Link],
-               attempt_id: str) -> tuple[list[SyncPlan], list[Rejection]]:
-    """Plan one group: the entities and links that share a link id or a match-key value."""
+               attempt_id: str, systems: Mapping[str, str] | None = None
+               ) -> tuple[list[SyncPlan], list[Rejection]]:
+    """Plan one group: the entities and links that share a link id or a match-key value.
+
+    ``systems`` names the system of each side (``{"source": "customerp", ...}``) for the
+    messages of rejections that name records of both sides."""
     unique_links = {link.link_id: link for link in links}
-    linked = [link for link in unique_links.values() if link.state == LINKED]
+    linked = [link for link in unique_links.values()
+              if link.state == LINKED or link.state in TOMBSTONES]
     if linked:
-        plans = []
+        plans, rejections = [], []
         for link in sorted(linked, key=lambda candidate: candidate.link_id):
             source = _entity_with_id(sources, link.source_id)
             target = _entity_with_id(targets, link.target_id)
-            plans.append(_plan_linked(pair, pair_key, link, source, target))
-        return plans, []
+            plan, rejected = _plan_linked(pair, pair_key, link, source, target, systems or {})
+            plans.append(plan)
+            rejections += rejected
+        return plans, rejections
     pending = [link for link in unique_links.values() if link.state == PENDING]
     return _plan_unlinked(pair, pair_key, list(sources), list(targets), pending, attempt_id)
 
@@ -245,10 +127,21 @@ def _entity_with_id(entities: Sequence[Entity], entity_id: str | None) -> Entity
 # --- linked ------------------------------------------------------------------------------------
 
 def _plan_linked(pair: PairSpec, pair_key: str, link: Link, source: Entity | None,
-                 target: Entity | None) -> SyncPlan:
-    if (source and source.deleted) or (target and target.deleted):
-        # Deletes are not propagated (delete policy "ignore"); the link stays as it was.
-        return SyncPlan(pair=pair.name, outcome=UNCHANGED, link=link, commit=False)
+                 target: Entity | None, systems: Mapping[str, str]
+                 ) -> tuple[SyncPlan, list[Rejection]]:
+    """A link's plan: the delete policy's when a record of it is gone (core/deletes.py), else
+    the three-way merge (a tombstone whose records are all read alive again is live again)."""
+    gone = deletes.gone_sides(link, source, target)
+    if gone:
+        return deletes.plan_gone(pair, link, source, target, gone, systems)
+    if link.state != LINKED:
+        restored = _plan_live(pair, link.replace(state=LINKED), source, target)
+        return dataclasses.replace(restored, commit=True), []
+    return _plan_live(pair, link, source, target), []
+
+
+def _plan_live(pair: PairSpec, link: Link, source: Entity | None,
+               target: Entity | None) -> SyncPlan:
     base_s, base_t = dict(link.snapshot_source), dict(link.snapshot_target)
     s_view = dict(source.view) if source else dict(base_s)
     t_view = dict(target.view) if target else dict(base_t)

@@ -39,7 +39,7 @@ TYPES = {
 }
 DIRECTIONS = ("both", "to_target", "to_source")
 CONFLICT_POLICIES = ("latest", "source", "target")
-DELETE_POLICIES = ("ignore",)
+DELETE_POLICIES = ("ignore", "unlink", "propagate")
 CREATE_POLICIES = ("both", "to_target", "to_source", "none")
 
 _DATAFLOW_KEYS = {"name", "title", "description", "source", "target", "pairs", "documents"}

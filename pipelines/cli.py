@@ -59,7 +59,8 @@ from pipelines.options import DEFAULT_CONFIG, DEFAULT_MAX_PASSES, DEFAULT_MODE
 from pipelines.preflight import PreflightError
 
 #: the run options that come from :class:`~pipelines.options.SyncOptions` as they are
-_TUNING_OPTIONS = ("max_updates_per_pair", "confirm_mass_changes", "break_run_lock",
+_TUNING_OPTIONS = ("max_updates_per_pair", "max_deletes_per_pair", "confirm_mass_changes",
+                   "break_run_lock",
                    "run_lock_ttl_minutes", "read_overlap_seconds", "link_store", "runs_dir",
                    "missing_reference_runs")
 

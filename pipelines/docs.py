@@ -79,7 +79,8 @@ def render_dataflow(spec: DataflowSpec, generated: datetime.datetime | None = No
            + (spec.description.strip() + " " if spec.description else "")
            + "Links are made by the match keys marked below; after that, edits made in either "
            "system reach the other, and when both sides change the same property the pair's "
-           "conflict policy decides. Deletions are not propagated.\n"]
+           "conflict policy decides. What a deletion in one system does to the linked "
+           "record in the other is the pair's delete policy (docs/deletes.md).\n"]
     for pair in spec.pairs:
         source_label, target_label = document.labels(pair.name)
         s = f"{source_label} {pair.source.label}"
@@ -91,7 +92,8 @@ def render_dataflow(spec: DataflowSpec, generated: datetime.datetime | None = No
         policy = {"latest": "the most recent change wins",
                   "source": f"{source_label} wins", "target": f"{target_label} wins"}
         out.append(f"Match keys: {', '.join(pair.match)} (tried in that order). "
-                   f"Conflicts: {policy[pair.conflict]}.\n")
+                   f"Conflicts: {policy[pair.conflict]}. "
+                   f"Deletes: {_DELETES[pair.delete]}.\n")
         out.append(f"The following properties are synchronized between a {s} and a {t}:\n")
         out.append(".. list-table::\n   :header-rows: 1\n")
         out.append(f"   * - {s} Property\n     - {t} Property\n"
@@ -99,6 +101,12 @@ def render_dataflow(spec: DataflowSpec, generated: datetime.datetime | None = No
         for source, target, type_label in _rows(spec, pair, pair.properties, target_label):
             out.append(f"   * - {source}\n     - {target}\n     - {type_label}\n")
     return "\n".join(out)
+
+
+#: each delete policy in the words of the documents (docs/deletes.md)
+_DELETES = {"ignore": "not propagated; the other record is kept (policy ignore)",
+            "unlink": "the link is removed and both records kept (policy unlink)",
+            "propagate": "the other record is deleted its system's way (policy propagate)"}
 
 
 def write_documents(specs, directory: pathlib.Path,

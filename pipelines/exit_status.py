@@ -31,10 +31,16 @@ def held_pairs(section: dict) -> dict[str, int]:
             if counts.get("held_back", 0)}
 
 
+def held_for_deletes(section: dict) -> dict[str, int]:
+    """``{pair: planned deletes and unlinks}`` of the pairs the circuit breaker held back for
+    their deletes (``held_deletes``, docs/deletes.md)."""
+    return {name: n for name, n in section.get("held_deletes", {}).items() if n}
+
+
 def section_status(section: dict) -> int:
     """The exit status of one finished run: failed when a system could not be reached or a
     pair was held back, else dead letters when there are any, else ok."""
-    if held_pairs(section) or section.get("unreachable"):
+    if held_pairs(section) or held_for_deletes(section) or section.get("unreachable"):
         return EXIT_FAILED
     if sum(counts.get("dead_letters", 0) for counts in section["pairs"].values()):
         return EXIT_DEAD_LETTERS

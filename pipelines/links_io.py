@@ -36,7 +36,16 @@ from collections.abc import Iterator, Sequence
 
 from connectors.linkstore import LinkStore, StaleLinkError
 from connectors.stores import open_link_store
-from core.model import LINKED, PENDING, DeadLetter, Link, decode_value, decode_values, encode_value
+from core.model import (
+    LINK_STATES,
+    LINKED,
+    PENDING,
+    DeadLetter,
+    Link,
+    decode_value,
+    decode_values,
+    encode_value,
+)
 
 FORMAT = "talksync-links"
 VERSION = 1
@@ -172,8 +181,8 @@ def _numbered(lines: Iterator[str], path: pathlib.Path) -> Iterator[tuple[int, s
 def _problem(kind: str, record: dict) -> str | None:
     """What is wrong with the values of a record that has every field, if anything."""
     if kind == "link":
-        if record["state"] not in (PENDING, LINKED):
-            return f"link state {record['state']!r} is neither {PENDING} nor {LINKED}"
+        if record["state"] not in LINK_STATES:
+            return f"link state {record['state']!r} is not one of {', '.join(LINK_STATES)}"
         try:
             _link_from(record)
         except (TypeError, ValueError, AttributeError) as exc:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.breaker import DEFAULT_MAX_UPDATES
+from transforms.breaker import DEFAULT_MAX_DELETES, DEFAULT_MAX_UPDATES
 from transforms.runlock import DEFAULT_TTL_MINUTES
 
 #: The defaults of the options that a run's settings (``RunSettings``) repeat: both read them
@@ -24,6 +24,7 @@ DEFAULT_CONFIG = "talksync.yaml"
 DEFAULT_MODE = "sync"
 DEFAULT_READ_OVERLAP_SECONDS = 60
 DEFAULT_MAX_UPDATES_PER_PAIR = DEFAULT_MAX_UPDATES
+DEFAULT_MAX_DELETES_PER_PAIR = DEFAULT_MAX_DELETES
 DEFAULT_RUN_LOCK_TTL_MINUTES = DEFAULT_TTL_MINUTES
 #: passes ``talksync run --all`` makes at most until one writes nothing (an option of the
 #: command only: a Dataflow job runs one dataflow, one pass)
@@ -59,6 +60,7 @@ TEMPLATE_PARAMETERS: Mapping[str, TemplateParameter] = {
     "runs_dir": TemplateParameter("Run files folder (gs:// path)",
                                   param_type="GCS_WRITE_FOLDER"),
     "max_updates_per_pair": TemplateParameter("Mass-change limit (updates per pair)"),
+    "max_deletes_per_pair": TemplateParameter("Mass-delete limit (deletes per pair)"),
     "confirm_mass_changes": TemplateParameter("Confirm mass changes"),
     "run_lock_ttl_minutes": TemplateParameter("Run lock lifetime (minutes)"),
     "break_run_lock": TemplateParameter("Break the run lock"),
@@ -135,9 +137,16 @@ class SyncOptions(PipelineOptions):
                  "and the run stops with a message, unless --confirm_mass_changes is given. "
                  f"Default: {DEFAULT_MAX_UPDATES_PER_PAIR}.")
         parser.add_argument(
+            "--max_deletes_per_pair", default=DEFAULT_MAX_DELETES_PER_PAIR, type=int,
+            help="Circuit breaker for deletes: a pair that plans more deletes and unlinks "
+                 "(delete policies propagate and unlink, docs/deletes.md) than this writes "
+                 "nothing, unless --confirm_mass_changes is given. "
+                 f"Default: {DEFAULT_MAX_DELETES_PER_PAIR}.")
+        parser.add_argument(
             "--confirm_mass_changes", default=False, nargs="?", const=True, type=parse_boolean,
-            help="Write the updates of pairs over --max_updates_per_pair (after checking the "
-                 "held run's report). Default: false.")
+            help="Write the updates and deletes of pairs over --max_updates_per_pair or "
+                 "--max_deletes_per_pair (after checking the held run's report). "
+                 "Default: false.")
         parser.add_argument(
             "--run_lock_ttl_minutes", default=DEFAULT_RUN_LOCK_TTL_MINUTES, type=int,
             help="Lifetime of the dataflow's run lock, which keeps a second run of the same "

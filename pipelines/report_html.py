@@ -29,7 +29,7 @@ from core.spec import SpecError, get_dataflow
 from pipelines import exit_status
 from pipelines.history import read_report
 from transforms import audit
-from transforms.breaker import held_message
+from transforms.breaker import held_deletes_message, held_message
 
 #: rows shown per table; the rest are counted and left to the run's JSON Lines files
 MAX_ROWS = 1000
@@ -134,6 +134,10 @@ def _status(section: dict, letters: int) -> str:
         f'<li class="held" data-pair="{_e(pair)}">held by the circuit breaker: '
         f'{_e(held_message(pair, updates, section.get("max_updates_per_pair", "?")))}</li>'
         for pair, updates in exit_status.held_pairs(section).items()]
+    problems += [
+        f'<li class="held" data-pair="{_e(pair)}">held by the circuit breaker: '
+        f'{_e(held_deletes_message(pair, n, section.get("max_deletes_per_pair", "?")))}</li>'
+        for pair, n in exit_status.held_for_deletes(section).items()]
     if letters:
         problems.append(f'<li class="dead">{_plural(letters, "dead letter")}, retried on the '
                         "next run (below)</li>")
@@ -152,6 +156,8 @@ def _cards(section: dict, conflicts: list, letters: list) -> str:
     cards = [("created", total("created_in_target", "created_in_source")),
              ("linked", total("linked_by_match")),
              ("updated", total("updated_target", "updated_source")),
+             ("deleted", total("deleted_in_target", "deleted_in_source")),
+             ("unlinked", total("unlinked")),
              ("conflicts", len(conflicts)), ("dead letters", len(letters)),
              ("requests", sum(section.get("requests", {}).values()))]
     shown = [(name, value) for name, value in cards if value]

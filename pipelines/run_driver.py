@@ -36,13 +36,14 @@ from pipelines.exit_status import (
     EXIT_FAILED,
     EXIT_OK,
     combined,
+    held_for_deletes,
     held_pairs,
     section_status,
     unsettled_status,
 )
 from pipelines.summary import format_summary
 from pipelines.sync_pipeline import new_run_id
-from transforms.breaker import held_message
+from transforms.breaker import held_deletes_message, held_message
 
 _LOG = logging.getLogger("talksync")
 
@@ -196,6 +197,10 @@ def _run_pass(args, config, specs, options, full: bool) -> tuple[int, list[dict]
         for name, updates in held_pairs(section).items():
             print(f"talksync: {spec.name} stopped by the circuit breaker: "
                   f"{held_message(name, updates, section['max_updates_per_pair'])}",
+                  file=sys.stderr)
+        for name, deletes in held_for_deletes(section).items():
+            print(f"talksync: {spec.name} stopped by the circuit breaker: "
+                  f"{held_deletes_message(name, deletes, section['max_deletes_per_pair'])}",
                   file=sys.stderr)
         for system in section["unreachable"]:
             print(f"talksync: {spec.name} failed: {system} could not be reached; the pairs "

@@ -35,6 +35,7 @@ from core.planner import SOURCE, TARGET
 from core.spec import DataflowSpec, PairSpec, get_dataflow
 from pipelines.config import DEFAULT_RUNS_DIR, Config, ConfigError, load_config
 from pipelines.options import (
+    DEFAULT_MAX_DELETES_PER_PAIR,
     DEFAULT_MAX_UPDATES_PER_PAIR,
     DEFAULT_MISSING_REFERENCE_RUNS,
     DEFAULT_MODE,
@@ -43,7 +44,7 @@ from pipelines.options import (
     SyncOptions,
 )
 from transforms import audit, finish, runlock
-from transforms.breaker import HELD_UPDATES
+from transforms.breaker import HELD_DELETES, HELD_UPDATES
 from transforms.common import METRICS_NAMESPACE, PairContext, reference_side_inputs
 from transforms.sync import ReadPosition, SyncPair
 
@@ -56,7 +57,8 @@ OUTCOME_COUNTERS = (planner.CREATE_TARGET, planner.CREATE_SOURCE, planner.LINK, 
                     planner.UNCHANGED, planner.DELETED, planner.SKIPPED, planner.DEAD,
                     planner.HELD)
 #: What the run changed or recorded, counted per change rather than per entity.
-CHANGE_COUNTERS = ("updated_target", "updated_source", "conflicts", "dead_letters")
+CHANGE_COUNTERS = ("updated_target", "updated_source", "deleted_in_target", "deleted_in_source",
+                   "unlinked", "conflicts", "dead_letters")
 REPORT_COUNTERS = READ_COUNTERS + OUTCOME_COUNTERS + CHANGE_COUNTERS
 #: The creates and updates a system accepted (transforms/write.py): a section's ``writes``,
 #: what tells an ``--all`` pass that wrote from one that found everything settled.
@@ -78,6 +80,7 @@ class RunSettings:
     read_overlap_seconds: int = DEFAULT_READ_OVERLAP_SECONDS
     audit_dir: str | None = None         # None: no audit log (docs/audit.md)
     max_updates_per_pair: int = DEFAULT_MAX_UPDATES_PER_PAIR   # the circuit breaker's limit
+    max_deletes_per_pair: int = DEFAULT_MAX_DELETES_PER_PAIR   # and its limit of deletes
     confirm_mass_changes: bool = False
     run_lock_ttl_minutes: int = DEFAULT_RUN_LOCK_TTL_MINUTES
     break_run_lock: bool = False
@@ -137,6 +140,7 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
         out = p | f"Sync {pair.name}" >> SyncPair(
             ctx, positions, reference_side_inputs(links, pair), apply_changes=syncing,
             max_updates=settings.max_updates_per_pair,
+            max_deletes=settings.max_deletes_per_pair, verify_missing=settings.full_rescan,
             confirm_mass_changes=settings.confirm_mass_changes, kept_letters=kept)
         plans[pair.name], links[pair.name] = out.plans, out.links
         dead.append(out.dead_letters)
@@ -274,6 +278,8 @@ def settings_from(values, config: Config, **overrides) -> tuple[Config, RunSetti
                   read_overlap_seconds=values.read_overlap_seconds,
                   audit_dir=config.audit_location(values.runs_dir),
                   max_updates_per_pair=values.max_updates_per_pair,
+                  max_deletes_per_pair=getattr(values, "max_deletes_per_pair",
+                                               DEFAULT_MAX_DELETES_PER_PAIR),
                   confirm_mass_changes=values.confirm_mass_changes,
                   run_lock_ttl_minutes=values.run_lock_ttl_minutes,
                   missing_reference_runs=getattr(values, "missing_reference_runs",
@@ -344,13 +350,15 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
-    pairs, held_updates, writes = {}, {}, 0
+    pairs, held_updates, held_deletes, writes = {}, {}, {}, 0
     for pair in selected_pairs(spec, settings.pairs):
         prefix = f"{spec.name}/{pair.name}/"
         pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
         writes += sum(counters.get(prefix + name, 0) for name in WRITE_COUNTERS)
         if counters.get(prefix + HELD_UPDATES):
             held_updates[pair.name] = counters[prefix + HELD_UPDATES]
+        if counters.get(prefix + HELD_DELETES):
+            held_deletes[pair.name] = counters[prefix + HELD_DELETES]
         if unaccounted(pairs[pair.name]):
             _LOG.warning("%s/%s: %d entities read are counted under no outcome (a bug in the "
                          "report's accounting; please report it)", spec.name, pair.name,
@@ -363,7 +371,9 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             "started_at": started.isoformat(), "finished_at": finished.isoformat(),
             "duration_s": round(seconds, 3), "run_dir": settings.run_dir,
             "max_updates_per_pair": settings.max_updates_per_pair,
-            "pairs": pairs, "held_updates": held_updates, "requests": requests,
+            "max_deletes_per_pair": settings.max_deletes_per_pair,
+            "pairs": pairs, "held_updates": held_updates, "held_deletes": held_deletes,
+            "requests": requests,
             "unreachable": unreachable, "writes": writes}
 
 

@@ -4,16 +4,23 @@ flag, and the gate. The whole breaker in a run is tests/test_safeguards.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import apache_beam as beam
 import pytest
 
-from core.model import Link
+from core.model import UNLINKED, Link
 from core.planner import HELD, SyncPlan, Write
 from tests.write_path_fakes import recording_context
 from transforms import breaker
-from transforms.breaker import HoldMassChanges, held_message, planned_updates
+from transforms.breaker import (
+    HoldMassChanges,
+    held_deletes_message,
+    held_message,
+    planned_deletes,
+    planned_updates,
+)
 
 
 def _plan(*kinds: str, records_read: int = 2) -> SyncPlan:
@@ -37,10 +44,34 @@ def test_a_negative_limit_is_refused_and_zero_is_allowed(tmp_path):
     HoldMassChanges(ctx, 0, confirmed=False)
 
 
-def _judge(tmp_path, updates: int, limit: int, confirmed: bool = False):
+def _judge(tmp_path, updates: int, limit: int, confirmed: bool = False, deletes: int = 0,
+           delete_limit: int = breaker.DEFAULT_MAX_DELETES):
     ctx = recording_context(tmp_path)
-    out = list(breaker._JudgeFn(ctx, limit, confirmed).process(updates))
+    out = list(breaker._JudgeFn(ctx, (limit, delete_limit), confirmed).process(
+        (updates, deletes)))
     return ctx, out
+
+
+def test_deletes_and_unlinks_are_counted_apart_from_updates():
+    assert planned_deletes(_plan("update", "create")) == 0
+    assert planned_deletes(_plan("delete", "update")) == 1
+    unlink = dataclasses.replace(_plan(), link=Link("products", "s:1", "1", "2",
+                                                    state=UNLINKED))
+    assert planned_deletes(unlink) == 1 and planned_updates(unlink) == 0
+
+
+def test_over_the_delete_limit_the_pair_is_held_and_the_message_says_deletes(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        ctx, out = _judge(tmp_path, updates=3, limit=5, deletes=4, delete_limit=3)
+    [held, verdict] = out
+    assert held.value == ctx.pair.name and verdict is True
+    assert ctx.counters == {breaker.HELD_DELETES: 4}      # updates within theirs: not blamed
+    assert [r.getMessage() for r in caplog.records] == [
+        held_deletes_message(ctx.pair.name, 4, 3)]
+    assert "--max_deletes_per_pair" in caplog.records[0].getMessage()
+    _, confirmed = _judge(tmp_path, updates=0, limit=5, deletes=4, delete_limit=3,
+                          confirmed=True)
+    assert confirmed == [False]
 
 
 def test_over_the_limit_the_pair_is_held_counted_and_named(tmp_path, caplog):

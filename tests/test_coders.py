@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.model import Link
+from core.model import LINK_STATES, Link
 from core.planner import Entity
 from core.provenance import EditOrigin
 from transforms import coders
@@ -46,7 +46,7 @@ _ENTITY_FIELDS = {"side": st.sampled_from(["source", "target"]), "id": _TEXT, "v
                       lambda edits: st.dictionaries(_TEXT, st.sampled_from(edits), max_size=6)),
                   "others_edited": st.none() | _DATETIMES}
 _LINK_FIELDS = {"pair": _TEXT, "link_id": _TEXT, "source_id": _OPTIONAL_TEXT,
-                "target_id": _OPTIONAL_TEXT, "state": st.sampled_from(["linked", "pending"]),
+                "target_id": _OPTIONAL_TEXT, "state": st.sampled_from(LINK_STATES),
                 "snapshot_source": _MAPS, "snapshot_target": _MAPS,
                 "source_etag": _OPTIONAL_TEXT, "target_etag": _OPTIONAL_TEXT,
                 "attempt_id": _OPTIONAL_TEXT,

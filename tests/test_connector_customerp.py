@@ -215,6 +215,27 @@ def test_validation_error_names_the_field_and_does_not_stop_the_others(erp):
     assert good.ok
 
 
+def test_a_delete_removes_the_entity_for_good_with_if_match(erp, sandbox):
+    (current,) = erp.get("Customers", ["C10003"])
+    (result,) = erp.write([WriteOp("delete", "Customers", {}, "d", id="C10003",
+                                   if_match=current.etag)])
+    assert result.ok and result.ref == "d" and result.record is None
+    assert erp.get("Customers", ["C10003"]) == []
+    [entry] = [e for e in sandbox.requests(SYSTEM)["log"] if e["method"] == "DELETE"]
+    assert entry["status"] == 204
+
+
+def test_a_delete_of_a_changed_entity_fails_and_of_a_missing_one_succeeds(erp):
+    (current,) = erp.get("Customers", ["C10004"])
+    erp.write([WriteOp("update", "Customers", {"Phone": "+47 2"}, "u", id="C10004")])
+    stale, gone = erp.write([
+        WriteOp("delete", "Customers", {}, "d", id="C10004", if_match=current.etag),
+        WriteOp("delete", "Customers", {}, "g", id="C99998")])
+    assert isinstance(stale.error, PreconditionFailedError) and stale.error.status == 412
+    assert [r.id for r in erp.get("Customers", ["C10004"])] == ["C10004"]
+    assert gone.ok and gone.record is None
+
+
 def test_update_of_a_missing_key_is_a_permanent_error(erp):
     (result,) = erp.write([WriteOp("update", "Products", {"StockQty": 1}, "x", id="NOPE-1")])
     assert isinstance(result.error, PermanentApiError) and result.error.status == 404

@@ -265,8 +265,40 @@ def test_a_failed_batch_request_fails_every_op_without_raising(shop, sandbox):
 
 
 def test_unknown_write_kind_is_refused(shop):
-    with pytest.raises(ValueError, match="delete"):
-        shop.write([WriteOp("delete", "customers", {}, "r", id="cus_000001")])
+    with pytest.raises(ValueError, match="create, update or delete"):
+        shop.write([WriteOp("upsert", "customers", {}, "r", id="cus_000001")])
+
+
+# --- deletes (docs/deletes.md) ------------------------------------------------------------------
+
+def test_a_delete_is_a_soft_delete_sent_with_if_match(shop, sandbox):
+    (current,) = shop.get("customers", ["cus_000002"])
+    created, deleted = shop.write([
+        WriteOp("create", "customers", customer(71), "c"),
+        WriteOp("delete", "customers", {}, "d", id="cus_000002", if_match=current.etag)])
+    assert created.ok and created.record is not None
+    assert deleted.ok and deleted.ref == "d" and deleted.record is None
+    [entry] = [e for e in sandbox.requests(SYSTEM)["log"] if e["method"] == "DELETE"]
+    assert entry["path"].endswith("/customers/cus_000002") and entry["status"] == 204
+    (after,) = shop.get("customers", ["cus_000002"])
+    assert after.deleted                        # the webshop keeps it, flagged
+
+
+def test_a_delete_of_a_record_changed_since_it_was_read_fails_and_deletes_nothing(shop):
+    (current,) = shop.get("customers", ["cus_000003"])
+    shop.write([WriteOp("update", "customers", {"phone": "+47 1"}, "u", id="cus_000003")])
+    (stale,) = shop.write([WriteOp("delete", "customers", {}, "d", id="cus_000003",
+                                   if_match=current.etag)])
+    assert isinstance(stale.error, PreconditionFailedError) and stale.error.status == 412
+    assert not shop.get("customers", ["cus_000003"])[0].deleted
+
+
+def test_a_delete_of_a_record_already_gone_is_a_success(shop):
+    (gone,) = shop.write([WriteOp("delete", "customers", {}, "d", id="cus_999999")])
+    assert gone.ok and gone.record is None
+    shop.write([WriteOp("delete", "customers", {}, "d", id="cus_000004")])
+    (again,) = shop.write([WriteOp("delete", "customers", {}, "d", id="cus_000004")])
+    assert again.ok
 
 
 # --- rate limits --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.linkstore import StaleLinkError, StaleStateError
 from connectors.stores import open_link_store
-from core.model import LINKED, PENDING, DeadLetter, Link
+from core.model import LINKED, PENDING, TOMBSTONES, UNLINKED, DeadLetter, Link
 from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
 
 PAIR = "customerp-customwebshop/customers"
@@ -96,6 +96,34 @@ def test_commit_updates_only_the_expected_version(store):
     stored = store.lookup_by_source(PAIR, ["S1"])["S1"]
     assert stored == second and stored.snapshot_target == {"name": "new"}
     assert stored.target_etag == '"4"'
+
+
+@pytest.mark.parametrize("tombstone", TOMBSTONES)
+def test_a_tombstone_is_stored_as_such_and_found_by_both_ids(store, tombstone):
+    """Delete policies (docs/deletes.md): a link whose record was deleted keeps its state."""
+    (first,) = store.commit([linked(1)])
+    (dead,) = store.commit([first.replace(state=tombstone)])
+    assert (dead.state, dead.version) == (tombstone, 2)
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"] == dead
+    assert store.lookup_by_target(PAIR, ["T1"])["T1"] == dead
+
+
+def test_committing_a_link_unlinked_removes_it_and_frees_its_ids(store):
+    (first,) = store.commit([linked(1)])
+    store.commit([first.replace(state=UNLINKED)])
+    assert store.lookup_by_source(PAIR, ["S1"]) == {}
+    assert store.lookup_by_target(PAIR, ["T1"]) == {}
+    # the survivor can be linked again, under a new link id
+    (again,) = store.commit([linked(1, link_id="t:T9", target_id="T9")])
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"] == again
+
+
+def test_an_unlink_of_a_stale_version_removes_nothing(store):
+    (first,) = store.commit([linked(1)])
+    store.commit([first.replace(snapshot_source={"name": "newer"})])
+    with pytest.raises(StaleLinkError):
+        store.commit([first.replace(state=UNLINKED)])
+    assert store.lookup_by_source(PAIR, ["S1"])["S1"].version == 2
 
 
 def test_stale_commit_raises_after_committing_the_others(store):

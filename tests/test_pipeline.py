@@ -88,3 +88,32 @@ def test_a_connector_that_cannot_read_a_row_fails_only_its_pair(monkeypatch, err
     letter = tagged[read._DEAD_LETTERS]
     assert (letter.stage, letter.error_class, letter.entity_id) == ("read", "validation", None)
     assert f"{type(error).__name__}" in letter.message and "was not planned" in letter.message
+
+
+class _ConnectorWithout:
+    """A connector whose ``get`` finds only ``C1`` (the others were deleted for good)."""
+
+    name = "erp"
+    request_count = 0
+
+    def get(self, entity, ids):
+        return [Record(system="erp", entity=entity, id=i, fields={"CustomerNo": i})
+                for i in ids if i == "C1"]
+
+    def close(self):
+        pass
+
+
+def test_a_record_read_again_by_id_that_is_gone_is_read_as_deleted(monkeypatch):
+    """docs/deletes.md: a retried id the system no longer has (a hard delete) is a deleted
+    record, so its link's delete policy applies instead of the record silently vanishing."""
+    spec = get_dataflow("customerp-customwebshop")
+    ctx = PairContext(dataflow=spec.name, pair=spec.pairs[0],
+                      source_system=SystemConfig("erp", "customerp", "http://erp.invalid"),
+                      target_system=SystemConfig("shop", "customwebshop", "http://shop.invalid"),
+                      link_store="sqlite:///:memory:", run_id="r1")
+    monkeypatch.setattr(read, "connector_for", lambda config: _ConnectorWithout())
+    fn = read._ReadRecordsFn(ctx, "source")
+    fn.setup()
+    out = list(fn.process(("ids", ("C1", "C2"))))
+    assert [(r.id, r.deleted) for r in out] == [("C1", False), ("C2", True)]

@@ -126,10 +126,10 @@ def test_immutable_key_is_never_updated():
     assert plan.writes == ()
 
 
-def test_deleted_side_is_not_propagated():
+def test_deleted_side_is_not_propagated_by_default():
     [plan], _ = _plan([Entity(SOURCE, "IT-1", {}, _at(4), deleted=True)],
-                      [Entity(TARGET, "prd_1", _view(name="x"), _at(3))], [_link()])
-    assert plan.writes == () and plan.commit is False
+                      [Entity(TARGET, "prd_1", _view(), _at(3))], [_link()])
+    assert plan.writes == () and plan.link.state == "deleted_source"
 
 
 def test_first_link_non_empty_beats_empty_else_newer_wins():

@@ -154,11 +154,15 @@ def test_a_snapshot_change_alone_is_committed():
     assert (plan.writes, plan.commit, plan.link.snapshot_source) == ((), True, _view())
 
 
-def test_a_deleted_entity_leaves_the_link_as_it_was():
-    for sources, targets in (([Entity(SOURCE, "IT-1", {}, deleted=True)], [_target()]),
-                             ([_source(name="x")], [Entity(TARGET, "prd_1", {}, deleted=True)])):
+def test_a_deleted_entity_writes_nothing_by_default_and_leaves_a_tombstone():
+    """Delete policy ``ignore``: nothing written; the link is kept as a tombstone naming the
+    deleted side (the rest of the delete rules: tests/test_deletes_planner.py)."""
+    for sources, targets, state in (
+            ([Entity(SOURCE, "IT-1", {}, deleted=True)], [_target()], "deleted_source"),
+            ([_source()], [Entity(TARGET, "prd_1", {}, deleted=True)], "deleted_target")):
         [plan], _ = _plan(sources, targets, [_link()])
-        assert plan == SyncPlan(pair="product", outcome=UNCHANGED, link=_link(), commit=False)
+        assert plan == SyncPlan(pair="product", outcome=DELETED,
+                                link=_link().replace(state=state), commit=True)
 
 
 @pytest.mark.parametrize("missing_in", ["snapshot_source", "snapshot_target"])

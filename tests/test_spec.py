@@ -109,8 +109,19 @@ def test_bad_policy_values_are_refused():
     assert "pair customer: conflict: 'newest' is not one of latest, source, target" in \
         _error(doc)
     doc = _doc()
-    doc["pairs"][0]["delete"] = "propagate"
-    assert "pair customer: delete: 'propagate' is not one of ignore" in _error(doc)
+    doc["pairs"][0]["delete"] = "cascade"
+    assert ("pair customer: delete: 'cascade' is not one of ignore, unlink, propagate"
+            in _error(doc))
+
+
+def test_every_delete_policy_is_accepted_and_ignore_is_the_default():
+    for policy in ("ignore", "unlink", "propagate"):
+        doc = _doc()
+        doc["pairs"][0]["delete"] = policy
+        assert parse_dataflow(doc).pairs[0].delete == policy
+    doc = _doc()
+    del doc["pairs"][0]["delete"]
+    assert parse_dataflow(doc).pairs[0].delete == "ignore"
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

@@ -19,7 +19,17 @@ from apache_beam.utils.windowed_value import WindowedValue
 from connectors.errors import PermanentApiError, PreconditionFailedError
 from connectors.linkstore import StaleLinkError
 from connectors.stores import open_link_store
-from core.model import LINKED, PENDING, DeadLetter, Link, Record, SystemConfig, WriteResult
+from core.model import (
+    DELETED_BOTH,
+    LINKED,
+    PENDING,
+    UNLINKED,
+    DeadLetter,
+    Link,
+    Record,
+    SystemConfig,
+    WriteResult,
+)
 from core.planner import (
     CREATE_SOURCE,
     CREATE_TARGET,
@@ -613,3 +623,59 @@ def test_an_adopted_order_in_the_source_is_read_and_reconciled_through_reference
     assert (update[0].kind, update[0].entity, update[0].fields) == (
         "update", "Orders", {"CustomerNo": "S-C1", "OrderDate": "2026-12-07"})
     assert outcome.ok and outcome.view == {**changes, "currency": "EUR"}
+
+
+# --- deletes (docs/deletes.md) ------------------------------------------------------------------
+
+def test_a_delete_is_a_write_op_without_fields_and_its_outcome_has_no_view(ctx, store, connect):
+    connector = connect(lambda op: WriteResult(ref=op.ref))         # gone: no record
+    delete = Write("target", "delete", {}, entity_id="T1", etag="e1")
+    fn, out = _write_fn(ctx, [(_link(ctx, target_id="T1"), delete)])
+    [[op]] = connector.calls
+    assert (op.kind, op.fields, op.id, op.if_match) == ("delete", {}, "T1", "e1")
+    assert out == [("s:S1", write.WriteOutcome("s:S1", "target", True, "T1"))]
+    assert ctx.counters == {"written_target": 1}
+    fn.teardown()
+
+
+def test_a_refused_delete_is_a_letter_about_the_deleted_record(ctx, store, connect):
+    refused = PreconditionFailedError("changed since read", status=412, system="shop")
+    connect(lambda op: WriteResult(ref=op.ref, error=refused))
+    delete = Write("target", "delete", {}, entity_id="T1", etag="e1")
+    fn, out = _write_fn(ctx, [(_link(ctx, target_id="T1"), delete)])
+    letter = _letter(out[0])
+    assert (letter.system, letter.entity_id, letter.stage, letter.error_class) == (
+        "erp", "S1", "write", "conflict")
+    assert letter.message.startswith("delete in shop failed")
+    assert out[1] == ("s:S1", write.WriteOutcome("s:S1", "target", False))
+    fn.teardown()
+
+
+def test_a_propagated_delete_commits_a_tombstone_of_both_and_its_events(ctx, store):
+    (linked,) = store.commit([_link(ctx, target_id="T1", snapshot_target={"phone": "1"})])
+    plan = _plan(ctx, "deleted", link=linked.replace(state=DELETED_BOTH), records_read=0,
+                 writes=[Write("target", "delete", {}, entity_id="T1")])
+    fn = write._CommitLinksFn(ctx)
+    fn.setup()
+    out = list(fn.flush_batch([(plan, write._committed_link(
+        plan, {"target": write.WriteOutcome("s:S1", "target", True, "T1")}))]))
+    stored = store.lookup_by_source(ctx.pair_key, ["S1"])["S1"]
+    assert (stored.state, stored.target_id, stored.snapshot_target) == (
+        DELETED_BOTH, "T1", {"phone": "1"})
+    events = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [(e["operation"], e["direction"], e["source_id"], e["target_id"])
+            for e in events] == [("deleted", "in_source", "S1", "T1"),
+                                 ("delete", "to_target", "S1", "T1")]
+    assert ctx.counters == {"deleted_in_target": 1}
+
+
+def test_an_unlink_removes_the_link_and_says_so(ctx, store):
+    (linked,) = store.commit([_link(ctx, target_id="T1")])
+    plan = _plan(ctx, "deleted", link=linked.replace(state=UNLINKED), records_read=1)
+    fn = write._CommitLinksFn(ctx)
+    fn.setup()
+    out = list(fn.flush_batch([(plan, write._committed_link(plan, {}))]))
+    assert store.lookup_by_source(ctx.pair_key, ["S1"]) == {}
+    events = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [e["operation"] for e in events] == ["unlink"]
+    assert ctx.counters == {"deleted": 1, "unlinked": 1}

@@ -1,7 +1,8 @@
 """The audit trail: one event per write the engine performed, with where each value came from.
 
 Events are made from what :class:`~transforms.write.CommitLinks` committed (a create, an update
-of either side, a link by match key, a conflict settled without a write) and from the run's dead
+or a delete of either side, a link by match key, a record found deleted, a link removed, a
+conflict settled without a write) and from the run's dead
 letters, so there is never an event for a write that did not happen. Each event names the run,
 the time, the dataflow, pair, direction and system, the ids on both sides, the operation, and per
 property the value before, the value after (as the written system answered it), the side it came
@@ -26,7 +27,17 @@ import apache_beam as beam
 import pyarrow
 from apache_beam.io.filesystems import FileSystems
 
-from core.model import DeadLetter, Link, decode_value, encode_value
+from core.model import (
+    DELETED_BOTH,
+    DELETED_SOURCE,
+    DELETED_TARGET,
+    UNLINKED,
+    DeadLetter,
+    Link,
+    decode_value,
+    encode_value,
+)
+from core.planner import DELETED as DELETED_OUTCOME
 from core.planner import LINK, SOURCE, TARGET, Provenance, SyncPlan, other
 from transforms.common import PairContext
 from transforms.finish import write_parquet
@@ -36,6 +47,9 @@ CREATE = "create"
 UPDATE = "update"
 LINK_BY_MATCH = "link"
 CONFLICT = "conflict"            # a conflict settled without a write (the loser is read-only)
+DELETE = "delete"                # a delete propagated to one side (delete policy propagate)
+DELETED = "deleted"              # a record found deleted in its system (docs/deletes.md)
+UNLINK = "unlink"                # a link removed after a delete (delete policy unlink)
 DEAD_LETTER = "dead_letter"
 
 _PROPERTY = pyarrow.struct([
@@ -74,6 +88,7 @@ def committed_events(ctx: PairContext, plan: SyncPlan, link: Link,
     events = []
     if plan.outcome == LINK:
         events.append(_event(ctx, plan, link, time, LINK_BY_MATCH, "link", "", "", []))
+    events += _delete_events(ctx, plan, link, time)
     written = set()
     for write in plan.writes:
         snapshot = link.snapshot_target if write.side == TARGET else link.snapshot_source
@@ -97,6 +112,22 @@ def committed_events(ctx: PairContext, plan: SyncPlan, link: Link,
                  f"{ctx.system(loser).name}", conflict=True), kept)
         events.append(_event(ctx, plan, link, time, CONFLICT, f"to_{loser}",
                              ctx.system(loser).name, ctx.entity(loser), [row]))
+    return events
+
+
+def _delete_events(ctx: PairContext, plan: SyncPlan, link: Link,
+                   time: datetime.datetime) -> list[dict]:
+    """A ``deleted`` event per record found deleted (the side its system deleted it in; both
+    ids are in every event), and an ``unlink`` event when the link was removed."""
+    if plan.outcome != DELETED_OUTCOME:
+        return []
+    written = {write.side for write in plan.writes if write.kind == DELETE}
+    marked = {DELETED_SOURCE: (SOURCE,), DELETED_TARGET: (TARGET,),
+              DELETED_BOTH: (SOURCE, TARGET)}.get(plan.link.state, ())
+    events = [_event(ctx, plan, link, time, DELETED, f"in_{side}", ctx.system(side).name,
+                     ctx.entity(side), []) for side in marked if side not in written]
+    if plan.link.state == UNLINKED:
+        events.append(_event(ctx, plan, link, time, UNLINK, "link", "", "", []))
     return events
 
 

@@ -21,7 +21,7 @@ from connectors.errors import ApiError
 from connectors.linkstore import LinkStore
 from connectors.stores import open_link_store
 from core.mapping import MappingError, ReferenceMissing
-from core.model import DeadLetter, SystemConfig
+from core.model import LINKED, DeadLetter, SystemConfig
 from core.spec import PairSpec
 
 METRICS_NAMESPACE = "talksync"
@@ -209,9 +209,9 @@ class Resolver:
         pair_key = f"{self._dataflow}/{pair}"
         if direction == "to_target":
             link = self._store.lookup_by_source(pair_key, [entity_id]).get(entity_id)
-            return link.target_id if link and link.state == "linked" else None
+            return link.target_id if link and link.state == LINKED else None
         link = self._store.lookup_by_target(pair_key, [entity_id]).get(entity_id)
-        return link.source_id if link and link.state == "linked" else None
+        return link.source_id if link and link.state == LINKED else None
 
 
 class ExistenceCheck:
@@ -276,11 +276,13 @@ def reference_side_inputs(links_by_pair: Mapping[str, beam.PCollection],
         links = links_by_pair.get(dep)
         if links is None:
             continue  # that pair is not part of this run: its links come from the store
+        live = links | f"{pair.name}: {dep} live links" >> beam.Filter(
+            lambda link: link.state == LINKED)      # not a tombstone, nor an unlink
         side_inputs[f"{dep}__to_target"] = beam.pvalue.AsDict(
-            links | f"{pair.name}: {dep} ids to target" >> beam.Map(
+            live | f"{pair.name}: {dep} ids to target" >> beam.Map(
                 lambda link: (link.source_id, link.target_id)))
         side_inputs[f"{dep}__to_source"] = beam.pvalue.AsDict(
-            links | f"{pair.name}: {dep} ids to source" >> beam.Map(
+            live | f"{pair.name}: {dep} ids to source" >> beam.Map(
                 lambda link: (link.target_id, link.source_id)))
     return side_inputs
 

@@ -8,13 +8,23 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from connectors import connector_for
+from connectors.errors import ApiError
 from core.mapping import PairMapper
-from core.model import LINKED
+from core.model import DELETED_BOTH, DELETED_SOURCE, DELETED_TARGET, LINKED, TOMBSTONES, Link
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
 from transforms.coders import PLAN_ITEM, register_coders
-from transforms.common import BufferedStoreFn, PairContext, system_fields
+from transforms.common import (
+    BufferedStoreFn,
+    PairContext,
+    RequestCounting,
+    progress,
+    system_fields,
+)
 
 _DEAD_LETTERS = "dead_letters"
+#: the link states under which a side's record is known gone (no look-up needed)
+_GONE_STATES = {SOURCE: (DELETED_SOURCE, DELETED_BOTH), TARGET: (DELETED_TARGET, DELETED_BOTH)}
 _LOOKUP_BATCH = 500
 
 
@@ -88,7 +98,7 @@ class _LookUpLinksFn(BufferedStoreFn):
         return enriched
 
     def _group_key(self, entity: Entity, link) -> tuple:
-        if link is not None and link.state == LINKED:
+        if link is not None and (link.state == LINKED or link.state in TOMBSTONES):
             return ("link", link.link_id)
         match = None if entity.deleted else self._mapper.match_key(entity.view)
         if match is not None:
@@ -108,28 +118,41 @@ class PlanSyncResult(NamedTuple):
 
 
 class PlanSync(beam.PTransform):
-    """Plans every group with the three-way merge: creates, links, updates, conflicts.
+    """Plans every group with the three-way merge: creates, links, updates, conflicts, and
+    the delete policy of links whose records are deleted (core/deletes.py).
 
     Input: the keyed entities and links of :class:`LookUpLinks`. Output: a
     :class:`PlanSyncResult`. Entities no plan carries are counted here (deleted, dead,
     skipped); the others with their plan's fate.
+
+    ``verify_missing`` (a full rescan, which read every record of both sides): a linked
+    record the read did not return is looked up by id (the connector's ``get``); not found
+    there, it is taken as deleted. That is how a hard delete (customerp, Business Central,
+    Business NXT), invisible to an incremental read, is seen. Never on an incremental read,
+    where a record not returned is only a record not changed.
     """
 
-    def __init__(self, ctx: PairContext):
+    def __init__(self, ctx: PairContext, verify_missing: bool = False):
         super().__init__()
         self._ctx = ctx
+        self._verify = verify_missing
 
     def expand(self, keyed):
         planned = (keyed
                    | "Group" >> beam.GroupByKey()
-                   | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx)).with_outputs(
+                   | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx, self._verify)).with_outputs(
                        _DEAD_LETTERS, main="plans"))
         return PlanSyncResult(plans=planned.plans, dead_letters=planned[_DEAD_LETTERS])
 
 
 class _PlanGroupFn(beam.DoFn):
-    def __init__(self, ctx: PairContext):
+    def __init__(self, ctx: PairContext, verify_missing: bool = False):
         self._ctx = ctx
+        self._verify = verify_missing
+
+    def setup(self):
+        self._connectors = {}
+        self._requests = {}
 
     def process(self, element):
         _, items = element
@@ -145,9 +168,13 @@ class _PlanGroupFn(beam.DoFn):
                     side[item.id] = item
             else:
                 links.append(item)
+        if self._verify:
+            for link in links:
+                self._verify_missing(link, sources, targets)
         plans, rejections = plan_group(
             self._ctx.pair, self._ctx.pair_key, list(sources.values()), list(targets.values()),
-            links, attempt_id=self._ctx.run_id)
+            links, attempt_id=self._ctx.run_id,
+            systems={side: self._ctx.system(side).name for side in (SOURCE, TARGET)})
         plans, not_carried = account_group(sources.values(), targets.values(), plans,
                                            rejections)
         for outcome, count in not_carried.items():
@@ -158,6 +185,42 @@ class _PlanGroupFn(beam.DoFn):
                 side=rejection.side, entity_id=rejection.entity_id, stage="plan",
                 error_class=rejection.error_class, message=rejection.message))
         yield from plans
+
+    def _verify_missing(self, link: Link, sources: dict[str, Entity],
+                        targets: dict[str, Entity]) -> None:
+        """Adds a deleted entity for each record of ``link`` that the full read did not
+        return and a look-up by id does not find (Sesam's "verify deletes"). A look-up that
+        fails proves nothing: the record is left out, as when it is not read."""
+        if link.state != LINKED and link.state not in TOMBSTONES:
+            return
+        for side, read, entity_id in ((SOURCE, sources, link.source_id),
+                                      (TARGET, targets, link.target_id)):
+            if entity_id is None or entity_id in read or link.state in _GONE_STATES[side]:
+                continue
+            connector = self._connector(side)
+            try:
+                found = connector.get(self._ctx.entity(side), [entity_id])
+            except ApiError as exc:
+                progress.warning("%s: %s %s was not read and could not be looked up (%s); "
+                                 "not taken as deleted", self._ctx.pair.name,
+                                 self._ctx.system(side).name, entity_id, exc)
+                continue
+            finally:
+                self._requests[side].flush()
+            if not found:       # read (looked up) and gone: counted like a read record
+                self._ctx.counter(f"read_{side}").inc()
+                read[entity_id] = Entity(side, entity_id, {}, deleted=True,
+                                         system=self._ctx.system(side).name)
+
+    def _connector(self, side: str):
+        if side not in self._connectors:
+            self._connectors[side] = connector_for(self._ctx.system(side))
+            self._requests[side] = RequestCounting(self._connectors[side])
+        return self._connectors[side]
+
+    def teardown(self):
+        for connector in self._connectors.values():
+            connector.close()
 
 
 def _newer(entity: Entity, than: Entity) -> bool:

@@ -12,7 +12,7 @@ from connectors import connector_for
 from connectors.errors import ApiError, UnreachableError
 from connectors.stores import open_link_store
 from core.mapping import MappingError, PairMapper
-from core.model import UnreadableRecord
+from core.model import Record, UnreadableRecord
 from core.planner import DEAD, Entity
 from transforms.common import (
     ExistenceCheck,
@@ -117,6 +117,7 @@ class _ReadRecordsFn(beam.DoFn):
             else:
                 records = self._connector.get(entity, arg)
                 yield from records
+                yield from self._gone(entity, arg, records)
                 progress.info("%s: read again %d of %d %s to retry from %s",
                               self._ctx.pair.name, len(records), len(arg), entity,
                               self._connector.name)
@@ -132,6 +133,16 @@ class _ReadRecordsFn(beam.DoFn):
                         f"{type(exc).__name__}: {exc}", "validation", None)
         finally:
             self._requests.flush()
+
+    def _gone(self, entity: str, ids, records):
+        """A deleted record for each id a look-up by id did not find: the system says it is
+        not there (a hard delete), which is how a retried record whose delete is still to be
+        propagated, or the counterpart of one, is known gone (docs/deletes.md)."""
+        found = {record.id for record in records}
+        for entity_id in ids:
+            if entity_id not in found:
+                yield Record(system=self._connector.name, entity=entity, id=entity_id,
+                             fields={}, deleted=True)
 
     def _failed(self, entity: str, reason: str, error_class: str, status):
         """A read that failed: one dead letter for the pair, and the side in ``read_failed``

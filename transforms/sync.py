@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from core.model import committed_state
 from core.planner import HELD, SOURCE, TARGET, SyncPlan
 from transforms import breaker, finish, plan, read, write
 from transforms.common import PairContext
@@ -53,14 +54,17 @@ class SyncPair(beam.PTransform):
     ``positions`` gives the read position of each side; ``reference_inputs`` the side inputs
     with this run's links of the pairs this one refers to; ``kept_letters`` the pair's letters
     kept as permanent, carried into this run's unless their records are read again. With
-    ``apply_changes=False`` (plan mode) nothing is reserved, written or committed. Applied to
+    ``apply_changes=False`` (plan mode) nothing is reserved, written or committed.
+    ``verify_missing`` (a full rescan) looks up the linked records the reads did not return,
+    to see hard deletes (:class:`~transforms.plan.PlanSync`). Applied to
     the pipeline; returns a :class:`SyncPairResult`.
     """
 
     def __init__(self, ctx: PairContext, positions: dict, reference_inputs: dict,
                  apply_changes: bool = True,
                  max_updates: int = breaker.DEFAULT_MAX_UPDATES,
-                 confirm_mass_changes: bool = False, kept_letters: Sequence = ()):
+                 confirm_mass_changes: bool = False, kept_letters: Sequence = (),
+                 max_deletes: int = breaker.DEFAULT_MAX_DELETES, verify_missing: bool = False):
         super().__init__()
         self._kept = list(kept_letters)
         self._ctx = ctx
@@ -68,6 +72,8 @@ class SyncPair(beam.PTransform):
         self._refs = reference_inputs
         self._apply = apply_changes
         self._max_updates = max_updates
+        self._max_deletes = max_deletes
+        self._verify_missing = verify_missing
         self._confirm = confirm_mass_changes
 
     # No return annotation: Beam reads it as the output type hint and warns, once per pair,
@@ -97,7 +103,7 @@ class SyncPair(beam.PTransform):
                    | "Both sides" >> beam.Flatten()
                    | "SkipIfReadFailed" >> _SkipIfReadFailed(ctx, failed_reads)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
-                   | "Plan" >> plan.PlanSync(ctx))
+                   | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing))
         dead.append(planned.dead_letters)
         all_watermarks = watermarks | "All watermarks" >> beam.Flatten()
         if not self._apply:
@@ -110,7 +116,7 @@ class SyncPair(beam.PTransform):
         gated = (planned.plans
                  | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
                  | "HoldMassChanges" >> breaker.HoldMassChanges(
-                     ctx, self._max_updates, self._confirm))
+                     ctx, self._max_updates, self._confirm, self._max_deletes))
         not_planned = failed_reads | "Not planned" >> beam.FlatMap(
             lambda count, pair=ctx.pair.name: [pair] if count else [])
         held = (gated.held, not_planned) | "Held" >> beam.Flatten()
@@ -170,4 +176,5 @@ class _DropUnchangedFn(beam.DoFn):
 def _planned_link(plan_: SyncPlan):
     link = plan_.link
     return link.replace(source_id=link.source_id or f"(new) {link.target_id}",
-                        target_id=link.target_id or f"(new) {link.source_id}", state="linked")
+                        target_id=link.target_id or f"(new) {link.source_id}",
+                        state=committed_state(link.state))

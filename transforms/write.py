@@ -34,7 +34,16 @@ from connectors import connector_for
 from connectors.linkstore import StaleLinkError
 from connectors.stores import open_link_store
 from core.mapping import MappingError, PairMapper
-from core.model import LINKED, PENDING, Link, Record, SystemConfig, WriteOp
+from core.model import (
+    LINKED,
+    PENDING,
+    UNLINKED,
+    Link,
+    Record,
+    SystemConfig,
+    WriteOp,
+    committed_state,
+)
 from core.planner import (
     CREATE_SOURCE,
     CREATE_TARGET,
@@ -244,7 +253,8 @@ class _WriteBatchFn(beam.DoFn):
         ops, pending = [], {}
         for link, write in batch:
             try:
-                fields = self._mapper.fields_for(side, write.changes, resolve)
+                fields = (self._mapper.fields_for(side, write.changes, resolve)
+                          if write.kind != "delete" else {})
             except MappingError as exc:
                 yield from self._failed(link, write, error_class=exc.error_class,
                                         message=str(exc), payload=write.changes,
@@ -266,6 +276,11 @@ class _WriteBatchFn(beam.DoFn):
                 link, write, fields = pending[result.ref]
                 if not result.ok:
                     yield from self._failed_call(link, write, result.error, fields)
+                    continue
+                if write.kind == "delete":      # gone, or deactivated: no values to keep
+                    self._ctx.counter(f"written_{side}").inc()
+                    yield (link.link_id, WriteOutcome(link_id=link.link_id, side=side, ok=True,
+                                                      entity_id=write.entity_id))
                     continue
                 record = result.record
                 if result.adopted:
@@ -454,10 +469,13 @@ class _CommitLinksFn(BufferedStoreFn):
 
 
 def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Link:
-    link = plan.link.replace(state=LINKED)
+    """The link to store once every write of ``plan`` succeeded: a create or update leaves
+    the written side's id, version and values as the system answered; a delete leaves the
+    link as planned (a tombstone)."""
+    link = plan.link.replace(state=committed_state(plan.link.state))
     for side, outcome in outcomes.items():
         write = plan.write_for(side)
-        if write is None:
+        if write is None or write.kind == "delete":
             continue
         if side == TARGET:
             link = link.replace(target_id=outcome.entity_id, target_etag=outcome.etag,
@@ -470,11 +488,16 @@ def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Lin
 
 def count_plan(ctx: PairContext, plan: SyncPlan) -> None:
     """Adds one plan carried out (or, with --plan, to be carried out) to the report: its
-    entities read under its outcome, its updates per written side and its conflicts."""
+    entities read under its outcome, its updates and deletes per written side, an unlink and
+    its conflicts."""
     count_entities(ctx, plan, plan.outcome)
     for write in plan.writes:
         if write.kind == "update":
             ctx.counter(f"updated_{write.side}").inc()
+        elif write.kind == "delete":
+            ctx.counter(f"deleted_in_{write.side}").inc()
+    if plan.link.state == UNLINKED:
+        ctx.counter(UNLINKED).inc()
     if plan.conflicts:
         ctx.counter("conflicts").inc(len(plan.conflicts))
 
