@@ -75,7 +75,7 @@ def plan_gone(pair: PairSpec, link: Link, source: Entity | None, target: Entity 
     [deleted] = gone
     survivor_side = other(deleted)
     survivor = source if survivor_side == SOURCE else target
-    if survivor is not None and (link.state == DELETED_BOTH or changed(pair, link, survivor)):
+    if survivor is not None and (restored(link, survivor) or changed(pair, link, survivor)):
         kept = link if link.state == DELETED_BOTH else link.replace(
             state=_TOMBSTONE_OF[deleted])
         rejection = Rejection(side=survivor_side, entity_id=survivor.id,
@@ -83,12 +83,25 @@ def plan_gone(pair: PairSpec, link: Link, source: Entity | None, target: Entity 
                               error_class="conflict")
         return SyncPlan(pair=pair.name, outcome=DELETED, link=kept,
                         commit=kept.state != link.state), [rejection]
+    if link.state == DELETED_BOTH:      # our own deactivation read back: already done
+        return _tombstone(pair, link, DELETED_BOTH), []
     if pair.delete == "unlink":
         return SyncPlan(pair=pair.name, outcome=DELETED,
                         link=link.replace(state=UNLINKED)), []
     if pair.delete == "propagate":
         return _propagate(pair, link, survivor_side, survivor), []
     return _tombstone(pair, link, _TOMBSTONE_OF[deleted]), []
+
+
+def restored(link: Link, survivor: Entity) -> bool:
+    """Whether ``survivor``, read alive while its link is a tombstone of both sides, was
+    brought back by a person. A record our delete deactivated rather than removed (Business
+    Central's ``blocked``) reads alive, at the version that delete left (kept on the link):
+    that is our own write read back, not a restore."""
+    if link.state != DELETED_BOTH:
+        return False
+    kept = link.source_etag if survivor.side == SOURCE else link.target_etag
+    return survivor.etag is None or survivor.etag != kept
 
 
 def changed(pair: PairSpec, link: Link, survivor: Entity) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import decimal
 import json
 import pathlib
@@ -235,3 +236,23 @@ def sandbox_of(tmp_path, monkeypatch):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def delete_policy(monkeypatch):
+    """``delete_policy("propagate", dataflow)``: the shipped dataflow with that delete policy on
+    every pair (the seeds keep the safe default, ``ignore``; docs/deletes.md)."""
+    from core import spec as spec_module
+    from pipelines import run_driver
+    shipped = spec_module.available_dataflows
+
+    def use(policy: str, dataflow: str = "customerp-customwebshop") -> None:
+        def patched(directory=spec_module.DATAFLOWS_DIR):
+            specs = shipped(directory)
+            flow = specs[dataflow]
+            specs[dataflow] = dataclasses.replace(flow, pairs=tuple(
+                dataclasses.replace(pair, delete=policy) for pair in flow.pairs))
+            return specs
+        monkeypatch.setattr(spec_module, "available_dataflows", patched)
+        monkeypatch.setattr(run_driver, "available_dataflows", patched)
+    return use

@@ -12,37 +12,15 @@ customerp <-> customwebshop customers, from a synced state (``synced_harness``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import pathlib
 
-import pytest
-
 from connectors.stores import open_link_store
-from core import spec as spec_module
-from pipelines import report_html, run_driver
+from pipelines import report_html
 
 DATAFLOW = "customerp-customwebshop"
 PAIR = f"{DATAFLOW}/customer"
-
-
-@pytest.fixture
-def delete_policy(monkeypatch):
-    """``delete_policy("propagate")``: the shipped dataflow with that delete policy on every
-    pair (the seeds keep the safe default, ``ignore``)."""
-    shipped = spec_module.available_dataflows
-
-    def use(policy: str) -> None:
-        def patched(directory=spec_module.DATAFLOWS_DIR):
-            specs = shipped(directory)
-            flow = specs[DATAFLOW]
-            specs[DATAFLOW] = dataclasses.replace(flow, pairs=tuple(
-                dataclasses.replace(pair, delete=policy) for pair in flow.pairs))
-            return specs
-        monkeypatch.setattr(spec_module, "available_dataflows", patched)
-        monkeypatch.setattr(run_driver, "available_dataflows", patched)
-    return use
 
 
 def linked_customers(h, count: int = 1) -> list[tuple[str, str]]:

@@ -162,6 +162,23 @@ def test_a_record_read_alive_again_after_a_propagated_delete_is_a_conflict_not_d
     assert the_plan.link.state == DELETED_BOTH and not the_plan.commit
 
 
+@pytest.mark.parametrize("policy", ["ignore", "unlink", "propagate"])
+def test_a_record_our_delete_deactivated_reads_back_as_nothing_to_do(policy):
+    """Business Central's delete is a deactivation (``blocked``): the record reads alive, at
+    the version our delete left on the link. That is our own write, not a restore: no letter,
+    no second delete, nothing stored (it was a conflict and a second delete before)."""
+    ours = dataclasses.replace(alive(TARGET), etag='"t1"')      # the link's target version
+    the_plan, rejections = plan(policy, [], [ours], state=DELETED_BOTH)
+    assert rejections == [] and the_plan.writes == ()
+    assert the_plan.link.state == DELETED_BOTH and not the_plan.commit
+
+
+def test_a_deactivated_record_changed_after_our_delete_is_a_conflict():
+    touched = dataclasses.replace(alive(TARGET), etag='"t9"')
+    the_plan, [rejection] = plan("propagate", [], [touched], state=DELETED_BOTH)
+    assert rejection.entity_id == "cus_1" and the_plan.writes == ()
+
+
 def test_a_deleted_record_counts_as_deleted_and_the_edited_survivor_as_dead():
     sources, targets = [alive(SOURCE, phone="99")], [deleted(TARGET)]
     plans, rejections = plan_group(pair("ignore"), KEY, sources, targets, [link()], "run",

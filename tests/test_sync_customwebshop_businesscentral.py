@@ -344,3 +344,38 @@ def test_429_is_retried_and_the_sync_completes(bch):
     statuses = [e["status"] for e in bch.sandbox.requests("businesscentral")["log"]]
     assert 429 in statuses
     assert report["pairs"]["customer"]["created_in_target"] > 0
+
+
+def test_propagate_blocks_the_bc_customer_and_the_next_run_is_quiet(bch, delete_policy):
+    """A webshop delete under ``delete: propagate`` blocks the Business Central customer
+    (``blocked: "All"``, BC's way: docs/deletes.md), and the next run, which reads that
+    customer back (changed by our write), writes nothing and letters nothing."""
+    from connectors.stores import open_link_store
+    delete_policy("propagate", DATAFLOW)
+    status, report = bch.run()
+    assert status == 0, report
+    ordered = ({row["customer_id"] for row in bch.shop_all("orders")}
+               | {row["customerId"] for row in bch.bc_all("salesOrders")})
+    pair = f"{DATAFLOW}/customer"
+    with open_link_store(f"sqlite:///{bch.sandbox.state_dir / 'links.db'}") as store:
+        shop_ids = sorted(row["id"] for row in bch.shop_all("customers"))
+        links = store.lookup_by_source(pair, shop_ids)
+    shop_id, bc_id = next((shop_id, link.target_id) for shop_id, link in sorted(links.items())
+                          if link.state == "linked" and shop_id not in ordered
+                          and link.target_id not in ordered)
+    response = bch.shop.delete(f"{bch.sandbox.url('customwebshop')}/customers/{shop_id}",
+                               timeout=30)
+    assert response.status_code == 204, response.text
+    bch.clear_logs()
+
+    status, report = bch.run()
+    assert status == 0, report
+    assert report["pairs"]["customer"]["deleted_in_target"] == 1
+    assert bch.bc_get("customers", bc_id)["blocked"] == "All"
+
+    for _ in range(2):                            # settled: nothing written, nothing lettered
+        bch.clear_logs()
+        status, report = bch.run()
+        assert status == 0, report
+        assert bch.writes("businesscentral") == {} and bch.writes("customwebshop") == {}
+        assert report["pairs"]["customer"]["dead"] == 0

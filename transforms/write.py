@@ -279,8 +279,9 @@ class _WriteBatchFn(beam.DoFn):
                     continue
                 if write.kind == "delete":      # gone, or deactivated: no values to keep
                     self._ctx.counter(f"written_{side}").inc()
-                    yield (link.link_id, WriteOutcome(link_id=link.link_id, side=side, ok=True,
-                                                      entity_id=write.entity_id))
+                    yield (link.link_id, WriteOutcome(
+                        link_id=link.link_id, side=side, ok=True, entity_id=write.entity_id,
+                        etag=result.record.etag if result.record is not None else None))
                     continue
                 record = result.record
                 if result.adopted:
@@ -471,11 +472,16 @@ class _CommitLinksFn(BufferedStoreFn):
 def _committed_link(plan: SyncPlan, outcomes: Mapping[str, WriteOutcome]) -> Link:
     """The link to store once every write of ``plan`` succeeded: a create or update leaves
     the written side's id, version and values as the system answered; a delete leaves the
-    link as planned (a tombstone)."""
+    link as planned (a tombstone), with the version of a record deactivated rather than
+    removed (so the next run knows that version for our own write: core/deletes.py)."""
     link = plan.link.replace(state=committed_state(plan.link.state))
     for side, outcome in outcomes.items():
         write = plan.write_for(side)
-        if write is None or write.kind == "delete":
+        if write is None:
+            continue
+        if write.kind == "delete":
+            if outcome.etag is not None:
+                link = link.replace(**{f"{side}_etag": outcome.etag})
             continue
         if side == TARGET:
             link = link.replace(target_id=outcome.entity_id, target_etag=outcome.etag,
