@@ -12,7 +12,7 @@ from connectors.linkstore import LinkRef
 from core.mapping import PairMapper
 from core.model import LINKED
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
-from transforms.coders import PLAN_ITEM, register_coders
+from transforms.coders import plan_item_packer, plan_item_unpacker, register_coders
 from transforms.common import BufferedStoreFn, PairContext, system_fields
 
 _DEAD_LETTERS = "dead_letters"
@@ -26,6 +26,9 @@ class LookUpLinks(beam.PTransform):
     pending) is grouped by its first match-key value, so records of both systems with the same
     key meet; an entity without a key is a group of its own. Links are looked up in batches, so
     a run touches only the links of the entities it read.
+
+    Each entity (or link) is sent on packed, as :func:`~transforms.coders.plan_item_packer`'s
+    bytes: the shuffle then holds it at its coded size on every runner.
 
     Only the links' ids and states are read here (the store's index, no snapshots): a group
     keyed by its link carries no link through the shuffle, :class:`PlanSync` reads it once
@@ -44,7 +47,7 @@ class LookUpLinks(beam.PTransform):
     def expand(self, entities):
         register_coders()   # the grouped entities and links go through compact coders
         return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx)).with_output_types(
-            beam.typehints.Tuple[beam.typehints.Any, PLAN_ITEM])
+            beam.typehints.Tuple[beam.typehints.Any, bytes])
 
 
 class _LookUpLinksFn(BufferedStoreFn):
@@ -54,6 +57,7 @@ class _LookUpLinksFn(BufferedStoreFn):
         super().setup()
         self._mapper = PairMapper(self._ctx.pair)
         self._fields = {side: system_fields(self._ctx.pair, side) for side in (SOURCE, TARGET)}
+        self._pack = plan_item_packer()
 
     def process(self, entity: Entity):
         yield from self.buffer(entity)
@@ -75,10 +79,10 @@ class _LookUpLinksFn(BufferedStoreFn):
         travelling = (self._store.lookup_by_id(self._ctx.pair_key, travelling_ids)
                       if travelling_ids else {})
         for key, entity, ref in keyed:
-            yield key, entity
+            yield key, self._pack(entity)
             link = travelling.get(ref.link_id) if ref is not None else None
             if link is not None:
-                yield key, link
+                yield key, self._pack(link)
 
     def _with_origins(self, entities: list[Entity]) -> list[Entity]:
         """``entities`` with the origins of the values talksync wrote into their records, for
@@ -149,14 +153,19 @@ class _PlanGroupsFn(BufferedStoreFn):
 
     batch_size = _LOOKUP_BATCH
 
-    def process(self, element):
-        key, items = element
-        yield from self.buffer((key, list(items)))
+    def setup(self):
+        super().setup()
+        self._unpack = plan_item_unpacker()
 
-    def flush_batch(self, groups: list[tuple[tuple, list]]):
+    def process(self, element):
+        key, packed = element
+        yield from self.buffer((key, list(packed)))
+
+    def flush_batch(self, groups: list[tuple[tuple, list[bytes]]]):
         link_ids = [key[1] for key, _ in groups if key[0] == "link"]
         links = self._store.lookup_by_id(self._ctx.pair_key, link_ids) if link_ids else {}
-        for key, items in groups:
+        for key, packed in groups:
+            items = [self._unpack(item) for item in packed]
             link = links.get(key[1]) if key[0] == "link" else None
             yield from self._plan(items if link is None else [*items, link])
 
