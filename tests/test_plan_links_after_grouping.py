@@ -82,3 +82,18 @@ def test_a_pending_create_travels_with_the_entities_its_match_key_groups(store_u
     reads = _check_plans(store_url, [source, target], [
         ("reserved-7", LINK, LINKED, stored.version, "crashed-run")])
     assert reads["lookup_by_id"] == [1, 1]      # the reservation, read before grouping
+
+
+def test_a_run_keeps_the_entities_waiting_for_planning_compactly_coded(synced_harness,
+                                                                       monkeypatch):
+    """In `talksync run` the entities of both sides wait for the read-failure gate's side input
+    (a stage boundary of the in-memory runner): they are coded by EntityCoder there (typed by
+    transforms/sync.py), not pickled with their class path and field names."""
+    from transforms import coders
+    written = []
+    monkeypatch.setattr(coders.EntityCoder, "_write", staticmethod(
+        lambda entity, out: (written.append(entity.id), coders.write_entity(entity, out))))
+    status, section = synced_harness.run("--full", "--pairs", "customer")
+    assert status == 0
+    read = section["pairs"]["customer"]
+    assert len(written) >= read["read_source"] + read["read_target"] > 0
