@@ -157,14 +157,16 @@ def run_floor(n: int, store_url: str) -> tuple[float, dict]:
 def run_engine(n: int, store_url: str) -> tuple[float, dict]:
     import apache_beam as beam
 
+    from core.planner import Entity
     from transforms import plan
     ctx = _context(store_url)
 
     def build(p):
+        # both sides typed as the pipeline's are (transforms/sync.py), so compactly coded
         sides = [_starts(p, n, side) | f"Generate {side}" >> beam.FlatMap(
             lambda start, side=side: entities(side, start, min(n, start + _CHUNK)))
             for side in ("source", "target")]
-        planned = (sides | "Both sides" >> beam.Flatten()
+        planned = (sides | "Both sides" >> beam.Flatten().with_output_types(Entity)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx))
         _counted(planned.plans, "Count plans", lambda plan_: plan_.outcome)

@@ -1,9 +1,10 @@
-"""P4 incremental (and P5 memory): 100 changed entities among 100k linked ones.
+"""P4 incremental (and P5 memory): 100 changed entities among 100k (or 1M) linked ones.
 
 Set-up (not timed): a sandbox (seed 42) whose webshop and ERP each get ``--n`` more customers,
 written into the emulators' state files with last year's timestamps, and a link store with the
-``--n`` links between them (snapshots: each side's own canonical view, made by the pair's real
-mapper), and watermarks at the present. Then ``--changed`` customers are edited through the
+``--n`` links between them written straight into SQLite (snapshots: each side's canonical view,
+checked against the pair's real mapper on a sample), and watermarks at the present. The
+emulators flush their state only when stopped. Then ``--changed`` customers are edited through the
 APIs, half in each system.
 
 Measured: ``talksync run customerp-customwebshop --pairs customer`` (incremental, the default
@@ -31,7 +32,8 @@ DATAFLOW = "customerp-customwebshop"
 PAIR = "customer"
 _OLD = "2025-06-01T00:00:00.000000Z"
 #: the link store's read methods, counted in the measured run
-_READS = ("lookup_by_source", "lookup_by_target", "pending", "open_dead_letters",
+_READS = ("lookup_by_source", "lookup_by_target", "lookup_refs_by_source",
+          "lookup_refs_by_target", "lookup_by_id", "pending", "open_dead_letters",
           "get_watermark", "reserve", "reserve_many", "read_state")
 
 
@@ -59,36 +61,78 @@ def _grow_state(path: pathlib.Path, resource: str, rows) -> None:
     path.write_text(json.dumps(state), encoding="utf-8")
 
 
-def set_up(workdir: pathlib.Path, n: int):
-    """The grown sandbox's state and the link store; returns the config path."""
-    from connectors.stores import open_link_store
+def canonical_view(i: int) -> dict:
+    """Customer ``i``'s canonical view, the same from both systems (what the pair's mapper
+    makes of :func:`webshop_customer` and :func:`erp_customer`; :func:`set_up` checks that on
+    a sample, so a change of the mapping cannot leave the benchmark on stale snapshots)."""
+    return {"email": f"bench{i}@example.com", "company_name": f"Bench Kunde {i} AS",
+            "vat_number": None, "phone": f"+47 {40000000 + i}",
+            "address.line1": f"Storgata {i % 200 + 1}", "address.line2": None,
+            "address.postal_code": f"{i % 9000 + 1000}", "address.city": "Oslo",
+            "address.country": "NO"}
+
+
+def _check_views(n: int) -> None:
+    """Raises if the pair's mapper no longer makes :func:`canonical_view` of the records."""
     from core.mapping import PairMapper
-    from core.model import Link
     from core.spec import get_dataflow
+    mapper = PairMapper(get_dataflow(DATAFLOW).pair(PAIR))
+    for i in sorted({0, 1, n // 2, n - 1} | set(range(0, n, max(1, n // 97)))):
+        shop, erp = webshop_customer(i), erp_customer(i)
+        views = (mapper.view("source", {k: v for k, v in erp.items() if k != "ModifiedAt"},
+                             None),
+                 mapper.view("target", {k: v for k, v in shop.items()
+                                        if k not in ("id", "updated_at", "deleted")}, None))
+        if any(view != canonical_view(i) for view in views):
+            raise RuntimeError(f"benchmarks.incremental.canonical_view({i}) is not what the "
+                               f"mapper makes of customer {i}: {views}")
+
+
+def _fill_links(url: str, n: int) -> None:
+    """The ``n`` committed links (version 1), inserted straight into the SQLite file in one
+    transaction: a link store filled the way commits leave it, in seconds even at 1M (through
+    :meth:`~connectors.linkstore.LinkStore.commit`, which checks each link's version, 1M
+    links take many minutes)."""
+    import sqlite3
+
+    from connectors.stores import open_link_store
+    from core.model import LINKED, encode_values
+    with open_link_store(url):
+        pass                                    # creates the file and its schema
+    pair_key = f"{DATAFLOW}/{PAIR}"
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+
+    def rows():
+        for i in range(n):
+            shop, erp = webshop_customer(i), erp_customer(i)
+            snapshot = encode_values(canonical_view(i))
+            yield (pair_key, f"s:{erp['CustomerNo']}", erp["CustomerNo"], shop["id"], LINKED,
+                   snapshot, snapshot, None, None, None, 1, now)
+    db = sqlite3.connect(url[len("sqlite:///"):])
+    try:
+        with db:
+            db.executemany("INSERT INTO links (pair, link_id, source_id, target_id, state, "
+                           "snapshot_source, snapshot_target, source_etag, target_etag, "
+                           "attempt_id, version, updated_at) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
+    finally:
+        db.close()
+
+
+def set_up(workdir: pathlib.Path, n: int):
+    """The grown sandbox's state and the link store; returns the store's URL."""
+    from connectors.stores import open_link_store
     from sandbox.server import Sandbox
+    _check_views(n)
     state = workdir / "sandbox"
     Sandbox(state_dir=state, base_port=0, systems=("customwebshop", "customerp"),
             seed=42).start().stop()            # writes the seed state files
     _grow_state(state / "customwebshop.json", "customers",
                 (webshop_customer(i) for i in range(n)))
     _grow_state(state / "customerp.json", "Customers", (erp_customer(i) for i in range(n)))
-    mapper = PairMapper(get_dataflow(DATAFLOW).pair(PAIR))
-    pair_key = f"{DATAFLOW}/{PAIR}"
     url = f"sqlite:///{state / 'links.db'}"
+    _fill_links(url, n)
     with open_link_store(url) as store:
-        for start in range(0, n, 5000):
-            links = []
-            for i in range(start, min(n, start + 5000)):
-                shop, erp = webshop_customer(i), erp_customer(i)
-                links.append(Link(
-                    pair=pair_key, link_id=f"s:{erp['CustomerNo']}",
-                    source_id=erp["CustomerNo"], target_id=shop["id"],
-                    snapshot_source=mapper.view("source", {
-                        k: v for k, v in erp.items() if k != "ModifiedAt"}, None),
-                    snapshot_target=mapper.view("target", {
-                        k: v for k, v in shop.items()
-                        if k not in ("id", "updated_at", "deleted")}, None)))
-            store.commit(links)
         now = datetime.datetime.now(datetime.UTC).isoformat()
         for system in ("customwebshop", "customerp"):
             store.advance_watermark(DATAFLOW, PAIR, system, now)
@@ -104,8 +148,12 @@ def measure(n: int, changed: int, workdir: pathlib.Path, in_process: bool = Fals
     url = set_up(workdir, n)
     setup_s = time.perf_counter() - started
     time.sleep(1.0)   # the edits come after the watermarks, by the emulators' clocks too
+    # the emulators flush their state only when stopped: at 1M rows a flush is a JSON dump of
+    # hundreds of MB that would stall their answers, a cost of the emulator, not of talksync
+    unflushed = {"state_flush_s": 24 * 3600.0}
     with Sandbox(state_dir=workdir / "sandbox", base_port=0,
-                 systems=("customwebshop", "customerp"), seed=42) as sandbox:
+                 systems=("customwebshop", "customerp"), seed=42,
+                 options={"customwebshop": unflushed, "customerp": unflushed}) as sandbox:
         os.environ.update(sandbox.environ())
         harness = SyncHarness(sandbox, workdir)
         for i in range(0, changed, 2):

@@ -6,10 +6,15 @@ Python) side by side in fresh processes, with each child's peak RSS. A child who
 all of its memory is a result, "missed", not a reason to take the machine down). The Beam floor
 is skipped at N where the previous N's floor, scaled linearly, would pass that limit.
 
+``--incremental-ns`` adds P4 (``benchmarks/incremental.py``: 100 changed customers, an
+incremental ``talksync run`` timed from its start to its exit, its link-store reads counted)
+over that many links, once each, after the curve: issue 18 asks for it at 1M links.
+
 The results go between the ``<!-- scale:start -->`` markers of BENCHMARKS.md and, raw, into
 ``benchmarks/scale.json``, which keeps the other N's: ``--ns 1000000`` reruns only 1M.
 
-Usage: ``python -m benchmarks.scale [--ns 10000,100000,1000000] [--runs 3] [--big-runs 1]``
+Usage: ``python -m benchmarks.scale [--ns 10000,100000,1000000] [--runs 3] [--big-runs 1]
+[--incremental-ns 1000000]``
 """
 
 from __future__ import annotations
@@ -24,12 +29,22 @@ import tempfile
 import threading
 import time
 
-from benchmarks.common import RESULT_MARKER, ROOT, Spread, load_average, machine, write_section
+from benchmarks.common import (
+    RESULT_MARKER,
+    ROOT,
+    Spread,
+    load_average,
+    machine,
+    run_case,
+    write_section,
+)
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 VARIANTS = ("floor", "engine", "python")
 #: issue 18's targets: (N, peak RSS MB, engine ÷ reference, the reference)
 TARGETS = {100_000: (600, 1.5, "floor"), 1_000_000: (6 * 1024, 2.0, "python")}
+#: P4 at scale: changed customers, and the target wall time of the run (start-up included)
+INCREMENTAL_CHANGED, INCREMENTAL_WALL_S = 100, 30.0
 _BIG = 1_000_000
 
 
@@ -134,7 +149,9 @@ def render(results: dict) -> str:
         verdicts += _verdict(case)
     verdicts += [f"{case['n']:,}: measured {case['date']}, load average {case['load'][0]:.1f} → "
                  f"{case['load'][1]:.1f}." for case in results["cases"]]
-    return "\n".join(lines + [""] + [f"- {v}" for v in verdicts] + [""])
+    return "\n".join(lines + [""] + [f"- {v}" for v in verdicts] + [""]
+                     + [line + "\n" for line in render_incremental(
+                         results.get("incremental", []))])
 
 
 def _verdict(case: dict) -> list[str]:
@@ -157,12 +174,47 @@ def _verdict(case: dict) -> list[str]:
     return [text]
 
 
+def measure_incremental(n: int) -> dict:
+    """P4 over ``n`` links, once, in a child process (which holds the two emulators' ``n``
+    rows each and runs ``talksync run`` as its own child)."""
+    before = load_average()[0]
+    run = run_case("incremental", "--n", str(n), "--changed", str(INCREMENTAL_CHANGED),
+                   timeout_s=7200)
+    return {**run.result, "date": machine()["date"], "load": [before, load_average()[0]]}
+
+
+def render_incremental(runs: list[dict]) -> list[str]:
+    """One paragraph per P4 run at scale."""
+    lines = []
+    for run in runs:
+        reads = run["link_reads"]
+        links = sum(v["links"] for k, v in reads.items()
+                    if k.startswith(("lookup", "pending", "reserve"))
+                    and not k.startswith("lookup_refs"))
+        refs = sum(v["links"] for k, v in reads.items() if k.startswith("lookup_refs"))
+        wall_ok = run["wall_s"] < INCREMENTAL_WALL_S
+        reads_ok = links + refs <= 3 * run["changed"]
+        lines.append(
+            f"P4 over {run['n']:,} links ({run['changed']} customers changed, half in each "
+            f"system; measured {run['date']}, load average {run['load'][0]:.1f} → "
+            f"{run['load'][1]:.1f}): `talksync run` took {run['wall_s']:.2f} s from process "
+            f"start to exit (target < {INCREMENTAL_WALL_S:g} s: "
+            f"{'**met**' if wall_ok else '**missed**'}), the run itself {run['run_s']:.2f} s, "
+            f"peak RSS {run['sync_peak_rss_mb']:.0f} MB; links read {links}, and before "
+            f"grouping the ids and states of {refs} (O(changed): "
+            f"{'**met**' if reads_ok else '**missed**'}). Set-up (not timed: emulators' state "
+            f"and link store generated directly) {run['setup_s']:.0f} s.")
+    return lines
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--ns", default="10000,100000,1000000")
     parser.add_argument("--runs", type=int, default=3, help="runs per N below 1M")
     parser.add_argument("--big-runs", type=int, default=1, help="runs at 1M and above")
     parser.add_argument("--max-rss-gb", type=float, default=12.0)
+    parser.add_argument("--incremental-ns", default="",
+                        help="P4 (100 changed) over these many links, e.g. 1000000")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "scale.json"))
     parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     args = parser.parse_args(argv)
@@ -181,11 +233,19 @@ def main(argv=None) -> None:
         if floors:
             floor_per_record = max(floors) / n
         cases.append(case)
+    incremental = []
+    for n in sorted(int(value) for value in args.incremental_ns.split(",") if value):
+        print(f"P4 over {n:,} links …", file=sys.stderr, flush=True)
+        incremental.append(measure_incremental(n))
     saved = pathlib.Path(args.json)
-    kept = json.loads(saved.read_text())["cases"] if saved.exists() else []
+    kept = json.loads(saved.read_text()) if saved.exists() else {}
     measured = {case["n"] for case in cases}
-    cases = sorted([c for c in kept if c["n"] not in measured] + cases, key=lambda c: c["n"])
-    results = {"machine": machine(), "cases": cases}
+    cases = sorted([c for c in kept.get("cases", []) if c["n"] not in measured] + cases,
+                   key=lambda c: c["n"])
+    measured = {run["n"] for run in incremental}
+    incremental = sorted([r for r in kept.get("incremental", []) if r["n"] not in measured]
+                         + incremental, key=lambda r: r["n"])
+    results = {"machine": machine(), "cases": cases, "incremental": incremental}
     saved.write_text(json.dumps(results, indent=1, default=str))
     text = render(results)
     if args.out:

@@ -35,8 +35,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import re
-import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -47,7 +45,8 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
+from connectors.firestore_layout import FirestoreLocation, Layout, entity_ids
+from connectors.linkstore import LinkRef, LinkStore, StaleLinkError, StaleStateError
 from core.model import (
     PENDING,
     UNLINKED,
@@ -63,24 +62,12 @@ from core.provenance import OriginWrite, RecordOrigins, merged_origins
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-_SCHEME = "firestore://"
-_DEFAULT_DATABASE = "(default)"
-_DEFAULT_PREFIX = "talksync_"
-_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,64}$")
-_DATABASE_PATTERN = re.compile(r"^(\(default\)|[a-z][a-z0-9-]{0,61}[a-z0-9])$")
-
 #: Firestore's limit of writes in one commit
 _MAX_BATCH = 500
 #: documents per BatchGetDocuments call and per page of a scan
 _READ_CHUNK = 500
 #: writes one link commit can need: the link, and per side a claim deleted and one created
 _MAX_WRITES_PER_LINK = 5
-#: Firestore's limit on the size of a document id
-_MAX_ID_BYTES = 1500
-#: characters kept as they are in document ids; "|" (the separator), "/" and the rest are
-#: percent-encoded, so an id never contains "/" and the parts of an id never run together
-_ID_SAFE = ":@"
-
 #: deadline of one RPC
 _RPC_TIMEOUT_S = 30.0
 #: backoff between attempts: first wait, growth factor, longest wait; the whole operation
@@ -126,17 +113,6 @@ def _instant(value: str) -> datetime.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
-def _doc_id(*parts: str) -> str:
-    """A document id made of ``parts``: percent-encoded, joined with ``|``."""
-    doc_id = "|".join(urllib.parse.quote(part, safe=_ID_SAFE) for part in parts)
-    if doc_id.startswith("__") and doc_id.endswith("__"):
-        doc_id = "%5F" + doc_id[1:]           # Firestore reserves ids of the form __.*__
-    if len(doc_id.encode("utf-8")) > _MAX_ID_BYTES:
-        raise ValueError(f"link store: id too long for a Firestore document id "
-                         f"({len(doc_id)} bytes encoded): {parts[-1][:80]!r}...")
-    return doc_id
-
-
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -156,10 +132,6 @@ def _link(document: Mapping[str, Any]) -> Link:
                 snapshot_target=decode_values(document["snapshot_target"]))
 
 
-def _ids(link: Link) -> dict[str, str | None]:
-    return {"source": link.source_id, "target": link.target_id}
-
-
 def _written_by(document: Mapping[str, Any] | None, token: str, version: int) -> bool:
     """Whether ``document`` is the link at ``version`` that the operation ``token`` wrote."""
     return (document is not None and document.get("write_token") == token
@@ -168,83 +140,6 @@ def _written_by(document: Mapping[str, Any] | None, token: str, version: int) ->
 
 def _log_retry(exc: Exception) -> None:
     _LOG.debug("link store: retrying after %s: %s", type(exc).__name__, exc)
-
-
-@dataclasses.dataclass(frozen=True)
-class FirestoreLocation:
-    """Where the store lives: a project, a database in it, a prefix for collection names."""
-
-    project: str
-    database: str = _DEFAULT_DATABASE
-    prefix: str = _DEFAULT_PREFIX
-
-    @classmethod
-    def parse(cls, url: str) -> FirestoreLocation:
-        """``firestore://PROJECT[/DATABASE][?prefix=PREFIX]``."""
-        usage = "expected firestore://PROJECT[/DATABASE][?prefix=PREFIX]"
-        if not url.startswith(_SCHEME):
-            raise ValueError(f"link_store: {usage}, not {url!r}")
-        parts = urllib.parse.urlsplit(url)
-        project, database = parts.netloc, parts.path.strip("/") or _DEFAULT_DATABASE
-        if not project or "/" in database or parts.fragment:
-            raise ValueError(f"link_store: {usage}, not {url!r}")
-        if not _DATABASE_PATTERN.match(database):
-            raise ValueError(f"link_store: {url!r}: {database!r} is not a Firestore "
-                             "database id (lower-case letters, digits and '-')")
-        options = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(options) - {"prefix"})
-        if unknown or any(len(values) > 1 for values in options.values()):
-            raise ValueError(f"link_store: {url!r}: the only option is prefix=NAME, "
-                             f"given once (found {', '.join(unknown or options)})")
-        prefix = options["prefix"][0] if "prefix" in options else _DEFAULT_PREFIX
-        if not _PREFIX_PATTERN.match(prefix):
-            raise ValueError(f"link_store: {url!r}: prefix {prefix!r} may hold only letters, "
-                             "digits, '_' and '-' (at most 64)")
-        return cls(project=project, database=database, prefix=prefix)
-
-    @property
-    def url(self) -> str:
-        database = "" if self.database == _DEFAULT_DATABASE else f"/{self.database}"
-        prefix = "" if self.prefix == _DEFAULT_PREFIX else f"?prefix={self.prefix}"
-        return f"{_SCHEME}{self.project}{database}{prefix}"
-
-
-class _Layout:
-    """The document references of the store: one place that knows the layout."""
-
-    def __init__(self, client: firestore.Client, prefix: str):
-        self.links = client.collection(f"{prefix}links")
-        self.link_ids = client.collection(f"{prefix}link_ids")
-        self.watermarks = client.collection(f"{prefix}watermarks")
-        self.dead_letters = client.collection(f"{prefix}dead_letters")
-        self.states = client.collection(f"{prefix}state")
-        self.record_origins = client.collection(f"{prefix}record_origins")
-
-    def link(self, pair: str, link_id: str):
-        return self.links.document(_doc_id(pair, link_id))
-
-    def claim(self, pair: str, side: str, entity_id: str):
-        return self.link_ids.document(_doc_id(pair, side, entity_id))
-
-    def claims(self, link: Link) -> list:
-        """The claims ``link`` needs: one per side that has an id, source first."""
-        return [self.claim(link.pair, side, entity_id)
-                for side, entity_id in _ids(link).items() if entity_id is not None]
-
-    def watermark(self, dataflow: str, pair: str, system: str):
-        return self.watermarks.document(_doc_id(dataflow, pair, system))
-
-    def letters_head(self, dataflow: str, pair: str):
-        return self.dead_letters.document(_doc_id(dataflow, pair))
-
-    def letters(self, dataflow: str, pair: str):
-        return self.letters_head(dataflow, pair).collection("letters")
-
-    def state(self, key: str):
-        return self.states.document(_doc_id(key))
-
-    def origins(self, system: str, entity: str, record_id: str):
-        return self.record_origins.document(_doc_id(system, entity, record_id))
 
 
 class _UnitOfWork:
@@ -332,7 +227,7 @@ class FirestoreLinkStore(LinkStore):
                 f"link_store: {location.url}: no Google credentials found; run `gcloud auth "
                 "application-default login`, or set FIRESTORE_EMULATOR_HOST for the "
                 "emulator") from exc
-        self._docs = _Layout(self._client, location.prefix)
+        self._docs = Layout(self._client, location.prefix)
         backoff = dict(initial=_RETRY_INITIAL_S, maximum=_RETRY_MAX_S,
                        multiplier=_RETRY_MULTIPLIER, timeout=retry_deadline_s,
                        on_error=_log_retry)
@@ -356,8 +251,34 @@ class FirestoreLinkStore(LinkStore):
     def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
         return self._lookup(pair, "target", ids)
 
+    def lookup_refs_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        return self._lookup_refs(pair, "source", ids)
+
+    def lookup_refs_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        return self._lookup_refs(pair, "target", ids)
+
+    def _lookup_refs(self, pair: str, side: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        """The same two reads as :meth:`_lookup`, the links' without their snapshots (a field
+        mask: neither sent nor decoded)."""
+        fields = ("link_id", "state", f"{side}_id")
+        return {entity_id: LinkRef(document["link_id"], document["state"])
+                for entity_id, document in self._lookup_documents(pair, side, ids,
+                                                                  fields).items()}
+
+    def lookup_by_id(self, pair: str, link_ids: Iterable[str]) -> dict[str, Link]:
+        """One batched read of the link documents."""
+        return {link.link_id: link for link in (
+            _link(snapshot.to_dict()) for snapshot in self._get_all(
+                self._docs.link(pair, link_id) for link_id in sorted(set(link_ids)))
+            if snapshot.exists)}
+
     def _lookup(self, pair: str, side: str, ids: Iterable[str]) -> dict[str, Link]:
-        """Two batched reads: the claims of ``ids``, then the links they name.
+        return {entity_id: _link(document)
+                for entity_id, document in self._lookup_documents(pair, side, ids).items()}
+
+    def _lookup_documents(self, pair: str, side: str, ids: Iterable[str],
+                          fields: Sequence[str] | None = None) -> dict[str, dict]:
+        """Two batched reads: the claims of ``ids``, then (``fields`` of) the links they name.
 
         A link is returned under an id only if the link itself still holds that id, so a
         change between the two reads never yields a wrong pairing.
@@ -366,12 +287,13 @@ class FirestoreLinkStore(LinkStore):
         claims = self._get_all(self._docs.claim(pair, side, i) for i in sorted(wanted))
         link_ids = sorted({claim.get("link_id") for claim in claims if claim.exists})
         found = {}
-        for snapshot in self._get_all(self._docs.link(pair, link_id) for link_id in link_ids):
+        for snapshot in self._get_all((self._docs.link(pair, link_id) for link_id in link_ids),
+                                      fields):
             if snapshot.exists:
-                link = _link(snapshot.to_dict())
-                entity_id = getattr(link, f"{side}_id")
+                document = snapshot.to_dict()
+                entity_id = document.get(f"{side}_id")
                 if entity_id in wanted:
-                    found[entity_id] = link
+                    found[entity_id] = document
         return found
 
     def pending(self, pair: str) -> list[Link]:
@@ -555,7 +477,7 @@ class FirestoreLinkStore(LinkStore):
             return None                 # the link exists already
         if link.version and (stored is None or stored["version"] != link.version):
             return None                 # another writer moved it on
-        new_ids = _ids(link)
+        new_ids = entity_ids(link)
         for side, entity_id in new_ids.items():
             if entity_id is not None:
                 holder = work.get(self._docs.claim(link.pair, side, entity_id))
@@ -764,17 +686,20 @@ class FirestoreLinkStore(LinkStore):
     def close(self) -> None:
         self._client.close()
 
-    def _get_all(self, refs: Iterable[Any]) -> list[Any]:
-        """Snapshots of ``refs`` (existing or not) in the order given, in batched reads."""
+    def _get_all(self, refs: Iterable[Any],
+                 fields: Sequence[str] | None = None) -> list[Any]:
+        """Snapshots of ``refs`` (existing or not) in the order given, in batched reads; only
+        the ``fields`` of each document when given."""
         unique = list({ref.path: ref for ref in refs}.values())
         by_path = {}
         for group in _chunks(unique, _READ_CHUNK):
-            for snapshot in self._retry_transient(self._get_group)(group):
+            for snapshot in self._retry_transient(self._get_group)(group, fields):
                 by_path[snapshot.reference.path] = snapshot
         return [by_path[ref.path] for ref in unique]
 
-    def _get_group(self, refs: Sequence[Any]) -> list[Any]:
-        return list(self._client.get_all(refs, retry=None, timeout=_RPC_TIMEOUT_S))
+    def _get_group(self, refs: Sequence[Any], fields: Sequence[str] | None = None) -> list[Any]:
+        return list(self._client.get_all(refs, field_paths=fields, retry=None,
+                                         timeout=_RPC_TIMEOUT_S))
 
     def _query(self, query) -> list[Any]:
         return self._retry_transient(self._run_query)(query)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from core.model import DeadLetter, Link, StateEntry
 from core.provenance import OriginWrite, RecordOrigins
@@ -39,6 +39,14 @@ class StaleLinkError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StaleLinkError, (str(self), self.link_ids, self.committed))
+
+
+class LinkRef(NamedTuple):
+    """Which link an entity has and its state, without the snapshots: what grouping needs
+    (:meth:`LinkStore.lookup_refs_by_source`). The link itself is read after grouping, once."""
+
+    link_id: str
+    state: str
 
 
 class StaleStateError(Exception):
@@ -63,6 +71,25 @@ class LinkStore(abc.ABC):
     @abc.abstractmethod
     def lookup_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, Link]:
         """Links of ``pair`` whose target id is in ``ids``, keyed by target id."""
+
+    def lookup_refs_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        """:meth:`lookup_by_source` without the snapshots: each link's id and state.
+
+        Planning groups entities by these and reads each group's link once, after grouping
+        (:meth:`lookup_by_id`), so no link's snapshots are read or decoded twice nor carried
+        through the shuffle. Stores override this to read only the index.
+        """
+        return {entity_id: LinkRef(link.link_id, link.state)
+                for entity_id, link in self.lookup_by_source(pair, ids).items()}
+
+    def lookup_refs_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        """:meth:`lookup_by_target` without the snapshots (see :meth:`lookup_refs_by_source`)."""
+        return {entity_id: LinkRef(link.link_id, link.state)
+                for entity_id, link in self.lookup_by_target(pair, ids).items()}
+
+    @abc.abstractmethod
+    def lookup_by_id(self, pair: str, link_ids: Iterable[str]) -> dict[str, Link]:
+        """Links of ``pair`` whose link id is in ``link_ids``, keyed by link id."""
 
     @abc.abstractmethod
     def pending(self, pair: str) -> list[Link]:

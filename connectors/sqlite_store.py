@@ -30,7 +30,7 @@ import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 
-from connectors.linkstore import LinkStore, StaleLinkError, StaleStateError
+from connectors.linkstore import LinkRef, LinkStore, StaleLinkError, StaleStateError
 from core.model import (
     PENDING,
     UNLINKED,
@@ -251,16 +251,34 @@ class SqliteLinkStore(LinkStore):
         return {link.target_id: link for link in self._lookup(pair, "target_id", ids)
                 if link.target_id is not None}
 
+    def lookup_refs_by_source(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        return self._lookup_refs(pair, "source_id", ids)
+
+    def lookup_refs_by_target(self, pair: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        return self._lookup_refs(pair, "target_id", ids)
+
+    def _lookup_refs(self, pair: str, column: str, ids: Iterable[str]) -> dict[str, LinkRef]:
+        """Only the index's columns: no snapshot text is read or decoded."""
+        rows = self._select(f"{column}, link_id, state", pair, column, ids)
+        return {row[0]: LinkRef(row[1], row[2]) for row in rows}
+
+    def lookup_by_id(self, pair: str, link_ids: Iterable[str]) -> dict[str, Link]:
+        return {link.link_id: link for link in self._lookup(pair, "link_id", link_ids)}
+
     def _lookup(self, pair: str, column: str, ids: Iterable[str]) -> list[Link]:
+        return [_link(row) for row in self._select("*", pair, column, ids)]
+
+    def _select(self, columns: str, pair: str, column: str, ids: Iterable[str]) -> list:
+        """The ``columns`` of the links of ``pair`` whose ``column`` is in ``ids``."""
         wanted = sorted(set(ids))
         rows = []
         with self._lock:
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 chunk = wanted[start:start + _LOOKUP_CHUNK]
                 rows += self._db.execute(
-                    f"SELECT * FROM links WHERE pair = ? AND {column} IN "
+                    f"SELECT {columns} FROM links WHERE pair = ? AND {column} IN "
                     f"({', '.join('?' * len(chunk))})", (pair, *chunk)).fetchall()
-        return [_link(row) for row in rows]
+        return rows
 
     def pending(self, pair: str) -> list[Link]:
         with self._lock:

@@ -78,7 +78,12 @@ class Emulator:
     STATE_FORMAT = 1
 
     def __init__(self, *, api_key: str, seed: int,
-                 state_path: os.PathLike[str] | str | None = None):
+                 state_path: os.PathLike[str] | str | None = None,
+                 state_flush_s: float = 0.5):
+        """``state_flush_s``: how often written state is flushed to ``state_path`` in the
+        background (a benchmark over a million rows sets it past its run, so the emulator's
+        own JSON dump does not stall the answers it measures; the state is flushed on
+        :meth:`close` in any case)."""
         self.api_key = api_key
         self.seed = seed
         self.lock = threading.RLock()
@@ -92,7 +97,8 @@ class Emulator:
         self.collections: dict[str, dict[str, Row]] = {}
         self.counters: dict[str, int] = {}
         self.idempotency: dict[str, dict[str, dict[str, Any]]] = {}
-        self._state = StateFile(Path(state_path), self._snapshot) if state_path else None
+        self._state = (StateFile(Path(state_path), self._snapshot, state_flush_s)
+                       if state_path else None)
         saved = self._state.load() if self._state else None
         if saved is None:
             self._seed()

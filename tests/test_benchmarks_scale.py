@@ -20,6 +20,24 @@ def test_the_scaling_curve_runs_and_is_written(tmp_path):
     assert [case["n"] for case in json.loads(saved.read_text())["cases"]] == [200, 300]
 
 
+def test_the_incremental_run_at_scale_is_measured_and_kept(tmp_path):
+    """P4 at a tiny N through `make bench-scale`'s --incremental-ns (issue 18 runs it at 1M):
+    the run reads O(changed) links, and a later curve-only run keeps its figures."""
+    out, saved = tmp_path / "BENCHMARKS.md", tmp_path / "scale.json"
+    out.write_text("# Benchmarks\n", encoding="utf-8")
+    scale.main(["--ns", "200", "--runs", "1", "--incremental-ns", "400", "--json", str(saved),
+                "--out", str(out)])
+    (run,) = json.loads(saved.read_text())["incremental"]
+    assert run["n"] == 400 and run["counters"]["updated_target"] == 50
+    assert run["link_reads"]["lookup_by_id"]["links"] == 100
+    text = out.read_text(encoding="utf-8")
+    assert "P4 over 400 links (100 customers changed" in text
+    assert "links read 100, and before grouping the ids and states of 100 (O(changed): " \
+           "**met**)" in text
+    scale.main(["--ns", "200", "--runs", "1", "--json", str(saved), "--out", str(out)])
+    assert "P4 over 400 links" in out.read_text(encoding="utf-8")
+
+
 def test_a_run_past_the_memory_limit_is_stopped_and_reported(tmp_path):
     result = scale.run_limited(["--variant", "prepare", "--n", "200000", "--store",
                                 str(tmp_path / "links.db")], max_rss_mb=1)

@@ -52,7 +52,9 @@ def test_incremental_run_reads_only_the_changed_links(tmp_path):
     result = incremental.measure(400, 6, tmp_path, in_process=True)
     assert result["counters"]["updated_target"] == result["counters"]["updated_source"] == 3
     reads = result["link_reads"]
-    assert reads["lookup_by_source"]["links"] + reads["lookup_by_target"]["links"] == 6
+    # each changed entity's link: its id and state before grouping, the link once after
+    assert reads["lookup_refs_by_source"]["links"] + reads["lookup_refs_by_target"]["links"] == 6
+    assert reads["lookup_by_id"]["links"] == 6
     assert "Links read from the store: 6" in bench.render(_with_machine({"P4": [result]}))
 
 

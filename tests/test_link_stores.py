@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from connectors.linkstore import StaleLinkError, StaleStateError
+from connectors.linkstore import LinkRef, StaleLinkError, StaleStateError
 from connectors.stores import open_link_store
 from core.model import LINKED, PENDING, TOMBSTONES, UNLINKED, DeadLetter, Link
 from tests.firestore_emulator import PROJECT, firestore_emulator, firestore_url  # noqa: F401
@@ -215,6 +215,46 @@ def test_lookups_are_batched_and_leave_unknown_ids_out(store):
     assert set(by_target) == {f"T{n}" for n in range(600, 700)}
     assert store.lookup_by_source(PAIR, []) == {}
     assert store.lookup_by_source("other/pair", wanted) == {}
+
+
+def test_refs_name_each_link_and_its_state_without_the_snapshots(store):
+    store.commit([linked(n) for n in range(600)])                       # beyond one batch
+    (pending,) = store.reserve_many([Link(pair=PAIR, link_id="s:P", source_id="P",
+                                          attempt_id="run-1")])
+    store.commit([linked(1, pair="other/pair", link_id="s:other")])
+    wanted = [f"S{n}" for n in range(600)] + ["P", "nope"]
+    refs = store.lookup_refs_by_source(PAIR, wanted)
+    assert set(refs) == {f"S{n}" for n in range(600)} | {"P"}
+    assert refs["S7"] == LinkRef("s:S7", LINKED) and refs["P"] == LinkRef("s:P", PENDING)
+    assert refs["S7"].link_id == store.lookup_by_source(PAIR, ["S7"])["S7"].link_id
+    by_target = store.lookup_refs_by_target(PAIR, (f"T{n}" for n in range(590, 610)))
+    assert by_target == {f"T{n}": LinkRef(f"s:S{n}", LINKED) for n in range(590, 600)}
+    assert store.lookup_refs_by_source("other/pair", ["S1"]) == {
+        "S1": LinkRef("s:other", LINKED)}
+    assert store.lookup_refs_by_target(PAIR, []) == {}
+
+
+def test_links_are_read_by_id_as_the_lookups_by_side_return_them(store):
+    committed = store.commit([linked(n) for n in range(600)])           # beyond one batch
+    store.commit([linked(1, pair="other/pair")])
+    (pending,) = store.reserve_many([Link(pair=PAIR, link_id="s:P", source_id="P",
+                                          attempt_id="run-1")])
+    found = store.lookup_by_id(PAIR, [link.link_id for link in committed] + ["s:P", "nope"])
+    assert found == {link.link_id: link for link in committed} | {"s:P": pending}
+    assert found["s:S3"] == store.lookup_by_source(PAIR, ["S3"])["S3"]
+    assert found["s:S3"].snapshot_source == {"name": "n3"}
+    assert store.lookup_by_id("other/pair", ["s:S1", "s:S2"]) == {
+        "s:S1": store.lookup_by_source("other/pair", ["S1"])["S1"]}
+    assert store.lookup_by_id(PAIR, []) == {}
+
+
+def test_ids_with_separators_are_read_by_id_and_ref(store):
+    odd = ["a/b", "a|b", "a%2Fb", "__x__", "Åse Ø", ""]
+    store.commit([Link(pair=PAIR, link_id=f"s:{i}", source_id=i, target_id=f"T|{i}")
+                  for i in odd])
+    assert set(store.lookup_by_id(PAIR, [f"s:{i}" for i in odd])) == {f"s:{i}" for i in odd}
+    assert {k: ref.link_id for k, ref in store.lookup_refs_by_target(
+        PAIR, [f"T|{i}" for i in odd]).items()} == {f"T|{i}": f"s:{i}" for i in odd}
 
 
 @pytest.mark.parametrize("values", [

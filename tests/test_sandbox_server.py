@@ -203,6 +203,18 @@ def test_state_is_flushed_in_the_background_while_running(tmp_path):
         assert "BG-1" in [row["entity"]["ItemNo"] for row in saved["collections"]["Products"]]
 
 
+def test_a_long_flush_interval_still_saves_the_writes_on_stop(tmp_path):
+    """The option the benchmark over a million rows sets (no background dump of hundreds of MB
+    while it measures) reaches the emulator, and its writes are saved when the sandbox stops."""
+    unflushed = {ERP: {"state_flush_s": 3600.0}}
+    with Sandbox(tmp_path, base_port=0, systems=(ERP,), options=unflushed) as sb:
+        created = call(sb, ERP, "POST", "/Products",
+                       json={"ItemNo": "LATE-1", "Description": "Sen"})
+        assert created.status_code == 201
+    saved = json.loads((tmp_path / "customerp.json").read_text(encoding="utf-8"))
+    assert "LATE-1" in [row["entity"]["ItemNo"] for row in saved["collections"]["Products"]]
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -437,6 +437,24 @@ class PlanItemCoder(_CompactCoder):
         if typehint != PLAN_ITEM:
             raise ValueError(f"{cls.__name__} codes only {PLAN_ITEM}")
         return cls()
+
+
+def plan_item_packer() -> Callable[[Entity | Link], bytes]:
+    """A function from an entity or link to :class:`PlanItemCoder`'s bytes.
+
+    :class:`~transforms.plan.LookUpLinks` sends the planning shuffle these bytes rather than the
+    objects: Beam's in-memory runner keeps every shuffled value *decoded* until the grouping's
+    end (``GroupingBuffer.append`` in ``apache_beam/runners/portability/fn_api_runner/
+    execution.py``) and codes each value twice on its way through it, so bytes keep the shuffle
+    at its coded size and code each value once. On a distributed runner the shuffle carries
+    the same bytes the coder would write.
+    """
+    return PlanItemCoder().get_impl().encode
+
+
+def plan_item_unpacker() -> Callable[[bytes], Entity | Link]:
+    """The inverse of :func:`plan_item_packer`."""
+    return PlanItemCoder().get_impl().decode
 
 
 def register_coders() -> None:

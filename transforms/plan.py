@@ -10,10 +10,11 @@ import apache_beam as beam
 
 from connectors import connector_for
 from connectors.errors import ApiError
+from connectors.linkstore import LinkRef
 from core.mapping import PairMapper
 from core.model import DELETED_BOTH, DELETED_SOURCE, DELETED_TARGET, LINKED, TOMBSTONES, Link
 from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
-from transforms.coders import PLAN_ITEM, register_coders
+from transforms.coders import plan_item_packer, plan_item_unpacker, register_coders
 from transforms.common import (
     BufferedStoreFn,
     PairContext,
@@ -29,12 +30,20 @@ _LOOKUP_BATCH = 500
 
 
 class LookUpLinks(beam.PTransform):
-    """Keys each entity by the group it is planned in, and adds the links of those groups.
+    """Keys each entity by the group it is planned in.
 
     A linked entity's group is its link; an entity without a link (or whose create is still
     pending) is grouped by its first match-key value, so records of both systems with the same
     key meet; an entity without a key is a group of its own. Links are looked up in batches, so
     a run touches only the links of the entities it read.
+
+    Each entity (or link) is sent on packed, as :func:`~transforms.coders.plan_item_packer`'s
+    bytes: the shuffle then holds it at its coded size on every runner.
+
+    Only the links' ids and states are read here (the store's index, no snapshots): a group
+    keyed by its link carries no link through the shuffle, :class:`PlanSync` reads it once
+    after grouping. The rare link whose group is a match key (a create still pending) is read
+    whole here and travels with its entity, as the planner needs it in that group.
 
     In the same batches, each entity gets the origins of the values talksync wrote into its
     record (any dataflow's writes), when the record is still as that write left it
@@ -48,7 +57,7 @@ class LookUpLinks(beam.PTransform):
     def expand(self, entities):
         register_coders()   # the grouped entities and links go through compact coders
         return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx)).with_output_types(
-            beam.typehints.Tuple[beam.typehints.Any, PLAN_ITEM])
+            beam.typehints.Tuple[beam.typehints.Any, bytes])
 
 
 class _LookUpLinksFn(BufferedStoreFn):
@@ -58,6 +67,7 @@ class _LookUpLinksFn(BufferedStoreFn):
         super().setup()
         self._mapper = PairMapper(self._ctx.pair)
         self._fields = {side: system_fields(self._ctx.pair, side) for side in (SOURCE, TARGET)}
+        self._pack = plan_item_packer()
 
     def process(self, entity: Entity):
         yield from self.buffer(entity)
@@ -65,17 +75,24 @@ class _LookUpLinksFn(BufferedStoreFn):
     def flush_batch(self, entities: list[Entity]):
         entities = self._with_origins(entities)
         by_side = {
-            SOURCE: self._store.lookup_by_source(
+            SOURCE: self._store.lookup_refs_by_source(
                 self._ctx.pair_key, [e.id for e in entities if e.side == SOURCE]),
-            TARGET: self._store.lookup_by_target(
+            TARGET: self._store.lookup_refs_by_target(
                 self._ctx.pair_key, [e.id for e in entities if e.side == TARGET]),
         }
+        keyed = []
         for entity in entities:
-            link = by_side[entity.side].get(entity.id)
-            key = self._group_key(entity, link)
-            yield key, entity
+            ref = by_side[entity.side].get(entity.id)
+            keyed.append((self._group_key(entity, ref), entity, ref))
+        travelling_ids = [ref.link_id for key, _, ref in keyed
+                          if ref is not None and key[0] != "link"]
+        travelling = (self._store.lookup_by_id(self._ctx.pair_key, travelling_ids)
+                      if travelling_ids else {})
+        for key, entity, ref in keyed:
+            yield key, self._pack(entity)
+            link = travelling.get(ref.link_id) if ref is not None else None
             if link is not None:
-                yield key, link
+                yield key, self._pack(link)
 
     def _with_origins(self, entities: list[Entity]) -> list[Entity]:
         """``entities`` with the origins of the values talksync wrote into their records, for
@@ -97,14 +114,16 @@ class _LookUpLinksFn(BufferedStoreFn):
                                                 others_edited=entry.others_edited))
         return enriched
 
-    def _group_key(self, entity: Entity, link) -> tuple:
-        if link is not None and (link.state == LINKED or link.state in TOMBSTONES):
-            return ("link", link.link_id)
+    def _group_key(self, entity: Entity, ref: LinkRef | None) -> tuple:
+        """The entity's group; ``("link", id)`` exactly when its link does not travel with it
+        (:class:`PlanSync` reads that link after grouping)."""
+        if ref is not None and (ref.state == LINKED or ref.state in TOMBSTONES):
+            return ("link", ref.link_id)
         match = None if entity.deleted else self._mapper.match_key(entity.view)
         if match is not None:
             return ("match",) + match
-        if link is not None:
-            return ("link", link.link_id)
+        if ref is not None:
+            return ("link", ref.link_id)
         return (entity.side, entity.id)
 
 
@@ -121,9 +140,11 @@ class PlanSync(beam.PTransform):
     """Plans every group with the three-way merge: creates, links, updates, conflicts, and
     the delete policy of links whose records are deleted (core/deletes.py).
 
-    Input: the keyed entities and links of :class:`LookUpLinks`. Output: a
-    :class:`PlanSyncResult`. Entities no plan carries are counted here (deleted, dead,
-    skipped); the others with their plan's fate.
+    Input: the keyed entities (and travelling links) of :class:`LookUpLinks`. Output: a
+    :class:`PlanSyncResult`. A group keyed by its link gets that link here, read after the
+    grouping in batches (one store round trip per :data:`_LOOKUP_BATCH` groups), so each link
+    is read and decoded once, whichever sides were read. Entities no plan carries are counted
+    here (deleted, dead, skipped); the others with their plan's fate.
 
     ``verify_missing`` (a full rescan, which read every record of both sides): a linked
     record the read did not return is looked up by id (the connector's ``get``); not found
@@ -140,22 +161,39 @@ class PlanSync(beam.PTransform):
     def expand(self, keyed):
         planned = (keyed
                    | "Group" >> beam.GroupByKey()
-                   | "Plan" >> beam.ParDo(_PlanGroupFn(self._ctx, self._verify)).with_outputs(
+                   | "Plan" >> beam.ParDo(_PlanGroupsFn(self._ctx, self._verify)).with_outputs(
                        _DEAD_LETTERS, main="plans"))
         return PlanSyncResult(plans=planned.plans, dead_letters=planned[_DEAD_LETTERS])
 
 
-class _PlanGroupFn(beam.DoFn):
+class _PlanGroupsFn(BufferedStoreFn):
+    """Reads the links of a batch of groups in one round trip, then plans each group."""
+
+    batch_size = _LOOKUP_BATCH
+
     def __init__(self, ctx: PairContext, verify_missing: bool = False):
-        self._ctx = ctx
+        super().__init__(ctx)
         self._verify = verify_missing
 
     def setup(self):
+        super().setup()
+        self._unpack = plan_item_unpacker()
         self._connectors = {}
         self._requests = {}
 
     def process(self, element):
-        _, items = element
+        key, packed = element
+        yield from self.buffer((key, list(packed)))
+
+    def flush_batch(self, groups: list[tuple[tuple, list[bytes]]]):
+        link_ids = [key[1] for key, _ in groups if key[0] == "link"]
+        links = self._store.lookup_by_id(self._ctx.pair_key, link_ids) if link_ids else {}
+        for key, packed in groups:
+            items = [self._unpack(item) for item in packed]
+            link = links.get(key[1]) if key[0] == "link" else None
+            yield from self._plan(items if link is None else [*items, link])
+
+    def _plan(self, items: list):
         sources: dict[str, Entity] = {}
         targets: dict[str, Entity] = {}
         links = []
@@ -221,6 +259,7 @@ class _PlanGroupFn(beam.DoFn):
     def teardown(self):
         for connector in self._connectors.values():
             connector.close()
+        super().teardown()
 
 
 def _newer(entity: Entity, than: Entity) -> bool:

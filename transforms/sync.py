@@ -9,7 +9,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from core.model import committed_state
-from core.planner import HELD, SOURCE, TARGET, SyncPlan
+from core.planner import HELD, SOURCE, TARGET, Entity, SyncPlan
 from transforms import breaker, finish, plan, read, write
 from transforms.common import PairContext
 
@@ -100,7 +100,9 @@ class SyncPair(beam.PTransform):
         failed_reads = (failed | "Failed reads" >> beam.Flatten()
                         | "Count failed reads" >> beam.combiners.Count.Globally())
         planned = (views
-                   | "Both sides" >> beam.Flatten()
+                   # typed, so the entities that wait here for the gate's side input are
+                   # kept as transforms/coders.py's compact bytes, not pickled
+                   | "Both sides" >> beam.Flatten().with_output_types(Entity)
                    | "SkipIfReadFailed" >> _SkipIfReadFailed(ctx, failed_reads)
                    | "LookUpLinks" >> plan.LookUpLinks(ctx)
                    | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing))
