@@ -271,9 +271,9 @@ def test_a_full_rescan_looks_up_a_linked_record_it_did_not_read(tmp_path, monkey
     connector = _Lookup(present)
     monkeypatch.setattr(plan_stage, "connector_for", lambda system: connector)
     stored = link().replace(pair=ctx.pair_key)
-    fn = plan_stage._PlanGroupFn(ctx, verify_missing=True)
+    fn = plan_stage._PlanGroupsFn(ctx, verify_missing=True)
     fn.setup()
-    [the_plan] = list(fn.process((("link", "s:C-1"), [alive(TARGET), stored])))
+    [the_plan] = list(fn._plan([alive(TARGET), stored]))      # one group, its link read
     assert connector.asked == ["C-1"]            # the target was read: only the source looked up
     assert the_plan.link.state == state
     assert ctx.counters.get("read_source", 0) == (0 if present else 1)
@@ -283,8 +283,7 @@ def test_an_incremental_run_never_takes_a_record_not_read_for_deleted(tmp_path, 
     ctx = recording_context(tmp_path)
     connector = _Lookup()
     monkeypatch.setattr(plan_stage, "connector_for", lambda system: connector)
-    fn = plan_stage._PlanGroupFn(ctx)
+    fn = plan_stage._PlanGroupsFn(ctx)
     fn.setup()
-    [the_plan] = list(fn.process((("link", "s:C-1"), [alive(TARGET),
-                                                      link().replace(pair=ctx.pair_key)])))
+    [the_plan] = list(fn._plan([alive(TARGET), link().replace(pair=ctx.pair_key)]))
     assert connector.asked == [] and the_plan.link.state == LINKED
