@@ -13,6 +13,9 @@ import pytest
 
 from tests.reliability.campaign import _parse_seeds, run_seed
 
+#: `make test` starts this module among the first (tests/conftest.py): it takes minutes
+pytestmark = pytest.mark.long_module
+
 SEEDS = _parse_seeds(os.environ.get("TALKSYNC_CAMPAIGN_SEEDS", "1,2"))
 
 
