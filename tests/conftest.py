@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import pathlib
 import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -156,16 +158,43 @@ def harness(sandbox, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def synced_template(tmp_path_factory) -> pathlib.Path:
+def synced_states(tmp_path_factory):
+    """``synced_states(systems, dataflow)``: the folder of a sandbox of ``systems`` (seed 42)
+    with its state and link store right after a first successful `talksync run DATAFLOW`,
+    made the first time a test of the session asks for it (see ``copy_of_synced``)."""
+    from sandbox.server import Sandbox
+    made: dict[tuple, pathlib.Path] = {}
+
+    def synced(systems: tuple[str, ...], dataflow: str) -> pathlib.Path:
+        if (systems, dataflow) not in made:
+            state = tmp_path_factory.mktemp("synced-template")
+            with Sandbox(state_dir=state / "sandbox", base_port=0, systems=systems,
+                         seed=42) as running:
+                status, report = SyncHarness(running, state).run(dataflow=dataflow)
+                assert status == 0, f"the first sync of the template failed: {report}"
+            made[systems, dataflow] = state / "sandbox"
+        return made[systems, dataflow]
+
+    return synced
+
+
+@contextlib.contextmanager
+def copy_of_synced(template: pathlib.Path, systems: tuple[str, ...],
+                   into: pathlib.Path) -> Iterator:
+    """A sandbox running on a copy of ``template`` (from ``synced_states``) in ``into``, on
+    fresh ports: its systems and link store as the first sync left them. Its watermarks are
+    older than the read overlap by the time a test runs, as in production."""
+    from sandbox.server import Sandbox
+    shutil.copytree(template, into)
+    with Sandbox(state_dir=into, base_port=0, systems=systems, seed=42) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def synced_template(synced_states) -> pathlib.Path:
     """The custom systems' sandbox state and link store right after a first sync of
     customerp-customwebshop (seed 42), made once per test session (see ``synced_harness``)."""
-    from sandbox.server import Sandbox
-    state = tmp_path_factory.mktemp("synced-template")
-    with Sandbox(state_dir=state / "sandbox", base_port=0,
-                 systems=("customwebshop", "customerp"), seed=42) as running:
-        status, _ = SyncHarness(running, state).run()
-        assert status == 0, "the first sync of the template failed"
-    return state / "sandbox"
+    return synced_states(("customwebshop", "customerp"), "customerp-customwebshop")
 
 
 @pytest.fixture
@@ -174,10 +203,8 @@ def synced_harness(synced_template, tmp_path):
     ``synced_template``, served on fresh ports): for tests of what happens after the first sync,
     without repeating it. Its watermarks are older than the read overlap by the time a test
     runs, as in production."""
-    from sandbox.server import Sandbox
-    shutil.copytree(synced_template, tmp_path / "sandbox")
-    with Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
-                 systems=("customwebshop", "customerp"), seed=42) as running:
+    with copy_of_synced(synced_template, ("customwebshop", "customerp"),
+                        tmp_path / "sandbox") as running:
         yield SyncHarness(running, tmp_path)
 
 
