@@ -35,7 +35,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy core connectors
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 $(TEST_ORDER) tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 $(TEST_ORDER) tests
 
 # The full seeded fault campaign (100 seeds, ~30 min); `make test` runs a fast subset.
 reliability: $(STAMP)

@@ -5,6 +5,10 @@ up; the end-to-end tests that follow one person's edit through every system use 
 
 Customers are found by e-mail address (the match key of every customer pair). Exact has no
 consent of its own here: the caller passes the access token to use (``exact_token``).
+
+Any record of the webshop and the ERP is read, created and edited the same way
+(:meth:`People.records`, :meth:`People.create`, :meth:`People.edit`): the end-to-end tests'
+harness (tests/conftest.py) acts through these.
 """
 
 from __future__ import annotations
@@ -76,9 +80,9 @@ class People:
     def customers(self, system: str) -> list[dict[str, Any]]:
         """Every customer of the system (the webshop's live ones), through its list API."""
         if system == "customwebshop":
-            return [row for row in self._webshop_rows() if not row.get("deleted")]
+            return [row for row in self.records(system, "customers") if not row.get("deleted")]
         if system == "customerp":
-            return self._erp_rows()
+            return self.records(system, "Customers")
         if system == "businesscentral":
             return self._bc_rows()
         if system == "businessnxt":
@@ -93,13 +97,10 @@ class People:
         row = self.customer(system, email)
         if row is None:
             raise LookupError(f"{system} has no customer {email}")
-        url = self.sandbox.url(system)
         if system == "customwebshop":
-            _ok(requests.patch(f"{url}/customers/{row['id']}", json={"phone": phone},
-                               headers=self._key_headers(system), timeout=_TIMEOUT_S))
+            self.edit(system, "customers", row["id"], {"phone": phone})
         elif system == "customerp":
-            _ok(requests.put(f"{url}/Customers/{row['CustomerNo']}", json={"Phone": phone},
-                             headers=self._key_headers(system), timeout=_TIMEOUT_S))
+            self.edit(system, "Customers", row["CustomerNo"], {"Phone": phone})
         elif system == "businesscentral":
             _ok(self._bc_session().patch(
                 f"{self._bc_company()}/customers({row['id']})", json={"phoneNumber": phone},
@@ -114,18 +115,56 @@ class People:
                              f"(guid'{row['ID']}')", json={"Phone": phone},
                              headers=self._exact_headers(), timeout=_TIMEOUT_S))
 
+    # --- any record of the webshop and the ERP ----------------------------------------------
+    def records(self, system: str, resource: str) -> list[dict[str, Any]]:
+        """Every record of ``resource`` (the webshop's soft-deleted ones too), page by page
+        through the system's own list endpoint (``customwebshop`` or ``customerp``)."""
+        if system == "customwebshop":
+            return self._webshop_rows(resource)
+        if system == "customerp":
+            return self._erp_rows(resource)
+        raise ValueError(f"records of {system!r}: only customwebshop and customerp")
+
+    def record(self, system: str, resource: str, key: str) -> requests.Response:
+        """The system's answer to reading one record (a 404 too: some tests expect one)."""
+        return requests.get(f"{self.sandbox.url(system)}/{resource}/{key}",
+                            headers=self._key_headers(system), timeout=_TIMEOUT_S)
+
+    def create(self, system: str, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new record, as a person enters it; the record as the system stored it."""
+        return _ok(requests.post(f"{self.sandbox.url(system)}/{resource}", data=_json(body),
+                                 headers=self._json_headers(system), timeout=_TIMEOUT_S),
+                   expected=201).json()
+
+    def edit(self, system: str, resource: str, key: str,
+             changes: dict[str, Any]) -> dict[str, Any]:
+        """A person's edit of one record: the webshop takes the changed fields (PATCH), the ERP
+        takes them as a PUT; the record as the system stored it."""
+        send = requests.patch if system == "customwebshop" else requests.put
+        return _ok(send(f"{self.sandbox.url(system)}/{resource}/{key}", data=_json(changes),
+                        headers=self._json_headers(system), timeout=_TIMEOUT_S),
+                   expected=200).json()
+
+    def delete(self, system: str, resource: str, key: str) -> None:
+        """A person deleting one record (the webshop keeps it, marked deleted)."""
+        _ok(requests.delete(f"{self.sandbox.url(system)}/{resource}/{key}",
+                            headers=self._key_headers(system), timeout=_TIMEOUT_S))
+
     # --- each system's API -------------------------------------------------------------------
     def _key_headers(self, system: str) -> dict[str, str]:
         key = self.sandbox.api_key(system)
         return {"X-Api-Key": key} if system == "customwebshop" else {"Authorization":
                                                                      f"ApiKey {key}"}
 
-    def _webshop_rows(self) -> list[dict[str, Any]]:
+    def _json_headers(self, system: str) -> dict[str, str]:
+        return {**self._key_headers(system), "Content-Type": "application/json"}
+
+    def _webshop_rows(self, resource: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         token = None
         while True:
             params = {"page_size": 500, **({"page_token": token} if token else {})}
-            body = _ok(requests.get(f"{self.sandbox.url('customwebshop')}/customers",
+            body = _ok(requests.get(f"{self.sandbox.url('customwebshop')}/{resource}",
                                     params=params, headers=self._key_headers("customwebshop"),
                                     timeout=_TIMEOUT_S)).json()
             rows += body["data"]
@@ -133,10 +172,10 @@ class People:
             if not token:
                 return rows
 
-    def _erp_rows(self) -> list[dict[str, Any]]:
+    def _erp_rows(self, resource: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         while True:
-            body = _ok(requests.get(f"{self.sandbox.url('customerp')}/Customers",
+            body = _ok(requests.get(f"{self.sandbox.url('customerp')}/{resource}",
                                     params={"offset": len(rows), "limit": 1000},
                                     headers=self._key_headers("customerp"),
                                     timeout=_TIMEOUT_S)).json()
@@ -216,8 +255,22 @@ class People:
         return rows
 
 
-def _ok(response: requests.Response) -> requests.Response:
-    if response.status_code >= 300:
+def _json(body: dict[str, Any]) -> str:
+    """JSON of a record; a ``Decimal`` as a JSON number (the ERP wants numbers for amounts)."""
+    return json.dumps(body, default=_number, allow_nan=False)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _ok(response: requests.Response, expected: int | None = None) -> requests.Response:
+    """The response, if the system did what was asked (answered ``expected``, or any 2xx)."""
+    failed = response.status_code >= 300 if expected is None else (
+        response.status_code != expected)
+    if failed:
         raise RuntimeError(f"{response.request.method} {response.url}: HTTP "
                            f"{response.status_code} {response.text[:300]}")
     return response

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
-import decimal
 import json
 import pathlib
 import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ import yaml
 
 from pipelines import cli
 from pipelines.sync_pipeline import OUTCOME_COUNTERS, READ_COUNTERS, unaccounted
+from sandbox.people import People
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -25,6 +27,20 @@ def pytest_terminal_summary(terminalreporter, config):
     if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
         terminalreporter.write_line(f"tests ran in random order; run this order again with "
                                     f"-p randomly --randomly-seed={seed}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "long_module: a module of minutes (`pytestmark`), started first under xdist")
+
+
+def pytest_collection_modifyitems(items):
+    """The modules marked ``long_module`` first, each kept whole and in the shuffled order
+    pytest-randomly gave them (its hook wraps this one and shuffles before it), the rest after
+    them as shuffled. `make test` hands modules to its two workers in collection order
+    (``--dist loadfile --no-loadscope-reorder``): a module of minutes started last would keep
+    one worker busy long after the other ran out of work."""
+    items.sort(key=lambda item: item.get_closest_marker("long_module") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +88,7 @@ class SyncHarness:
         self.state = state
         self.config = str(sandbox.config_path)
         self.runs = 0
+        self.people = People(sandbox)
 
     # --- running --------------------------------------------------------------------------
     def run(self, *args: str, dataflow: str = "customerp-customwebshop") -> tuple[int, dict]:
@@ -92,68 +109,27 @@ class SyncHarness:
         config["systems"][system].update(settings)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    # --- the systems ------------------------------------------------------------------------
-    def _session(self, system: str) -> requests.Session:
-        session = requests.Session()
-        key = self.sandbox.api_key(system)
-        if system == "customwebshop":
-            session.headers["X-Api-Key"] = key
-        else:
-            session.headers["Authorization"] = f"ApiKey {key}"
-        return session
-
+    # --- the systems, as their users see them (sandbox/people.py) -----------------------
     def list_all(self, system: str, resource: str) -> list[dict]:
         """Every record of a resource, through the system's own list endpoint."""
-        session, url = self._session(system), f"{self.sandbox.url(system)}/{resource}"
-        rows: list[dict] = []
-        if system == "customwebshop":
-            token = None
-            while True:
-                params = {"page_size": 500, **({"page_token": token} if token else {})}
-                response = session.get(url, params=params, timeout=30)
-                assert response.status_code == 200, response.text
-                body = response.json()
-                rows += body["data"]
-                token = body["next_page_token"]
-                if not token:
-                    return rows
-        offset = 0
-        while True:
-            response = session.get(url, params={"offset": offset, "limit": 1000}, timeout=30)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            rows += body["items"]
-            offset += len(body["items"])
-            if offset >= body["total"] or not body["items"]:
-                return rows
+        return self.people.records(system, resource)
 
     def shop_all(self, resource: str) -> list[dict]:
         """Every live (not soft-deleted) webshop record of ``resource``."""
         return [row for row in self.list_all("customwebshop", resource) if not row["deleted"]]
 
     def get(self, system: str, resource: str, key: str) -> requests.Response:
-        return self._session(system).get(f"{self.sandbox.url(system)}/{resource}/{key}",
-                                         timeout=30)
+        return self.people.record(system, resource, key)
 
     def patch_shop(self, resource: str, key: str, body: dict) -> dict:
-        response = self._session("customwebshop").patch(
-            f"{self.sandbox.url('customwebshop')}/{resource}/{key}", json=body, timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.people.edit("customwebshop", resource, key, body)
 
     def put_erp(self, resource: str, key: str, body: dict) -> dict:
         """PUT to the ERP; Decimal values go on the wire as JSON numbers, as the ERP wants."""
-        response = self._session("customerp").put(
-            f"{self.sandbox.url('customerp')}/{resource}/{key}", data=_erp_json(body),
-            headers={"Content-Type": "application/json"}, timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.people.edit("customerp", resource, key, body)
 
     def post(self, system: str, resource: str, body: dict) -> dict:
-        response = self._session(system).post(f"{self.sandbox.url(system)}/{resource}",
-                                              json=body, timeout=30)
-        assert response.status_code == 201, response.text
-        return response.json()
+        return self.people.create(system, resource, body)
 
     def writes(self, system: str) -> dict:
         """Requests by method that change state, since the log was last cleared."""
@@ -163,15 +139,6 @@ class SyncHarness:
     def clear_logs(self) -> None:
         for system in ("customwebshop", "customerp"):
             self.sandbox.clear_requests(system)
-
-
-def _erp_json(body: dict) -> str:
-    class _Numbers(json.JSONEncoder):
-        def default(self, o):
-            if isinstance(o, decimal.Decimal):
-                return float(o)
-            return super().default(o)
-    return json.dumps(body, cls=_Numbers)
 
 
 @pytest.fixture
@@ -192,16 +159,43 @@ def harness(sandbox, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def synced_template(tmp_path_factory) -> pathlib.Path:
+def synced_states(tmp_path_factory):
+    """``synced_states(systems, dataflow)``: the folder of a sandbox of ``systems`` (seed 42)
+    with its state and link store right after a first successful `talksync run DATAFLOW`,
+    made the first time a test of the session asks for it (see ``copy_of_synced``)."""
+    from sandbox.server import Sandbox
+    made: dict[tuple, pathlib.Path] = {}
+
+    def synced(systems: tuple[str, ...], dataflow: str) -> pathlib.Path:
+        if (systems, dataflow) not in made:
+            state = tmp_path_factory.mktemp("synced-template")
+            with Sandbox(state_dir=state / "sandbox", base_port=0, systems=systems,
+                         seed=42) as running:
+                status, report = SyncHarness(running, state).run(dataflow=dataflow)
+                assert status == 0, f"the first sync of the template failed: {report}"
+            made[systems, dataflow] = state / "sandbox"
+        return made[systems, dataflow]
+
+    return synced
+
+
+@contextlib.contextmanager
+def copy_of_synced(template: pathlib.Path, systems: tuple[str, ...],
+                   into: pathlib.Path) -> Iterator:
+    """A sandbox running on a copy of ``template`` (from ``synced_states``) in ``into``, on
+    fresh ports: its systems and link store as the first sync left them. Its watermarks are
+    older than the read overlap by the time a test runs, as in production."""
+    from sandbox.server import Sandbox
+    shutil.copytree(template, into)
+    with Sandbox(state_dir=into, base_port=0, systems=systems, seed=42) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def synced_template(synced_states) -> pathlib.Path:
     """The custom systems' sandbox state and link store right after a first sync of
     customerp-customwebshop (seed 42), made once per test session (see ``synced_harness``)."""
-    from sandbox.server import Sandbox
-    state = tmp_path_factory.mktemp("synced-template")
-    with Sandbox(state_dir=state / "sandbox", base_port=0,
-                 systems=("customwebshop", "customerp"), seed=42) as running:
-        status, _ = SyncHarness(running, state).run()
-        assert status == 0, "the first sync of the template failed"
-    return state / "sandbox"
+    return synced_states(("customwebshop", "customerp"), "customerp-customwebshop")
 
 
 @pytest.fixture
@@ -210,10 +204,8 @@ def synced_harness(synced_template, tmp_path):
     ``synced_template``, served on fresh ports): for tests of what happens after the first sync,
     without repeating it. Its watermarks are older than the read overlap by the time a test
     runs, as in production."""
-    from sandbox.server import Sandbox
-    shutil.copytree(synced_template, tmp_path / "sandbox")
-    with Sandbox(state_dir=tmp_path / "sandbox", base_port=0,
-                 systems=("customwebshop", "customerp"), seed=42) as running:
+    with copy_of_synced(synced_template, ("customwebshop", "customerp"),
+                        tmp_path / "sandbox") as running:
         yield SyncHarness(running, tmp_path)
 
 

@@ -47,15 +47,11 @@ def _store_url(h) -> str:
 
 
 def delete_in_shop(h, shop_id: str) -> None:
-    response = h._session("customwebshop").delete(
-        f"{h.sandbox.url('customwebshop')}/customers/{shop_id}", timeout=30)
-    assert response.status_code == 204, response.text
+    h.people.delete("customwebshop", "customers", shop_id)     # a soft delete
 
 
 def delete_in_erp(h, erp_no: str) -> None:
-    response = h._session("customerp").delete(
-        f"{h.sandbox.url('customerp')}/Customers/{erp_no}", timeout=30)
-    assert response.status_code == 204, response.text
+    h.people.delete("customerp", "Customers", erp_no)          # gone for good
 
 
 def restore_in_shop(h, shop_id: str) -> None:

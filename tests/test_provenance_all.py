@@ -7,7 +7,8 @@ talksync copied the ERP's value in, and an older ERP edit beat a newer Business 
 Each test edits its own customer in the emulators, in the order the test says (each emulator
 stamps an edit with its clock, so the later edit has the later time: no sleeping), then runs,
 on a SQLite link store here and on a Firestore (emulator) one in
-tests/test_provenance_all_firestore.py.
+tests/test_provenance_all_firestore.py. Both start from a copy of one first `--all` that
+settled, made once per test session (tests/five_systems.py).
 """
 
 from __future__ import annotations
@@ -15,44 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
-import uuid
 
 import pytest
 
 from pipelines.exit_status import EXIT_FAILED, EXIT_OK
-from sandbox.server import Sandbox
-from tests.firestore_emulator import PROJECT, firestore_emulator  # noqa: F401
-from tests.five_systems import SYSTEMS, FiveSystems
+from tests.five_systems import CUSTOMERS, SYSTEMS, settled_five
 
-
-def settled_five(store: str, request, tmp_path_factory):
-    """The five systems after a first `--all` that settled, on a ``store`` ("sqlite" or
-    "firestore") link store. One module per store (the Firestore one is
-    tests/test_provenance_all_firestore.py), so that `make test`'s two workers run them side
-    by side."""
-    state = tmp_path_factory.mktemp(f"five-{store}")
-    if store == "sqlite":
-        store_url = f"sqlite:///{state}/links.db"
-    else:
-        request.getfixturevalue("firestore_emulator")
-        store_url = f"firestore://{PROJECT}?prefix=prov{uuid.uuid4().hex[:8]}_"
-    with pytest.MonkeyPatch.context() as env:
-        sandbox = Sandbox(state_dir=state / "sandbox", base_port=0, systems=SYSTEMS,
-                          seed=42).start()
-        try:
-            for name, value in sandbox.environ().items():
-                env.setenv(name, value)
-            harness = FiveSystems(sandbox, state, store_url)
-            status, report = harness.run_dataflows(args=(*CUSTOMERS, "--max_passes", "6"))
-            assert report["settled"], report["passes"]
-            yield harness
-        finally:
-            sandbox.stop()
+#: `make test` starts this module among the first (tests/conftest.py): it takes minutes
+pytestmark = pytest.mark.long_module
 
 
 @pytest.fixture(scope="module")
-def five(request, tmp_path_factory):
-    yield from settled_five("sqlite", request, tmp_path_factory)
+def five(tmp_path_factory):
+    """The five systems settled, on a SQLite link store (a copy of the session's settled state,
+    tests/five_systems.py)."""
+    yield from settled_five(tmp_path_factory)
 
 
 def _phone(label: str) -> str:
@@ -60,10 +38,6 @@ def _phone(label: str) -> str:
     digest = int(hashlib.sha256(label.encode()).hexdigest(), 16)
     return f"+47 {digest % 90_000_000 + 10_000_000}"
 
-
-#: only the customers are synced in these tests (every dataflow has the pair): the first sync
-#: of the five seeded systems is then minutes shorter
-CUSTOMERS = ("--pairs", "customer")
 
 #: --all's order: the dataflows feeding the webshop (its target) first, then those it feeds
 HUB_FIRST = ("customerp-customwebshop", "exact-customwebshop", "customwebshop-businesscentral",

@@ -20,7 +20,7 @@ from sandbox import businesscentral as bc
 from sandbox import businesscentral_edm
 from sandbox.seed_businesscentral import SHARED_CUSTOMERS, SHARED_ITEMS, SHARED_ORDERS
 from sandbox.server import Sandbox
-from tests.conftest import SyncHarness, group_by
+from tests.conftest import SyncHarness, copy_of_synced, group_by
 
 DATAFLOW = "customwebshop-businesscentral"
 WRITES = ("created_in_target", "created_in_source", "linked_by_match", "updated_target",
@@ -100,6 +100,18 @@ def bch(tmp_path, monkeypatch):
         yield BcHarness(sandbox, tmp_path)
     finally:
         sandbox.stop()
+
+
+@pytest.fixture
+def synced_bch(synced_states, tmp_path, monkeypatch):
+    """Both systems and the link store after a first successful run (a copy of one made once
+    per session: tests/conftest.py), for the tests of what happens after it."""
+    systems = ("customwebshop", "businesscentral")
+    with copy_of_synced(synced_states(systems, DATAFLOW), systems,
+                        tmp_path / "sandbox") as sandbox:
+        for name, value in sandbox.environ().items():
+            monkeypatch.setenv(name, value)
+        yield BcHarness(sandbox, tmp_path)
 
 
 def _writes(report) -> dict:
@@ -186,8 +198,8 @@ def test_first_run_links_and_creates_both_ways_and_the_rerun_writes_nothing(bch)
     assert bch.writes("customwebshop") == {} and bch.writes("businesscentral") == {}
 
 
-def test_orders_arrive_with_lines_and_translated_references(bch):
-    assert bch.run()[0] == 0
+def test_orders_arrive_with_lines_and_translated_references(synced_bch):
+    bch = synced_bch
     shop_customers = {c["id"]: c for c in bch.shop_all("customers")}
     shop_products = {p["id"]: p for p in bch.shop_all("products")}
     bc_customers = {c["id"]: c for c in bch.bc_all("customers")}
@@ -210,10 +222,10 @@ def test_orders_arrive_with_lines_and_translated_references(bch):
             assert Decimal(line["unitPrice"]) == Decimal(shop_line["unit_price"])
 
 
-def test_an_order_entered_in_bc_reaches_the_webshop_under_its_bc_number(bch):
+def test_an_order_entered_in_bc_reaches_the_webshop_under_its_bc_number(synced_bch):
     """No external document number: the BC number becomes the webshop number; the company's
     own currency, blank in BC, arrives as the configured local currency; nothing echoes."""
-    assert bch.run()[0] == 0
+    bch = synced_bch
     shop_customers = group_by(bch.shop_all("customers"), "email", True)
     customer = next(c for c in bch.bc_all("customers") if c["email"].lower() in shop_customers)
     bch.bc_patch("customers", customer["id"], {"currencyCode": ""})
@@ -243,8 +255,8 @@ def test_an_order_entered_in_bc_reaches_the_webshop_under_its_bc_number(bch):
     assert bch.writes("customwebshop") == {} and bch.writes("businesscentral") == {}
 
 
-def test_edits_both_ways_and_order_line_changes(bch):
-    assert bch.run()[0] == 0
+def test_edits_both_ways_and_order_line_changes(synced_bch):
+    bch = synced_bch
     shop_customers = group_by(bch.shop_all("customers"), "email", True)
     bc_customers = group_by(bch.bc_all("customers"), "email", True)
     emails = sorted(set(shop_customers) & set(bc_customers))
@@ -284,8 +296,8 @@ def test_edits_both_ways_and_order_line_changes(bch):
     assert status == 0 and _writes(report) == {}
 
 
-def test_conflicting_edits_follow_the_latest_change(bch):
-    assert bch.run()[0] == 0
+def test_conflicting_edits_follow_the_latest_change(synced_bch):
+    bch = synced_bch
     shop = group_by(bch.shop_all("products"), "sku")
     items = group_by(bch.bc_all("items"), "number")
     sku = sorted(set(shop) & set(items))[3]
@@ -301,8 +313,8 @@ def test_conflicting_edits_follow_the_latest_change(bch):
     assert bch.bc_get("items", items[sku][0]["id"])["displayName"] == "BC-navn, endret sist"
 
 
-def test_a_stale_etag_is_dead_lettered_alone_and_the_next_run_converges(bch):
-    assert bch.run()[0] == 0
+def test_a_stale_etag_is_dead_lettered_alone_and_the_next_run_converges(synced_bch):
+    bch = synced_bch
     shop = group_by(bch.shop_all("customers"), "email", True)
     bc_rows = group_by(bch.bc_all("customers"), "email", True)
     stale_email, fine_email = sorted(set(shop) & set(bc_rows))[2:4]
