@@ -73,6 +73,8 @@ _ERROR_TEXT_LIMIT = 1000
 _GARBLED_TEXT_LIMIT = 200
 #: the kinds of :class:`WriteOp`
 _WRITE_KINDS = ("create", "update", "delete")
+#: "an update", "a delete": the article of each kind that names an entity
+_ARTICLE = {"create": "a", "update": "an", "delete": "a"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -641,4 +643,5 @@ class HttpConnector(Connector):
             if op.kind not in _WRITE_KINDS:
                 raise ValueError(f"unknown write kind {op.kind!r} (create, update or delete)")
             if op.kind in ("update", "delete") and not op.id:
-                raise ValueError(f"an {op.kind} of {op.entity} needs the id of the entity")
+                raise ValueError(f"{_ARTICLE[op.kind]} {op.kind} of {op.entity} needs the id of "
+                                 "the entity")

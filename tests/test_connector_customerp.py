@@ -325,9 +325,11 @@ def test_a_row_of_the_cursor_group_changing_mid_read_skips_nothing(tied_erp, mov
 
 
 def test_an_unknown_kind_or_entity_is_refused_before_anything_is_sent(erp):
-    with pytest.raises(ValueError, match="delete"):
+    with pytest.raises(ValueError, match="'upsert'"):
         erp.write([WriteOp("create", "Products", product("OK-1"), "a"),
-                   WriteOp("delete", "Products", {}, "b", id="IT-10009")])
+                   WriteOp("upsert", "Products", {}, "b", id="IT-10009")])
+    with pytest.raises(ValueError, match="a delete of Products needs the id"):
+        erp.write([WriteOp("delete", "Products", {}, "c")])
     with pytest.raises(ValueError, match="Customers, Products, Orders"):
         erp.write([WriteOp("create", "products", product("OK-1"), "a")])
     assert erp.request_count == 0
