@@ -30,6 +30,7 @@ reliability``); a failing seed is rerun alone with ``--seeds N``.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -61,6 +62,8 @@ _KILL_CHANCE = 0.4            # chance that a faulty run is killed mid-way
 _PROGRESS_MARKERS = ("wrote", "committed", "read")
 #: where a forced kill strikes: at the first of these lines (writes sent, links not committed)
 _FORCED_KILL_MARKER, _FORCED_KILL_AFTER = "wrote", 1
+#: runs tried for the forced kill before the campaign gives up
+_FORCED_KILL_ATTEMPTS = 3
 
 
 @dataclasses.dataclass
@@ -141,23 +144,42 @@ class Campaign:
 
     def _faulty_run(self, h: SyncHarness, must_kill: bool = False) -> bool:
         """A run under faults; returns whether it was killed. With ``must_kill`` it is killed
-        at its first write (a run that ends before is an error of the campaign)."""
-        if must_kill:
-            marker, after = _FORCED_KILL_MARKER, _FORCED_KILL_AFTER
-        elif self.rng.random() >= _KILL_CHANCE:
-            h.run()
-            return False
-        else:
-            marker = self.rng.choice(_PROGRESS_MARKERS)
-            after = self.rng.randint(1, 6)
+        at its first write. The faults can stop a run before it writes anything (its check
+        or every pair's read refused after the retries): that run is a faulty run like any
+        other, and the forced kill is tried again on the next, up to
+        :data:`_FORCED_KILL_ATTEMPTS` runs (more is an error of the campaign)."""
+        if not must_kill:
+            if self.rng.random() >= _KILL_CHANCE:
+                h.run()
+                return False
+            return self._killed_run(h, self.rng.choice(_PROGRESS_MARKERS),
+                                    self.rng.randint(1, 6))[0]
+        ended = []
+        for _ in range(_FORCED_KILL_ATTEMPTS):
+            killed, tail = self._killed_run(h, _FORCED_KILL_MARKER, _FORCED_KILL_AFTER)
+            if killed:
+                return True
+            ended.append(tail)
+            self.log(f"seed {self.seed}: the run ended before its forced kill; again")
+        raise AssertionError(
+            f"seed {self.seed}: {_FORCED_KILL_ATTEMPTS} runs ended before their forced kill "
+            f"(no '{_FORCED_KILL_MARKER}' line); the last one's stderr ended with:\n"
+            + "".join(ended[-1]))
+
+    def _killed_run(self, h: SyncHarness, marker: str, after: int
+                              ) -> tuple[bool, list[str]]:
+        """Runs talksync in a process, SIGKILLed at the ``after``-th progress line with
+        ``marker``; whether it was killed, and the last lines of its stderr."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "run", "customerp-customwebshop",
              "--config", h.config], env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
         seen = 0
+        tail: collections.deque[str] = collections.deque(maxlen=15)
         try:
             for line in process.stderr:
+                tail.append(line)
                 if f": {marker} " in line:
                     seen += 1
                     if seen >= after:
@@ -166,10 +188,7 @@ class Campaign:
         finally:
             process.kill()
             process.wait(timeout=120)
-        killed = seen >= after and process.returncode == -signal.SIGKILL
-        assert killed or not must_kill, \
-            f"seed {self.seed}: the run ended before its forced kill (no '{marker}' line)"
-        return killed
+        return seen >= after and process.returncode == -signal.SIGKILL, list(tail)
 
     # --- edits ------------------------------------------------------------------------------
     def _edit(self, h: SyncHarness, count: int) -> None:
