@@ -150,6 +150,19 @@ def test_make_installs_only_from_the_lock():
     assert "--require-hashes" in dockerfile and "requirements.txt" in dockerfile
 
 
+def test_the_docs_tell_users_to_install_from_the_lock():
+    """An install the docs show a user resolves nothing: a `pip install .` or
+    `pip install 'talksync[gcp]'` would take whatever versions are newest that day."""
+    shown = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for line in path.read_text().splitlines():
+            for command in re.findall(r"pip install [^`\n#]*", line):
+                shown.append((path.name, command.strip()))
+    assert any("--require-hashes" in c and "requirements.txt" in c for _, c in shown), shown
+    for name, command in shown:
+        assert "--no-deps" in command, f"{name}: resolves dependencies at install time: {command}"
+
+
 def test_python_markers_of_the_lock_name_only_supported_versions():
     """The lock is universal over the Pythons setup.py admits (3.11 and newer)."""
     requires = re.search(r'python_requires="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
