@@ -3,8 +3,8 @@
 Three variants of the same work, each run as its own process (``--variant``):
 
 * ``engine``: talksync's own transforms, LookUpLinks (links from a SQLite link store, the way a
-  run reads them) and PlanSync (group, three-way merge), over entities generated inside the
-  pipeline;
+  run reads them, each side where it is generated) and PlanSync (group, read-failure gate,
+  three-way merge), over entities generated inside the pipeline;
 * ``floor``: Beam's floor, the same generated entities and links through one CoGroupByKey by
   link id and nothing else;
 * ``python``: a plain-Python reference of the same planning: links looked up in the same store
@@ -157,18 +157,20 @@ def run_floor(n: int, store_url: str) -> tuple[float, dict]:
 def run_engine(n: int, store_url: str) -> tuple[float, dict]:
     import apache_beam as beam
 
-    from core.planner import Entity
     from transforms import plan
     ctx = _context(store_url)
 
     def build(p):
-        # both sides typed as the pipeline's are (transforms/sync.py), so compactly coded
-        sides = [_starts(p, n, side) | f"Generate {side}" >> beam.FlatMap(
+        # as transforms/sync.py: each side looked up where it is made (its entities stand for
+        # the pipeline's mapped ones), both sides' keyed items flattened, and planned behind
+        # the read-failure gate (here: no read failed)
+        keyed = [_starts(p, n, side) | f"Generate {side}" >> beam.FlatMap(
             lambda start, side=side: entities(side, start, min(n, start + _CHUNK)))
+            | f"LookUpLinks {side}" >> plan.LookUpLinks(ctx)
             for side in ("source", "target")]
-        planned = (sides | "Both sides" >> beam.Flatten().with_output_types(Entity)
-                   | "LookUpLinks" >> plan.LookUpLinks(ctx)
-                   | "Plan" >> plan.PlanSync(ctx))
+        failed_reads = p | "No failed reads" >> beam.Create([0])
+        planned = (keyed | "Both sides" >> beam.Flatten().with_output_types(plan.KEYED_ITEM)
+                   | "Plan" >> plan.PlanSync(ctx, failed_reads=failed_reads))
         _counted(planned.plans, "Count plans", lambda plan_: plan_.outcome)
         _counted(planned.dead_letters, "Count rejections", lambda _: "rejected")
     return _run_pipeline(build)

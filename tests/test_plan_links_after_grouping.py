@@ -84,16 +84,56 @@ def test_a_pending_create_travels_with_the_entities_its_match_key_groups(store_u
     assert reads["lookup_by_id"] == [1, 1]      # the reservation, read before grouping
 
 
-def test_a_run_keeps_the_entities_waiting_for_planning_compactly_coded(synced_harness,
-                                                                       monkeypatch):
-    """In `talksync run` the entities of both sides wait for the read-failure gate's side input
-    (a stage boundary of the in-memory runner): they are coded by EntityCoder there (typed by
-    transforms/sync.py), not pickled with their class path and field names."""
+def test_a_run_codes_each_entity_once_before_planning(synced_harness, monkeypatch):
+    """In `talksync run` each side's entities are looked up where they are read and mapped,
+    and the read-failure gate is after the grouping: no stage boundary holds them before the
+    shuffle, so each entity read is coded exactly once (packed by LookUpLinks), never by
+    EntityCoder or pickle at a boundary, and decoded once (unpacked by PlanSync)."""
     from transforms import coders
-    written = []
+    packed, boundary, unpacked = [], [], []
+    monkeypatch.setattr(coders, "write_entity", lambda entity, out, write=coders.write_entity: (
+        packed.append(entity.id), write(entity, out)))
     monkeypatch.setattr(coders.EntityCoder, "_write", staticmethod(
-        lambda entity, out: (written.append(entity.id), coders.write_entity(entity, out))))
+        lambda entity, out: (boundary.append(entity.id), coders.write_entity(entity, out))))
+    monkeypatch.setattr(coders, "read_entity", lambda stream, read=coders.read_entity: (
+        unpacked.append(1), read(stream))[1])
     status, section = synced_harness.run("--full", "--pairs", "customer")
     assert status == 0
     read = section["pairs"]["customer"]
-    assert len(written) >= read["read_source"] + read["read_target"] > 0
+    assert boundary == []
+    assert len(packed) == len(unpacked) == read["read_source"] + read["read_target"] > 0
+
+
+@pytest.mark.parametrize("failed", [0, 1])
+def test_the_read_failure_gate_after_grouping_holds_every_entity_and_plans_nothing(
+        store_url, failed):
+    """A pair one of whose reads failed is not planned: PlanSync's gate (after the grouping,
+    which waits for the reads anyway) counts each entity held, not a link travelling with one,
+    reads no link and plans nothing. With no failed read the same groups are planned."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from core.planner import HELD
+    from transforms.common import METRICS_NAMESPACE
+    view = engine.base_view(7)
+    with open_link_store(store_url) as store:
+        store.commit([link.replace(version=0) for link in engine.links(0, 2)])
+        store.reserve_many([Link(pair=engine.PAIR_KEY, link_id="reserved-7", source_id="S7",
+                                 attempt_id="crashed-run", snapshot_target=view)])
+    entities = [_entity("source", "S0", engine.base_view(0)),
+                _entity("target", "T1", engine.base_view(1)),
+                _entity("source", "S7", view), _entity("target", "T7", view)]
+    ctx = engine._context(store_url)
+    with counting_link_reads() as reads:
+        p = beam.Pipeline(runner="FnApiRunner")
+        failed_reads = p | "Failed reads" >> beam.Create([failed])
+        planned = (p | beam.Create(entities) | plan.LookUpLinks(ctx)
+                   | plan.PlanSync(ctx, failed_reads=failed_reads))
+        assert_that(planned.plans | beam.Map(lambda plan_: plan_.link.link_id),
+                    equal_to([] if failed else ["s:S0", "s:S1", "reserved-7"]))
+        result = p.run()
+        result.wait_until_finish()
+    held = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(
+        f"{ctx.dataflow}/{ctx.pair.name}/{HELD}"))["counters"]
+    assert sum(counter.committed for counter in held) == (4 if failed else 0)
+    # the reservation travels with S7 (read before grouping); after it, links only if planned
+    assert reads["lookup_by_id"] == ([1, 1] if failed else [2, 3])

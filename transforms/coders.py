@@ -452,6 +452,12 @@ def plan_item_packer() -> Callable[[Entity | Link], bytes]:
     return PlanItemCoder().get_impl().encode
 
 
+def is_packed_entity(packed: bytes) -> bool:
+    """Whether :func:`plan_item_packer`'s ``packed`` bytes are an entity (not a link), read off
+    the tag byte without decoding the rest."""
+    return packed[0] == _ENTITY_TAG
+
+
 def plan_item_unpacker() -> Callable[[bytes], Entity | Link]:
     """The inverse of :func:`plan_item_packer`."""
     return PlanItemCoder().get_impl().decode

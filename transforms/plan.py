@@ -13,8 +13,13 @@ from connectors.errors import ApiError
 from connectors.linkstore import LinkRef
 from core.mapping import PairMapper
 from core.model import DELETED_BOTH, DELETED_SOURCE, DELETED_TARGET, LINKED, TOMBSTONES, Link
-from core.planner import SOURCE, TARGET, Entity, account_group, plan_group
-from transforms.coders import plan_item_packer, plan_item_unpacker, register_coders
+from core.planner import HELD, SOURCE, TARGET, Entity, account_group, plan_group
+from transforms.coders import (
+    is_packed_entity,
+    plan_item_packer,
+    plan_item_unpacker,
+    register_coders,
+)
 from transforms.common import (
     BufferedStoreFn,
     PairContext,
@@ -27,6 +32,8 @@ _DEAD_LETTERS = "dead_letters"
 #: the link states under which a side's record is known gone (no look-up needed)
 _GONE_STATES = {SOURCE: (DELETED_SOURCE, DELETED_BOTH), TARGET: (DELETED_TARGET, DELETED_BOTH)}
 _LOOKUP_BATCH = 500
+#: what :class:`LookUpLinks` outputs: (group key, packed entity or link)
+KEYED_ITEM = beam.typehints.Tuple[beam.typehints.Any, bytes]
 
 
 class LookUpLinks(beam.PTransform):
@@ -57,7 +64,7 @@ class LookUpLinks(beam.PTransform):
     def expand(self, entities):
         register_coders()   # the grouped entities and links go through compact coders
         return entities | "LookUp" >> beam.ParDo(_LookUpLinksFn(self._ctx)).with_output_types(
-            beam.typehints.Tuple[beam.typehints.Any, bytes])
+            KEYED_ITEM)
 
 
 class _LookUpLinksFn(BufferedStoreFn):
@@ -140,29 +147,40 @@ class PlanSync(beam.PTransform):
     """Plans every group with the three-way merge: creates, links, updates, conflicts, and
     the delete policy of links whose records are deleted (core/deletes.py).
 
-    Input: the keyed entities (and travelling links) of :class:`LookUpLinks`. Output: a
-    :class:`PlanSyncResult`. A group keyed by its link gets that link here, read after the
-    grouping in batches (one store round trip per :data:`_LOOKUP_BATCH` groups), so each link
-    is read and decoded once, whichever sides were read. Entities no plan carries are counted
-    here (deleted, dead, skipped); the others with their plan's fate.
+    Input: the keyed entities (and travelling links) of :class:`LookUpLinks`, both sides'
+    flattened. Output: a :class:`PlanSyncResult`. A group keyed by its link gets that link
+    here, read after the grouping in batches (one store round trip per :data:`_LOOKUP_BATCH`
+    groups), so each link is read and decoded once, whichever sides were read. Entities no
+    plan carries are counted here (deleted, dead, skipped); the others with their plan's
+    fate.
 
     ``verify_missing`` (a full rescan, which read every record of both sides): a linked
     record the read did not return is looked up by id (the connector's ``get``); not found
     there, it is taken as deleted. That is how a hard delete (customerp, Business Central,
     Business NXT), invisible to an incremental read, is seen. Never on an incremental read,
     where a record not returned is only a record not changed.
+
+    ``failed_reads`` (a one-element count of the pair's failed reads) is the read-failure gate:
+    when a read of the pair failed, nothing is planned (planning against a partial read of one
+    side would take the records it missed for absent and create duplicates) and the entities
+    are counted as held back. The gate is here, after the grouping, which waits for every read
+    anyway: entities wait nowhere else, so each is coded once on its way (packed by
+    :class:`LookUpLinks`) and decoded once (here).
     """
 
-    def __init__(self, ctx: PairContext, verify_missing: bool = False):
+    def __init__(self, ctx: PairContext, verify_missing: bool = False, failed_reads=None):
         super().__init__()
         self._ctx = ctx
         self._verify = verify_missing
+        self._failed_reads = failed_reads
 
     def expand(self, keyed):
+        gate = ({} if self._failed_reads is None
+                else {"failed": beam.pvalue.AsSingleton(self._failed_reads)})
         planned = (keyed
                    | "Group" >> beam.GroupByKey()
-                   | "Plan" >> beam.ParDo(_PlanGroupsFn(self._ctx, self._verify)).with_outputs(
-                       _DEAD_LETTERS, main="plans"))
+                   | "Plan" >> beam.ParDo(_PlanGroupsFn(self._ctx, self._verify), **gate)
+                   .with_outputs(_DEAD_LETTERS, main="plans"))
         return PlanSyncResult(plans=planned.plans, dead_letters=planned[_DEAD_LETTERS])
 
 
@@ -178,11 +196,15 @@ class _PlanGroupsFn(BufferedStoreFn):
     def setup(self):
         super().setup()
         self._unpack = plan_item_unpacker()
+        self._held = self._ctx.counter(HELD)
         self._connectors = {}
         self._requests = {}
 
-    def process(self, element):
+    def process(self, element, failed: int = 0):
         key, packed = element
+        if failed:
+            self._held.inc(sum(1 for item in packed if is_packed_entity(item)))
+            return
         yield from self.buffer((key, list(packed)))
 
     def flush_batch(self, groups: list[tuple[tuple, list[bytes]]]):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from core.model import committed_state
-from core.planner import HELD, SOURCE, TARGET, Entity, SyncPlan
+from core.planner import SOURCE, TARGET, SyncPlan
 from transforms import breaker, finish, plan, read, write
 from transforms.common import PairContext
 
@@ -80,7 +80,7 @@ class SyncPair(beam.PTransform):
     # that a SyncPairResult is not a type it can use (the result is documented above).
     def expand(self, pbegin):
         ctx = self._ctx
-        views, dead, watermarks, failed = [], [], [], []
+        keyed, dead, watermarks, failed = [], [], [], []
         for side in (SOURCE, TARGET):
             position = self._positions[side]
             system = ctx.system(side).name
@@ -95,17 +95,16 @@ class SyncPair(beam.PTransform):
                 dead.append(records.records | f"Carry kept letters {side}" >>
                             finish.CarryKeptLetters(ctx.run_id, kept))
             mapped = records.records | f"Map {side}" >> read.MapToViews(ctx, side, self._refs)
-            views.append(mapped.entities)
+            # each side looked up where it was read and mapped (one fused stage), so an
+            # entity is coded only once before planning: packed for the shuffle
+            keyed.append(mapped.entities | f"LookUpLinks {side}" >> plan.LookUpLinks(ctx))
             dead.append(mapped.dead_letters)
         failed_reads = (failed | "Failed reads" >> beam.Flatten()
                         | "Count failed reads" >> beam.combiners.Count.Globally())
-        planned = (views
-                   # typed, so the entities that wait here for the gate's side input are
-                   # kept as transforms/coders.py's compact bytes, not pickled
-                   | "Both sides" >> beam.Flatten().with_output_types(Entity)
-                   | "SkipIfReadFailed" >> _SkipIfReadFailed(ctx, failed_reads)
-                   | "LookUpLinks" >> plan.LookUpLinks(ctx)
-                   | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing))
+        planned = (keyed
+                   | "Both sides" >> beam.Flatten().with_output_types(plan.KEYED_ITEM)
+                   | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing,
+                                             failed_reads=failed_reads))
         dead.append(planned.dead_letters)
         all_watermarks = watermarks | "All watermarks" >> beam.Flatten()
         if not self._apply:
@@ -133,33 +132,6 @@ class SyncPair(beam.PTransform):
             dead_letters=dead | "All dead letters" >> beam.Flatten(),
             watermarks=all_watermarks, conflicts=committed.conflicts, committed=count,
             audit=committed.audit, held=held)
-
-
-class _SkipIfReadFailed(beam.PTransform):
-    """Passes a pair's views on only when no read of the pair failed (``failed_reads``, a
-    one-element count): planning against a partial read of one side would take the entities
-    it missed for absent and create duplicates. The gate waits for every read to finish; the
-    entities it stops count as held back."""
-
-    def __init__(self, ctx: PairContext, failed_reads):
-        super().__init__()
-        self._ctx = ctx
-        self._failed_reads = failed_reads
-
-    def expand(self, views):
-        return views | "Gate" >> beam.ParDo(
-            _PassUnlessFn(self._ctx), failed=beam.pvalue.AsSingleton(self._failed_reads))
-
-
-class _PassUnlessFn(beam.DoFn):
-    def __init__(self, ctx: PairContext):
-        self._ctx = ctx
-
-    def process(self, element, failed: int):
-        if failed:
-            self._ctx.counter(HELD).inc()
-        else:
-            yield element
 
 
 class _DropUnchangedFn(beam.DoFn):
