@@ -82,9 +82,9 @@ def _parser() -> Parser:
     run.add_argument("dataflows", nargs="*", metavar="DATAFLOW")
     run.add_argument("--all", action="store_true",
                      help="run every dataflow the config can, those feeding the shared system "
-                          "first, in passes until a pass writes nothing")
+                          "first, in passes until no dataflow has another's write left to read")
     run.add_argument("--max_passes", type=max_passes, default=DEFAULT_MAX_PASSES, metavar="N",
-                     help="--all: passes at most; still writing after the last is a warning "
+                     help="--all: passes at most; a write still unread after the last is a warning "
                           f"and exit status 1 (default {DEFAULT_MAX_PASSES})")
     run.add_argument("--config", default=DEFAULT_CONFIG,
                      help=f"systems config ({DEFAULT_CONFIG})")

@@ -9,8 +9,9 @@ dataflow that raised, ``--all`` not settled); config and usage errors propagate 
 
 ``--all`` converges: the dataflows share systems (the webshop is in all four), so a value one
 dataflow writes into the shared system is news for the others. It runs the dataflows that feed
-the most shared system (the hub) first, then those it feeds, and repeats passes until a pass
-writes nothing, at most ``--max_passes`` (:func:`run_until_settled`). Several dataflows named
+the most shared system (the hub) first, then those it feeds, and repeats passes over the
+dataflows another one wrote news for, until none is left, at most ``--max_passes``
+(:func:`run_until_settled`, :mod:`pipelines.passes`). Several dataflows named
 on the command line repeat passes the same way, in the order given."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pipelines.exit_status import (
     section_status,
     unsettled_status,
 )
+from pipelines.passes import passes_line, with_unread_writes
 from pipelines.summary import format_summary
 from pipelines.sync_pipeline import new_run_id
 from transforms.breaker import held_deletes_message, held_message
@@ -109,52 +111,47 @@ def _run_once(args, config, specs, options, full: bool) -> int:
 
 
 def run_until_settled(args, config, specs, options, full: bool) -> tuple[int, dict]:
-    """Passes over ``specs`` until one writes nothing, at most ``args.max_passes``.
+    """Passes over ``specs`` until none is left with something new to read, at most
+    ``args.max_passes``.
 
-    Returns the exit status and the report: every dataflow section of every pass (each
-    section says its ``pass``), and per pass what each dataflow wrote. A pass that failed (a
+    The first pass runs every dataflow; each later one only those another dataflow wrote into
+    one of the systems of after they ran (:func:`~pipelines.passes.with_unread_writes`): the
+    others would read nothing new. Returns the exit status and the report: every dataflow
+    section of every pass (each section says its ``pass``), and per pass what each dataflow
+    it ran wrote (``writes``) and how many dataflows there are (``of``). A pass that failed (a
     system unreachable, the circuit breaker, a run lock) stops the repeating: another pass
-    could not do better. When the last pass allowed still wrote, the systems may still
-    disagree: a warning, and the status of :func:`~pipelines.exit_status.unsettled_status`.
+    could not do better. When the last pass allowed still left writes unread, the systems
+    may still disagree: a warning, and the status of
+    :func:`~pipelines.exit_status.unsettled_status`.
     """
     status, sections, passes = EXIT_OK, [], []
+    pending = list(specs)
     for number in range(1, args.max_passes + 1):
-        progress(f"pass {number} of at most {args.max_passes}")
-        pass_status, pass_sections = _run_pass(args, config, specs, options,
+        progress(f"pass {number} of at most {args.max_passes}" + (
+            "" if len(pending) == len(specs) else
+            f": {', '.join(spec.name for spec in pending)} (the others have nothing new)"))
+        pass_status, pass_sections = _run_pass(args, config, pending, options,
                                                full and number == 1)
         for section in pass_sections:
             section["pass"] = number
         sections += pass_sections
         written = {section["dataflow"]: section.get("writes", 0) for section in pass_sections}
-        passes.append({"pass": number, "writes": written, "status": pass_status})
+        passes.append({"pass": number, "writes": written, "of": len(specs),
+                       "status": pass_status})
         status = combined([status, pass_status])
-        if not sum(written.values()) or pass_status == EXIT_FAILED:
+        pending = with_unread_writes(specs, pass_sections)
+        if not pending or pass_status == EXIT_FAILED:
             break
-    settled = not sum(passes[-1]["writes"].values())
+    settled = not pending
     print(passes_line(passes, settled))
     if not settled and status != EXIT_FAILED:
-        print(f"talksync: warning: the dataflows did not settle in {_passes(len(passes))}: the "
-              f"last still wrote {sum(passes[-1]['writes'].values())} changes, which the other "
-              "dataflows have not seen yet; run again, or raise --max_passes",
-              file=sys.stderr)
+        print(f"talksync: warning: the dataflows did not settle in {len(passes)} "
+              f"pass{'es' if len(passes) != 1 else ''}: the last wrote "
+              f"{sum(passes[-1]['writes'].values())} changes, which "
+              f"{', '.join(spec.name for spec in pending)} have not read yet; run again, or "
+              "raise --max_passes", file=sys.stderr)
         status = combined([status, unsettled_status()])
     return status, {"dataflows": sections, "passes": passes, "settled": settled}
-
-
-def passes_line(passes: list[dict], settled: bool) -> str:
-    """``settled in 2 passes: pass 1 wrote 3 (…), pass 2 wrote nothing``."""
-    parts = []
-    for done in passes:
-        total = sum(done["writes"].values())
-        detail = ", ".join(f"{name} {count}" for name, count in done["writes"].items() if count)
-        parts.append(f"pass {done['pass']} wrote {total} ({detail})" if total
-                     else f"pass {done['pass']} wrote nothing")
-    verdict = "settled" if settled else "did not settle"
-    return f"{verdict} in {_passes(len(passes))}: " + "; ".join(parts)
-
-
-def _passes(count: int) -> str:
-    return f"{count} pass" + ("es" if count != 1 else "")
 
 
 def _run_pass(args, config, specs, options, full: bool) -> tuple[int, list[dict]]:

@@ -61,7 +61,7 @@ def cmd_sandbox_serve(args) -> int:
 
 
 def cmd_demo(parse: Callable[[Sequence[str]], argparse.Namespace]) -> int:
-    """The sandbox's five systems synced by `--all` until a pass writes nothing; `--all`
+    """The sandbox's five systems synced by `--all` until it settles; `--all`
     again (it writes nothing); then one customer edited in two systems, the later edit winning
     in all five, told by `talksync history`.
 
@@ -84,7 +84,7 @@ def cmd_demo(parse: Callable[[Sequence[str]], argparse.Namespace]) -> int:
             return status, json.loads(report.read_text()) if report.exists() else {}
 
         print("\nFirst --all: link what matches, create what is missing, everywhere; passes "
-              "repeat until one writes nothing.")
+              "repeat until no dataflow has another's write left to read.")
         first, _ = run_all("first")
         print("\nSecond --all, nothing edited in between: nothing to write.")
         second, report = run_all("second")

@@ -60,9 +60,6 @@ OUTCOME_COUNTERS = (planner.CREATE_TARGET, planner.CREATE_SOURCE, planner.LINK, 
 CHANGE_COUNTERS = ("updated_target", "updated_source", "deleted_in_target", "deleted_in_source",
                    "unlinked", "conflicts", "dead_letters")
 REPORT_COUNTERS = READ_COUNTERS + OUTCOME_COUNTERS + CHANGE_COUNTERS
-#: The creates and updates a system accepted (transforms/write.py): a section's ``writes``,
-#: what tells an ``--all`` pass that wrote from one that found everything settled.
-WRITE_COUNTERS = ("written_source", "written_target")
 _LOG = logging.getLogger(__name__)
 _DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
 
@@ -350,11 +347,16 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
-    pairs, held_updates, held_deletes, writes = {}, {}, {}, 0
+    pairs, held_updates, held_deletes = {}, {}, {}
+    # the creates, updates and deletes each system accepted (transforms/write.py's written_*):
+    # a section's writes, and per system what tells --all which other dataflows have news to
+    # read (pipelines/passes.py)
+    by_system = dict.fromkeys((spec.source.system, spec.target.system), 0)
     for pair in selected_pairs(spec, settings.pairs):
         prefix = f"{spec.name}/{pair.name}/"
         pairs[pair.name] = {name: counters.get(prefix + name, 0) for name in REPORT_COUNTERS}
-        writes += sum(counters.get(prefix + name, 0) for name in WRITE_COUNTERS)
+        for side, system in (("source", spec.source.system), ("target", spec.target.system)):
+            by_system[system] += counters.get(f"{prefix}written_{side}", 0)
         if counters.get(prefix + HELD_UPDATES):
             held_updates[pair.name] = counters[prefix + HELD_UPDATES]
         if counters.get(prefix + HELD_DELETES):
@@ -374,7 +376,8 @@ def report_section(spec: DataflowSpec, settings: RunSettings, result, started, f
             "max_deletes_per_pair": settings.max_deletes_per_pair,
             "pairs": pairs, "held_updates": held_updates, "held_deletes": held_deletes,
             "requests": requests,
-            "unreachable": unreachable, "writes": writes}
+            "unreachable": unreachable, "writes": sum(by_system.values()),
+            "writes_by_system": by_system}
 
 
 def unaccounted(counts: dict) -> int:
