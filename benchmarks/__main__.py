@@ -16,7 +16,15 @@ import pathlib
 import sys
 import tempfile
 
-from benchmarks.common import ROOT, Spread, load_average, machine, run_case, write_section
+from benchmarks.common import (
+    ROOT,
+    Spread,
+    load_average,
+    machine,
+    machine_line,
+    run_case,
+    write_section,
+)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 P1_TARGET, P4_WALL_S, P5_RSS_MB, P3_EFFICIENCY, P2_FEWER = 2.0, 30.0, 1536.0, 0.90, 50
@@ -69,8 +77,7 @@ def _met(ok: bool) -> str:
 
 def render(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, Python "
-             f"{m['python']}, Beam {m['beam']}; shared with other jobs, so the ratios measured "
+    lines = [machine_line(m) + "; shared with other jobs, so the ratios measured "
              "side by side are the result and absolute times only context. Figures are min / "
              "median / max over the runs; each section says when it ran and the load average "
              "(1 min) before and after it.", ""]

@@ -136,6 +136,13 @@ def machine() -> dict[str, Any]:
             "os": f"{platform.system()} {platform.release()}"}
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """``Machine: AMD EPYC, 2 cores, 23.5 GB, Linux …, Python 3.11.7, Beam 2.78.0``: what
+    :func:`machine` recorded, as the first words of each results section."""
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, "
+            f"Python {m['python']}, Beam {m['beam']}")
+
+
 @contextlib.contextmanager
 def workdir():
     """A fresh temporary folder for one measured case (sandbox state, link store, run files)."""

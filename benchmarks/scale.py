@@ -35,6 +35,7 @@ from benchmarks.common import (
     Spread,
     load_average,
     machine,
+    machine_line,
     run_case,
     write_section,
 )
@@ -113,8 +114,7 @@ def _ok(run: dict) -> bool:
 
 def render(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, Python "
-             f"{m['python']}, Beam {m['beam']}; shared with other jobs (each N's date and load "
+    lines = [machine_line(m) + "; shared with other jobs (each N's date and load "
              "average, 1 min, before → after, are under the table). Seconds and peak RSS are "
              "min / median / max over the runs (one run at 1M); "
              "*per record* is peak RSS ÷ N (each record: a source and a target entity and a "

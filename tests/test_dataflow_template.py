@@ -282,8 +282,9 @@ def test_launcher_dry_run_builds_the_job_without_waiting_and_without_secrets(
     assert job["name"] == f"talksync-{dataflow}" and job["type"] == "JOB_TYPE_BATCH"
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for pair in available_dataflows()[dataflow].pairs:
-        for step in ("Read source", "Read target", "LookUpLinks", "Plan", "ReserveLinks",
-                     "Write/KeyBySystemShard", "Write/Batch", "Write/Write", "CommitLinks"):
+        for step in ("Read source", "Read target", "LookUpLinks source", "LookUpLinks target",
+                     "Plan", "ReserveLinks", "Write/KeyBySystemShard", "Write/Batch",
+                     "Write/Write", "CommitLinks"):
             assert f"Sync {pair.name}/{step}" in names, (pair.name, step)
     assert fake_secret_manager.calls == []
     assert _leaks(result, argv, caplog.text) == {SHOP_KEY: [], BC_SECRET: [], NXT_SECRET: []}
