@@ -95,12 +95,12 @@ class HoldMassChanges(beam.PTransform):
     def expand(self, plans):
         changes = (plans
                    | "Count updates" >> beam.Map(_changes)
-                   | "Sum updates" >> beam.CombineGlobally(_sum_changes))
+                   | "Sum updates" >> beam.CombineGlobally(_sum_changes).without_defaults())
         verdict = changes | "Judge" >> beam.ParDo(
             _JudgeFn(self._ctx, self._limits, self._confirmed)).with_outputs(
                 _HELD, main="hold")
         passed = plans | "Gate" >> beam.ParDo(
-            _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold))
+            _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold, default_value=False))
         return HoldMassChangesResult(plans=passed, held=verdict[_HELD])
 
 

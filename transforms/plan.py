@@ -176,7 +176,7 @@ class PlanSync(beam.PTransform):
 
     def expand(self, keyed):
         gate = ({} if self._failed_reads is None
-                else {"failed": beam.pvalue.AsSingleton(self._failed_reads)})
+                else {"failed": beam.pvalue.AsSingleton(self._failed_reads, default_value=0)})
         planned = (keyed
                    | "Group" >> beam.GroupByKey()
                    | "Plan" >> beam.ParDo(_PlanGroupsFn(self._ctx, self._verify), **gate)

@@ -11,7 +11,7 @@ import apache_beam as beam
 from core.model import committed_state
 from core.planner import SOURCE, TARGET, SyncPlan
 from transforms import breaker, finish, plan, read, write
-from transforms.common import PairContext
+from transforms.common import PairContext, count_globally
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +100,7 @@ class SyncPair(beam.PTransform):
             keyed.append(mapped.entities | f"LookUpLinks {side}" >> plan.LookUpLinks(ctx))
             dead.append(mapped.dead_letters)
         failed_reads = (failed | "Failed reads" >> beam.Flatten()
-                        | "Count failed reads" >> beam.combiners.Count.Globally())
+                        | "Count failed reads" >> count_globally())
         planned = (keyed
                    | "Both sides" >> beam.Flatten().with_output_types(plan.KEYED_ITEM)
                    | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing,
@@ -126,7 +126,7 @@ class SyncPair(beam.PTransform):
         written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
         committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
         dead += [reserved.dead_letters, written.dead_letters, committed.dead_letters]
-        count = committed.links | "Count committed" >> beam.combiners.Count.Globally()
+        count = committed.links | "Count committed" >> count_globally()
         return SyncPairResult(
             plans=planned.plans, links=committed.links,
             dead_letters=dead | "All dead letters" >> beam.Flatten(),
