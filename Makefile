@@ -78,6 +78,7 @@ lock: $(STAMP)
 		--extra gcp --constraint $(LOCK) setup.py -o $(WORKER_LOCK)
 	$(UV_COMPILE) --universal --python-version 3.11 --extra gcp --extra sandbox --extra test \
 		--constraint $(LOCK) setup.py requirements/tools.in -o pylock.toml
+	$(BIN)/uv lock --quiet --upgrade
 
 clean:
 	rm -rf $(VENV) .talksync *.egg-info mutants

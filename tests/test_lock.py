@@ -172,6 +172,14 @@ def test_python_markers_of_the_lock_name_only_supported_versions():
             Marker(str(requirement.marker))  # parses
 
 
+def _pinned_by_requirements_txt() -> dict[str, set[str]]:
+    pinned: dict[str, set[str]] = {}
+    for requirement, _ in _entries(LOCK):
+        pinned.setdefault(canonicalize_name(requirement.name), set()).add(
+            str(requirement.specifier).removeprefix("=="))
+    return pinned
+
+
 def test_the_standard_lock_file_pins_what_requirements_txt_pins():
     """pylock.toml (PEP 751, written by `make lock` from the same resolution) is the lock in
     the standard format tools read; pip installs from requirements.txt. Both must name the
@@ -185,8 +193,27 @@ def test_the_standard_lock_file_pins_what_requirements_txt_pins():
             if artifact:
                 assert artifact["hashes"]["sha256"], (package["name"], artifact)
         standard.setdefault(canonicalize_name(package["name"]), set()).add(package["version"])
-    pinned: dict[str, set[str]] = {}
-    for requirement, _ in _entries(LOCK):
-        pinned.setdefault(canonicalize_name(requirement.name), set()).add(
-            str(requirement.specifier).removeprefix("=="))
-    assert standard == pinned
+    assert standard == _pinned_by_requirements_txt()
+
+
+def test_the_project_lock_pins_what_requirements_txt_pins():
+    """uv.lock (`uv lock` over pyproject.toml's project, whose dependencies and extras setup.py
+    gives, and its `tools` group) is the project lock `uv sync` and other tools read: the same
+    packages at the same versions as requirements.txt, each with its hashes, and not out of date
+    with setup.py (`uv lock --locked` would fail)."""
+    import tomllib
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    assert "exclude-newer" not in lock.get("options", {})  # a later `uv lock` keeps the pins
+    project: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        if package.get("source", {}).get("editable") == ".":
+            assert package["name"] == "talksync"
+            continue
+        for artifact in [*package.get("wheels", []), package.get("sdist") or {}]:
+            if artifact:
+                assert artifact["hash"].startswith("sha256:"), (package["name"], artifact)
+        project.setdefault(canonicalize_name(package["name"]), set()).add(package["version"])
+    assert project == _pinned_by_requirements_txt()
+    talksync = next(p for p in lock["package"] if p["name"] == "talksync")
+    extras = set(talksync.get("metadata", {}).get("provides-extras", []))
+    assert extras == set(_setup_requirements()) - {""}
