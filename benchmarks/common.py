@@ -136,6 +136,16 @@ def machine() -> dict[str, Any]:
             "os": f"{platform.system()} {platform.release()}"}
 
 
+def customer_view(i: int, name: str = "customer", company: str = "Kunde") -> dict[str, Any]:
+    """Generated customer ``i``'s canonical view (the customer pair's properties), its e-mail
+    and company name made from ``name`` and ``company``: the benchmarks' one customer shape."""
+    return {"email": f"{name}{i}@example.com", "company_name": f"{company} {i} AS",
+            "vat_number": None, "phone": f"+47 {40000000 + i}",
+            "address.line1": f"Storgata {i % 200 + 1}", "address.line2": None,
+            "address.postal_code": f"{i % 9000 + 1000}", "address.city": "Oslo",
+            "address.country": "NO"}
+
+
 def machine_line(m: dict[str, Any]) -> str:
     """``Machine: AMD EPYC, 2 cores, 23.5 GB, Linux …, Python 3.11.7, Beam 2.78.0``: what
     :func:`machine` recorded, as the first words of each results section."""

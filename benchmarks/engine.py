@@ -24,7 +24,7 @@ import datetime
 import time
 import typing
 
-from benchmarks.common import quiet_logs, report
+from benchmarks.common import customer_view, quiet_logs, report
 
 DATAFLOW = "customerp-customwebshop"
 PAIR = "customer"
@@ -37,11 +37,7 @@ _MODIFIED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 def base_view(i: int) -> dict:
     """Entity ``i``'s canonical customer view as both sides had it after the last sync."""
-    return {"email": f"customer{i}@example.com", "company_name": f"Kunde {i} AS",
-            "vat_number": None, "phone": f"+47 {40000000 + i}",
-            "address.line1": f"Storgata {i % 200 + 1}", "address.line2": None,
-            "address.postal_code": f"{i % 9000 + 1000}", "address.city": "Oslo",
-            "address.country": "NO"}
+    return customer_view(i)
 
 
 def source_view(i: int) -> dict:

@@ -56,8 +56,9 @@ def passes_line(passes: list[dict], settled: bool) -> str:
         detail = ", ".join(f"{name} {count}" for name, count in done["writes"].items() if count)
         parts.append(f"{label} wrote {total} ({detail})" if total else f"{label} wrote nothing")
     verdict = "settled" if settled else "did not settle"
-    return f"{verdict} in {_passes(len(passes))}: " + "; ".join(parts)
+    return f"{verdict} in {count_passes(len(passes))}: " + "; ".join(parts)
 
 
-def _passes(count: int) -> str:
+def count_passes(count: int) -> str:
+    """``1 pass``, ``2 passes``."""
     return f"{count} pass" + ("es" if count != 1 else "")

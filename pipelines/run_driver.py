@@ -42,7 +42,7 @@ from pipelines.exit_status import (
     section_status,
     unsettled_status,
 )
-from pipelines.passes import passes_line, with_unread_writes
+from pipelines.passes import count_passes, passes_line, with_unread_writes
 from pipelines.summary import format_summary
 from pipelines.sync_pipeline import new_run_id
 from transforms.breaker import held_deletes_message, held_message
@@ -145,8 +145,8 @@ def run_until_settled(args, config, specs, options, full: bool) -> tuple[int, di
     settled = not pending
     print(passes_line(passes, settled))
     if not settled and status != EXIT_FAILED:
-        print(f"talksync: warning: the dataflows did not settle in {len(passes)} "
-              f"pass{'es' if len(passes) != 1 else ''}: the last wrote "
+        print(f"talksync: warning: the dataflows did not settle in "
+              f"{count_passes(len(passes))}: the last wrote "
               f"{sum(passes[-1]['writes'].values())} changes, which "
               f"{', '.join(spec.name for spec in pending)} have not read yet; run again, or "
               "raise --max_passes", file=sys.stderr)
