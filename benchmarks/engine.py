@@ -164,7 +164,7 @@ def run_engine(n: int, store_url: str) -> tuple[float, dict]:
             lambda start, side=side: entities(side, start, min(n, start + _CHUNK)))
             | f"LookUpLinks {side}" >> plan.LookUpLinks(ctx)
             for side in ("source", "target")]
-        failed_reads = p | "No failed reads" >> beam.Create([0])
+        failed_reads = p | "No failed reads" >> beam.Create([])
         planned = (keyed | "Both sides" >> beam.Flatten().with_output_types(plan.KEYED_ITEM)
                    | "Plan" >> plan.PlanSync(ctx, failed_reads=failed_reads))
         _counted(planned.plans, "Count plans", lambda plan_: plan_.outcome)

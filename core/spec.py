@@ -13,6 +13,7 @@ the file, the pair and the field, and saying what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -403,13 +404,21 @@ def _dependency_order(v: _Validator, pairs: list[PairSpec]) -> list[PairSpec]:
 
 
 def load_dataflow(path: str | pathlib.Path) -> DataflowSpec:
-    """Read and validate one dataflow spec file."""
+    """Read and validate one dataflow spec file. A file read before and not changed since
+    (the same modification time and size) is not parsed again: a run looks its dataflows up
+    more than once, and ``--every`` and ``--all`` run them again and again in one process."""
     path = pathlib.Path(path)
+    stat = path.stat()
+    return _parsed_dataflow(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_dataflow(path: str, _mtime_ns: int, _size: int) -> DataflowSpec:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_dataflow(data, str(path))
+    return parse_dataflow(data, path)
 
 
 def available_dataflows(directory: pathlib.Path = DATAFLOWS_DIR) -> dict[str, DataflowSpec]:

@@ -48,7 +48,7 @@ def _judge(tmp_path, updates: int, limit: int, confirmed: bool = False, deletes:
            delete_limit: int = breaker.DEFAULT_MAX_DELETES):
     ctx = recording_context(tmp_path)
     out = list(breaker._JudgeFn(ctx, (limit, delete_limit), confirmed).process(
-        (updates, deletes)))
+        b"", [(updates, deletes)]))
     return ctx, out
 
 
@@ -114,3 +114,20 @@ def test_the_gate_passes_plans_or_counts_them_as_held(tmp_path):
     assert ctx.counters == {}
     assert list(gate.process(plan, hold=True)) == []
     assert ctx.counters == {HELD: 2}
+
+
+def test_the_changes_of_every_bundle_are_added_up_before_the_judge_decides(tmp_path):
+    count = breaker._CountChangesFn()
+    per_bundle = []
+    for bundle in ([_plan("update", "update"), _plan("delete")], [_plan("update")], []):
+        count.start_bundle()
+        for plan in bundle:
+            assert list(count.process(plan)) == []
+        per_bundle += [windowed.value for windowed in count.finish_bundle()]
+    assert per_bundle == [(2, 1), (1, 0), (0, 0)]
+    ctx = recording_context(tmp_path)
+    judge = breaker._JudgeFn(ctx, (2, breaker.DEFAULT_MAX_DELETES), False)
+    [held, verdict] = judge.process(b"", per_bundle)
+    assert held.value == ctx.pair.name and verdict is True       # 3 updates over 2
+    assert ctx.counters == {breaker.HELD_UPDATES: 3}
+    assert list(breaker._JudgeFn(ctx, (3, 1), False).process(b"", per_bundle)) == [False]

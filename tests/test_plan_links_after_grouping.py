@@ -104,7 +104,7 @@ def test_a_run_codes_each_entity_once_before_planning(synced_harness, monkeypatc
     assert len(packed) == len(unpacked) == read["read_source"] + read["read_target"] > 0
 
 
-@pytest.mark.parametrize("failed", [0, 1])
+@pytest.mark.parametrize("failed", [[], ["target"]])
 def test_the_read_failure_gate_after_grouping_holds_every_entity_and_plans_nothing(
         store_url, failed):
     """A pair one of whose reads failed is not planned: PlanSync's gate (after the grouping,
@@ -125,7 +125,7 @@ def test_the_read_failure_gate_after_grouping_holds_every_entity_and_plans_nothi
     ctx = engine._context(store_url)
     with counting_link_reads() as reads:
         p = beam.Pipeline(runner="FnApiRunner")
-        failed_reads = p | "Failed reads" >> beam.Create([failed])
+        failed_reads = p | "Failed reads" >> beam.Create(failed)   # the sides whose read failed
         planned = (p | beam.Create(entities) | plan.LookUpLinks(ctx)
                    | plan.PlanSync(ctx, failed_reads=failed_reads))
         assert_that(planned.plans | beam.Map(lambda plan_: plan_.link.link_id),

@@ -28,7 +28,7 @@ import apache_beam as beam
 from core import planner
 from core.model import UNLINKED
 from core.planner import SyncPlan
-from transforms.common import PROGRESS_LOGGER, PairContext
+from transforms.common import PROGRESS_LOGGER, CallOnce, PairContext, in_global_window
 from transforms.write import count_entities
 
 _HELD = "held"
@@ -53,18 +53,6 @@ def planned_deletes(plan_: SyncPlan) -> int:
     """The deletes a plan writes, and its unlink (a link forgotten) if it is one."""
     return (sum(1 for write in plan_.writes if write.kind == "delete")
             + (plan_.link.state == UNLINKED))
-
-
-def _changes(plan_: SyncPlan) -> tuple[int, int]:
-    return planned_updates(plan_), planned_deletes(plan_)
-
-
-def _sum_changes(counts) -> tuple[int, int]:
-    updates = deletes = 0
-    for planned_u, planned_d in counts:
-        updates += planned_u
-        deletes += planned_d
-    return updates, deletes
 
 
 class HoldMassChangesResult(NamedTuple):
@@ -93,25 +81,44 @@ class HoldMassChanges(beam.PTransform):
         self._confirmed = confirmed
 
     def expand(self, plans):
-        changes = (plans
-                   | "Count updates" >> beam.Map(_changes)
-                   | "Sum updates" >> beam.CombineGlobally(_sum_changes).without_defaults())
-        verdict = changes | "Judge" >> beam.ParDo(
-            _JudgeFn(self._ctx, self._limits, self._confirmed)).with_outputs(
-                _HELD, main="hold")
+        changes = plans | "Count changes" >> beam.ParDo(_CountChangesFn())
+        verdict = plans.pipeline | "Judge" >> CallOnce(beam.ParDo(
+            _JudgeFn(self._ctx, self._limits, self._confirmed),
+            changes=beam.pvalue.AsList(changes)).with_outputs(_HELD, main="hold"))
         passed = plans | "Gate" >> beam.ParDo(
-            _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold, default_value=False))
+            _GateFn(self._ctx), hold=beam.pvalue.AsSingleton(verdict.hold))
         return HoldMassChangesResult(plans=passed, held=verdict[_HELD])
 
 
+class _CountChangesFn(beam.DoFn):
+    """The (updates, deletes) the plans of a bundle hold, one element per bundle: what the
+    judge adds up is a few elements long however many plans there are."""
+
+    def start_bundle(self):
+        self._updates = self._deletes = 0
+
+    def process(self, plan_: SyncPlan):
+        self._updates += planned_updates(plan_)
+        self._deletes += planned_deletes(plan_)
+        return ()
+
+    def finish_bundle(self):
+        yield from in_global_window([(self._updates, self._deletes)])
+
+
 class _JudgeFn(beam.DoFn):
+    """Once the counts of every bundle are in: holds the pair back or lets it through
+    (``True``: held), and names a held pair in the ``held`` output."""
+
     def __init__(self, ctx: PairContext, limits: tuple[int, int], confirmed: bool):
         self._ctx = ctx
         self._limits = limits
         self._confirmed = confirmed
 
-    def process(self, changes: tuple[int, int]):
-        (updates, deletes), (limit, delete_limit) = changes, self._limits
+    def process(self, _, changes: list[tuple[int, int]]):
+        updates = sum(planned_u for planned_u, _ in changes)
+        deletes = sum(planned_d for _, planned_d in changes)
+        limit, delete_limit = self._limits
         hold = (updates > limit or deletes > delete_limit) and not self._confirmed
         if hold:
             # each limit passed is counted (and said) on its own: the report names the

@@ -137,12 +137,20 @@ class BufferedStoreFn(beam.DoFn):
         self._store.close()
 
 
-def count_globally() -> beam.PTransform:
-    """The number of elements, as one element, or none for no input: read it with
-    ``AsSingleton(..., default_value=0)`` or use it as a barrier. Beam's
-    ``Count.Globally()`` also adds the 0 of an empty input, with a stage of its own that every
-    run pays for (four more transforms per count); nothing here needs that element."""
-    return beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
+class CallOnce(beam.PTransform):
+    """Applies ``pardo`` once, to the one element of an ``Impulse``, after each of its side
+    inputs is complete: how a run takes a PCollection whole (``beam.pvalue.AsList``: an empty
+    one as ``[]``) or waits on it (a barrier). A combine to a list (``beam.combiners.ToList``)
+    or a ``beam.Create([None])`` to start from would do the same with more transforms and
+    stages, which every run pays for. Applied to the pipeline; outputs what ``pardo`` does
+    (its tagged outputs too, with ``with_outputs``)."""
+
+    def __init__(self, pardo: beam.PTransform):
+        super().__init__()
+        self._pardo = pardo
+
+    def expand(self, pbegin):
+        return pbegin | "Impulse" >> beam.Impulse() | "Call" >> self._pardo
 
 
 def requests_counter(system: str):

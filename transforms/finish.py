@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from connectors.stores import open_link_store
 from core.model import DeadLetter
-from transforms.common import METRICS_NAMESPACE, REFERENCE_STAGE
+from transforms.common import METRICS_NAMESPACE, REFERENCE_STAGE, CallOnce
 
 _DEAD_LETTER_COLUMNS = [
     ("run_id", "string"), ("dataflow", "string"), ("pair", "string"), ("direction", "string"),
@@ -67,18 +67,24 @@ class WriteRunFile(beam.PTransform):
         self._parquet_columns = parquet_columns
 
     def expand(self, records):
-        return (records
-                | "Collect" >> beam.combiners.ToList()
-                | "Write" >> beam.Map(self._write))
+        return records.pipeline | "Write" >> CallOnce(beam.ParDo(
+            _WriteRunFileFn(self._path, self._parquet_columns),
+            rows=beam.pvalue.AsList(records)))
 
-    def _write(self, rows: list) -> int:
+
+class _WriteRunFileFn(beam.DoFn):
+    def __init__(self, path: str, parquet_columns):
+        self._path = path
+        self._parquet_columns = parquet_columns
+
+    def process(self, _, rows: list):
         rows = sorted(rows, key=_json_line)
         _write_bytes(self._path, "".join(_json_line(r) + "\n" for r in rows).encode("utf-8"))
         if self._parquet_columns is not None:
             dicts = [r.to_dict() if hasattr(r, "to_dict") else r for r in rows]
             write_parquet(self._path.rsplit(".", 1)[0] + ".parquet", dicts,
                           self._parquet_columns)
-        return len(rows)
+        yield len(rows)
 
 
 _STAGES = ("read", "map", "reference", "plan", "reserve", "write", "commit")
@@ -200,11 +206,9 @@ class RecordDeadLetters(beam.PTransform):
             return written
         held = self._held if self._held is not None else \
             dead_letters.pipeline | "Nothing held" >> beam.Create([])
-        return (dead_letters
-                | "Collect" >> beam.combiners.ToList()
-                | "Store" >> beam.ParDo(_StoreDeadLettersFn(self._link_store),
-                                        barrier=beam.pvalue.AsList(written),
-                                        held=beam.pvalue.AsList(held)))
+        return dead_letters.pipeline | "Store" >> CallOnce(beam.ParDo(
+            _StoreDeadLettersFn(self._link_store), letters=beam.pvalue.AsList(dead_letters),
+            barrier=beam.pvalue.AsList(written), held=beam.pvalue.AsList(held)))
 
 
 def _counted(letter: DeadLetter) -> DeadLetter:
@@ -218,7 +222,7 @@ class _StoreDeadLettersFn(beam.DoFn):
     def __init__(self, link_store: str):
         self._link_store = link_store
 
-    def process(self, letters: list[DeadLetter], barrier, held):
+    def process(self, _, letters: list[DeadLetter], barrier, held):
         letters = [letter for letter in letters if letter.pair not in held]
         with open_link_store(self._link_store) as store:
             store.add_dead_letters(letters)
@@ -248,13 +252,10 @@ class AdvanceWatermarks(beam.PTransform):
             else self._barrier[0]
         held = self._held if self._held is not None else \
             candidates.pipeline | "Nothing held" >> beam.Create([])
-        return (candidates.pipeline
-                | "Start" >> beam.Create([None])
-                | "Advance" >> beam.ParDo(
-                    _AdvanceWatermarksFn(self._link_store, self._dataflow, self._run_id,
-                                         self._pairs),
-                    candidates=beam.pvalue.AsList(candidates),
-                    barrier=beam.pvalue.AsList(barrier), held=beam.pvalue.AsList(held)))
+        return candidates.pipeline | "Advance" >> CallOnce(beam.ParDo(
+            _AdvanceWatermarksFn(self._link_store, self._dataflow, self._run_id, self._pairs),
+            candidates=beam.pvalue.AsList(candidates), barrier=beam.pvalue.AsList(barrier),
+            held=beam.pvalue.AsList(held)))
 
 
 class _AdvanceWatermarksFn(beam.DoFn):

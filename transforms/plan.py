@@ -4,6 +4,7 @@ record's path through a run", steps 3–4)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -160,7 +161,7 @@ class PlanSync(beam.PTransform):
     Business NXT), invisible to an incremental read, is seen. Never on an incremental read,
     where a record not returned is only a record not changed.
 
-    ``failed_reads`` (a one-element count of the pair's failed reads) is the read-failure gate:
+    ``failed_reads`` (the sides whose read failed, none or both) is the read-failure gate:
     when a read of the pair failed, nothing is planned (planning against a partial read of one
     side would take the records it missed for absent and create duplicates) and the entities
     are counted as held back. The gate is here, after the grouping, which waits for every read
@@ -176,7 +177,7 @@ class PlanSync(beam.PTransform):
 
     def expand(self, keyed):
         gate = ({} if self._failed_reads is None
-                else {"failed": beam.pvalue.AsSingleton(self._failed_reads, default_value=0)})
+                else {"failed": beam.pvalue.AsList(self._failed_reads)})
         planned = (keyed
                    | "Group" >> beam.GroupByKey()
                    | "Plan" >> beam.ParDo(_PlanGroupsFn(self._ctx, self._verify), **gate)
@@ -200,7 +201,7 @@ class _PlanGroupsFn(BufferedStoreFn):
         self._connectors = {}
         self._requests = {}
 
-    def process(self, element, failed: int = 0):
+    def process(self, element, failed: Sequence[str] = ()):
         key, packed = element
         if failed:
             self._held.inc(sum(1 for item in packed if is_packed_entity(item)))

@@ -33,6 +33,7 @@ import apache_beam as beam
 from connectors.linkstore import LinkStore, StaleStateError
 from connectors.stores import open_link_store
 from core.model import StateEntry
+from transforms.common import CallOnce
 
 _LOG = logging.getLogger(__name__)
 #: how long a lock lives without renewal unless the run says otherwise
@@ -182,11 +183,9 @@ class ReleaseRunLock(beam.PTransform):
         self._run_id = run_id
 
     def expand(self, after):
-        return (after.pipeline
-                | "Start" >> beam.Create([None])
-                | "Release" >> beam.ParDo(_ReleaseRunLockFn(self._link_store, self._dataflow,
-                                                            self._run_id),
-                                          after=beam.pvalue.AsList(after)))
+        return after.pipeline | "Release" >> CallOnce(beam.ParDo(
+            _ReleaseRunLockFn(self._link_store, self._dataflow, self._run_id),
+            after=beam.pvalue.AsList(after)))
 
 
 class _ReleaseRunLockFn(beam.DoFn):

@@ -11,7 +11,7 @@ import apache_beam as beam
 from core.model import committed_state
 from core.planner import SOURCE, TARGET, SyncPlan
 from transforms import breaker, finish, plan, read, write
-from transforms.common import PairContext, count_globally
+from transforms.common import PairContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +38,11 @@ class SyncPairResult(NamedTuple):
     watermarks: beam.PCollection
     #: the conflicts settled by the committed plans (rows of conflicts.jsonl)
     conflicts: beam.PCollection | None = None
-    #: the count of committed links: a barrier for the watermarks
+    #: the number of links committed, per bundle: a barrier for the watermarks
     committed: beam.PCollection | None = None
     #: the audit events of what was committed
     audit: beam.PCollection | None = None
-    #: the pair's name if the circuit breaker held its changes back (more than
+    #: the pair's name (once or more) if the circuit breaker held its changes back (more than
     #: ``max_updates`` planned updates, not confirmed) or the read of a side failed, and the
     #: pair was not planned at all
     held: beam.PCollection | None = None
@@ -99,8 +99,7 @@ class SyncPair(beam.PTransform):
             # entity is coded only once before planning: packed for the shuffle
             keyed.append(mapped.entities | f"LookUpLinks {side}" >> plan.LookUpLinks(ctx))
             dead.append(mapped.dead_letters)
-        failed_reads = (failed | "Failed reads" >> beam.Flatten()
-                        | "Count failed reads" >> count_globally())
+        failed_reads = failed | "Failed reads" >> beam.Flatten()
         planned = (keyed
                    | "Both sides" >> beam.Flatten().with_output_types(plan.KEYED_ITEM)
                    | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing,
@@ -118,19 +117,19 @@ class SyncPair(beam.PTransform):
                  | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
                  | "HoldMassChanges" >> breaker.HoldMassChanges(
                      ctx, self._max_updates, self._confirm, self._max_deletes))
-        not_planned = failed_reads | "Not planned" >> beam.FlatMap(
-            lambda count, pair=ctx.pair.name: [pair] if count else [])
+        not_planned = failed_reads | "Not planned" >> beam.Map(
+            lambda _side, pair=ctx.pair.name: pair)
         held = (gated.held, not_planned) | "Held" >> beam.Flatten()
         reserved = gated.plans | "ReserveLinks" >> write.ReserveLinks(ctx)
         changes = reserved.plans
         written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
         committed = (changes, written.outcomes) | "CommitLinks" >> write.CommitLinks(ctx)
         dead += [reserved.dead_letters, written.dead_letters, committed.dead_letters]
-        count = committed.links | "Count committed" >> count_globally()
         return SyncPairResult(
             plans=planned.plans, links=committed.links,
             dead_letters=dead | "All dead letters" >> beam.Flatten(),
-            watermarks=all_watermarks, conflicts=committed.conflicts, committed=count,
+            watermarks=all_watermarks, conflicts=committed.conflicts,
+            committed=committed.committed,
             audit=committed.audit, held=held)
 
 

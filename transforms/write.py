@@ -64,6 +64,7 @@ from transforms.common import (
     PairContext,
     RequestCounting,
     Resolver,
+    in_global_window,
     progress,
     reference_stage,
     system_fields,
@@ -75,6 +76,7 @@ _LOG = logging.getLogger(__name__)
 _DEAD_LETTERS = "dead_letters"
 _CONFLICTS = "conflicts"
 _AUDIT = "audit"
+_COMMITTED = "committed"
 _BATCH_SIZE = 100
 #: concurrent writers per pair and system unless its ``write_shards`` setting says otherwise
 DEFAULT_WRITE_SHARDS = 1
@@ -386,6 +388,9 @@ class CommitLinksResult(NamedTuple):
     conflicts: beam.PCollection
     #: the audit events of what was committed (:mod:`transforms.audit`)
     audit: beam.PCollection
+    #: per bundle, the number of links it committed: complete once every commit is done (a
+    #: barrier a few elements long, where the links would be a side input of thousands)
+    committed: beam.PCollection
 
 
 class CommitLinks(beam.PTransform):
@@ -407,9 +412,10 @@ class CommitLinks(beam.PTransform):
         committed = ({"plan": keyed_plans, "outcome": outcomes}
                      | "Join" >> beam.CoGroupByKey()
                      | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
-                         _DEAD_LETTERS, _CONFLICTS, _AUDIT, main="links"))
+                         _DEAD_LETTERS, _CONFLICTS, _AUDIT, _COMMITTED, main="links"))
         return CommitLinksResult(links=committed.links, dead_letters=committed[_DEAD_LETTERS],
-                                 conflicts=committed[_CONFLICTS], audit=committed[_AUDIT])
+                                 conflicts=committed[_CONFLICTS], audit=committed[_AUDIT],
+                                 committed=committed[_COMMITTED])
 
 
 class _CommitLinksFn(BufferedStoreFn):
@@ -417,6 +423,18 @@ class _CommitLinksFn(BufferedStoreFn):
     when one element's plans cross it)."""
 
     batch_size = _COMMIT_BATCH
+
+    def setup(self):
+        super().setup()
+        self._committed = 0
+
+    def start_bundle(self):
+        super().start_bundle()
+        self._committed = 0
+
+    def finish_bundle(self):
+        yield from super().finish_bundle()
+        yield from in_global_window([beam.pvalue.TaggedOutput(_COMMITTED, self._committed)])
 
     def process(self, element):
         _, joined = element
@@ -463,6 +481,7 @@ class _CommitLinksFn(BufferedStoreFn):
                     "target_edited_in": conflict.target_edited_in})
             for event in audit.committed_events(self._ctx, plan, by_id[link.link_id], now):
                 yield beam.pvalue.TaggedOutput(_AUDIT, event)
+            self._committed += 1
             yield by_id[link.link_id]
 
     def _count(self, plan: SyncPlan) -> None:
