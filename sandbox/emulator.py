@@ -79,9 +79,10 @@ class Emulator:
 
     def __init__(self, *, api_key: str, seed: int,
                  state_path: os.PathLike[str] | str | None = None,
-                 state_flush_s: float = 0.5):
+                 state_flush_s: float = 2.0):
         """``state_flush_s``: how often written state is flushed to ``state_path`` in the
-        background (a benchmark over a million rows sets it past its run, so the emulator's
+        background (each flush dumps the whole state, so not much more often than this while a
+        sync writes; a benchmark over a million rows sets it past its run, so the emulator's
         own JSON dump does not stall the answers it measures; the state is flushed on
         :meth:`close` in any case)."""
         self.api_key = api_key
