@@ -161,9 +161,9 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
     all_conflicts | "Write conflicts" >> finish.WriteRunFile(
         FileSystems.join(run_dir, "conflicts.jsonl"))
     (_flatten(p, list(plans.values()), "plans")
-     | "Changes planned" >> beam.Filter(
-         lambda plan_: plan_.writes or plan_.outcome == "linked_by_match")
-     | "Plan rows" >> beam.Map(_plan_row)
+     | "Plan rows" >> beam.FlatMap(
+         lambda plan_: [_plan_row(plan_)] if plan_.writes or plan_.outcome == "linked_by_match"
+         else [])
      | "Write plan" >> finish.WriteRunFile(FileSystems.join(run_dir, "plan.jsonl")))
     if syncing and settings.audit_dir:
         ((_flatten(p, events, "audit events"), dead_letters)

@@ -84,7 +84,7 @@ def test_a_connector_that_cannot_read_a_row_fails_only_its_pair(monkeypatch, err
     records = [o for o in out if isinstance(o, Record)]
     tagged = {o.tag: o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)}
     assert [r.id for r in records] == ["C1"]
-    assert tagged[read._READ_FAILED] == "source"
+    assert tagged[read._READ_FAILED] == "customer"      # the pair, not planned this run
     letter = tagged[read._DEAD_LETTERS]
     assert (letter.stage, letter.error_class, letter.entity_id) == ("read", "validation", None)
     assert f"{type(error).__name__}" in letter.message and "was not planned" in letter.message

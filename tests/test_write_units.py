@@ -439,7 +439,8 @@ def test_a_connector_per_side_made_once(ctx, store, monkeypatch):
 # --- commit -----------------------------------------------------------------------------------
 
 def _joined(plan, *outcomes):
-    return plan.link.link_id, {"plan": [plan], "outcome": list(outcomes)}
+    """A plan and its writes' outcomes as CommitLinks groups them by link id."""
+    return plan.link.link_id, [*outcomes, plan]
 
 
 def _ok_outcome(link_id, side="target", entity_id="T1", view=None):
@@ -505,7 +506,7 @@ def test_each_plan_of_a_link_is_judged_on_its_own(ctx, store):
     fn = write._CommitLinksFn(ctx)
     fn.setup()
     fn.start_bundle()
-    assert list(fn.process(("s:S1", {"plan": [failed, fine], "outcome": []}))) == []
+    assert list(fn.process(("s:S1", [failed, fine]))) == []
     assert [plan for plan, _ in fn._buffer] == [fine]
     assert ctx.counters == {DEAD: 2}
 

@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import io
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
 import apache_beam as beam
@@ -99,17 +100,17 @@ class OneLetterPerEntity(beam.PTransform):
     of a whole pair) pass on as they are.
     """
 
-    _ENTITY = "about_an_entity"
-
     def expand(self, letters):
-        about = self._ENTITY
-        split = letters | "Split" >> beam.FlatMap(
-            lambda letter: [beam.pvalue.TaggedOutput(about, (entity_key(letter), letter))]
-            if letter.entity_id else [letter]).with_outputs(about, main="others")
-        first = (split[about]
-                 | "Group by entity" >> beam.GroupByKey()
-                 | "Earliest stage" >> beam.MapTuple(lambda _, same: min(same, key=_letter_rank)))
-        return (split.others, first) | "Letters" >> beam.Flatten()
+        return (letters
+                | "Key by entity" >> beam.Map(lambda letter: (_letter_key(letter), letter))
+                | "Group by entity" >> beam.GroupByKey()
+                | "Earliest stage" >> beam.MapTuple(lambda _, same: min(same, key=_letter_rank)))
+
+
+def _letter_key(letter: DeadLetter) -> tuple:
+    """The entity of a letter about one; a key of its own for a letter about none (a failed
+    read of a whole pair), which then passes on alone."""
+    return entity_key(letter) if letter.entity_id else ("", "", "", "", uuid.uuid4().hex)
 
 
 def entity_key(letter: DeadLetter) -> tuple:

@@ -161,7 +161,7 @@ class PlanSync(beam.PTransform):
     Business NXT), invisible to an incremental read, is seen. Never on an incremental read,
     where a record not returned is only a record not changed.
 
-    ``failed_reads`` (the sides whose read failed, none or both) is the read-failure gate:
+    ``failed_reads`` (the pair's name once per side whose read failed) is the read-failure gate:
     when a read of the pair failed, nothing is planned (planning against a partial read of one
     side would take the records it missed for absent and create duplicates) and the entities
     are counted as held back. The gate is here, after the grouping, which waits for every read

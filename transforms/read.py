@@ -37,11 +37,12 @@ class ReadChangesResult(NamedTuple):
     #: each entity read, once (an entity both in the changed read and among the retry ids is
     #: read twice but passed on, counted and dead-lettered once: its freshest version)
     records: beam.PCollection
-    #: the largest modified time of the changed read (ISO 8601): the next watermark
+    #: (pair, system, the largest modified time of the changed read in ISO 8601): the next
+    #: watermark
     watermarks: beam.PCollection
     #: a read-stage letter for every row that is not a record, and one for a failed read
     dead_letters: beam.PCollection
-    #: the side's name when its read failed (0 or 1 element)
+    #: the pair's name when this side's read failed (0 or 1 element): the pair is not planned
     read_failed: beam.PCollection
 
 
@@ -111,7 +112,9 @@ class _ReadRecordsFn(beam.DoFn):
                             newest = record.modified
                     yield record
                 if newest is not None:
-                    yield beam.pvalue.TaggedOutput(_WATERMARKS, newest.isoformat())
+                    yield beam.pvalue.TaggedOutput(_WATERMARKS, (
+                        self._ctx.pair.name, self._ctx.system(self._side).name,
+                        newest.isoformat()))
                 progress.info("%s: read %d %s from %s (%s)", self._ctx.pair.name, count, entity,
                               self._connector.name, f"changed since {arg}" if arg else "all")
             else:
@@ -145,8 +148,8 @@ class _ReadRecordsFn(beam.DoFn):
                              fields={}, deleted=True)
 
     def _failed(self, entity: str, reason: str, error_class: str, status):
-        """A read that failed: one dead letter for the pair, and the side in ``read_failed``
-        (the pair is then not planned; the next run reads it again)."""
+        """A read that failed: one dead letter for the pair, and the pair in ``read_failed``
+        (it is then not planned; the next run reads it again)."""
         progress.warning("%s: reading %s from %s failed; the pair is not planned this run: "
                          "%s", self._ctx.pair.name, entity, self._connector.name, reason)
         yield beam.pvalue.TaggedOutput(_DEAD_LETTERS, self._ctx.dead_letter(
@@ -154,7 +157,7 @@ class _ReadRecordsFn(beam.DoFn):
             status=status, direction=_direction(self._side),
             message=f"reading {entity} failed, so pair {self._ctx.pair.name} was not "
                     f"planned this run (the next run reads it again): {reason}"))
-        yield beam.pvalue.TaggedOutput(_READ_FAILED, self._side)
+        yield beam.pvalue.TaggedOutput(_READ_FAILED, self._ctx.pair.name)
 
     def teardown(self):
         self._connector.close()

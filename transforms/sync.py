@@ -88,8 +88,7 @@ class SyncPair(beam.PTransform):
                 ctx, side, position.since, position.retry_ids)
             dead.append(records.dead_letters)
             failed.append(records.read_failed)
-            watermarks.append(records.watermarks | f"Watermark {side}" >> beam.Map(
-                lambda value, pair=ctx.pair.name, system=system: (pair, system, value)))
+            watermarks.append(records.watermarks)
             kept = [letter for letter in self._kept if letter.system == system]
             if kept:
                 dead.append(records.records | f"Carry kept letters {side}" >>
@@ -117,9 +116,7 @@ class SyncPair(beam.PTransform):
                  | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
                  | "HoldMassChanges" >> breaker.HoldMassChanges(
                      ctx, self._max_updates, self._confirm, self._max_deletes))
-        not_planned = failed_reads | "Not planned" >> beam.Map(
-            lambda _side, pair=ctx.pair.name: pair)
-        held = (gated.held, not_planned) | "Held" >> beam.Flatten()
+        held = (gated.held, failed_reads) | "Held" >> beam.Flatten()
         reserved = gated.plans | "ReserveLinks" >> write.ReserveLinks(ctx)
         changes = reserved.plans
         written = changes | "Write" >> write.WriteChanges(ctx, self._refs)

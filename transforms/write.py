@@ -409,8 +409,11 @@ class CommitLinks(beam.PTransform):
     def expand(self, inputs):
         plans, outcomes = inputs
         keyed_plans = plans | "KeyPlans" >> beam.Map(lambda plan: (plan.link.link_id, plan))
-        committed = ({"plan": keyed_plans, "outcome": outcomes}
-                     | "Join" >> beam.CoGroupByKey()
+        # a plan and the outcomes of its writes, grouped by link id (told apart by type: a
+        # CoGroupByKey would tag and untag each with three more transforms)
+        committed = ((keyed_plans, outcomes)
+                     | "Plans and outcomes" >> beam.Flatten()
+                     | "Join" >> beam.GroupByKey()
                      | "Commit" >> beam.ParDo(_CommitLinksFn(self._ctx)).with_outputs(
                          _DEAD_LETTERS, _CONFLICTS, _AUDIT, _COMMITTED, main="links"))
         return CommitLinksResult(links=committed.links, dead_letters=committed[_DEAD_LETTERS],
@@ -439,8 +442,8 @@ class _CommitLinksFn(BufferedStoreFn):
     def process(self, element):
         _, joined = element
         ready: list[tuple[SyncPlan, Link]] = []
-        for plan in joined["plan"]:
-            outcomes = {o.side: o for o in joined["outcome"]}
+        outcomes = {o.side: o for o in joined if isinstance(o, WriteOutcome)}
+        for plan in (item for item in joined if isinstance(item, SyncPlan)):
             if any(not outcomes.get(w.side) or not outcomes[w.side].ok for w in plan.writes):
                 count_entities(self._ctx, plan, DEAD)
                 continue  # a write failed (dead-lettered): keep the old link, retry next run
