@@ -140,13 +140,13 @@ def build_pipeline(p: beam.Pipeline, spec: DataflowSpec, config: Config,
             max_deletes=settings.max_deletes_per_pair, verify_missing=settings.full_rescan,
             confirm_mass_changes=settings.confirm_mass_changes, kept_letters=kept)
         plans[pair.name], links[pair.name] = out.plans, out.links
-        dead.append(out.dead_letters)
-        watermarks.append(out.watermarks)
+        dead.extend(out.dead_letters)
+        watermarks.extend(out.watermarks)
         if syncing:
             conflicts.append(out.conflicts)
             done.append(out.committed)
             events.append(out.audit)
-            held.append(out.held)
+            held.extend(out.held)
 
     dead_letters = (_flatten(p, dead, "dead letters")
                     | "One letter per entity" >> finish.OneLetterPerEntity()

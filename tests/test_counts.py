@@ -140,7 +140,8 @@ def test_a_record_read_twice_is_passed_on_counted_and_lettered_once(monkeypatch)
     out = p | read.ReadChanges(ctx, SOURCE, since=None, retry_ids=["C1", "U1"])
     assert_that(out.records | beam.Map(lambda r: (r.id, r.fields["v"])),
                 equal_to([("C1", 3), ("C2", 2)]))
-    assert_that(out.dead_letters | beam.Map(lambda item: (item.entity_id, item.stage)),
+    assert_that(out.dead_letters | beam.Flatten()
+                | beam.Map(lambda item: (item.entity_id, item.stage)),
                 equal_to([("U1", "read")]), label="one letter")
     result = p.run()
     result.wait_until_finish()

@@ -40,8 +40,10 @@ class ReadChangesResult(NamedTuple):
     #: (pair, system, the largest modified time of the changed read in ISO 8601): the next
     #: watermark
     watermarks: beam.PCollection
-    #: a read-stage letter for every row that is not a record, and one for a failed read
-    dead_letters: beam.PCollection
+    #: the read-stage letters, as the two PCollections they come from: one letter per failed
+    #: read, one per row that is not a record (flattened once, with the run's others: each
+    #: Flatten of a Flatten costs Beam's local runner a stage)
+    dead_letters: tuple[beam.PCollection, beam.PCollection]
     #: the pair's name when this side's read failed (0 or 1 element): the pair is not planned
     read_failed: beam.PCollection
 
@@ -82,8 +84,7 @@ class ReadChanges(beam.PTransform):
             _CountRowsFn(self._ctx, self._side)).with_outputs(_DEAD_LETTERS, main="records")
         return ReadChangesResult(
             records=counted.records, watermarks=read[_WATERMARKS],
-            dead_letters=((read[_DEAD_LETTERS], counted[_DEAD_LETTERS])
-                          | "Read dead letters" >> beam.Flatten()),
+            dead_letters=(read[_DEAD_LETTERS], counted[_DEAD_LETTERS]),
             read_failed=read[_READ_FAILED])
 
 

@@ -25,7 +25,10 @@ class ReadPosition:
 class SyncPairResult(NamedTuple):
     """What :class:`SyncPair` outputs: PCollections named as Beam's BigQuery ``WriteResult``
     names its own. A named tuple, so Beam registers each field as a named output of the
-    composite (as it did a dict's keys). The last four are None in plan mode."""
+    composite (as it did a dict's keys). The last four are None in plan mode. The dead
+    letters, watermarks and held pairs come as the PCollections they are made of, for the
+    run to flatten once with the other pairs' (a Flatten of a Flatten costs Beam's local
+    runner a stage per pair)."""
 
     #: the pair's plans (:class:`~core.planner.SyncPlan`)
     plans: beam.PCollection
@@ -33,9 +36,9 @@ class SyncPairResult(NamedTuple):
     #: placeholder ids for entities to be created)
     links: beam.PCollection
     #: every dead letter of the pair (more than one per entity is possible)
-    dead_letters: beam.PCollection
+    dead_letters: tuple[beam.PCollection, ...]
     #: (pair, system, newest modified time) of each side's changed read
-    watermarks: beam.PCollection
+    watermarks: tuple[beam.PCollection, ...]
     #: the conflicts settled by the committed plans (rows of conflicts.jsonl)
     conflicts: beam.PCollection | None = None
     #: the number of links committed, per bundle: a barrier for the watermarks
@@ -45,7 +48,7 @@ class SyncPairResult(NamedTuple):
     #: the pair's name (once or more) if the circuit breaker held its changes back (more than
     #: ``max_updates`` planned updates, not confirmed) or the read of a side failed, and the
     #: pair was not planned at all
-    held: beam.PCollection | None = None
+    held: tuple[beam.PCollection, ...] | None = None
 
 
 class SyncPair(beam.PTransform):
@@ -86,7 +89,7 @@ class SyncPair(beam.PTransform):
             system = ctx.system(side).name
             records = pbegin | f"Read {side}" >> read.ReadChanges(
                 ctx, side, position.since, position.retry_ids)
-            dead.append(records.dead_letters)
+            dead.extend(records.dead_letters)
             failed.append(records.read_failed)
             watermarks.append(records.watermarks)
             kept = [letter for letter in self._kept if letter.system == system]
@@ -104,19 +107,16 @@ class SyncPair(beam.PTransform):
                    | "Plan" >> plan.PlanSync(ctx, verify_missing=self._verify_missing,
                                              failed_reads=failed_reads))
         dead.append(planned.dead_letters)
-        all_watermarks = watermarks | "All watermarks" >> beam.Flatten()
         if not self._apply:
             planned.plans | "Count plans" >> beam.Map(lambda p, ctx=ctx: write.count_plan(ctx, p))
             return SyncPairResult(
                 plans=planned.plans,
                 links=planned.plans | "Planned links" >> beam.Map(_planned_link),
-                dead_letters=dead | "All dead letters" >> beam.Flatten(),
-                watermarks=all_watermarks)
+                dead_letters=tuple(dead), watermarks=tuple(watermarks))
         gated = (planned.plans
                  | "Drop unchanged" >> beam.ParDo(_DropUnchangedFn(ctx))
                  | "HoldMassChanges" >> breaker.HoldMassChanges(
                      ctx, self._max_updates, self._confirm, self._max_deletes))
-        held = (gated.held, failed_reads) | "Held" >> beam.Flatten()
         reserved = gated.plans | "ReserveLinks" >> write.ReserveLinks(ctx)
         changes = reserved.plans
         written = changes | "Write" >> write.WriteChanges(ctx, self._refs)
@@ -124,10 +124,9 @@ class SyncPair(beam.PTransform):
         dead += [reserved.dead_letters, written.dead_letters, committed.dead_letters]
         return SyncPairResult(
             plans=planned.plans, links=committed.links,
-            dead_letters=dead | "All dead letters" >> beam.Flatten(),
-            watermarks=all_watermarks, conflicts=committed.conflicts,
-            committed=committed.committed,
-            audit=committed.audit, held=held)
+            dead_letters=tuple(dead), watermarks=tuple(watermarks),
+            conflicts=committed.conflicts, committed=committed.committed,
+            audit=committed.audit, held=(gated.held, *failed))
 
 
 class _DropUnchangedFn(beam.DoFn):
