@@ -164,6 +164,7 @@ class HttpClient:
                  read_timeout_s: float = _READ_TIMEOUT_S,
                  requests_per_second: float | None = None,
                  max_retries: int = _MAX_RETRIES,
+                 first_backoff_s: float | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  auth: TokenProvider | None = None,
@@ -185,6 +186,8 @@ class HttpClient:
         self._limiter = (TokenBucket(requests_per_second, clock=clock, sleep=sleep)
                          if requests_per_second else None)
         self._max_retries = max_retries
+        #: the bound of the first backoff (then doubling per retry, up to _MAX_BACKOFF_S)
+        self._first_backoff_s = _BASE_BACKOFF_S if first_backoff_s is None else first_backoff_s
         self._sleep = sleep
         self._session = requests.Session()
         self._session.headers.update(headers or {})
@@ -197,11 +200,14 @@ class HttpClient:
         """A client for ``config``: its base URL, name and the common settings.
 
         Settings: ``timeout_s`` (read timeout), ``requests_per_second`` (rate limit),
-        ``max_retries`` (retries of a failed call that is safe to retry).
+        ``max_retries`` (retries of a failed call that is safe to retry), ``retry_backoff_s``
+        (the bound of the first wait before a retry, doubling per retry).
         """
         settings = config.settings
         if settings.get("max_retries") is not None:
             kwargs.setdefault("max_retries", int(settings["max_retries"]))
+        if settings.get("retry_backoff_s") is not None:
+            kwargs.setdefault("first_backoff_s", float(settings["retry_backoff_s"]))
         if settings.get("timeout_s") is not None:
             kwargs.setdefault("read_timeout_s", float(settings["timeout_s"]))
         if settings.get("requests_per_second") is not None:
@@ -430,10 +436,9 @@ class HttpClient:
             return {self._masker.mask(k): self._mask_body(v) for k, v in body.items()}
         return body
 
-    @staticmethod
-    def _backoff(attempt: int) -> float:
+    def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, capped exponential] (spreads retries of many workers)."""
-        return random.uniform(0, min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2 ** attempt))
+        return random.uniform(0, min(_MAX_BACKOFF_S, self._first_backoff_s * 2 ** attempt))
 
 
 def _required_id(entity_id: str | None) -> str:

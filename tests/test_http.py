@@ -152,6 +152,21 @@ def test_retries_503_then_succeeds_with_capped_jittered_backoff(server, fake_tim
         assert 0 <= wait <= talkhttp._BASE_BACKOFF_S * 2 ** attempt
 
 
+def test_the_first_backoff_is_the_systems_retry_backoff_s_setting(server, fake_time):
+    """A system's ``retry_backoff_s`` bounds the first wait (then doubling), as ``max_retries``
+    bounds the retries: the fault campaign's runs, each a process of its own, read it from
+    the config. Waits of up to 4 s under the client's own 0.5 s show the bound applies."""
+    from core.model import SystemConfig
+    config = SystemConfig("shop", "customwebshop", server.url,
+                          settings={"retry_backoff_s": "0.001", "max_retries": 3})
+    server.script(*[Answer(503, error_body("busy"))] * 3, Answer(200, {"ok": True}))
+    http = talkhttp.HttpClient.from_config(config, sleep=fake_time.sleep,
+                                           clock=fake_time.clock)
+    assert http.request("GET", "/customers").status == 200
+    assert len(fake_time.waits) == 3
+    assert all(0 <= wait <= 0.001 * 2 ** attempt for attempt, wait in enumerate(fake_time.waits))
+
+
 def test_gives_up_after_max_retries_with_the_last_error(server, fake_time):
     server.script(*[Answer(502, error_body("bad gateway"))] * (talkhttp._MAX_RETRIES + 1))
     http = client(server, fake_time)

@@ -80,8 +80,10 @@ class Campaign:
     """One seed's scenario."""
 
     def __init__(self, seed: int, workdir: pathlib.Path, log=print, *, min_rounds: int = 1,
-                 kill_first_round: bool = False):
+                 kill_first_round: bool = False, retry_backoff_s: float | None = None):
         self.seed = seed
+        #: the systems' ``retry_backoff_s`` (None: the client's own), for every run's process
+        self.retry_backoff_s = retry_backoff_s
         self.min_rounds = min_rounds
         self.kill_first_round = kill_first_round
         self.rng = random.Random(seed)
@@ -96,8 +98,10 @@ class Campaign:
                      systems=("customwebshop", "customerp"), seed=self.seed) as sandbox, \
                 _exported(sandbox.environ()):
             h = SyncHarness(sandbox, self.workdir)
+            backoff = ({} if self.retry_backoff_s is None
+                       else {"retry_backoff_s": self.retry_backoff_s})
             for system in ("customwebshop", "customerp"):
-                h.configure(system, max_retries=2, timeout_s=10)
+                h.configure(system, max_retries=2, timeout_s=10, **backoff)
             rounds = max(self.min_rounds, self.rng.randint(*_ROUNDS))
             for round_no in range(rounds):
                 self._clear_faults(h)     # edits are the users', not talksync's: no faults
