@@ -76,8 +76,9 @@ def _access_secret_version(name: str) -> str:
     except ImportError:
         raise SecretError(
             f"cannot resolve {_SECRET_MANAGER_SCHEME}{name}: the Secret Manager backend needs "
-            "talksync[gcp] (pip install 'talksync[gcp]'); it is not installed here, use a "
-            "${ENV} reference instead") from None
+            "talksync[gcp], which the lock includes "
+            "(pip install --require-hashes --no-deps -r requirements.txt); "
+            "it is not installed here, use a ${ENV} reference instead") from None
     try:
         client = secretmanager.SecretManagerServiceClient()
         response = client.access_secret_version(request={"name": name})

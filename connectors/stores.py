@@ -28,7 +28,8 @@ def link_store_class(url: str) -> type[LinkStore]:
         except ImportError as exc:
             raise ValueError(
                 f"link_store: {url!r} needs the google-cloud-firestore package ({exc}); "
-                "install it with: pip install 'talksync[gcp]'") from exc
+                "install the locked versions, which include it: "
+                "pip install --require-hashes --no-deps -r requirements.txt") from exc
         return FirestoreLinkStore
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ValueError(

@@ -24,7 +24,7 @@ PROJECT = "talksync-test"
 REQUIRE_VARIABLE = "TALKSYNC_REQUIRE_FIRESTORE_EMULATOR"
 INSTALL_HINT = ("install the Firestore emulator: `apt-get install "
                 "google-cloud-cli-firestore-emulator` (or `gcloud components install "
-                "cloud-firestore-emulator`), Java 11+ and `pip install google-cloud-firestore`")
+                "cloud-firestore-emulator`), Java 11+ and the locked packages (`make install`)")
 #: how long the emulator may take to answer after it was started or stopped
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0

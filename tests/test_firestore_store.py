@@ -164,7 +164,7 @@ def test_without_the_client_library_the_message_says_what_to_install():
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=60, check=True).stdout
     assert "needs the google-cloud-firestore package" in shown
-    assert "pip install 'talksync[gcp]'" in shown
+    assert "pip install --require-hashes --no-deps -r requirements.txt" in shown
 
 
 def test_the_store_is_one_that_distributed_runners_may_share(store):

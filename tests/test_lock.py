@@ -151,10 +151,14 @@ def test_make_installs_only_from_the_lock():
 
 
 def test_the_docs_tell_users_to_install_from_the_lock():
-    """An install the docs show a user resolves nothing: a `pip install .` or
-    `pip install 'talksync[gcp]'` would take whatever versions are newest that day."""
+    """An install the docs or the product's messages show a user resolves nothing: a
+    `pip install .` or `pip install 'talksync[gcp]'` would take whatever versions are newest
+    that day."""
     shown = []
-    for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+    messages = [path for package in ("core", "connectors", "transforms", "pipelines")
+                for path in sorted((REPO / package).rglob("*.py"))]
+    for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *messages,
+                 REPO / "tests" / "firestore_emulator.py"]:
         for line in path.read_text().splitlines():
             for command in re.findall(r"pip install [^`\n#]*", line):
                 shown.append((path.name, command.strip()))
